@@ -1,0 +1,134 @@
+"""The messages that travel between services, as JSON on Kafka.
+
+Every message is a frozen pydantic model with a ``schema_version``. A breaking change adds a
+new version that consumers accept side by side during a rollout; no Python import path is ever
+put on the wire. Unknown fields are rejected so that a producer's typo fails loudly at the edge.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+SCHEMA_VERSION: Literal[1] = 1
+
+RequestId = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
+ModelName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+# A label is 0 (negative) or 1 (positive), as in the training data.
+Label = Literal[0, 1]
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+
+class Source(StrEnum):
+    REST = "rest"
+    WS = "ws"
+    PRODUCER = "producer"
+    REPLAY = "replay"
+
+
+class ReviewRequest(Message):
+    """A review to classify. Keyed by ``request_id`` on the requests topic."""
+
+    request_id: RequestId = Field(default_factory=new_request_id)
+    # Length limits are a worker setting (oversized text goes to the DLQ with the reason);
+    # the contract only refuses what can never be classified.
+    text: Annotated[str, StringConstraints(min_length=1)]
+    submitted_at: datetime = Field(default_factory=utc_now)
+    source: Source
+    # A label the sender already knows (a replay, or a user who picked it before sending).
+    user_label: Label | None = None
+    # Opaque routing hint for the reply, e.g. the gateway instance waiting for it.
+    reply_to: str | None = Field(default=None, max_length=256)
+
+
+class Timings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    queue_ms: float = Field(ge=0, description="submitted_at to the worker picking the batch up")
+    inference_ms: float = Field(
+        ge=0, description="preprocessing + ONNX Runtime for the whole batch"
+    )
+    batch_size: int = Field(ge=1)
+
+
+class Prediction(Message):
+    """The answer to one ReviewRequest. Keyed by ``request_id`` on the predictions topic."""
+
+    request_id: RequestId
+    label: Label
+    probability: float = Field(ge=0.0, le=1.0, description="probability of the positive class")
+    model_name: ModelName
+    model_version: str = Field(min_length=1, max_length=64)
+    worker_id: str = Field(min_length=1, max_length=256)
+    submitted_at: datetime
+    predicted_at: datetime = Field(default_factory=utc_now)
+    source: Source
+    timings: Timings
+    reply_to: str | None = Field(default=None, max_length=256)
+
+
+class Feedback(Message):
+    """The true label for an earlier prediction (by request_id) or for a text."""
+
+    feedback_id: RequestId = Field(default_factory=new_request_id)
+    request_id: RequestId | None = None
+    text: Annotated[str, StringConstraints(min_length=1)] | None = None
+    label: Label
+    source: Source
+    given_at: datetime = Field(default_factory=utc_now)
+
+    @model_validator(mode="after")
+    def _answers_something(self) -> Feedback:
+        if self.request_id is None and self.text is None:
+            raise ValueError("feedback needs a request_id or a text")
+        return self
+
+
+class ChangeReason(StrEnum):
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled_back"
+    ALIAS_MOVED = "alias_moved"
+
+
+class ModelChanged(Message):
+    """The serving alias now points at this version. Keyed by model name on a compacted topic."""
+
+    model_name: ModelName
+    version: str = Field(min_length=1, max_length=64)
+    alias: str = Field(min_length=1, max_length=128)
+    artifact_uri: str = Field(min_length=1)
+    sha256: Sha256
+    reason: ChangeReason = ChangeReason.ALIAS_MOVED
+    changed_at: datetime = Field(default_factory=utc_now)
+
+
+class DeadLetter(Message):
+    """A record that could not be processed, with the reason and its original bytes."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None = Field(default=None, description="original key, base64")
+    value: str = Field(description="original value, base64, byte for byte")
+    reason: str
+    error_type: str
+    service: str
+    failed_at: datetime = Field(default_factory=utc_now)

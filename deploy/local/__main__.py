@@ -1,0 +1,88 @@
+"""``python -m deploy.local``: run the whole local stack under honcho until Ctrl-C.
+
+Kafka, PostgreSQL and MLflow start here unless their settings point at another host; the
+reviewstream services start beside them and wait for what they need. Everything persists
+in the state folder, so running it again reuses data, jars and registered models.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+from honcho.manager import Manager
+
+from deploy.local.ports import check_free
+from deploy.local.settings import StackSettings
+
+# The reviewstream services, each runnable alone as `python -m <package>`.
+SERVICES: list[str] = []
+
+app = typer.Typer(add_completion=False)
+
+
+def infrastructure(settings: StackSettings) -> dict[str, str]:
+    """The processes of the stack's third-party servers, after checking their ports."""
+    python = sys.executable
+    processes = {}
+    if settings.runs_postgres:
+        host, port = settings.database_address
+        check_free(host, port, what="PostgreSQL", setting="DATABASE_URL")
+        processes["postgres"] = f"{python} -m deploy.local.postgres"
+    if settings.runs_kafka:
+        host, port = settings.kafka_address
+        check_free(host, port, what="Kafka", setting="RS_KAFKA_BOOTSTRAP_SERVERS")
+        check_free(
+            host,
+            settings.kafka_controller_port,
+            what="the Kafka controller",
+            setting="RS_STACK_KAFKA_CONTROLLER_PORT",
+        )
+        processes["kafka"] = f"{python} -m deploy.local.kafka"
+    if settings.runs_mlflow:
+        host, port = settings.mlflow_address
+        check_free(host, port, what="MLflow", setting="MLFLOW_TRACKING_URI")
+        processes["mlflow"] = f"{python} -m deploy.local.mlflow_server"
+    return processes
+
+
+@app.command()
+def up(
+    infra_only: Annotated[
+        bool, typer.Option("--infra-only", help="Kafka, PostgreSQL and MLflow without the services")
+    ] = False,
+) -> None:
+    """Run the stack in the foreground; Ctrl-C stops everything cleanly."""
+    settings = StackSettings()
+    processes = infrastructure(settings)
+    if not infra_only:
+        processes |= {name: f"{sys.executable} -m {name}" for name in SERVICES}
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    typer.echo(
+        "reviewstream stack\n"
+        f"  Kafka:      {settings.kafka.bootstrap_servers}\n"
+        f"  PostgreSQL: {_redacted(settings.database.url.get_secret_value())}\n"
+        f"  MLflow UI:  {settings.mlflow_tracking_uri}\n"
+        f"  state:      {settings.state_dir.resolve()}\n"
+        "Ctrl-C stops everything."
+    )
+    manager = Manager()
+    for name, command in processes.items():
+        manager.add_process(name, command, env=env)
+    manager.loop()
+    raise typer.Exit(manager.returncode or 0)
+
+
+def _redacted(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
+    return parts.geturl()
+
+
+if __name__ == "__main__":
+    app()

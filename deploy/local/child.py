@@ -1,0 +1,71 @@
+"""Run a server as a child process, initialise it once it answers, and pass signals through.
+
+The supervisor (honcho) sees one long-running process per component; the component's
+one-shot set-up (topics, migrations) runs here as soon as the server is ready, so nothing
+in the Procfile exits early and brings the stack down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from types import FrameType
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def run_child(
+    cmd: Sequence[str],
+    *,
+    initialise: Callable[[subprocess.Popen[bytes]], Coroutine[Any, Any, None]],
+    user: str | None = None,
+    stop_signal: signal.Signals = signal.SIGTERM,
+) -> int:
+    """Start ``cmd``, await ``initialise`` while it runs, then wait for it to exit.
+
+    SIGINT/SIGTERM received here are passed to the child as ``stop_signal``.
+    """
+    child = subprocess.Popen(list(cmd), user=user, stdout=sys.stdout, stderr=sys.stderr)
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        if child.poll() is None:
+            child.send_signal(stop_signal)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    try:
+        asyncio.run(initialise(child))
+    except BaseException:
+        log.exception("initialisation failed; stopping %s", cmd[0])
+        if child.poll() is None:
+            child.send_signal(stop_signal)
+        child.wait()
+        return 1
+    return child.wait()
+
+
+async def wait_ready(child: subprocess.Popen[bytes], what: str, ready: Awaitable[None]) -> None:
+    """Await ``ready``, failing fast if the server dies first."""
+
+    async def exited() -> None:
+        # Polling, not a thread blocked in wait(): asyncio.run would wait for that thread.
+        while child.poll() is None:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
+        raise ChildExited(f"{what} exited with code {child.returncode} before it was ready")
+
+    watcher = asyncio.ensure_future(exited())
+    readiness = asyncio.ensure_future(ready)
+    done, _ = await asyncio.wait({watcher, readiness}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (watcher, readiness):
+        task.cancel()
+    for task in done:
+        task.result()
+
+
+class ChildExited(RuntimeError):
+    pass

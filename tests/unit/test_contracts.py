@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from contracts import (
+    ChangeReason,
+    DecodeError,
+    Feedback,
+    Message,
+    ModelChanged,
+    Prediction,
+    ReviewRequest,
+    Source,
+    Timings,
+    dead_letter,
+    decode,
+    encode,
+)
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+EXAMPLES: list[Message] = [
+    ReviewRequest(text="Great tacos, rude waiter.", source=Source.REST, submitted_at=NOW),
+    ReviewRequest(
+        request_id="r-1", text="ok", source=Source.REPLAY, user_label=1, reply_to="gateway-a"
+    ),
+    Prediction(
+        request_id="r-1",
+        label=1,
+        probability=0.93,
+        model_name="reviewstream-sentiment",
+        model_version="3",
+        worker_id="worker-1",
+        submitted_at=NOW,
+        source=Source.REST,
+        timings=Timings(queue_ms=1.5, inference_ms=3.0, batch_size=8),
+    ),
+    Feedback(request_id="r-1", label=0, source=Source.WS),
+    Feedback(text="Never again.", label=0, source=Source.REPLAY),
+    ModelChanged(
+        model_name="reviewstream-sentiment",
+        version="4",
+        alias="production",
+        artifact_uri="models:/reviewstream-sentiment/4",
+        sha256="a" * 64,
+        reason=ChangeReason.ROLLED_BACK,
+    ),
+]
+
+
+@pytest.mark.parametrize("message", EXAMPLES, ids=lambda m: type(m).__name__)
+def test_round_trip_is_exact(message: Message) -> None:
+    raw = encode(message)
+    assert json.loads(raw)["schema_version"] == 1
+    assert decode(raw, type(message)) == message
+
+
+def test_messages_are_frozen() -> None:
+    request = ReviewRequest(text="x", source=Source.REST)
+    with pytest.raises(ValidationError):
+        request.text = "y"  # type: ignore[misc]
+
+
+def test_request_ids_are_unique_by_default() -> None:
+    first = ReviewRequest(text="a", source=Source.REST)
+    second = ReviewRequest(text="a", source=Source.REST)
+    assert first.request_id != second.request_id
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (None, "tombstone"),
+        (b"\xff\xfe", "not UTF-8"),
+        (b"{not json", "not JSON"),
+        (b"[1, 2]", "expected a JSON object"),
+        (b'{"text": "hi", "source": "rest"}', "unsupported schema_version None"),
+        (b'{"schema_version": 2, "text": "hi", "source": "rest"}', "unsupported schema_version 2"),
+        (b'{"schema_version": 1, "text": "", "source": "rest"}', "text"),
+        (b'{"schema_version": 1, "text": "hi", "source": "fax"}', "source"),
+        (b'{"schema_version": 1, "text": "hi", "source": "rest", "extra": 1}', "extra"),
+        (b'{"schema_version": 1, "text": "hi", "source": "rest", "user_label": 5}', "user_label"),
+    ],
+)
+def test_decode_says_what_is_wrong(raw: bytes | None, reason: str) -> None:
+    with pytest.raises(DecodeError) as info:
+        decode(raw, ReviewRequest)
+    assert reason in info.value.reason
+
+
+def test_feedback_needs_a_request_id_or_a_text() -> None:
+    with pytest.raises(ValidationError, match="request_id or a text"):
+        Feedback(label=1, source=Source.REST)
+
+
+def test_model_changed_checks_the_digest() -> None:
+    with pytest.raises(ValidationError):
+        ModelChanged(model_name="m", version="1", alias="p", artifact_uri="x", sha256="nothex")
+
+
+def test_dead_letter_keeps_the_original_bytes() -> None:
+    letter = dead_letter(
+        topic="reviews.requests",
+        partition=2,
+        offset=41,
+        key=b"k",
+        value=b"\xff\x00raw",
+        reason="value is not UTF-8",
+        error_type="DecodeError",
+        service="worker",
+    )
+    assert base64.b64decode(letter.value) == b"\xff\x00raw"
+    assert base64.b64decode(letter.key or "") == b"k"
+    assert decode(encode(letter), type(letter)) == letter
