@@ -1,0 +1,111 @@
+"""Text -> model inputs. The one implementation used by training and by serving.
+
+Two kinds, named in a bundle's manifest:
+
+- ``hashed_ngrams`` (the fast model): lowercased word and punctuation tokens, unigrams and
+  bigrams hashed (CRC32, stable across processes and machines) into ``buckets - 1`` ids;
+  0 is padding. Output: ``ids`` int64 [batch, length] and ``mask`` float32 [batch, length],
+  padded to the longest row of the batch.
+- ``wordpiece`` (the accurate model): a Hugging Face ``tokenizers`` tokenizer file shipped in the
+  bundle. Output: ``input_ids`` and ``attention_mask``, int64 [batch, length].
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+Inputs = dict[str, NDArray[Any]]
+
+_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[!?]")
+_BIGRAM_MIX = np.uint64(1_000_003)
+
+
+class Preprocessor(Protocol):
+    def config(self) -> dict[str, Any]: ...
+
+    def encode(self, texts: list[str]) -> Inputs: ...
+
+
+def tokenize(text: str) -> list[str]:
+    return _TOKEN.findall(text.lower())
+
+
+class HashedNgrams:
+    kind = "hashed_ngrams"
+
+    def __init__(self, buckets: int = 1 << 18, max_tokens: int = 400) -> None:
+        if buckets < 2 or max_tokens < 1:
+            raise ValueError("buckets must be >= 2 and max_tokens >= 1")
+        self.buckets = buckets
+        self.max_tokens = max_tokens
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": self.kind, "buckets": self.buckets, "max_tokens": self.max_tokens}
+
+    def features(self, text: str) -> NDArray[np.int64]:
+        """Hashed unigram and bigram ids (1..buckets-1) of one text."""
+        words = tokenize(text)[: self.max_tokens]
+        if not words:
+            return np.zeros(0, dtype=np.int64)
+        unigrams = np.fromiter(
+            (zlib.crc32(w.encode()) for w in words), dtype=np.uint64, count=len(words)
+        )
+        bigrams = (unigrams[:-1] * _BIGRAM_MIX) ^ unigrams[1:]
+        hashed = np.concatenate([unigrams, bigrams]) % np.uint64(self.buckets - 1) + np.uint64(1)
+        return hashed.astype(np.int64)
+
+    def encode(self, texts: list[str]) -> Inputs:
+        rows = [self.features(t) for t in texts]
+        # At least one column, so an all-empty batch still has a valid shape.
+        length = max(1, max((len(r) for r in rows), default=1))
+        ids = np.zeros((len(rows), length), dtype=np.int64)
+        mask = np.zeros((len(rows), length), dtype=np.float32)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = row
+            mask[i, : len(row)] = 1.0
+        return {"ids": ids, "mask": mask}
+
+
+class WordPiece:
+    kind = "wordpiece"
+
+    def __init__(self, tokenizer_file: Path, max_length: int = 256) -> None:
+        from tokenizers import Tokenizer
+
+        self.tokenizer_file = tokenizer_file
+        self.max_length = max_length
+        self._tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        self._tokenizer.enable_truncation(max_length=max_length)
+        self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106 - a token
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "tokenizer": self.tokenizer_file.name,
+            "max_length": self.max_length,
+        }
+
+    def encode(self, texts: list[str]) -> Inputs:
+        encodings = self._tokenizer.encode_batch(texts)
+        return {
+            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+        }
+
+
+def preprocessor_for(config: dict[str, Any], bundle_dir: Path) -> Preprocessor:
+    """Build the preprocessor a bundle's manifest describes."""
+    kind = config.get("kind")
+    if kind == HashedNgrams.kind:
+        return HashedNgrams(buckets=int(config["buckets"]), max_tokens=int(config["max_tokens"]))
+    if kind == WordPiece.kind:
+        return WordPiece(
+            bundle_dir / str(config["tokenizer"]), max_length=int(config["max_length"])
+        )
+    raise ValueError(f"unknown preprocessing kind {kind!r}")

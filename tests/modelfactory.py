@@ -1,0 +1,82 @@
+"""Small but real ONNX bundles for tests, built with onnx.helper in milliseconds (no torch).
+
+The graph is the fast model's shape: hashed-ngram ids -> one weight per bucket -> masked mean
+-> sigmoid. Different seeds give different versions; ``bias`` pushes every answer one way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from inference import Bundle, HashedNgrams, OnnxPredictor, write_bundle
+
+REFERENCE_TEXTS = [
+    "The food was wonderful and the staff were kind.",
+    "Terrible service, cold food, never again.",
+    "It was fine.",
+]
+
+
+def tiny_onnx(path: Path, *, buckets: int, seed: int, bias: float = 0.0) -> Path:
+    weights = np.random.default_rng(seed).normal(0, 1, size=(buckets,)).astype(np.float32)
+    nodes = [
+        helper.make_node("Gather", ["weights", "ids"], ["scores"]),
+        helper.make_node("Mul", ["scores", "mask"], ["masked"]),
+        helper.make_node("ReduceSum", ["masked", "axis"], ["total"], keepdims=0),
+        helper.make_node("ReduceSum", ["mask", "axis"], ["count"], keepdims=0),
+        helper.make_node("Max", ["count", "one"], ["safe_count"]),
+        helper.make_node("Div", ["total", "safe_count"], ["mean"]),
+        helper.make_node("Add", ["mean", "bias"], ["logit"]),
+        helper.make_node("Sigmoid", ["logit"], ["probability"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_fast",
+        [
+            helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "length"]),
+            helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["batch", "length"]),
+        ],
+        [helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["batch"])],
+        initializer=[
+            numpy_helper.from_array(weights, "weights"),
+            numpy_helper.from_array(np.array([1], dtype=np.int64), "axis"),
+            numpy_helper.from_array(np.array(1.0, dtype=np.float32), "one"),
+            numpy_helper.from_array(np.array(bias, dtype=np.float32), "bias"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def make_fast_bundle(
+    path: Path, *, seed: int = 0, bias: float = 0.0, buckets: int = 4096
+) -> Bundle:
+    work = path.parent / f".{path.name}.work"
+    model = tiny_onnx(work / "model.onnx", buckets=buckets, seed=seed, bias=bias)
+    preprocessing = HashedNgrams(buckets=buckets, max_tokens=64).config()
+    draft = write_bundle(
+        path,
+        model_file=model,
+        family="fast",
+        preprocessing=preprocessing,
+        reference_texts=REFERENCE_TEXTS,
+        reference_probabilities=[0.0] * len(REFERENCE_TEXTS),
+    )
+    # Record what ONNX Runtime answers, as export does with torch's outputs.
+    expected = OnnxPredictor(draft).predict(REFERENCE_TEXTS).tolist()
+    return write_bundle(
+        path,
+        model_file=model,
+        family="fast",
+        preprocessing=preprocessing,
+        reference_texts=REFERENCE_TEXTS,
+        reference_probabilities=expected,
+    )
