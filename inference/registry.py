@@ -1,0 +1,73 @@
+"""How bundles live in the MLflow model registry: the conventions export, watcher and workers share.
+
+- A bundle is logged as the run artifact folder ``bundle/`` and registered as a model version
+  whose ``source`` is that folder; the version carries the tag ``bundle_sha256``.
+- The serving alias (``production`` by default) names the version to serve. Moving it is how a
+  model ships; :func:`serving_version` reads where it points as a ModelChanged event.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+from contracts import ChangeReason, ModelChanged
+from inference.bundle import Bundle, load_bundle
+
+DEFAULT_MODEL_NAME = "reviewstream-sentiment"
+DEFAULT_ALIAS = "production"
+BUNDLE_ARTIFACT_PATH = "bundle"
+SHA_TAG = "bundle_sha256"
+
+
+def register_bundle(
+    client: MlflowClient, *, run_id: str, bundle: Bundle, model_name: str
+) -> ModelVersion:
+    """Log the bundle to the run and register it as a new version of ``model_name``."""
+    client.log_artifacts(run_id, str(bundle.path), BUNDLE_ARTIFACT_PATH)
+    try:
+        client.get_registered_model(model_name)
+    except MlflowException:
+        client.create_registered_model(model_name)
+    source = f"{client.get_run(run_id).info.artifact_uri}/{BUNDLE_ARTIFACT_PATH}"
+    return client.create_model_version(
+        model_name, source=source, run_id=run_id, tags={SHA_TAG: bundle.sha256}
+    )
+
+
+def changed_event(
+    version: ModelVersion, alias: str, reason: ChangeReason = ChangeReason.ALIAS_MOVED
+) -> ModelChanged:
+    return ModelChanged(
+        model_name=version.name,
+        version=str(version.version),
+        alias=alias,
+        artifact_uri=str(version.source),
+        sha256=version.tags[SHA_TAG],
+        reason=reason,
+    )
+
+
+def serving_version(client: MlflowClient, model_name: str, alias: str) -> ModelChanged | None:
+    """Where the alias points now, or None if the model or the alias does not exist yet."""
+    try:
+        version = client.get_model_version_by_alias(model_name, alias)
+    except MlflowException as exc:
+        if exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}:
+            return None
+        raise
+    return changed_event(version, alias)
+
+
+def download_bundle(event: ModelChanged, destination: Path | None = None) -> Bundle:
+    """Fetch the bundle an event names and verify it against the event's sha256."""
+    target = destination or Path(tempfile.mkdtemp(prefix=f"bundle-{event.version}-"))
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=event.artifact_uri, dst_path=str(target)
+    )
+    return load_bundle(Path(local), expected_sha256=event.sha256)

@@ -1,0 +1,44 @@
+"""Bundles round-trip through a real MLflow server and registry."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from inference import BundleError, OnnxPredictor
+from inference.registry import download_bundle, register_bundle, serving_version
+from tests.localstack import LocalStack
+from tests.modelfactory import make_fast_bundle
+
+
+@pytest.fixture
+def client(stack: LocalStack) -> MlflowClient:
+    return MlflowClient(tracking_uri=stack.mlflow_uri, registry_uri=stack.mlflow_uri)
+
+
+def test_register_alias_download_and_verify(client: MlflowClient, tmp_path: Path) -> None:
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    assert serving_version(client, name, "production") is None
+
+    experiment = client.create_experiment(name)
+    run = client.create_run(experiment)
+    bundle = make_fast_bundle(tmp_path / "bundle", seed=3)
+    version = register_bundle(client, run_id=run.info.run_id, bundle=bundle, model_name=name)
+    assert serving_version(client, name, "production") is None  # registered, not served
+
+    client.set_registered_model_alias(name, "production", version.version)
+    event = serving_version(client, name, "production")
+    assert event is not None
+    assert event.version == str(version.version)
+    assert event.sha256 == bundle.sha256
+
+    downloaded = download_bundle(event, tmp_path / "download")
+    assert downloaded.sha256 == bundle.sha256
+    assert OnnxPredictor(downloaded).check_reference() <= 1e-6
+
+    tampered = event.model_copy(update={"sha256": "f" * 64})
+    with pytest.raises(BundleError, match="expected"):
+        download_bundle(tampered, tmp_path / "again")
