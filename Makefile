@@ -7,6 +7,10 @@ UV_VERSION := 0.13.8
 UV := .tools/bin/uv
 VENV := .venv
 PY := $(VENV)/bin/python
+# Offline checks of deploy/: kustomize and the docker compose CLI plugin, pinned, built from
+# the Go module proxy into .tools/ (tests use them from there).
+KUSTOMIZE_VERSION := v5.8.2
+COMPOSE_VERSION := v5.6.0
 
 .PHONY: up test lint format install bench clean-state
 
@@ -25,7 +29,7 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed .tools/.kustomize-$(KUSTOMIZE_VERSION) .tools/.compose-$(COMPOSE_VERSION)
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -34,6 +38,19 @@ $(UV):
 # Re-sync only when the lock file changes; --frozen refuses a lock that is out of date.
 $(VENV)/.installed: uv.lock pyproject.toml | $(UV)
 	$(UV) sync --frozen --all-extras --python $(PYTHON)
+	touch $@
+
+.tools/.kustomize-$(KUSTOMIZE_VERSION):
+	GOBIN=$(abspath .tools/bin) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+	touch $@
+
+# `go install pkg@version` refuses compose's go.mod (exclude directives), so build it as the
+# main module from the module cache; `docker compose` finds it through DOCKER_CONFIG.
+.tools/.compose-$(COMPOSE_VERSION):
+	go mod download github.com/docker/compose/v5@$(COMPOSE_VERSION)
+	cd "$$(go env GOMODCACHE)/github.com/docker/compose/v5@$(COMPOSE_VERSION)" && go build -trimpath \
+	    -ldflags "-s -w -X github.com/docker/compose/v5/internal.Version=$(COMPOSE_VERSION)" \
+	    -o $(abspath .tools/docker/cli-plugins/docker-compose) ./cmd
 	touch $@
 
 clean-state: ## Delete the local stack's data (Kafka topics, PostgreSQL, MLflow runs and models)

@@ -1,0 +1,136 @@
+"""deploy/compose/compose.yaml, as ``docker compose config`` (the real CLI plugin) reads it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deploy.healthcheck import ENDPOINTS
+from tests.deployrender import DEPLOYED, compose_config, run_compose
+
+INFRA = ("kafka", "postgres", "mlflow")
+
+
+def service(name: str) -> dict[str, Any]:
+    services: dict[str, dict[str, Any]] = compose_config()["services"]
+    assert name in services, f"compose has no service {name!r}"
+    return services[name]
+
+
+def test_compose_config_accepts_the_file() -> None:
+    result = run_compose("config", "--quiet")
+    assert result.returncode == 0, result.stderr
+    names = set(compose_config()["services"])
+    assert names == {*INFRA, "init-job", *(c for c, _ in DEPLOYED.values())}
+
+
+def test_training_profile_is_valid_and_not_started_by_default() -> None:
+    config = compose_config("training")
+    training = config["services"]["training"]
+    assert training["profiles"] == ["training"]
+    # The image's own reference travels into the image and the run's environment.
+    assert training["environment"]["RS_TRAIN_IMAGE"] == training["image"]
+    assert training["build"]["args"]["RS_TRAIN_IMAGE"] == training["image"]
+    assert training["build"]["target"] == "training"
+
+
+def test_a_broken_file_is_rejected(tmp_path: Path) -> None:
+    """The check has teeth: compose refuses an unknown depends_on condition."""
+    broken = tmp_path / "compose.yaml"
+    broken.write_text(
+        "services:\n  a:\n    image: busybox\n    depends_on:\n"
+        "      b: {condition: service_sleepy}\n  b:\n    image: busybox\n"
+    )
+    result = run_compose("config", "--quiet", file=broken)
+    assert result.returncode != 0
+
+
+def test_official_images_pinned_by_exact_tag() -> None:
+    assert service("kafka")["image"] == "apache/kafka:4.1.1"
+    assert service("postgres")["image"] == "postgres:18.1-bookworm"
+    for name in ("mlflow", "init-job", *(c for c, _ in DEPLOYED.values())):
+        assert "build" in service(name), f"{name} is built from deploy/docker/Dockerfile"
+        assert service(name)["build"]["dockerfile"] == "deploy/docker/Dockerfile"
+
+
+def test_kafka_is_kraft_without_topic_auto_creation() -> None:
+    env = service("kafka")["environment"]
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    assert "CLUSTER_ID" in env
+    assert any(v["target"] == "/var/lib/kafka/data" for v in service("kafka")["volumes"])
+
+
+def test_mlflow_uses_postgres_and_an_artifact_volume() -> None:
+    mlflow = service("mlflow")
+    assert mlflow["environment"]["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql+psycopg2://")
+    assert mlflow["environment"]["MLFLOW_BACKEND_STORE_URI"].endswith("@postgres:5432/mlflow")
+    volume = next(v for v in mlflow["volumes"] if v["type"] == "volume")
+    assert volume["target"] == mlflow["environment"]["MLFLOW_ARTIFACTS_DESTINATION"]
+    assert mlflow["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+def test_named_volumes_hold_every_state() -> None:
+    volumes = set(compose_config()["volumes"])
+    assert volumes == {"kafka-data", "postgres-data", "mlflow-artifacts", "stats-data"}
+    for name in ("kafka", "postgres", "mlflow", "stats"):
+        mounted = {v["source"] for v in service(name)["volumes"] if v["type"] == "volume"}
+        assert mounted & volumes, f"{name} keeps its state on a named volume"
+
+
+def test_infrastructure_has_healthchecks() -> None:
+    for name in INFRA:
+        check = service(name)["healthcheck"]
+        assert check["test"][0] in {"CMD", "CMD-SHELL"}
+        assert not check.get("disable", False)
+
+
+def test_init_job_creates_topics_then_migrates_once() -> None:
+    job = service("init-job")
+    assert job["restart"] == "no"
+    assert job["command"] == ["sh", "-c", "python -m deploy.topics && python -m stats.migrate"]
+    for dependency in ("kafka", "postgres"):
+        assert job["depends_on"][dependency]["condition"] == "service_healthy"
+
+
+@pytest.mark.parametrize("package", sorted(DEPLOYED))
+def test_services_wait_for_the_init_job_and_their_dependencies(package: str) -> None:
+    depends = service(DEPLOYED[package][0])["depends_on"]
+    assert depends["init-job"]["condition"] == "service_completed_successfully"
+    assert depends["kafka"]["condition"] == "service_healthy"
+    if package in {"workers", "registry_watcher"}:
+        assert depends["mlflow"]["condition"] == "service_healthy"
+    if package in {"gateway", "stats"}:
+        assert depends["postgres"]["condition"] == "service_healthy"
+
+
+@pytest.mark.parametrize("package", sorted(DEPLOYED))
+def test_services_are_hardened(package: str) -> None:
+    svc = service(DEPLOYED[package][0])
+    assert svc["read_only"] is True
+    assert svc["cap_drop"] == ["ALL"]
+    assert "no-new-privileges:true" in svc["security_opt"]
+    # Writable scratch space for the non-root user despite the read-only root.
+    assert any(t.startswith("/tmp") for t in svc["tmpfs"])  # noqa: S108 - a mount target
+
+
+def test_workers_scale_with_docker_compose_scale() -> None:
+    workers = service("workers")
+    assert "container_name" not in workers, "a fixed name makes --scale fail"
+    assert "ports" not in workers, "a fixed host port makes --scale fail"
+    assert workers["deploy"]["replicas"] >= 1
+    # Each replica names itself (hostname) unless told otherwise.
+    assert workers["environment"]["RS_WORKER_WORKER_ID"] is None
+
+
+def test_gateway_is_published_with_api_keys_from_a_secret() -> None:
+    gateway = service("gateway")
+    assert [p["target"] for p in gateway["ports"]] == [ENDPOINTS["gateway"].default_port]
+    assert gateway["environment"]["RS_GATEWAY_OPEN_MODE"] == "false"
+    assert gateway["environment"]["RS_GATEWAY_API_KEYS_FILE"] == "/run/secrets/api_keys"
+    assert [s["source"] for s in gateway["secrets"]] == ["api_keys"]
+    assert "api_keys" in compose_config()["secrets"]
+    # Unique per replica: never one fixed id for every gateway.
+    assert gateway["environment"]["RS_GATEWAY_INSTANCE_ID"] is None

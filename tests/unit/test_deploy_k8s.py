@@ -1,0 +1,281 @@
+"""deploy/k8s: every overlay renders with kustomize and validates against the Kubernetes
+OpenAPI schemas (kubernetes-validate ships them, so this runs offline)."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+from kubernetes_validate.utils import SchemaNotFoundError
+
+from contracts.topics import KafkaSettings
+from deploy.healthcheck import ENDPOINTS, HEALTH_PATH, READY_PATH
+from tests.deployrender import (
+    DEPLOYED,
+    K8S,
+    OVERLAYS,
+    Manifest,
+    config_data,
+    container,
+    container_env,
+    find,
+    kustomize_build,
+    of_kind,
+    overlay,
+    render,
+)
+
+# The oldest Kubernetes these manifests promise to work on, and the newest schemas shipped.
+K8S_VERSIONS = ("1.30", "1.37")
+
+# Custom resources have no schema in the Kubernetes OpenAPI: each is named here on purpose,
+# so an unexpected kind (or a typo in apiVersion) still fails validation.
+CUSTOM_RESOURCES = {
+    ("keda.sh/v1alpha1", "ScaledObject"),  # components/keda
+    ("cert-manager.io/v1", "Certificate"),  # components/gateway-backend-tls
+    ("kafka.strimzi.io/v1beta2", "Kafka"),  # external/
+    ("kafka.strimzi.io/v1beta2", "KafkaNodePool"),
+    ("postgresql.cnpg.io/v1", "Cluster"),
+    ("postgresql.cnpg.io/v1", "Database"),
+}
+
+RENDERED = [*(K8S / "overlays" / name for name in OVERLAYS), K8S / "base", K8S / "external"]
+
+
+def deployment(manifests: tuple[Manifest, ...], package: str) -> Manifest:
+    return find(manifests, "Deployment", DEPLOYED[package][1])
+
+
+@pytest.mark.parametrize("path", RENDERED, ids=lambda p: str(Path(p).relative_to(K8S)))
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_every_manifest_validates(path: Path, version: str) -> None:
+    manifests = render(path)
+    assert manifests
+    validated = 0
+    for manifest in manifests:
+        key = (manifest["apiVersion"], manifest["kind"])
+        name = f"{manifest['kind']}/{manifest['metadata']['name']}"
+        try:
+            kubernetes_validate.validate(manifest, version, strict=True)
+            validated += 1
+        except SchemaNotFoundError:
+            assert key in CUSTOM_RESOURCES, f"{name}: no schema for {key} in Kubernetes {version}"
+        except kubernetes_validate.ValidationError as exc:
+            where = ".".join(str(p) for p in exc.path)
+            pytest.fail(f"{path.name}: {name} invalid at {where}: {exc.message}")
+    custom = sum((m["apiVersion"], m["kind"]) in CUSTOM_RESOURCES for m in manifests)
+    assert validated == len(manifests) - custom
+
+
+def test_validation_has_teeth() -> None:
+    """A typo in a field is rejected by the strict schemas, not ignored."""
+    manifest = find(overlay("dev"), "Deployment", "workers")
+    spec = manifest["spec"]["template"]["spec"]
+    broken = {**manifest, "spec": {**manifest["spec"], "template": {"spec": {**spec}}}}
+    broken["spec"]["template"]["spec"]["containers"] = [
+        {**spec["containers"][0], "readinesProbe": {"httpGet": {"pth": "/readyz", "port": 1}}}
+    ]
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSIONS[-1], strict=True)
+
+
+def test_no_textual_templating() -> None:
+    """Parameters go through kustomize, never envsubst/sed placeholders."""
+    placeholder = re.compile(r"\$\{[A-Za-z_]+\}|\{\{")
+    for path in K8S.rglob("*"):
+        if path.is_file():
+            assert not placeholder.search(path.read_text()), f"{path} has a placeholder"
+
+
+def test_a_broken_kustomization_fails(tmp_path: Path) -> None:
+    (tmp_path / "kustomization.yaml").write_text("resources: [missing.yaml]\n")
+    assert kustomize_build(tmp_path).returncode != 0
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+@pytest.mark.parametrize("package", sorted(DEPLOYED))
+def test_probes_hit_the_real_endpoints_and_ports(name: str, package: str) -> None:
+    manifests = overlay(name)
+    spec = container(deployment(manifests, package))
+    endpoint = ENDPOINTS[package]
+    ports = {p["name"]: p["containerPort"] for p in spec["ports"]}
+    assert list(ports.values()) == [endpoint.default_port]
+    env = container_env(manifests, spec)
+    assert env[endpoint.port_env] == str(endpoint.default_port)
+    assert env[endpoint.port_env.replace("_PORT", "_HOST")] == "0.0.0.0"
+    expected = {
+        "livenessProbe": HEALTH_PATH,
+        "readinessProbe": READY_PATH,
+        "startupProbe": HEALTH_PATH,
+    }
+    for probe, path in expected.items():
+        get = spec[probe]["httpGet"]
+        assert get["path"] == path, f"{package} {probe}"
+        assert ports.get(get["port"], get["port"]) == endpoint.default_port, f"{package} {probe}"
+        tls = endpoint.tls_env is not None and endpoint.tls_env in env
+        assert get.get("scheme", "HTTP") == ("HTTPS" if tls else "HTTP")
+    annotations = deployment(manifests, package)["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(endpoint.default_port)
+    assert annotations["prometheus.io/path"] == "/metrics"
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_every_container_has_requests_limits_and_runs_unprivileged(name: str) -> None:
+    manifests = overlay(name)
+    pods = [m["spec"]["template"] for m in of_kind(manifests, "Deployment")]
+    pods += [m["spec"]["template"] for m in of_kind(manifests, "Job")]
+    assert len(pods) == len(DEPLOYED) + 1
+    for pod in pods:
+        spec = pod["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["runAsUser"] == 10001
+        assert spec["automountServiceAccountToken"] is False
+        for c in [*spec.get("initContainers", []), *spec["containers"]]:
+            for kind in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(c["resources"][kind]), f"{c['name']} {kind}"
+            assert c["securityContext"]["readOnlyRootFilesystem"] is True
+            assert c["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_workers_autoscale_up_to_the_partition_count(name: str) -> None:
+    manifests = overlay(name)
+    partitions = int(
+        config_data(manifests, "ConfigMap", _env_from(manifests, "workers", "kafka-settings"))[
+            "RS_KAFKA_REQUESTS_PARTITIONS"
+        ]
+    )
+    assert "replicas" not in deployment(manifests, "workers")["spec"], "the autoscaler owns it"
+    hpas = list(of_kind(manifests, "HorizontalPodAutoscaler"))
+    scaled = list(of_kind(manifests, "ScaledObject"))
+    if name == "prod-keda":
+        assert not hpas, "KEDA makes its own HPA; a second one would fight it"
+        (keda,) = scaled
+        assert keda["spec"]["scaleTargetRef"]["name"] == "workers"
+        assert 1 <= keda["spec"]["minReplicaCount"] <= keda["spec"]["maxReplicaCount"]
+        assert keda["spec"]["maxReplicaCount"] == partitions
+        (trigger,) = keda["spec"]["triggers"]
+        kafka = config_data(manifests, "ConfigMap", _env_from(manifests, "workers", "kafka"))
+        workers = config_data(manifests, "ConfigMap", _env_from(manifests, "workers", "workers"))
+        assert trigger["type"] == "kafka"
+        assert trigger["metadata"]["allowIdleConsumers"] == "false"
+        assert trigger["metadata"]["topic"] == kafka["RS_KAFKA_REQUESTS_TOPIC"]
+        assert trigger["metadata"]["bootstrapServers"] == kafka["RS_KAFKA_BOOTSTRAP_SERVERS"]
+        assert trigger["metadata"]["consumerGroup"] == workers["RS_WORKER_GROUP_ID"]
+    else:
+        assert not scaled
+        (hpa,) = hpas
+        assert hpa["spec"]["scaleTargetRef"] == {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": "workers",
+        }
+        assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"] == partitions
+
+
+def _env_from(manifests: tuple[Manifest, ...], package: str, prefix: str) -> str:
+    """The rendered (hashed) name of the ConfigMap a service reads whose name starts so."""
+    spec = container(deployment(manifests, package))
+    names: list[str] = [s["configMapRef"]["name"] for s in spec["envFrom"] if "configMapRef" in s]
+    (name,) = [n for n in names if n.startswith(prefix)]
+    return name
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_disruption_budgets_cover_the_replicated_services(name: str) -> None:
+    manifests = overlay(name)
+    budgets = {m["metadata"]["name"]: m for m in of_kind(manifests, "PodDisruptionBudget")}
+    for package in ("gateway", "workers"):
+        labels = deployment(manifests, package)["spec"]["selector"]["matchLabels"]
+        assert budgets[DEPLOYED[package][1]]["spec"]["selector"]["matchLabels"] == labels
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_ingress_serves_the_gateway_over_tls(name: str) -> None:
+    manifests = overlay(name)
+    ingress = find(manifests, "Ingress", "gateway")
+    (tls,) = ingress["spec"]["tls"]
+    (rule,) = ingress["spec"]["rules"]
+    assert tls["hosts"] == [rule["host"]]
+    assert tls["secretName"]
+    backend = rule["http"]["paths"][0]["backend"]["service"]
+    service = find(manifests, "Service", backend["name"])
+    assert backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
+    assert service["spec"]["selector"] == {"app.kubernetes.io/name": "gateway"}
+    # The UI's origin is allowed to open the WebSocket.
+    spec = container(deployment(manifests, "gateway"))
+    origins = container_env(manifests, spec)["RS_GATEWAY_ALLOWED_ORIGINS"]
+    assert f'"https://{rule["host"]}"' in origins
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_init_job_creates_topics_then_migrates(name: str) -> None:
+    manifests = overlay(name)
+    job = find(manifests, "Job", "reviewstream-init")
+    spec = job["spec"]["template"]["spec"]
+    assert [c["command"] for c in spec["initContainers"]] == [["python", "-m", "deploy.topics"]]
+    assert [c["command"] for c in spec["containers"]] == [["python", "-m", "stats.migrate"]]
+    stats_image = container(deployment(manifests, "stats"))["image"]
+    assert {c["image"] for c in [*spec["initContainers"], *spec["containers"]]} == {stats_image}
+    assert container_env(manifests, spec["initContainers"][0]).keys() >= {
+        "RS_KAFKA_BOOTSTRAP_SERVERS",
+        "RS_KAFKA_REQUESTS_PARTITIONS",
+    }
+    assert "DATABASE_URL" in container_env(manifests, spec["containers"][0])
+
+
+def test_dev_secret_has_every_key_the_pods_need() -> None:
+    manifests = overlay("dev")
+    (secret,) = of_kind(manifests, "Secret")
+    keys = set(secret["data"])
+    needed: set[str] = set()
+    for workload in [*of_kind(manifests, "Deployment"), *of_kind(manifests, "Job")]:
+        spec = workload["spec"]["template"]["spec"]
+        for c in [*spec.get("initContainers", []), *spec["containers"]]:
+            for item in c.get("env", []):
+                ref = item.get("valueFrom", {}).get("secretKeyRef")
+                if ref and not ref.get("optional", False):
+                    assert ref["name"] == secret["metadata"]["name"]
+                    needed.add(ref["key"])
+        for volume in spec.get("volumes", []):
+            if "secret" in volume and volume["secret"]["secretName"].startswith("reviewstream"):
+                needed |= {item["key"] for item in volume["secret"].get("items", [])}
+    assert needed == {"DATABASE_URL", "api-keys.json"}
+    assert needed <= keys
+    url = base64.b64decode(secret["data"]["DATABASE_URL"]).decode()
+    assert url.startswith("postgresql://")
+
+
+def test_prod_pins_images_and_keeps_secrets_out_of_git() -> None:
+    manifests = overlay("prod")
+    assert not list(of_kind(manifests, "Secret")), "prod's Secret is created out of band"
+    for workload in [*of_kind(manifests, "Deployment"), *of_kind(manifests, "Job")]:
+        spec = workload["spec"]["template"]["spec"]
+        for c in [*spec.get("initContainers", []), *spec["containers"]]:
+            image: str = c["image"]
+            assert image.startswith("registry.example.com/reviewstream/"), image
+            tag = image.rsplit(":", 1)[-1]
+            assert "@sha256:" in image or re.fullmatch(r"\d+\.\d+\.\d+", tag), image
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_kafka_settings_parse_with_the_real_settings_class(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifests = overlay(name)
+    data = config_data(manifests, "ConfigMap", _env_from(manifests, "workers", "kafka-settings"))
+    for key, value in data.items():
+        monkeypatch.setenv(key, value)
+    settings = KafkaSettings()
+    assert {f"RS_KAFKA_{field.upper()}" for field in KafkaSettings.model_fields} == set(data)
+    assert settings.requests_partitions == int(data["RS_KAFKA_REQUESTS_PARTITIONS"])
+
+
+def test_every_rendered_object_is_labelled_part_of_reviewstream() -> None:
+    for name in OVERLAYS:
+        for manifest in overlay(name):
+            labels = manifest["metadata"].get("labels", {})
+            assert labels.get("app.kubernetes.io/part-of") == "reviewstream", manifest["kind"]
