@@ -18,14 +18,28 @@ from producers.settings import Settings
 log = logging.getLogger(__name__)
 
 
-async def check_topics(settings: Settings, topics: Iterable[str]) -> None:
-    """Reach the broker (retrying up to ``connect_timeout_s``) and check the topics exist."""
+class _TopicsMissing(Exception):
+    def __init__(self, topics: list[str]) -> None:
+        super().__init__(", ".join(topics))
+        self.topics = topics
+
+
+async def topic_partitions(
+    settings: Settings, topics: Iterable[str], *, required: Iterable[str] = ()
+) -> dict[str, list[int]]:
+    """The partitions of each of ``topics`` that exists (a missing one is left out).
+
+    Retries up to ``connect_timeout_s`` while the broker cannot be reached or a ``required``
+    topic is not there yet (one being created shows up within moments), then says which.
+    """
     servers = settings.kafka.bootstrap_servers
+    names = sorted(set(topics) | set(required))
+    found: dict[str, list[int]] = {}
     try:
         async for attempt in AsyncRetrying(
             stop=stop_after_delay(settings.connect_timeout_s),
             wait=wait_exponential(multiplier=0.2, max=2),
-            retry=retry_if_exception_type((KafkaError, OSError)),
+            retry=retry_if_exception_type((KafkaError, OSError, _TopicsMissing)),
             reraise=True,
         ):
             with attempt:
@@ -36,20 +50,32 @@ async def check_topics(settings: Settings, topics: Iterable[str]) -> None:
                 )
                 await admin.start()
                 try:
-                    existing = set(await admin.list_topics())
+                    described = await admin.describe_topics(names)
                 finally:
                     await admin.close()
+                found = {
+                    topic["topic"]: sorted(p["partition"] for p in topic["partitions"])
+                    for topic in described
+                    if topic["error_code"] == 0 and topic["partitions"]
+                }
+                if missing := sorted(set(required) - set(found)):
+                    raise _TopicsMissing(missing)
+    except _TopicsMissing as exc:
+        raise KafkaUnavailable(
+            f"topic(s) {exc} do not exist on {servers} (create them with `python -m deploy.topics`)"
+        ) from None
     except (KafkaError, OSError) as exc:
         raise KafkaUnavailable(
             f"cannot reach Kafka at {servers} within {settings.connect_timeout_s:g} s"
             f" ({describe(exc)}); is it running? (RS_KAFKA_BOOTSTRAP_SERVERS)"
         ) from None
-    missing = sorted(set(topics) - existing)
-    if missing:
-        raise KafkaUnavailable(
-            f"topic(s) {', '.join(missing)} do not exist on {servers}"
-            " (create them with `python -m deploy.topics`)"
-        )
+    return found
+
+
+async def check_topics(settings: Settings, topics: Iterable[str]) -> dict[str, list[int]]:
+    """Like :func:`topic_partitions`, but every topic must exist."""
+    names = list(topics)
+    return await topic_partitions(settings, names, required=names)
 
 
 def describe(exc: BaseException) -> str:
@@ -118,13 +144,10 @@ class TopicRange:
 
 
 async def resolve_range(
-    consumer: AIOKafkaConsumer, selection: TopicRange
+    settings: Settings, consumer: AIOKafkaConsumer, selection: TopicRange
 ) -> dict[TopicPartition, tuple[int, int]]:
     """[start, end) offsets for every selected partition."""
-    await consumer.topics()  # metadata for every topic, so partitions_for_topic answers
-    known = consumer.partitions_for_topic(selection.topic)
-    if not known:
-        raise KafkaUnavailable(f"topic {selection.topic} does not exist")
+    known = (await check_topics(settings, [selection.topic]))[selection.topic]
     wanted = set(selection.partitions) or set(known)
     if unknown := wanted - set(known):
         raise KafkaUnavailable(

@@ -162,14 +162,11 @@ def detect_format(path: Path) -> InputFormat:
 def open_binary(path: Path) -> IO[bytes]:
     """The file's bytes, decompressed when it is gzip."""
     try:
-        raw = path.open("rb")
+        with path.open("rb") as probe:
+            gzipped = probe.read(2) == GZIP_MAGIC
+        return cast(IO[bytes], gzip.open(path, "rb")) if gzipped else path.open("rb")
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if raw.read(2) == GZIP_MAGIC:
-        raw.seek(0)
-        return cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb"))
-    raw.seek(0)
-    return raw
 
 
 def file_digest(path: Path) -> str:

@@ -69,7 +69,7 @@ async def replay_file(
     else:
         rows = islice(source.rows(), options.limit)
     report.rows = scan.rows if options.limit is None else min(scan.rows, options.limit)
-    return await _replay(settings, report, _async(rows), report.rows, options, stop)
+    return await _replay(settings, report, _async(rows), report.rows, options, stop, False)
 
 
 async def replay_topic(
@@ -79,10 +79,11 @@ async def replay_topic(
     stop: asyncio.Event | None = None,
 ) -> Report:
     report = Report(command="replay")
+    await kafka.check_topics(settings, [selection.topic])  # a clear error before anything else
     consumer = kafka.new_consumer(settings)
     await kafka.start(consumer, settings.kafka.bootstrap_servers)
     try:
-        ranges = await kafka.resolve_range(consumer, selection)
+        ranges = await kafka.resolve_range(settings, consumer, selection)
         total = sum(end - start for start, end in ranges.values())
         if options.limit is not None:
             total = min(total, options.limit)
@@ -91,7 +92,7 @@ async def replay_topic(
                 "replaying %s partition %d offsets [%d, %d)", tp.topic, tp.partition, start, end
             )
         rows = _topic_rows(consumer, ranges, report, options)
-        return await _replay(settings, report, rows, total, options, stop)
+        return await _replay(settings, report, rows, total, options, stop, True)
     finally:
         await consumer.stop()
 
@@ -129,7 +130,10 @@ async def _replay(
     total: int,
     options: ReplayOptions,
     stop: asyncio.Event | None,
+    label_in_request: bool,
 ) -> Report:
+    """Send the rows; a file's labels come only as feedback (as a user's verdict would), a
+    topic's requests keep the ``user_label`` they had."""
     stop = stop or asyncio.Event()
     started = time.monotonic()
     delay = (
@@ -164,7 +168,11 @@ async def _replay(
                         feeder.result()  # feedback could not be sent: stop and say why
                     if not await pacer.wait(stop):
                         break
-                    request = ReviewRequest(text=row.text, source=Source.REPLAY)
+                    request = ReviewRequest(
+                        text=row.text,
+                        source=Source.REPLAY,
+                        user_label=row.label if label_in_request else None,
+                    )
                     if options.keep_ids and row.request_id is not None:
                         request = request.model_copy(update={"request_id": row.request_id})
                     delivered = await traffic.request(request, row)

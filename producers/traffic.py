@@ -83,13 +83,17 @@ class Traffic(Generic[T]):
             topics.append(k.feedback_topic)
         if self._wait:
             topics.append(k.predictions_topic)
-        await kafka.check_topics(self._settings, topics)
+        partitions = await kafka.check_topics(self._settings, topics)
         producer = kafka.new_producer(self._settings)
         await kafka.start(producer, k.bootstrap_servers)
         self._producer = producer
         if self._wait:
             try:
-                await self._listen_from_now(k)
+                dlq = k.dlq(self._requests_topic)
+                partitions.update(await kafka.topic_partitions(self._settings, [dlq]))
+                if dlq not in partitions:
+                    log.warning("topic %s does not exist: rejections will show as time-outs", dlq)
+                await self._listen_from_now(k, partitions, [k.predictions_topic, dlq])
             except BaseException:
                 await self.__aexit__()
                 raise
@@ -109,17 +113,13 @@ class Traffic(Generic[T]):
                 if self._producer is not None:
                     await self._producer.stop()
 
-    async def _listen_from_now(self, k: KafkaSettings) -> None:
+    async def _listen_from_now(
+        self, k: KafkaSettings, partitions: dict[str, list[int]], topics: list[str]
+    ) -> None:
         consumer = kafka.new_consumer(self._settings)
         self._consumer = consumer
         await kafka.start(consumer, k.bootstrap_servers)
-        await consumer.topics()
-        tps: list[TopicPartition] = []
-        for topic in (k.predictions_topic, k.dlq(self._requests_topic)):
-            partitions = consumer.partitions_for_topic(topic) or set()
-            if not partitions:
-                log.warning("topic %s does not exist: rejections will show as time-outs", topic)
-            tps.extend(TopicPartition(topic, p) for p in sorted(partitions))
+        tps = [TopicPartition(t, p) for t in topics for p in partitions.get(t, [])]
         consumer.assign(tps)
         for tp, offset in (await consumer.end_offsets(tps)).items():
             consumer.seek(tp, offset)
