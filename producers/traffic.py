@@ -72,10 +72,6 @@ class Traffic(Generic[T]):
         self._progress = asyncio.Event()
         self._last_progress = time.monotonic()
 
-    @property
-    def pending(self) -> int:
-        return len(self._pending)
-
     async def __aenter__(self) -> Traffic[T]:
         k = self._settings.kafka
         topics = [self._requests_topic]
@@ -83,14 +79,13 @@ class Traffic(Generic[T]):
             topics.append(k.feedback_topic)
         if self._wait:
             topics.append(k.predictions_topic)
-        partitions = await kafka.check_topics(self._settings, topics)
+        dlq = k.dlq(self._requests_topic)  # where workers put the requests they reject
+        partitions = await kafka.topic_partitions(self._settings, [*topics, dlq], required=topics)
         producer = kafka.new_producer(self._settings)
         await kafka.start(producer, k.bootstrap_servers)
         self._producer = producer
         if self._wait:
             try:
-                dlq = k.dlq(self._requests_topic)
-                partitions.update(await kafka.topic_partitions(self._settings, [dlq]))
                 if dlq not in partitions:
                     log.warning("topic %s does not exist: rejections will show as time-outs", dlq)
                 await self._listen_from_now(k, partitions, [k.predictions_topic, dlq])
