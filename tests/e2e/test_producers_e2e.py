@@ -1,0 +1,245 @@
+"""The producers against a real worker (``python -m workers``) on the real stack.
+
+- bulk writes exactly one prediction per input row, each the model's answer for that row;
+- a bulk run interrupted with Ctrl-C and run again answers every row exactly once;
+- a replay of a labelled file reports a live accuracy equal to the model's offline accuracy.
+
+The worker is started per the service contract (see PREAMBLE "Service contracts"): a bundle is
+registered in MLflow under a fresh model name with the ``production`` alias, and the worker is
+told that name, the test's topics and its own consumer group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from contracts import Feedback, KafkaSettings, decode
+from inference import Bundle, OnnxPredictor
+from inference.registry import register_bundle
+from producers.readers import ReviewFile
+from tests.localstack import ROOT, LocalStack, free_port
+from tests.modelfactory import make_fast_bundle
+from tests.reviewfiles import labelled_rows, write_labelled_csv_gz
+from tests.topicdump import dump_topic
+
+pytestmark = pytest.mark.needs_workers
+
+SHARED_TEST = Path(os.environ.get("RS_SHARED_DATA", "/work/shared/data")) / "yelp/test.csv.gz"
+
+
+@dataclass
+class Worker:
+    bundle: Bundle
+    model_name: str
+    version: str
+
+
+async def _wait_ready(port: int, process: asyncio.subprocess.Process, timeout_s: float) -> None:
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as reply:
+                return bool(reply.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    deadline = time.monotonic() + timeout_s
+    while not await asyncio.to_thread(ready):
+        assert process.returncode is None, "the worker exited before it was ready"
+        assert time.monotonic() < deadline, f"the worker was not ready in {timeout_s:g} s"
+        await asyncio.sleep(0.3)
+
+
+@pytest.fixture
+async def worker(stack: LocalStack, kafka: KafkaSettings, tmp_path: Path) -> AsyncIterator[Worker]:
+    """A real worker serving a freshly registered fast bundle on this test's topics."""
+    client = MlflowClient(tracking_uri=stack.mlflow_uri, registry_uri=stack.mlflow_uri)
+    name = f"e2e-producers-{uuid.uuid4().hex[:8]}"
+    run = client.create_run(client.create_experiment(name))
+    bundle = make_fast_bundle(tmp_path / "bundle", seed=11)
+    version = register_bundle(client, run_id=run.info.run_id, bundle=bundle, model_name=name)
+    client.set_registered_model_alias(name, "production", version.version)
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "RS_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "RS_KAFKA_REQUESTS_TOPIC": kafka.requests_topic,
+        "RS_KAFKA_PREDICTIONS_TOPIC": kafka.predictions_topic,
+        "RS_KAFKA_FEEDBACK_TOPIC": kafka.feedback_topic,
+        "RS_KAFKA_MODELS_TOPIC": kafka.models_topic,
+        "MLFLOW_TRACKING_URI": stack.mlflow_uri,
+        "RS_WORKER_MODEL_NAME": name,
+        "RS_WORKER_GROUP_ID": f"workers-{uuid.uuid4().hex[:8]}",
+        "RS_WORKER_PORT": str(port),
+    }
+    log = (tmp_path / "worker.log").open("wb")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "workers", cwd=ROOT, env=env, stdout=log, stderr=log
+    )
+    try:
+        await _wait_ready(port, process, timeout_s=120)
+        yield Worker(bundle=bundle, model_name=name, version=str(version.version))
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), 30)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        log.close()
+
+
+def producer_env(kafka: KafkaSettings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "RS_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "RS_KAFKA_REQUESTS_TOPIC": kafka.requests_topic,
+        "RS_KAFKA_PREDICTIONS_TOPIC": kafka.predictions_topic,
+        "RS_KAFKA_FEEDBACK_TOPIC": kafka.feedback_topic,
+        "RS_PRODUCER_ANSWER_TIMEOUT_S": "30",
+    }
+
+
+async def run_producer(
+    kafka: KafkaSettings, *args: str, interrupt_when: Path | None = None, lines: int = 0
+) -> tuple[int, str]:
+    """Run ``python -m producers ARGS``; with ``interrupt_when``, send SIGINT once that file
+    has ``lines`` lines. Returns the exit code and stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "producers", *args, "--no-progress",
+        cwd=ROOT, env=producer_env(kafka),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        if interrupt_when is not None:
+            deadline = time.monotonic() + 120
+            while not _has_lines(interrupt_when, lines):
+                assert process.returncode is None, "the run ended before it could be interrupted"
+                assert time.monotonic() < deadline, f"{interrupt_when} never reached {lines} lines"
+                await asyncio.sleep(0.1)
+            process.send_signal(signal.SIGINT)
+        _, stderr = await asyncio.wait_for(process.communicate(), 300)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return process.returncode, stderr.decode()
+
+
+def _has_lines(path: Path, count: int) -> bool:
+    return path.exists() and len(path.read_text().splitlines()) >= count
+
+
+def read_jsonl(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+async def test_bulk_writes_one_prediction_per_input_row(
+    worker: Worker, kafka: KafkaSettings, tmp_path: Path
+) -> None:
+    texts = [text for text, _ in labelled_rows(40)]
+    source = tmp_path / "reviews.jsonl"
+    source.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    output = tmp_path / "predictions.jsonl"
+    report_path = tmp_path / "report.json"
+
+    code, stderr = await run_producer(
+        kafka, "bulk", str(source), "-o", str(output), "--report-json", str(report_path)
+    )
+    assert code == 0, stderr
+    report = json.loads(report_path.read_text())
+    assert (report["sent"], report["answered"], report["failed"]) == (40, 40, 0)
+    answers = read_jsonl(output)
+    assert len(answers) == 40
+    assert len({a["request_id"] for a in answers}) == 40
+    assert sorted(int(str(a["row"])) for a in answers) == list(range(1, 41))
+    expected = OnnxPredictor(worker.bundle).predict(texts)
+    for answer in answers:
+        row = int(str(answer["row"]))
+        assert answer["model_name"] == worker.model_name
+        assert answer["model_version"] == worker.version
+        assert abs(float(str(answer["probability"])) - float(expected[row - 1])) < 1e-4
+
+
+async def test_interrupted_bulk_run_again_answers_every_row_once(
+    worker: Worker, kafka: KafkaSettings, tmp_path: Path
+) -> None:
+    source = tmp_path / "reviews.txt"
+    source.write_text("".join(f"{text}\n" for text, _ in labelled_rows(300)))
+    output = tmp_path / "predictions.csv"
+    first = tmp_path / "first.json"
+    second = tmp_path / "second.json"
+
+    code, stderr = await run_producer(
+        kafka, "bulk", str(source), "-o", str(output), "--rate", "40",
+        "--report-json", str(first), interrupt_when=output, lines=31,
+    )  # fmt: skip
+    assert code == 130, stderr
+    assert "interrupted" in stderr
+    assert "Traceback" not in stderr
+    answered_first = len(output.read_text().splitlines()) - 1  # the CSV header
+    assert 30 <= answered_first < 300
+    assert json.loads(first.read_text())["answered"] == answered_first
+
+    code, stderr = await run_producer(
+        kafka, "bulk", str(source), "-o", str(output), "--report-json", str(second)
+    )
+    assert code == 0, stderr
+    report = json.loads(second.read_text())
+    assert report["skipped"] == answered_first
+    assert report["sent"] == 300 - answered_first
+    rows = output.read_text().splitlines()[1:]
+    ids = [row.split(",")[0] for row in rows]
+    assert len(ids) == 300
+    assert len(set(ids)) == 300  # nothing answered twice
+
+
+def _labelled_source(tmp_path: Path, count: int) -> Path:
+    if SHARED_TEST.exists():
+        return SHARED_TEST
+    return write_labelled_csv_gz(tmp_path / "labelled.csv.gz", labelled_rows(count))
+
+
+async def test_replay_of_a_labelled_file_yields_the_offline_accuracy_live(
+    worker: Worker, kafka: KafkaSettings, tmp_path: Path
+) -> None:
+    count = 300
+    source = _labelled_source(tmp_path, count)
+    rows = list(islice(ReviewFile(source, require_label=True).rows(), count))
+    probabilities = OnnxPredictor(worker.bundle).predict([row.text for row in rows])
+    offline_correct = sum(
+        int(probability >= 0.5) == row.label
+        for probability, row in zip(probabilities, rows, strict=True)
+    )
+    report_path = tmp_path / "report.json"
+
+    code, stderr = await run_producer(
+        kafka, "replay", str(source), "--limit", str(count), "--rate", "100",
+        "--feedback-delay", "0.2", "--report-json", str(report_path),
+    )  # fmt: skip
+    assert code == 0, stderr
+    report = json.loads(report_path.read_text())
+    assert (report["sent"], report["answered"], report["labelled"]) == (count, count, count)
+    assert report["correct"] == offline_correct
+    assert report["accuracy"] == pytest.approx(offline_correct / count)
+    print(f"live accuracy {report['accuracy']:.4f} over {count} replayed reviews")
+    feedback = await dump_topic(kafka.bootstrap_servers, kafka.feedback_topic)
+    assert len(feedback) == count
+    assert {decode(r.value, Feedback).label for r in feedback} <= {0, 1}
