@@ -130,9 +130,11 @@ class ChatSession:
             self._spawn(self._push_stats())
             await self._receive()
         finally:
+            # The socket is gone: cancel what still runs for it. The tasks clean up (free
+            # their reply slots) on their own; nothing awaits them, so the endpoint returns
+            # at once.
             for task in self._tasks:
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
             rt.websockets -= 1
             rt.metrics.websockets.set(rt.websockets)
 

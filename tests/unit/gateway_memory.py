@@ -10,9 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
+
+from starlette.applications import Starlette
+from starlette.testclient import WebSocketTestSession
 
 from contracts import Feedback, Prediction, ReviewRequest, Timings
+from gateway.app import create_app
 from gateway.errors import KafkaUnavailable, StatsUnavailable
 from gateway.metrics import Metrics
 from gateway.schemas import (
@@ -22,6 +26,7 @@ from gateway.schemas import (
     WindowsOut,
     WindowsQuery,
 )
+from gateway.settings import Settings
 
 
 class Lifecycle:
@@ -121,3 +126,26 @@ class MemoryStats(Lifecycle):
 
     async def check(self) -> bool:
         return self.up
+
+
+def memory_app(
+    **overrides: object,
+) -> tuple[Starlette, MemoryBus, MemoryStats]:
+    """The real app and core over the in-memory ports; settings default to open mode off."""
+    stats = MemoryStats()
+    defaults = {"instance_id": "gw-unit", "reply_timeout_s": 0.3, "stats_interval_s": 0.05}
+    settings = Settings.model_validate({**defaults, **overrides})
+    app = create_app(settings, bus=MemoryBus, stats=stats)
+    bus = app.state.runtime.bus
+    assert isinstance(bus, MemoryBus)
+    return app, bus, stats
+
+
+def receive_type(ws: WebSocketTestSession, kind: str, *, limit: int = 20) -> dict[str, Any]:
+    """The next message of this type, skipping others (stats pushes come at any time)."""
+    for _ in range(limit):
+        message = ws.receive_json()
+        if message["type"] == kind:
+            assert isinstance(message, dict)
+            return message
+    raise AssertionError(f"no {kind!r} message among the next {limit}")

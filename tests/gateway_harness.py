@@ -1,0 +1,135 @@
+"""Run the real gateway (``python -m gateway``) as a subprocess, and a real headless Chromium.
+
+Readiness is polled with a deadline; every process is stopped in ``finally``. Chromium is
+Debian's package (``make test`` installs it), driven by Playwright; no browser is downloaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from playwright.async_api import Browser, async_playwright
+
+from contracts.topics import KafkaSettings
+from tests.localstack import ROOT, free_port
+
+ARTIFACTS = ROOT / ".artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def kafka_env(kafka: KafkaSettings) -> dict[str, str]:
+    """The RS_KAFKA_* variables that make a service use exactly these topics."""
+    return {f"RS_KAFKA_{name.upper()}": str(value) for name, value in kafka.model_dump().items()}
+
+
+@dataclass
+class GatewayProcess:
+    env: Mapping[str, str]
+    log_path: Path
+    port: int = field(default_factory=free_port)
+    tls: bool = False
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}/v1/ws"
+
+    def start(self, *, timeout_s: float = 90, verify: str | bool = False) -> None:
+        env = {**os.environ, **self.env, "RS_GATEWAY_PORT": str(self.port)}
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gateway"],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the gateway exited early:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", verify=verify, timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the gateway did not answer in time:\n{self.log()}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+
+@contextmanager
+def running_gateway(
+    env: Mapping[str, str], log_path: Path, *, port: int | None = None
+) -> Iterator[GatewayProcess]:
+    gateway = GatewayProcess(env, log_path) if port is None else GatewayProcess(env, log_path, port)
+    try:
+        gateway.start()
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+async def wait_until_ready(client: httpx.AsyncClient, *, timeout_s: float = 60) -> None:
+    """Poll /readyz until Kafka and PostgreSQL both answer."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        response = await client.get("/readyz")
+        if response.status_code == 200:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not ready: {response.text}")
+        await asyncio.sleep(0.2)
+
+
+def _require_chromium() -> None:
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError("Debian's chromium is missing: run `make browser` (make test does)")
+
+
+@asynccontextmanager
+async def chromium() -> AsyncIterator[Browser]:
+    _require_chromium()
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
