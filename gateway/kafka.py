@@ -174,10 +174,8 @@ class KafkaBus:
             await producer.start()
             await consumer.start()
             topic = self._settings.predictions_topic
-            await consumer.topics()  # fresh metadata, so the partitions are known
-            partitions = consumer.partitions_for_topic(topic)
-            if not partitions:
-                raise KafkaError(f"topic {topic} does not exist yet")
+            # Waits for the topic's metadata; UnknownTopicOrPartitionError if it is missing.
+            partitions = await producer.partitions_for(topic)
             assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
             consumer.assign(assigned)
             # Pin the start positions now: a reply produced after this point is never missed.

@@ -9,14 +9,17 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 import httpx
 from playwright.async_api import Browser, async_playwright
 
@@ -57,7 +60,7 @@ class GatewayProcess:
     def ws_url(self) -> str:
         return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}/v1/ws"
 
-    def start(self, *, timeout_s: float = 90, verify: str | bool = False) -> None:
+    def start(self, *, timeout_s: float = 90, verify: ssl.SSLContext | bool = False) -> None:
         env = {**os.environ, **self.env, "RS_GATEWAY_PORT": str(self.port)}
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -133,3 +136,62 @@ async def chromium() -> AsyncIterator[Browser]:
             yield browser
         finally:
             await browser.close()
+
+
+async def record_prediction(
+    conn: asyncpg.Connection,
+    *,
+    request_id: str,
+    label: int,
+    probability: float,
+    model_version: str = "1",
+    model_name: str = "reviewstream-sentiment",
+    predicted_at: datetime | None = None,
+    latency_ms: float = 12.0,
+    true_label: int | None = None,
+    source: str = "producer",
+) -> None:
+    """Write one prediction as the stats processor does: the row and its window counters,
+    in one transaction (tables from stats/migrations/0001_initial.sql)."""
+    at = predicted_at or datetime.now(UTC)
+    labelled = int(true_label is not None)
+    correct = int(true_label is not None and true_label == label)
+    async with conn.transaction():
+        await conn.execute(
+            """INSERT INTO predictions (request_id, model_name, model_version, label, probability,
+                   source, worker_id, submitted_at, predicted_at, latency_ms, true_label)
+               VALUES ($1, $2, $3, $4, $5, $6, 'worker-test', $7, $7, $8, $9)""",
+            request_id, model_name, model_version, label, probability, source, at, latency_ms,
+            true_label,
+        )  # fmt: skip
+        for granularity in ("minute", "hour"):
+            await conn.execute(
+                """INSERT INTO window_stats AS w (model_name, model_version, granularity,
+                       window_start, predictions, positives, latency_ms_sum, latency_ms_max,
+                       labelled, correct)
+                   VALUES ($1, $2, $3, date_trunc($3, $4::timestamptz), 1, $5, $6, $6, $7, $8)
+                   ON CONFLICT (model_name, model_version, granularity, window_start) DO UPDATE
+                   SET predictions = w.predictions + 1, positives = w.positives + $5,
+                       latency_ms_sum = w.latency_ms_sum + $6,
+                       latency_ms_max = greatest(w.latency_ms_max, $6),
+                       labelled = w.labelled + $7, correct = w.correct + $8""",
+                model_name, model_version, granularity, at, label, latency_ms, labelled, correct,
+            )  # fmt: skip
+
+
+async def record_feedback(
+    conn: asyncpg.Connection,
+    *,
+    feedback_id: str,
+    label: int,
+    request_id: str | None = None,
+    text: str | None = None,
+) -> None:
+    await conn.execute(
+        """INSERT INTO feedback (feedback_id, request_id, text, label, source, given_at)
+           VALUES ($1, $2, $3, $4, 'replay', now())""",
+        feedback_id,
+        request_id,
+        text,
+        label,
+    )
