@@ -151,9 +151,10 @@ class KafkaBus:
             )
             try:
                 await self._consume()
-            except KafkaError:
+            except Exception:  # a supervisor: whatever broke, log it and start over
                 log.exception("reading replies failed; reconnecting")
                 await self._close()
+                await asyncio.sleep(1)  # back off before reconnecting
 
     async def _connect(self) -> None:
         servers = self._settings.bootstrap_servers

@@ -228,8 +228,8 @@
     const agree = el("button", "agree", "I agree");
     const wrong = el("button", "wrong", "That's wrong");
     for (const button of [agree, wrong]) button.type = "button";
-    agree.addEventListener("click", () => sendFeedback(p, p.label, actions));
-    wrong.addEventListener("click", () => sendFeedback(p, 1 - p.label, actions));
+    agree.addEventListener("click", () => sendFeedback(p, p.label, actions, agree));
+    wrong.addEventListener("click", () => sendFeedback(p, 1 - p.label, actions, wrong));
     actions.append(agree, wrong);
     node.append(actions);
     appendMessage(node);
@@ -237,11 +237,14 @@
 
   // --- feedback ----------------------------------------------------------------------------
 
-  function sendFeedback(prediction, label, actions) {
+  function sendFeedback(prediction, label, actions, chosen) {
     const id = `f${state.nextId++}`;
     const fb = { id, label, actions, prediction, status: "sending" };
     state.feedback.set(id, fb);
-    for (const button of actions.querySelectorAll("button")) button.disabled = true;
+    for (const button of actions.querySelectorAll("button")) {
+      button.disabled = true;
+      button.classList.toggle("chosen", button === chosen);
+    }
     const note = actions.querySelector(".fb-note") || el("span", "fb-note");
     note.className = "fb-note";
     note.textContent = "sending feedback…";
@@ -379,7 +382,9 @@
     chart.append(svg("line", { x1: 0, x2: width, y1: top, y2: top, class: "grid" }));
     const label = svg("text", { x: 3, y: 9, class: "axis" });
     label.textContent = `${max} / min`;
-    chart.append(label);
+    const now = svg("text", { x: width - 3, y: 9, class: "axis", "text-anchor": "end" });
+    now.textContent = "now";
+    chart.append(label, now);
     points.forEach((p, i) => {
       const x = i * step + 1;
       const w = Math.max(1, step - 2);

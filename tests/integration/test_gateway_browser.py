@@ -62,6 +62,8 @@ async def test_chat_page_without_a_worker(
             await page.fill("#key-input", key)
             await page.click("#key-form button")
             await expect(page.locator("#conn")).to_have_class(ONLINE)
+            await expect(page.locator("#key-form")).to_be_hidden()
+            await expect(page.locator("#banner")).to_be_hidden()  # not open mode
             await expect(page.locator("#s-total")).to_have_text("0")
 
             # A hostile review is shown as text, pending, then failed with the reason.
@@ -100,7 +102,8 @@ async def test_chat_page_without_a_worker(
             await expect(page.locator("#s-accuracy")).to_have_text("75.0%")
             await expect(page.locator("#models tbody tr")).to_have_count(1)
             await expect(page.locator("#models tbody tr td").first).to_have_text("v3")
-            await expect(page.locator("#chart rect.pos")).to_have_count(2)
+            await expect(page.locator("#chart rect.pos")).to_have_count(3)  # minutes 0, 1, 2
+            await expect(page.locator("#chart rect.neg")).to_have_count(2)  # minutes 1, 2
             await page.screenshot(path=shots / "no-worker-timeout-and-stats.png")
 
             # The gateway goes away: the page says so, keeps what is typed, and reconnects.
