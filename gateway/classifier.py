@@ -8,6 +8,7 @@ ReplyTimeout. The transports only translate.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from gateway.errors import ReplyTimeout
 from gateway.metrics import Metrics
 from gateway.replies import Replies
 from gateway.schemas import FeedbackIn, ReviewIn
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -46,6 +49,7 @@ class Ticket:
             missing = [r.request_id for r, f in zip(self.requests, self._futures, strict=True)
                        if not f.done()]  # fmt: skip
             c.metrics.reviews.labels(transport, "timeout").inc(len(missing))
+            log.warning("no reply within %g s for %s", c.reply_timeout_s, ", ".join(missing))
             what = "the review" if len(self.requests) == 1 else (
                 f"{len(missing)} of {len(self.requests)} reviews"
             )  # fmt: skip
