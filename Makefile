@@ -12,13 +12,19 @@ PY := $(VENV)/bin/python
 KUSTOMIZE_VERSION := v5.8.2
 COMPOSE_VERSION := v5.6.0
 
-.PHONY: up test lint format install bench clean-state
+.PHONY: up test lint format install browser bench clean-state
 
+# The gateway's open mode (no API keys, every caller is admin) is for local development:
+# `make up` turns it on here, explicitly; it is off everywhere else.
 up: install ## Run Kafka, PostgreSQL, MLflow and every service until Ctrl-C
-	$(PY) -m deploy.local
+	RS_GATEWAY_OPEN_MODE=true $(PY) -m deploy.local
 
-test: install lint ## Lint, type-check, then the whole test suite on a real stack
+test: install browser lint ## Lint, type-check, then the whole test suite on a real stack
 	$(PY) -m pytest
+
+# The browser tests drive Debian's Chromium with Playwright; no browser build is downloaded.
+browser: ## Install Debian's chromium if it is missing
+	@command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium)
 
 lint: install ## ruff (lint and format check) and mypy
 	$(VENV)/bin/ruff check .

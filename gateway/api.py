@@ -1,0 +1,185 @@
+"""The HTTP routes: classify, feedback, statistics, session, operations, health and docs."""
+
+from __future__ import annotations
+
+import asyncio
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import BaseRoute
+from starlette.staticfiles import StaticFiles
+
+from contracts import Source
+from gateway.auth import Role
+from gateway.decoding import read_json, read_query
+from gateway.metrics import CONTENT_TYPE
+from gateway.openapi import openapi_document
+from gateway.routing import ApiMount, Guard, Operation, principal_of
+from gateway.runtime import Runtime
+from gateway.schemas import (
+    AdminStatusOut,
+    BatchIn,
+    BatchOut,
+    EmptyQuery,
+    FeedbackIn,
+    FeedbackOut,
+    HealthOut,
+    PredictionOut,
+    ReadyOut,
+    RecentListOut,
+    RecentQuery,
+    ReviewIn,
+    SessionOut,
+    SummaryOut,
+    WindowsOut,
+    WindowsQuery,
+    dump,
+)
+
+STATIC = Path(__file__).parent / "static"
+TITLE = "reviewstream gateway"
+VERSION = version("reviewstream")
+
+BAD_INPUT = {
+    400: "the body is not valid JSON",
+    413: "the body is too large",
+    415: "the body is not application/json",
+    422: "a field is missing, unknown, of the wrong type, empty or too long",
+}
+PUBLISH = {
+    429: "too many reviews already await a reply here (Retry-After)",
+    503: "Kafka is unreachable (Retry-After)",
+}
+STATS = {503: "the statistics database is unreachable", 422: "a query parameter is wrong"}
+
+
+def json(model: BaseModel, status: int = 200) -> JSONResponse:
+    return JSONResponse(dump(model), status_code=status)
+
+
+def http_routes(rt: Runtime, guard: Guard) -> list[BaseRoute]:
+    s = rt.settings
+    document: dict[str, Any] = {}
+
+    async def classify(request: Request) -> Response:
+        review = await read_json(request, ReviewIn, limits=rt.limits, max_bytes=s.max_body_bytes)
+        [prediction] = await rt.classifier.classify([review], Source.REST)
+        return json(PredictionOut.of(prediction))
+
+    async def classify_batch(request: Request) -> Response:
+        batch = await read_json(request, BatchIn, limits=rt.limits, max_bytes=s.max_body_bytes)
+        predictions = await rt.classifier.classify(batch.reviews, Source.REST)
+        return json(BatchOut(results=[PredictionOut.of(p) for p in predictions]))
+
+    async def feedback(request: Request) -> Response:
+        given = await read_json(request, FeedbackIn, limits=rt.limits, max_bytes=s.max_body_bytes)
+        sent = await rt.classifier.feedback(given, Source.REST)
+        out = FeedbackOut(
+            feedback_id=sent.feedback_id, request_id=sent.request_id, label=sent.label
+        )
+        return json(out, status=202)
+
+    async def stats_summary(request: Request) -> Response:
+        read_query(request, EmptyQuery)
+        return json(await rt.stats.summary())
+
+    async def stats_windows(request: Request) -> Response:
+        return json(await rt.stats.windows(read_query(request, WindowsQuery)))
+
+    async def stats_recent(request: Request) -> Response:
+        return json(await rt.stats.recent(read_query(request, RecentQuery).limit))
+
+    async def session(request: Request) -> Response:
+        principal = principal_of(request)
+        return json(
+            SessionOut(
+                name=principal.name,
+                role=principal.role.label,
+                open_mode=s.open_mode,
+                instance_id=s.instance_id,
+                max_text_chars=s.max_text_chars,
+                reply_timeout_s=s.reply_timeout_s,
+            )
+        )
+
+    async def admin_status(request: Request) -> Response:
+        return json(
+            AdminStatusOut(
+                instance_id=s.instance_id,
+                open_mode=s.open_mode,
+                kafka_connected=rt.bus.connected,
+                in_flight=rt.classifier.replies.in_flight,
+                max_in_flight=s.max_in_flight,
+                websockets=rt.websockets,
+                reply_timeout_s=s.reply_timeout_s,
+                api_keys=len(rt.keyring),
+            )
+        )
+
+    async def healthz(request: Request) -> Response:
+        return json(HealthOut())
+
+    async def readyz(request: Request) -> Response:
+        kafka, database = await asyncio.gather(rt.bus.check(), rt.stats.check())
+        ready = ReadyOut(ready=kafka and database, checks={"kafka": kafka, "database": database})
+        return json(ready, status=200 if ready.ready else 503)
+
+    async def metrics(request: Request) -> Response:
+        return Response(rt.metrics.render(), media_type=CONTENT_TYPE)
+
+    async def openapi_json(request: Request) -> Response:
+        if not document:  # the routes are final once the app serves; build it once
+            document.update(openapi_document(request.app.routes, title=TITLE, version=VERSION))
+        return JSONResponse(document)
+
+    async def index(request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
+
+    client, viewer, admin = Role.CLIENT, Role.VIEWER, Role.ADMIN
+    r = guard.route
+    return [
+        r("/", index, method="GET", op=Operation(
+            "The chat page", "ui", None, ok_media="text/html")),
+        ApiMount("/static", StaticFiles(directory=STATIC), name="static", operation=Operation(
+            "The chat page's scripts and styles (served here, no CDN)", "ui", None,
+            ok_media="application/octet-stream", errors={404: "no such file"})),
+        r("/v1/classify", classify, method="POST", op=Operation(
+            "Classify one review", "classify", client, body=ReviewIn, ok_model=PredictionOut,
+            errors={**BAD_INPUT, **PUBLISH, 504: "no prediction came in time"},
+            description="Publishes a ReviewRequest and waits for its Prediction "
+            "(RS_GATEWAY_REPLY_TIMEOUT_S).")),
+        r("/v1/classify/batch", classify_batch, method="POST", op=Operation(
+            "Classify several reviews", "classify", client, body=BatchIn, ok_model=BatchOut,
+            errors={**BAD_INPUT, **PUBLISH, 504: "some prediction did not come in time"})),
+        r("/v1/feedback", feedback, method="POST", op=Operation(
+            "Send the true label for a request or a text", "feedback", client, ok_status=202,
+            body=FeedbackIn, ok_model=FeedbackOut, errors={**BAD_INPUT, 503: PUBLISH[503]})),
+        r("/v1/stats/summary", stats_summary, method="GET", op=Operation(
+            "Totals, label split and live accuracy per model version", "stats", viewer,
+            ok_model=SummaryOut, query=EmptyQuery, errors=STATS)),
+        r("/v1/stats/windows", stats_windows, method="GET", op=Operation(
+            "Counts and accuracy per model version and time window", "stats", viewer,
+            ok_model=WindowsOut, query=WindowsQuery, errors=STATS)),
+        r("/v1/stats/recent", stats_recent, method="GET", op=Operation(
+            "The most recent predictions", "stats", viewer, ok_model=RecentListOut,
+            query=RecentQuery, errors=STATS)),
+        r("/v1/session", session, method="GET", op=Operation(
+            "Who this key is, and the limits the UI needs", "session", viewer,
+            ok_model=SessionOut)),
+        r("/v1/admin/status", admin_status, method="GET", op=Operation(
+            "This instance's operational state", "admin", admin, ok_model=AdminStatusOut)),
+        r("/healthz", healthz, method="GET", op=Operation(
+            "Alive", "operations", None, ok_model=HealthOut)),
+        r("/readyz", readyz, method="GET", op=Operation(
+            "Ready: Kafka and PostgreSQL reachable", "operations", None, ok_model=ReadyOut,
+            errors={503: "a dependency is unreachable (the body says which)"},
+            error_model=ReadyOut)),
+        r("/metrics", metrics, method="GET", op=Operation(
+            "Prometheus metrics", "operations", None, ok_media="text/plain")),
+        r("/openapi.json", openapi_json, method="GET", op=Operation(
+            "This document", "operations", None)),
+    ]  # fmt: skip

@@ -1,0 +1,148 @@
+"""Wiring: build the Starlette app from settings; the one lifespan starts and stops the parts."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from contracts import Prediction
+from gateway.api import http_routes
+from gateway.auth import KeyRing, load_key_file
+from gateway.bus import RequestBus
+from gateway.chat import chat_endpoint
+from gateway.classifier import Classifier
+from gateway.db import PostgresStats
+from gateway.errors import EXCEPTION_HANDLERS
+from gateway.kafka import KafkaBus
+from gateway.metrics import Metrics
+from gateway.replies import Replies
+from gateway.routing import ApiWebSocketRoute, Guard, Operation
+from gateway.runtime import Runtime
+from gateway.schemas import LiveStats, PredictionOut, WsClassify, WsFeedback, WsPing
+from gateway.settings import Settings
+from gateway.statistics import StatsFeed, StatsStore
+
+log = logging.getLogger(__name__)
+
+BusFactory = Callable[[Callable[[Prediction], bool], Metrics], RequestBus]
+
+# Same-origin everything: no CDN, no inline script, no framing.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+]
+
+WS_OPERATION = Operation(
+    "The chat WebSocket: classify, feedback, live statistics",
+    "ui",
+    None,  # checked by the endpoint at the handshake: viewer to connect, client to classify
+    ok_status=101,
+    errors={401: "missing or invalid API key", 403: "the role or the Origin is refused"},
+    description="Authenticate with an Authorization/X-API-Key header, or offer the subprotocols "
+    "'reviewstream' and 'bearer.<key>'. Needs viewer; classify and feedback need client. "
+    "Message types are in x-messages; see gateway/chat.py.",
+    extra_models=(WsClassify, WsFeedback, WsPing, PredictionOut, LiveStats),
+    extensions={"x-websocket": True, "x-required-role": "viewer"},
+)
+
+
+def load_keyring(settings: Settings) -> KeyRing:
+    records = list(settings.api_keys)
+    if settings.api_keys_file is not None:
+        records += load_key_file(settings.api_keys_file)
+    return KeyRing(records, open_mode=settings.open_mode)
+
+
+def kafka_bus(settings: Settings) -> BusFactory:
+    def build(deliver: Callable[[Prediction], bool], metrics: Metrics) -> RequestBus:
+        return KafkaBus(
+            settings.kafka,
+            instance_id=settings.instance_id,
+            on_reply=deliver,
+            metrics=metrics,
+            publish_timeout_s=settings.publish_timeout_s,
+            retry_after_s=settings.unavailable_retry_after_s,
+        )
+
+    return build
+
+
+def create_app(
+    settings: Settings, *, bus: BusFactory | None = None, stats: StatsStore | None = None
+) -> Starlette:
+    """The real Kafka bus and PostgreSQL store unless tests hand in-memory ones."""
+    keyring = load_keyring(settings)
+    metrics = Metrics()
+    replies = Replies(settings.max_in_flight, retry_after_s=settings.retry_after_s)
+    the_bus = (bus or kafka_bus(settings))(replies.resolve, metrics)
+    store = stats or PostgresStats(settings.database)
+    classifier = Classifier(
+        the_bus,
+        replies,
+        metrics,
+        instance_id=settings.instance_id,
+        reply_timeout_s=settings.reply_timeout_s,
+    )
+    feed = StatsFeed(
+        store, interval_s=settings.stats_interval_s, window_minutes=settings.stats_window_minutes
+    )
+    rt = Runtime(settings, keyring, metrics, the_bus, classifier, store, feed)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if settings.open_mode:
+            log.warning("=" * 72)
+            log.warning("OPEN MODE: authentication is OFF, every caller is admin.")
+            log.warning("For local development only; unset RS_GATEWAY_OPEN_MODE elsewhere.")
+            log.warning("=" * 72)
+        elif not len(keyring):
+            log.warning("no API keys configured: every protected route answers 401")
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(the_bus)
+            await stack.enter_async_context(store)
+            await stack.enter_async_context(feed)
+            log.info("gateway %s started", settings.instance_id)
+            yield
+        log.info("gateway %s stopped", settings.instance_id)
+
+    guard = Guard(keyring, metrics)
+    routes = [
+        *http_routes(rt, guard),
+        ApiWebSocketRoute("/v1/ws", chat_endpoint(rt), operation=WS_OPERATION),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[Middleware(SecurityHeaders)],
+    )
+    app.state.runtime = rt
+    return app
+
+
+class SecurityHeaders:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -1,0 +1,37 @@
+"""The port to the message bus: publish requests and feedback; replies come back by callback."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Protocol, Self
+
+from contracts import Feedback, ReviewRequest
+
+
+class RequestBus(Protocol):
+    """Started and stopped with ``async with``."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    @property
+    def connected(self) -> bool:
+        """The clients are started; publishing may still fail if the broker went away."""
+        ...
+
+    async def publish_requests(self, requests: Sequence[ReviewRequest]) -> None:
+        """Durably published (acks=all) or KafkaUnavailable."""
+        ...
+
+    async def publish_feedback(self, feedback: Feedback) -> None: ...
+
+    async def check(self) -> bool:
+        """The broker answers a metadata request now (readiness)."""
+        ...

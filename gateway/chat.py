@@ -1,0 +1,257 @@
+"""The WebSocket behind the chat page: classify and feedback in, predictions and stats out.
+
+Authentication happens at the handshake (``Authorization``/``X-API-Key`` header, or the
+subprotocol ``bearer.<key>`` next to ``reviewstream`` since browsers cannot set headers); a
+refused handshake is a plain HTTP 401/403. Once open, viewers get the live statistics, and
+clients may also classify (``ws_max_pending`` at a time) and send feedback.
+
+Messages (JSON text frames), each answer echoing the client's ``id``::
+
+    -> {"type": "classify", "id": "c1", "text": "...", "label": 1 | 0 | null}
+    <- {"type": "accepted", "id": "c1", "request_id": "..."}        published, awaiting reply
+    <- {"type": "prediction", "id": "c1", "request_id": "...", "verdict": ..., ...}
+    -> {"type": "feedback", "id": "f1", "request_id": "...", "label": 0 | 1}
+    <- {"type": "feedback_ack", "id": "f1", "feedback_id": "...", "request_id": "..."}
+    -> {"type": "ping", "id": "p1"}                     <- {"type": "pong", "id": "p1"}
+    <- {"type": "stats", "stats": {...}}                 whenever the numbers change
+    <- {"type": "error", "id": ..., "status": 504, "error": "reply_timeout", "message": ...}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import TypeAdapter
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from contracts import Source
+from gateway.auth import (
+    WS_SUBPROTOCOL,
+    Principal,
+    Role,
+    key_from_headers,
+    key_from_subprotocols,
+)
+from gateway.decoding import parse_json
+from gateway.errors import (
+    BadRequest,
+    Forbidden,
+    GatewayError,
+    Overloaded,
+    http_response,
+    ws_message,
+)
+from gateway.runtime import Runtime
+from gateway.schemas import (
+    FeedbackIn,
+    PredictionOut,
+    ReviewIn,
+    WsClassify,
+    WsFeedback,
+    WsIncoming,
+    WsPing,
+    dump,
+)
+
+log = logging.getLogger(__name__)
+
+INCOMING: TypeAdapter[WsClassify | WsFeedback | WsPing] = TypeAdapter(WsIncoming)
+
+
+def chat_endpoint(rt: Runtime) -> Callable[[WebSocket], Awaitable[None]]:
+    async def chat(websocket: WebSocket) -> None:
+        try:
+            principal = _authenticate(websocket, rt)
+        except GatewayError as exc:
+            await _deny(websocket, exc)
+            return
+        offered = websocket.scope.get("subprotocols", [])
+        await websocket.accept(subprotocol=WS_SUBPROTOCOL if WS_SUBPROTOCOL in offered else None)
+        await ChatSession(websocket, principal, rt).run()
+
+    return chat
+
+
+def _authenticate(websocket: WebSocket, rt: Runtime) -> Principal:
+    key = key_from_headers(websocket.headers)
+    if key is None:
+        key = key_from_subprotocols(websocket.scope.get("subprotocols", []))
+    principal = rt.keyring.authenticate(key)
+    rt.keyring.authorize(principal, Role.VIEWER)
+    origin = websocket.headers.get("origin")
+    host = websocket.headers.get("host", "")
+    if origin and not _same_origin(origin, host) and origin not in rt.settings.allowed_origins:
+        raise Forbidden(f"WebSocket connections from origin {origin!r} are not allowed")
+    return principal
+
+
+def _same_origin(origin: str, host: str) -> bool:
+    return urlsplit(origin).netloc.lower() == host.lower()
+
+
+async def _deny(websocket: WebSocket, exc: GatewayError) -> None:
+    try:
+        await websocket.send_denial_response(http_response(exc))
+    except RuntimeError:  # the server lacks the denial extension: refuse with a close code
+        await websocket.close(code=1008, reason=exc.message[:120])
+
+
+class ChatSession:
+    def __init__(self, websocket: WebSocket, principal: Principal, rt: Runtime) -> None:
+        self._ws = websocket
+        self._principal = principal
+        self._rt = rt
+        self._send_lock = asyncio.Lock()
+        self._classifying = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        rt = self._rt
+        rt.websockets += 1
+        rt.metrics.websockets.set(rt.websockets)
+        try:
+            s = rt.settings
+            await self._send(
+                {
+                    "type": "hello",
+                    "name": self._principal.name,
+                    "role": self._principal.role.label,
+                    "open_mode": s.open_mode,
+                    "instance_id": s.instance_id,
+                    "max_text_chars": s.max_text_chars,
+                    "reply_timeout_s": s.reply_timeout_s,
+                }
+            )
+            self._spawn(self._push_stats())
+            await self._receive()
+        finally:
+            # The socket is gone: cancel what still runs for it. The tasks clean up (free
+            # their reply slots) on their own; nothing awaits them, so the endpoint returns
+            # at once.
+            for task in self._tasks:
+                task.cancel()
+            rt.websockets -= 1
+            rt.metrics.websockets.set(rt.websockets)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _receive(self) -> None:
+        while True:
+            try:
+                message = await self._ws.receive()
+            except (WebSocketDisconnect, RuntimeError):
+                return
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None:
+                await self._error(BadRequest("send JSON text frames", code="invalid_message"), None)
+                continue
+            await self._dispatch(text)
+
+    async def _dispatch(self, text: str) -> None:
+        try:
+            if len(text.encode()) > self._rt.settings.max_body_bytes:
+                raise BadRequest(
+                    f"the message is larger than {self._rt.settings.max_body_bytes} bytes",
+                    status=413,
+                    code="body_too_large",
+                )
+            incoming = parse_json(
+                text, INCOMING.validate_json, limits=self._rt.limits, code="invalid_message"
+            )
+        except GatewayError as exc:
+            await self._error(exc, _message_id(text))
+            return
+        if isinstance(incoming, WsPing):
+            await self._send({"type": "pong", "id": incoming.id})
+            return
+        try:
+            self._rt.keyring.authorize(self._principal, Role.CLIENT)
+        except GatewayError as exc:
+            await self._error(exc, incoming.id)
+            return
+        if isinstance(incoming, WsFeedback):
+            self._spawn(self._feedback(incoming))
+            return
+        limit = self._rt.settings.ws_max_pending
+        if self._classifying >= limit:
+            busy = Overloaded(
+                f"{limit} reviews from this connection already await a reply; wait for one",
+                retry_after=self._rt.settings.retry_after_s,
+            )
+            await self._error(busy, incoming.id)
+            return
+        self._classifying += 1
+        self._spawn(self._classify(incoming))
+
+    async def _classify(self, message: WsClassify) -> None:
+        try:
+            review = ReviewIn.model_construct(text=message.text, label=message.label)
+            ticket = await self._rt.classifier.submit([review], Source.WS)
+            try:
+                await self._send(
+                    {"type": "accepted", "id": message.id, "request_id": ticket.request_ids[0]}
+                )
+                [prediction] = await ticket.wait()
+            finally:
+                ticket.release()
+            out = dump(PredictionOut.of(prediction))
+            await self._send({"type": "prediction", "id": message.id, **out})
+        except GatewayError as exc:
+            await self._error(exc, message.id)
+        finally:
+            self._classifying -= 1
+
+    async def _feedback(self, message: WsFeedback) -> None:
+        try:
+            given = FeedbackIn.model_construct(
+                request_id=message.request_id, text=None, label=message.label
+            )
+            sent = await self._rt.classifier.feedback(given, Source.WS)
+            await self._send(
+                {
+                    "type": "feedback_ack",
+                    "id": message.id,
+                    "feedback_id": sent.feedback_id,
+                    "request_id": sent.request_id,
+                    "label": sent.label,
+                }
+            )
+        except GatewayError as exc:
+            await self._error(exc, message.id)
+
+    async def _push_stats(self) -> None:
+        async for snapshot in self._rt.feed.subscribe():
+            if not await self._send({"type": "stats", "stats": dump(snapshot)}):
+                return
+
+    async def _error(self, exc: GatewayError, message_id: str | None) -> None:
+        await self._send(ws_message(exc, message_id))
+
+    async def _send(self, payload: dict[str, Any]) -> bool:
+        """False once the socket is gone; the receive loop then ends the session."""
+        async with self._send_lock:
+            try:
+                await self._ws.send_text(json.dumps(payload))
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                return False
+        return True
+
+
+def _message_id(text: str) -> str | None:
+    """The client's id from a message that failed validation, when it has a usable one."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    value = data.get("id") if isinstance(data, dict) else None
+    return value if isinstance(value, str) and len(value) <= 64 else None

@@ -1,0 +1,31 @@
+"""Everything a request handler may need, wired once by ``gateway.app.create_app``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.auth import KeyRing
+from gateway.bus import RequestBus
+from gateway.classifier import Classifier
+from gateway.metrics import Metrics
+from gateway.schemas import Limits
+from gateway.settings import Settings
+from gateway.statistics import StatsFeed, StatsStore
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    keyring: KeyRing
+    metrics: Metrics
+    bus: RequestBus
+    classifier: Classifier
+    stats: StatsStore
+    feed: StatsFeed
+    websockets: int = 0
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            max_text_chars=self.settings.max_text_chars, max_batch=self.settings.max_batch
+        )

@@ -1,0 +1,314 @@
+"""The JSON bodies of the API and the WebSocket, as pydantic models.
+
+Input models are strict (no coercion: ``"1"`` is not a label) and forbid unknown fields.
+Size limits are settings, passed in the validation context as :class:`Limits`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from contracts import Prediction
+
+
+def _not_bool(value: object) -> object:
+    if isinstance(value, bool):  # JSON true/false would otherwise pass as 1/0
+        raise ValueError("a label is the number 0 (negative) or 1 (positive), not a boolean")
+    return value
+
+
+LabelIn = Annotated[Literal[0, 1], BeforeValidator(_not_bool)]
+Verdict = Literal["negative", "positive"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_text_chars: int
+    max_batch: int
+
+
+def check_text(value: str, info: ValidationInfo) -> str:
+    if not value.strip():
+        raise ValueError("text is empty")
+    limits = info.context.get("limits") if isinstance(info.context, dict) else None
+    if isinstance(limits, Limits) and len(value) > limits.max_text_chars:
+        raise ValueError(f"text has {len(value)} characters; the limit is {limits.max_text_chars}")
+    return value
+
+
+class In(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+# --- requests -------------------------------------------------------------------------------
+
+
+class ReviewIn(In):
+    """One review to classify."""
+
+    text: str = Field(description="the review, 1 to RS_GATEWAY_MAX_TEXT_CHARS characters")
+    label: LabelIn | None = Field(
+        None, description="the true label if the sender knows it (0 negative, 1 positive)"
+    )
+
+    _text = field_validator("text")(check_text)
+
+
+class BatchIn(In):
+    """Several reviews classified together (at most RS_GATEWAY_MAX_BATCH)."""
+
+    reviews: list[ReviewIn] = Field(min_length=1)
+
+    @field_validator("reviews")
+    @classmethod
+    def _bounded(cls, value: list[ReviewIn], info: ValidationInfo) -> list[ReviewIn]:
+        limits = info.context.get("limits") if isinstance(info.context, dict) else None
+        if isinstance(limits, Limits) and len(value) > limits.max_batch:
+            raise ValueError(f"{len(value)} reviews; the limit is {limits.max_batch}")
+        return value
+
+
+class FeedbackIn(In):
+    """The true label for an earlier request_id, or for a text."""
+
+    request_id: str | None = Field(None, min_length=1, max_length=128)
+    text: str | None = None
+    label: LabelIn = Field(description="0 negative, 1 positive")
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else check_text(value, info)
+
+    @model_validator(mode="after")
+    def _answers_something(self) -> FeedbackIn:
+        if self.request_id is None and self.text is None:
+            raise ValueError("give a request_id or a text")
+        return self
+
+
+class WindowsQuery(In):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)  # query strings
+
+    granularity: Literal["minute", "hour"] = "minute"
+    limit: int = Field(60, ge=1, le=1440, description="how many windows back from now")
+    model_version: str | None = Field(None, min_length=1, max_length=64)
+
+
+class EmptyQuery(In):
+    """No query parameters: any one given is reported as unknown."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class RecentQuery(In):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+    limit: int = Field(20, ge=1, le=200)
+
+
+# --- responses ------------------------------------------------------------------------------
+
+
+class PredictionOut(Out):
+    request_id: str
+    label: LabelIn
+    verdict: Verdict
+    probability: float = Field(description="probability of the positive class")
+    confidence: float = Field(description="probability of the verdict given")
+    model_name: str
+    model_version: str
+    worker_id: str
+
+    @classmethod
+    def of(cls, p: Prediction) -> PredictionOut:
+        return cls(
+            request_id=p.request_id,
+            label=p.label,
+            verdict="positive" if p.label == 1 else "negative",
+            probability=p.probability,
+            confidence=p.probability if p.label == 1 else 1.0 - p.probability,
+            model_name=p.model_name,
+            model_version=p.model_version,
+            worker_id=p.worker_id,
+        )
+
+
+class BatchOut(Out):
+    results: list[PredictionOut]
+
+
+class FeedbackOut(Out):
+    feedback_id: str
+    request_id: str | None
+    label: LabelIn
+    status: Literal["accepted"] = "accepted"
+
+
+class ErrorOut(Out):
+    error: str = Field(description="a stable code, e.g. invalid_body or reply_timeout")
+    message: str = Field(description="what is wrong, for a human")
+    details: list[dict[str, str]] | None = Field(None, description="one entry per bad field")
+    retry_after_s: int | None = None
+
+
+class HealthOut(Out):
+    status: Literal["ok"] = "ok"
+
+
+class ReadyOut(Out):
+    ready: bool
+    checks: dict[str, bool] = Field(description="kafka and database reachable")
+
+
+class SessionOut(Out):
+    """Who the key belongs to and what the UI needs to know."""
+
+    name: str
+    role: Literal["viewer", "client", "admin"]
+    open_mode: bool
+    instance_id: str
+    max_text_chars: int
+    reply_timeout_s: float
+
+
+class AdminStatusOut(Out):
+    instance_id: str
+    open_mode: bool
+    kafka_connected: bool
+    in_flight: int
+    max_in_flight: int
+    websockets: int
+    reply_timeout_s: float
+    api_keys: int
+
+
+# --- statistics -----------------------------------------------------------------------------
+
+
+class ModelVersionStats(Out):
+    model_name: str
+    model_version: str
+    predictions: int
+    positives: int
+    positive_share: float | None
+    labelled: int
+    correct: int
+    accuracy: float | None = Field(description="correct / labelled; null with no feedback yet")
+    mean_latency_ms: float | None
+    last_prediction_at: datetime | None
+
+
+class SummaryOut(Out):
+    predictions: int
+    positives: int
+    negatives: int
+    positive_share: float | None
+    labelled: int
+    correct: int
+    accuracy: float | None
+    feedback: int = Field(description="feedback records received (matched or not)")
+    models: list[ModelVersionStats]
+
+
+class WindowOut(Out):
+    window_start: datetime
+    model_name: str
+    model_version: str
+    predictions: int
+    positives: int
+    labelled: int
+    correct: int
+    accuracy: float | None
+    mean_latency_ms: float | None
+
+
+class WindowsOut(Out):
+    granularity: Literal["minute", "hour"]
+    windows: list[WindowOut]
+
+
+class RecentOut(Out):
+    request_id: str
+    label: LabelIn
+    verdict: Verdict
+    probability: float
+    model_name: str
+    model_version: str
+    source: str
+    predicted_at: datetime
+    latency_ms: float
+    true_label: LabelIn | None
+
+
+class RecentListOut(Out):
+    predictions: list[RecentOut]
+
+
+class SeriesPoint(Out):
+    """One minute of traffic, all model versions together: the live chart."""
+
+    window_start: datetime
+    predictions: int
+    positives: int
+    labelled: int
+    correct: int
+
+
+class LiveStats(Out):
+    available: bool
+    message: str | None = None
+    summary: SummaryOut | None = None
+    series: list[SeriesPoint] = Field(default_factory=list)
+    updated_at: datetime
+
+
+# --- WebSocket messages from the browser ----------------------------------------------------
+
+
+class WsClassify(In):
+    type: Literal["classify"]
+    id: str = Field(min_length=1, max_length=64, description="the client's own message id")
+    text: str
+    label: LabelIn | None = None
+
+    _text = field_validator("text")(check_text)
+
+
+class WsFeedback(In):
+    type: Literal["feedback"]
+    id: str = Field(min_length=1, max_length=64)
+    request_id: str = Field(min_length=1, max_length=128)
+    label: LabelIn
+
+
+class WsPing(In):
+    type: Literal["ping"]
+    id: str | None = Field(None, max_length=64)
+
+
+WsIncoming = Annotated[WsClassify | WsFeedback | WsPing, Field(discriminator="type")]
+
+
+def ratio(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json")

@@ -1,0 +1,438 @@
+// reviewstream chat page: plain JavaScript, no build step, nothing loaded from elsewhere.
+// Every piece of user or server text goes through textContent: never HTML.
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const SVG = "http://www.w3.org/2000/svg";
+  const MAX_MESSAGES = 200;
+  const KEY_STORAGE = "reviewstream.key";
+
+  const state = {
+    key: sessionStorage.getItem(KEY_STORAGE) || "",
+    ws: null,
+    session: null,
+    attempt: 0,
+    nextId: 1,
+    reviews: new Map(), // client id -> review entry
+    feedback: new Map(), // client id -> feedback entry
+    lastStats: null,
+  };
+
+  // --- small DOM helpers -------------------------------------------------------------------
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function svg(tag, attrs) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, String(value));
+    return node;
+  }
+
+  function pct(x) {
+    return x === null || x === undefined ? "–" : `${(100 * x).toFixed(1)}%`;
+  }
+
+  function appendMessage(node) {
+    const list = $("messages");
+    const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+    list.append(node);
+    while (list.children.length > MAX_MESSAGES) list.firstElementChild.remove();
+    if (atBottom) list.scrollTop = list.scrollHeight;
+  }
+
+  function systemMessage(text) {
+    appendMessage(el("li", "msg system", text));
+  }
+
+  // --- connection --------------------------------------------------------------------------
+
+  function setConnection(kind, text) {
+    $("conn").className = `conn conn-${kind}`;
+    $("conn-text").textContent = text;
+    document.body.dataset.connection = kind;
+  }
+
+  async function connect() {
+    setConnection("connecting", state.attempt ? "reconnecting…" : "connecting…");
+    let session;
+    try {
+      const headers = state.key ? { "X-API-Key": state.key } : {};
+      const response = await fetch("/v1/session", { headers, cache: "no-store" });
+      if (response.status === 401 || response.status === 403) {
+        const body = await response.json().catch(() => ({}));
+        askForKey(body.message || `refused (${response.status})`);
+        return;
+      }
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      session = await response.json();
+    } catch (error) {
+      scheduleReconnect();
+      return;
+    }
+    state.session = session;
+    applySession(session);
+    openSocket();
+  }
+
+  function openSocket() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const protocols = ["reviewstream"];
+    if (state.key) protocols.push(`bearer.${state.key}`);
+    const ws = new WebSocket(`${scheme}//${location.host}/v1/ws`, protocols);
+    state.ws = ws;
+    ws.addEventListener("open", () => {
+      state.attempt = 0;
+      setConnection("online", "connected");
+      for (const review of state.reviews.values()) {
+        if (review.status === "waiting") sendReview(review);
+      }
+    });
+    ws.addEventListener("message", (event) => {
+      let message;
+      try {
+        message = JSON.parse(event.data);
+      } catch (error) {
+        return;
+      }
+      handle(message);
+    });
+    ws.addEventListener("close", () => {
+      if (state.ws !== ws) return;
+      state.ws = null;
+      for (const review of state.reviews.values()) {
+        if (review.status === "sending" || review.status === "pending") {
+          fail(review, "connection lost before the reply came");
+        }
+      }
+      for (const fb of state.feedback.values()) {
+        if (fb.status === "sending") feedbackFailed(fb, "connection lost; try again");
+      }
+      scheduleReconnect();
+    });
+  }
+
+  function scheduleReconnect() {
+    state.attempt += 1;
+    const base = Math.min(8000, 500 * 2 ** Math.min(state.attempt - 1, 4));
+    const delay = Math.round(base * (0.8 + Math.random() * 0.4));
+    setConnection("offline", `offline, retrying in ${Math.max(1, Math.round(delay / 1000))} s`);
+    setTimeout(connect, delay);
+  }
+
+  function connected() {
+    return state.ws !== null && state.ws.readyState === WebSocket.OPEN;
+  }
+
+  function askForKey(reason) {
+    setConnection("offline", "API key needed");
+    $("key-form").hidden = false;
+    $("key-error").textContent = state.key ? reason : "";
+    $("key-input").focus();
+  }
+
+  function applySession(session) {
+    $("key-form").hidden = true;
+    const banner = $("banner");
+    if (session.open_mode) {
+      banner.textContent =
+        "Open mode: authentication is off (local development). Every visitor is an admin.";
+      banner.hidden = false;
+    } else {
+      banner.hidden = true;
+    }
+    const canClassify = session.role === "client" || session.role === "admin";
+    $("text").disabled = !canClassify;
+    $("send").disabled = !canClassify;
+    $("label").disabled = !canClassify;
+    $("text").placeholder = canClassify
+      ? "The pasta was fresh and the staff were lovely…"
+      : "This key is a viewer key: statistics only.";
+    updateCount();
+  }
+
+  // --- reviews -----------------------------------------------------------------------------
+
+  function newReview(text, label) {
+    const id = `c${state.nextId++}`;
+    const node = el("li", "msg user");
+    node.dataset.id = id;
+    node.append(el("div", "body", text)); // the review as text, never as HTML
+    const status = el("div", "status");
+    node.append(status);
+    const review = { id, text, label, node, status: "new", timer: null };
+    state.reviews.set(id, review);
+    appendMessage(node);
+    return review;
+  }
+
+  function setStatus(review, status, text, retry) {
+    review.status = status;
+    review.node.classList.toggle("pending", status === "sending" || status === "pending" || status === "waiting");
+    review.node.classList.toggle("failed", status === "failed");
+    review.node.classList.toggle("done", status === "done");
+    review.node.dataset.status = status;
+    const line = review.node.querySelector(".status");
+    line.replaceChildren();
+    if (review.label !== null && status !== "failed") {
+      line.append(el("span", "tag", review.label === 1 ? "my label: positive" : "my label: negative"));
+    }
+    line.append(el("span", "status-text", text));
+    if (retry) {
+      const button = el("button", "retry", "Retry");
+      button.type = "button";
+      button.addEventListener("click", () => sendReview(review));
+      line.append(button);
+    }
+  }
+
+  function fail(review, reason) {
+    clearTimeout(review.timer);
+    setStatus(review, "failed", `failed: ${reason}`, true);
+  }
+
+  function sendReview(review) {
+    if (!connected()) {
+      setStatus(review, "waiting", "waiting for the connection…");
+      return;
+    }
+    setStatus(review, "sending", "sending…");
+    state.ws.send(JSON.stringify({ type: "classify", id: review.id, text: review.text, label: review.label }));
+    clearTimeout(review.timer);
+    const patience = ((state.session && state.session.reply_timeout_s) || 10) + 5;
+    review.timer = setTimeout(() => {
+      if (review.status === "sending" || review.status === "pending") fail(review, "no answer from the gateway");
+    }, patience * 1000);
+  }
+
+  function showPrediction(review, p) {
+    clearTimeout(review.timer);
+    setStatus(review, "done", "classified");
+    const node = el("li", "msg bot");
+    node.dataset.requestId = p.request_id;
+    const head = el("div", "head");
+    head.append(el("span", `verdict ${p.verdict}`, p.verdict === "positive" ? "Positive" : "Negative"));
+    node.append(head);
+    const bar = el("div", `bar ${p.verdict}`);
+    const fill = el("span");
+    fill.style.width = `${(100 * p.confidence).toFixed(1)}%`;
+    bar.append(fill);
+    node.append(bar);
+    node.append(el("div", "meta", `confidence ${pct(p.confidence)} · ${p.model_name} v${p.model_version}`));
+    const actions = el("div", "actions");
+    const agree = el("button", "agree", "I agree");
+    const wrong = el("button", "wrong", "That's wrong");
+    for (const button of [agree, wrong]) button.type = "button";
+    agree.addEventListener("click", () => sendFeedback(p, p.label, actions, agree));
+    wrong.addEventListener("click", () => sendFeedback(p, 1 - p.label, actions, wrong));
+    actions.append(agree, wrong);
+    node.append(actions);
+    appendMessage(node);
+  }
+
+  // --- feedback ----------------------------------------------------------------------------
+
+  function sendFeedback(prediction, label, actions, chosen) {
+    const id = `f${state.nextId++}`;
+    const fb = { id, label, actions, prediction, status: "sending" };
+    state.feedback.set(id, fb);
+    for (const button of actions.querySelectorAll("button")) {
+      button.disabled = true;
+      button.classList.toggle("chosen", button === chosen);
+    }
+    const note = actions.querySelector(".fb-note") || el("span", "fb-note");
+    note.className = "fb-note";
+    note.textContent = "sending feedback…";
+    actions.append(note);
+    if (!connected()) {
+      feedbackFailed(fb, "not connected; try again when the status is green");
+      return;
+    }
+    state.ws.send(JSON.stringify({ type: "feedback", id, request_id: prediction.request_id, label }));
+  }
+
+  function feedbackDone(fb) {
+    fb.status = "done";
+    const note = fb.actions.querySelector(".fb-note");
+    note.className = "fb-note thanks";
+    note.textContent = `Thanks, recorded as ${fb.label === 1 ? "positive" : "negative"}.`;
+  }
+
+  function feedbackFailed(fb, reason) {
+    fb.status = "failed";
+    for (const button of fb.actions.querySelectorAll("button")) button.disabled = false;
+    const note = fb.actions.querySelector(".fb-note");
+    note.className = "fb-note fb-error";
+    note.textContent = `feedback failed: ${reason}`;
+  }
+
+  // --- messages from the gateway -----------------------------------------------------------
+
+  function handle(message) {
+    switch (message.type) {
+      case "hello":
+        break;
+      case "accepted": {
+        const review = state.reviews.get(message.id);
+        if (review && review.status === "sending") {
+          review.requestId = message.request_id;
+          setStatus(review, "pending", "classifying…");
+        }
+        break;
+      }
+      case "prediction": {
+        const review = state.reviews.get(message.id);
+        if (review && review.status !== "done") showPrediction(review, message);
+        break;
+      }
+      case "feedback_ack": {
+        const fb = state.feedback.get(message.id);
+        if (fb) feedbackDone(fb);
+        break;
+      }
+      case "error": {
+        const review = state.reviews.get(message.id);
+        const fb = state.feedback.get(message.id);
+        if (review) fail(review, message.message);
+        else if (fb) feedbackFailed(fb, message.message);
+        else systemMessage(`The gateway says: ${message.message}`);
+        break;
+      }
+      case "stats":
+        renderStats(message.stats);
+        break;
+      default:
+        break;
+    }
+  }
+
+  // --- live statistics ---------------------------------------------------------------------
+
+  function setNumber(id, text) {
+    const node = $(id);
+    if (node.textContent !== text) {
+      node.textContent = text;
+      const card = node.closest(".card");
+      card.classList.remove("flash");
+      void card.offsetWidth; // restart the animation
+      card.classList.add("flash");
+    }
+  }
+
+  function renderStats(stats) {
+    state.lastStats = stats;
+    const s = stats.summary;
+    setNumber("s-total", s ? s.predictions.toLocaleString() : "–");
+    setNumber("s-positive", s ? pct(s.positive_share) : "–");
+    setNumber("s-labelled", s ? s.labelled.toLocaleString() : "–");
+    setNumber("s-accuracy", s ? pct(s.accuracy) : "–");
+    const body = $("models").tBodies[0];
+    body.replaceChildren();
+    const models = s ? s.models : [];
+    if (!models.length) {
+      const row = el("tr");
+      const cell = el("td", "muted", "no predictions yet");
+      cell.colSpan = 4;
+      row.append(cell);
+      body.append(row);
+    }
+    for (const m of models) {
+      const row = el("tr");
+      row.append(
+        el("td", "", `v${m.model_version}`),
+        el("td", "", m.predictions.toLocaleString()),
+        el("td", "", pct(m.positive_share)),
+        el("td", "", m.labelled ? `${pct(m.accuracy)} (${m.labelled})` : "–"),
+      );
+      row.title = m.model_name;
+      body.append(row);
+    }
+    drawChart(stats.series || []);
+    $("stats-updated").textContent = `updated ${new Date(stats.updated_at).toLocaleTimeString()}`;
+    $("stats-note").textContent = stats.available ? "" : `statistics unavailable: ${stats.message}`;
+  }
+
+  function drawChart(series) {
+    const chart = $("chart");
+    chart.replaceChildren();
+    const width = 320;
+    const height = 120;
+    const top = 12;
+    const slots = 30;
+    const minute = 60 * 1000;
+    const end = Math.floor(Date.now() / minute) * minute;
+    const byMinute = new Map();
+    for (const point of series) {
+      byMinute.set(Math.floor(Date.parse(point.window_start) / minute) * minute, point);
+    }
+    const points = [];
+    for (let i = slots - 1; i >= 0; i -= 1) {
+      const start = end - i * minute;
+      const p = byMinute.get(start);
+      points.push({ start, total: p ? p.predictions : 0, positives: p ? p.positives : 0 });
+    }
+    const max = Math.max(1, ...points.map((p) => p.total));
+    const step = width / slots;
+    const scale = (height - top) / max;
+    chart.append(svg("line", { x1: 0, x2: width, y1: top, y2: top, class: "grid" }));
+    const label = svg("text", { x: 3, y: 9, class: "axis" });
+    label.textContent = `${max} / min`;
+    const now = svg("text", { x: width - 3, y: 9, class: "axis", "text-anchor": "end" });
+    now.textContent = "now";
+    chart.append(label, now);
+    points.forEach((p, i) => {
+      const x = i * step + 1;
+      const w = Math.max(1, step - 2);
+      const pos = p.positives * scale;
+      const neg = (p.total - p.positives) * scale;
+      if (neg > 0) chart.append(svg("rect", { x, y: height - neg - pos, width: w, height: neg, class: "neg" }));
+      if (pos > 0) chart.append(svg("rect", { x, y: height - pos, width: w, height: pos, class: "pos" }));
+    });
+  }
+
+  // --- the composer ------------------------------------------------------------------------
+
+  function updateCount() {
+    const max = (state.session && state.session.max_text_chars) || 5000;
+    const length = $("text").value.length;
+    const count = $("count");
+    count.textContent = length ? `${length} / ${max}` : "";
+    count.classList.toggle("over", length > max);
+  }
+
+  function submit(event) {
+    event.preventDefault();
+    const text = $("text").value;
+    if (!text.trim()) return;
+    const picked = $("label").value;
+    const review = newReview(text, picked === "" ? null : Number(picked));
+    $("text").value = "";
+    $("label").value = "";
+    updateCount();
+    sendReview(review);
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("composer").addEventListener("submit", submit);
+    $("text").addEventListener("input", updateCount);
+    $("text").addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) submit(event);
+    });
+    $("key-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      state.key = $("key-input").value.trim();
+      sessionStorage.setItem(KEY_STORAGE, state.key);
+      $("key-input").value = "";
+      connect();
+    });
+    setInterval(() => {
+      if (state.lastStats) drawChart(state.lastStats.series || []);
+    }, 15000);
+    connect();
+  });
+})();

@@ -1,0 +1,300 @@
+"""The gateway with real workers: REST round trips, two replicas each getting their own replies,
+and the chat page from review to verdict to feedback, with the stats processor writing the
+panel's numbers.
+
+These start ``python -m workers`` (and ``python -m stats``) exactly as the service contracts
+say; they need those packages, so they are marked ``needs_workers``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer
+from mlflow import MlflowClient
+from playwright.async_api import expect
+
+from contracts import Feedback, KafkaSettings, decode
+from gateway.auth import hash_key, new_key
+from inference.registry import register_bundle
+from tests.gateway_harness import (
+    ARTIFACTS,
+    GatewayProcess,
+    chromium,
+    kafka_env,
+    running_gateway,
+    wait_until_ready,
+)
+from tests.localstack import ROOT, LocalStack, free_port
+from tests.modelfactory import make_fast_bundle
+
+pytestmark = [pytest.mark.needs_workers, pytest.mark.timeout(300)]
+
+KEY = new_key()
+KEYS = json.dumps([{"name": "e2e", "role": "admin", "sha256": hash_key(KEY)}])
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+@pytest.fixture
+def model(stack: LocalStack, tmp_path: Path) -> tuple[str, str]:
+    """A small real bundle registered in MLflow and served under the production alias."""
+    client = MlflowClient(tracking_uri=stack.mlflow_uri, registry_uri=stack.mlflow_uri)
+    name = f"gw-e2e-{uuid.uuid4().hex[:8]}"
+    run = client.create_run(client.create_experiment(name))
+    bundle = make_fast_bundle(tmp_path / "bundle", seed=11)
+    version = register_bundle(client, run_id=run.info.run_id, bundle=bundle, model_name=name)
+    client.set_registered_model_alias(name, "production", version.version)
+    return name, str(version.version)
+
+
+@contextmanager
+def service(package: str, env: Mapping[str, str], log: Path, ready_url: str) -> Iterator[None]:
+    """``python -m <package>`` until its /readyz answers 200; stopped in ``finally``."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", package],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{package} exited early: {log.read_text()[-4000:]}")
+            try:
+                if httpx.get(ready_url, timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{package} not ready: {log.read_text()[-4000:]}")
+            time.sleep(0.3)
+        yield
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@contextmanager
+def worker(
+    stack: LocalStack, kafka: KafkaSettings, model: tuple[str, str], log: Path
+) -> Iterator[None]:
+    port = free_port()
+    env = {
+        **kafka_env(kafka),
+        "MLFLOW_TRACKING_URI": stack.mlflow_uri,
+        "RS_WORKER_MODEL_NAME": model[0],
+        "RS_WORKER_GROUP_ID": f"workers-{uuid.uuid4().hex[:8]}",
+        "RS_WORKER_PORT": str(port),
+    }
+    with service("workers", env, log, f"http://127.0.0.1:{port}/readyz"):
+        yield
+
+
+def gateway_env(kafka: KafkaSettings, database_url: str, **extra: str) -> dict[str, str]:
+    return {
+        **kafka_env(kafka),
+        "DATABASE_URL": database_url,
+        "RS_GATEWAY_API_KEYS": KEYS,
+        "RS_GATEWAY_REPLY_TIMEOUT_S": "30",
+        **extra,
+    }
+
+
+async def test_classify_round_trip_through_a_real_worker(
+    stack: LocalStack,
+    kafka: KafkaSettings,
+    database_url: str,
+    model: tuple[str, str],
+    tmp_path: Path,
+) -> None:
+    env = gateway_env(kafka, database_url)
+    with (
+        worker(stack, kafka, model, tmp_path / "worker.log"),
+        running_gateway(env, tmp_path / "gateway.log") as gateway,
+    ):
+        async with httpx.AsyncClient(base_url=gateway.url, headers=AUTH, timeout=60) as http:
+            await wait_until_ready(http)
+            one = await http.post("/v1/classify", json={"text": "The staff were wonderful."})
+            assert one.status_code == 200, one.text
+            body = one.json()
+            assert (body["model_name"], body["model_version"]) == model
+            assert body["label"] in (0, 1)
+            assert body["verdict"] == ("positive" if body["label"] else "negative")
+            assert 0.5 <= body["confidence"] <= 1.0
+
+            texts = ["Cold fries.", "Best museum in town!", "Fine."]
+            batch = await http.post(
+                "/v1/classify/batch", json={"reviews": [{"text": t} for t in texts]}
+            )
+            assert batch.status_code == 200, batch.text
+            results = batch.json()["results"]
+            assert len(results) == 3
+            assert len({r["request_id"] for r in results}) == 3
+
+
+async def test_two_gateways_each_get_their_own_replies(
+    stack: LocalStack,
+    kafka: KafkaSettings,
+    database_url: str,
+    model: tuple[str, str],
+    tmp_path: Path,
+) -> None:
+    with ExitStack() as stack_of:
+        stack_of.enter_context(worker(stack, kafka, model, tmp_path / "worker.log"))
+        gateways = [
+            stack_of.enter_context(
+                running_gateway(
+                    gateway_env(kafka, database_url, RS_GATEWAY_INSTANCE_ID=f"gw-{name}"),
+                    tmp_path / f"gateway-{name}.log",
+                )
+            )
+            for name in ("a", "b")
+        ]
+        clients = [httpx.AsyncClient(base_url=g.url, headers=AUTH, timeout=60) for g in gateways]
+        try:
+            for http in clients:
+                await wait_until_ready(http)
+            per_gateway = 12
+            calls = [
+                http.post("/v1/classify", json={"text": f"Review {i} via gateway {n}."})
+                for n, http in enumerate(clients)
+                for i in range(per_gateway)
+            ]
+            answers = await asyncio.gather(*calls)
+            assert [a.status_code for a in answers] == [200] * len(calls)
+            assert len({a.json()["request_id"] for a in answers}) == len(calls)
+            for http in clients:
+                metrics = (await http.get("/metrics")).text
+                matched = _counter(metrics, "matched")
+                other = _counter(metrics, "other")
+                assert matched == per_gateway  # its own replies, each once
+                assert other >= per_gateway  # it saw the other's and left them alone
+        finally:
+            for http in clients:
+                await http.aclose()
+
+
+def _counter(metrics: str, outcome: str) -> float:
+    found = re.search(rf'rs_gateway_replies_total\{{outcome="{outcome}"\}} ([0-9.e+]+)', metrics)
+    return float(found.group(1)) if found else 0.0
+
+
+async def test_chat_page_with_a_worker_and_the_stats_processor(
+    stack: LocalStack,
+    kafka: KafkaSettings,
+    database_url: str,
+    model: tuple[str, str],
+    tmp_path: Path,
+) -> None:
+    stats_port = free_port()
+    stats_env = {
+        **kafka_env(kafka),
+        "DATABASE_URL": database_url,
+        "RS_STATS_PORT": str(stats_port),
+    }
+    env = gateway_env(kafka, database_url, RS_GATEWAY_OPEN_MODE="true",
+                      RS_GATEWAY_STATS_INTERVAL_S="0.5")  # fmt: skip
+    shots = ARTIFACTS / "gateway"
+    shots.mkdir(parents=True, exist_ok=True)
+    with (
+        worker(stack, kafka, model, tmp_path / "worker.log"),
+        service(
+            "stats", stats_env, tmp_path / "stats.log", f"http://127.0.0.1:{stats_port}/readyz"
+        ),
+    ):
+        gateway = GatewayProcess(env, tmp_path / "gateway.log")
+        try:
+            gateway.start()
+            async with chromium() as browser:
+                page = await browser.new_page(viewport={"width": 1280, "height": 860})
+                crashes: list[str] = []
+                page.on("pageerror", lambda error: crashes.append(str(error)))
+                await page.goto(gateway.url)
+                await expect(page.locator("#conn")).to_have_class(re.compile(r"\bconn-online\b"))
+                await expect(page.locator("#banner")).to_contain_text("Open mode")
+                await expect(page.locator("#s-total")).to_have_text("0")
+
+                await page.fill("#text", "The tasting menu was superb and the staff were kind.")
+                await page.click("#send")
+                verdict = page.locator("li.msg.bot").last
+                await expect(verdict.locator(".verdict")).to_have_text(
+                    re.compile("Positive|Negative"), timeout=60_000
+                )
+                await expect(verdict.locator(".meta")).to_contain_text(f"v{model[1]}")
+                await expect(verdict.locator(".meta")).to_contain_text("confidence")
+                request_id = await verdict.get_attribute("data-request-id")
+                assert request_id
+
+                script = "<script>window.__pwned = 1</script>"
+                await page.fill("#text", script)
+                await page.click("#send")
+                await expect(page.locator("li.msg.user .body").last).to_have_text(script)
+                await expect(page.locator("li.msg.bot")).to_have_count(2, timeout=60_000)
+                assert await page.evaluate("window.__pwned") is None
+
+                # the stats processor writes the predictions; the panel follows
+                await expect(page.locator("#s-total")).to_have_text("2", timeout=60_000)
+
+                await verdict.locator("button.wrong").click()
+                await expect(verdict.locator(".fb-note")).to_contain_text("Thanks", timeout=30_000)
+                await expect(page.locator("#s-labelled")).to_have_text("1", timeout=60_000)
+                await page.screenshot(path=shots / "with-worker-verdict-feedback.png")
+                assert crashes == []
+        finally:
+            gateway.stop()
+
+    feedback = await _read_feedback(kafka)
+    assert feedback.request_id == request_id
+    assert feedback.source.value == "ws"
+    conn = await asyncpg.connect(database_url)
+    try:
+        true_label = await conn.fetchval(
+            "SELECT true_label FROM predictions WHERE request_id = $1", request_id
+        )
+    finally:
+        await conn.close()
+    assert true_label == feedback.label
+
+
+async def _read_feedback(kafka: KafkaSettings) -> Feedback:
+    consumer = AIOKafkaConsumer(
+        kafka.feedback_topic,
+        bootstrap_servers=kafka.bootstrap_servers,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                for record in records:
+                    return decode(record.value, Feedback)
+        raise AssertionError("no feedback on the topic")
+    finally:
+        await consumer.stop()

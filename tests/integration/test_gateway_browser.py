@@ -1,0 +1,125 @@
+"""The chat page in a real headless Chromium, against the real gateway, Kafka and PostgreSQL,
+with no worker: the page asks for a key, connects, shows the review as text, pending then a
+clear timeout failure, follows statistics written by others, and survives a gateway restart.
+Screenshots go to .artifacts/gateway/."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+from playwright.async_api import expect
+
+from contracts import KafkaSettings
+from gateway.auth import hash_key, new_key
+from tests.gateway_harness import (
+    ARTIFACTS,
+    GatewayProcess,
+    chromium,
+    kafka_env,
+    record_feedback,
+    record_prediction,
+)
+
+HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"><b>bold</b>'
+ONLINE = re.compile(r"\bconn-online\b")
+OFFLINE = re.compile(r"\bconn-offline\b")
+
+
+@pytest.mark.timeout(240)
+async def test_chat_page_without_a_worker(
+    kafka: KafkaSettings, database_url: str, tmp_path: Path
+) -> None:
+    key = new_key()
+    env = {
+        **kafka_env(kafka),
+        "DATABASE_URL": database_url,
+        "RS_GATEWAY_API_KEYS": json.dumps(
+            [{"name": "browser", "role": "client", "sha256": hash_key(key)}]
+        ),
+        "RS_GATEWAY_REPLY_TIMEOUT_S": "3",
+        "RS_GATEWAY_STATS_INTERVAL_S": "0.5",
+    }
+    shots = ARTIFACTS / "gateway"
+    shots.mkdir(parents=True, exist_ok=True)
+    gateway = GatewayProcess(env, tmp_path / "gateway.log")
+    try:
+        gateway.start()
+        async with chromium() as browser:
+            page = await browser.new_page(viewport={"width": 1280, "height": 860})
+            crashes: list[str] = []
+            page.on("pageerror", lambda error: crashes.append(str(error)))
+            await page.goto(gateway.url)
+
+            # No key yet: the page asks for one, then connects with it.
+            await expect(page.locator("#key-form")).to_be_visible()
+            await expect(page.locator("#conn-text")).to_have_text("API key needed")
+            await page.fill("#key-input", key)
+            await page.click("#key-form button")
+            await expect(page.locator("#conn")).to_have_class(ONLINE)
+            await expect(page.locator("#key-form")).to_be_hidden()
+            await expect(page.locator("#banner")).to_be_hidden()  # not open mode
+            await expect(page.locator("#s-total")).to_have_text("0")
+
+            # A hostile review is shown as text, pending, then failed with the reason.
+            await page.fill("#text", HOSTILE)
+            await page.click("#send")
+            bubble = page.locator("li.msg.user").last
+            await expect(bubble.locator(".body")).to_have_text(HOSTILE)
+            await expect(bubble).to_have_attribute("data-status", "pending")
+            await expect(bubble.locator(".status-text")).to_have_text("classifying…")
+            assert await bubble.locator("script, img, b").count() == 0
+            await expect(bubble).to_have_attribute("data-status", "failed", timeout=20_000)
+            await expect(bubble.locator(".status-text")).to_contain_text("no prediction")
+            await expect(bubble.locator("button.retry")).to_be_visible()
+            assert await page.evaluate("window.__pwned") is None
+
+            # Traffic from elsewhere lands in PostgreSQL: the panel follows it.
+            conn = await asyncpg.connect(database_url)
+            try:
+                now = datetime.now(UTC)
+                for i in range(6):
+                    await record_prediction(
+                        conn,
+                        request_id=f"p-{uuid.uuid4().hex}",
+                        label=1 if i < 4 else 0,
+                        probability=0.9 if i < 4 else 0.2,
+                        model_version="3",
+                        predicted_at=now - timedelta(minutes=i % 3),
+                        true_label=[1, 0, 1, None, None, 0][i],
+                    )
+                await record_feedback(conn, feedback_id="fb-1", text="Lovely.", label=1)
+            finally:
+                await conn.close()
+            await expect(page.locator("#s-total")).to_have_text("6")
+            await expect(page.locator("#s-positive")).to_have_text("66.7%")
+            await expect(page.locator("#s-labelled")).to_have_text("4")
+            await expect(page.locator("#s-accuracy")).to_have_text("75.0%")
+            await expect(page.locator("#models tbody tr")).to_have_count(1)
+            await expect(page.locator("#models tbody tr td").first).to_have_text("v3")
+            await expect(page.locator("#chart rect.pos")).to_have_count(3)  # minutes 0, 1, 2
+            await expect(page.locator("#chart rect.neg")).to_have_count(2)  # minutes 1, 2
+            await page.screenshot(path=shots / "no-worker-timeout-and-stats.png")
+
+            # The gateway goes away: the page says so, keeps what is typed, and reconnects.
+            gateway.stop()
+            await expect(page.locator("#conn")).to_have_class(OFFLINE, timeout=15_000)
+            await page.fill("#text", "Typed while the gateway was away.")
+            await page.click("#send")
+            waiting = page.locator("li.msg.user").last
+            await expect(waiting).to_have_attribute("data-status", "waiting")
+            await page.screenshot(path=shots / "offline-waiting.png")
+            gateway.start()
+            await expect(page.locator("#conn")).to_have_class(ONLINE, timeout=40_000)
+            await expect(waiting).to_have_attribute("data-status", "failed", timeout=30_000)
+            await expect(waiting.locator(".status-text")).to_contain_text("no prediction")
+            await expect(page.locator("#s-total")).to_have_text("6")
+            await page.screenshot(path=shots / "reconnected.png", full_page=True)
+            assert crashes == []
+    finally:
+        gateway.stop()

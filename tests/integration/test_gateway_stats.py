@@ -1,0 +1,128 @@
+"""The statistics endpoints read what the stats processor wrote to the real PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import httpx
+import pytest
+
+from contracts import KafkaSettings
+from gateway.app import create_app
+from gateway.auth import KeyRecord, Role, hash_key, new_key
+from gateway.settings import Settings
+from stats.settings import DatabaseSettings
+from tests.gateway_harness import record_feedback, record_prediction
+
+VIEWER = new_key()
+
+
+@pytest.fixture
+async def http(kafka: KafkaSettings, database_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    settings = Settings(
+        kafka=kafka,
+        database=DatabaseSettings.model_validate({"DATABASE_URL": database_url}),
+        api_keys=[KeyRecord(name="viewer", role=Role.VIEWER, sha256=hash_key(VIEWER))],
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        headers = {"X-API-Key": VIEWER}
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://gw", headers=headers
+        ) as client:
+            yield client
+
+
+@pytest.fixture
+async def rows(database_url: str) -> dict[str, str]:
+    """Two model versions over two minutes, some of it labelled by feedback."""
+    minute = datetime.now(UTC).replace(second=0, microsecond=0)
+    earlier = minute - timedelta(minutes=1)
+    ids: dict[str, str] = {}
+    conn = await asyncpg.connect(database_url)
+    try:
+        # version 1: 3 predictions (2 positive), 2 labelled, 1 right
+        for name, label, true, at in [
+            ("a", 1, 1, earlier), ("b", 1, 0, earlier), ("c", 0, None, minute)
+        ]:  # fmt: skip
+            ids[name] = f"{name}-{uuid.uuid4().hex}"
+            await record_prediction(conn, request_id=ids[name], label=label, probability=0.8,
+                                    model_version="1", predicted_at=at, true_label=true,
+                                    latency_ms=10.0)  # fmt: skip
+        # version 2: 2 predictions (1 positive), both labelled and right
+        for name, label, true in [("d", 1, 1), ("e", 0, 0)]:
+            ids[name] = f"{name}-{uuid.uuid4().hex}"
+            await record_prediction(conn, request_id=ids[name], label=label, probability=0.7,
+                                    model_version="2", predicted_at=minute, true_label=true,
+                                    latency_ms=30.0)  # fmt: skip
+        for i, request_id in enumerate([ids["a"], ids["b"], ids["d"], ids["e"]]):
+            await record_feedback(conn, feedback_id=f"fb-{i}", request_id=request_id, label=1)
+        await record_feedback(conn, feedback_id="fb-text", text="Great.", label=1)
+    finally:
+        await conn.close()
+    return ids
+
+
+async def test_summary_totals_split_and_accuracy_per_version(
+    http: httpx.AsyncClient, rows: dict[str, str]
+) -> None:
+    response = await http.get("/v1/stats/summary")
+    assert response.status_code == 200, response.text
+    summary = response.json()
+    assert (summary["predictions"], summary["positives"], summary["negatives"]) == (5, 3, 2)
+    assert summary["positive_share"] == pytest.approx(0.6)
+    assert (summary["labelled"], summary["correct"]) == (4, 3)
+    assert summary["accuracy"] == pytest.approx(0.75)
+    assert summary["feedback"] == 5
+    versions = {m["model_version"]: m for m in summary["models"]}
+    assert set(versions) == {"1", "2"}
+    one, two = versions["1"], versions["2"]
+    assert (one["predictions"], one["positives"], one["labelled"], one["correct"]) == (3, 2, 2, 1)
+    assert one["accuracy"] == pytest.approx(0.5)
+    assert one["mean_latency_ms"] == pytest.approx(10.0)
+    assert (two["predictions"], two["accuracy"]) == (2, 1.0)
+
+
+async def test_windows_per_version_and_granularity(
+    http: httpx.AsyncClient, rows: dict[str, str]
+) -> None:
+    minutes = (await http.get("/v1/stats/windows", params={"limit": 5})).json()
+    assert minutes["granularity"] == "minute"
+    cells = {(w["model_version"], w["window_start"]): w for w in minutes["windows"]}
+    assert len(cells) == 3  # v1 in two minutes, v2 in one
+    starts = sorted({w["window_start"] for w in minutes["windows"]})
+    assert len(starts) == 2
+    v1_earlier = cells[("1", starts[0])]
+    assert (v1_earlier["predictions"], v1_earlier["labelled"], v1_earlier["correct"]) == (2, 2, 1)
+    assert v1_earlier["accuracy"] == pytest.approx(0.5)
+    assert cells[("2", starts[1])]["mean_latency_ms"] == pytest.approx(30.0)
+
+    only_two = await http.get("/v1/stats/windows", params={"model_version": "2", "limit": 5})
+    assert {w["model_version"] for w in only_two.json()["windows"]} == {"2"}
+
+    hours = (await http.get("/v1/stats/windows", params={"granularity": "hour", "limit": 2})).json()
+    assert sum(w["predictions"] for w in hours["windows"]) == 5
+
+
+async def test_recent_predictions_newest_first(
+    http: httpx.AsyncClient, rows: dict[str, str]
+) -> None:
+    recent = (await http.get("/v1/stats/recent", params={"limit": 3})).json()["predictions"]
+    by_id = {r["request_id"]: r for r in recent}
+    assert set(by_id) == {rows["c"], rows["d"], rows["e"]}  # the minute-old ones fall off
+    assert (by_id[rows["e"]]["verdict"], by_id[rows["e"]]["true_label"]) == ("negative", 0)
+    assert by_id[rows["c"]]["true_label"] is None
+    everything = (await http.get("/v1/stats/recent")).json()["predictions"]
+    times = [r["predicted_at"] for r in everything]
+    assert len(times) == 5
+    assert times == sorted(times, reverse=True)
+
+
+async def test_viewer_reads_but_may_not_classify(http: httpx.AsyncClient) -> None:
+    assert (await http.get("/v1/stats/summary")).status_code == 200
+    refused = await http.post("/v1/classify", json={"text": "Hi."})
+    assert refused.status_code == 403

@@ -1,0 +1,109 @@
+"""The gateway's pure core: bounded pending replies, the classifier's tickets, settings."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from contracts import ReviewRequest, Source
+from gateway.classifier import Classifier
+from gateway.errors import KafkaUnavailable, Overloaded, ReplyTimeout
+from gateway.metrics import Metrics
+from gateway.replies import Replies
+from gateway.schemas import ReviewIn
+from gateway.settings import Settings
+from tests.unit.gateway_memory import MemoryBus, prediction_for
+
+
+def request(text: str = "ok") -> ReviewRequest:
+    return ReviewRequest(text=text, source=Source.REST, reply_to="me")
+
+
+async def test_reserve_is_all_or_nothing_within_the_bound() -> None:
+    replies = Replies(3, retry_after_s=2)
+    replies.reserve(["a", "b"])
+    with pytest.raises(Overloaded) as refused:
+        replies.reserve(["c", "d"])
+    assert refused.value.retry_after == 2
+    assert replies.in_flight == 2
+    replies.reserve(["c"])
+    assert replies.in_flight == 3
+
+
+async def test_resolve_only_what_is_awaited_and_only_once() -> None:
+    replies = Replies(10, retry_after_s=1)
+    first = request()
+    [future] = replies.reserve([first.request_id])
+    assert not replies.resolve(prediction_for(request()))  # someone else's id
+    assert replies.resolve(prediction_for(first, label=0))
+    assert not replies.resolve(prediction_for(first))  # at-least-once: a duplicate
+    assert future.result().label == 0
+    replies.release([first.request_id])
+    assert replies.in_flight == 0
+    assert not replies.resolve(prediction_for(first))  # late
+
+
+async def test_release_cancels_an_unanswered_wait() -> None:
+    replies = Replies(10, retry_after_s=1)
+    [future] = replies.reserve(["x"])
+    replies.release(["x"])
+    assert future.cancelled()
+
+
+def classifier(bus_up: bool = True, timeout_s: float = 0.2) -> tuple[Classifier, MemoryBus]:
+    metrics = Metrics()
+    replies = Replies(4, retry_after_s=1)
+    bus = MemoryBus(replies.resolve, metrics)
+    bus.up = bus_up
+    core = Classifier(bus, replies, metrics, instance_id="gw-1", reply_timeout_s=timeout_s)
+    return core, bus
+
+
+async def test_a_failed_publish_frees_its_slots() -> None:
+    core, _ = classifier(bus_up=False)
+    with pytest.raises(KafkaUnavailable):
+        await core.submit([ReviewIn(text="a"), ReviewIn(text="b")], Source.REST)
+    assert core.replies.in_flight == 0
+
+
+async def test_timeout_names_the_missing_requests_and_frees_the_slots() -> None:
+    core, bus = classifier()
+    ticket = await core.submit([ReviewIn(text="a"), ReviewIn(text="b")], Source.REST)
+    bus.deliver(prediction_for(bus.requests[0]))
+    with pytest.raises(ReplyTimeout) as timeout:
+        await ticket.wait()
+    assert "1 of 2 reviews within 0.2 s" in timeout.value.message
+    assert timeout.value.details == [
+        {"field": "request_id", "problem": f"no reply for {bus.requests[1].request_id}"}
+    ]
+    assert core.replies.in_flight == 0
+    assert {r.reply_to for r in bus.requests} == {"gw-1"}
+
+
+async def test_replies_in_any_order_come_back_in_request_order() -> None:
+    core, bus = classifier(timeout_s=5)
+    waiting = asyncio.create_task(core.classify([ReviewIn(text=t) for t in "abc"], Source.REST))
+    for _ in range(100):  # the task publishes within a few loop turns
+        if len(bus.requests) == 3:
+            break
+        await asyncio.sleep(0)
+    for r in reversed(bus.requests):
+        bus.deliver(prediction_for(r))
+    predictions = await waiting
+    assert [p.request_id for p in predictions] == [r.request_id for r in bus.requests]
+
+
+def test_tls_needs_both_files(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="both"):
+        Settings(tls_certfile=tmp_path / "cert.pem")
+    both = Settings(tls_certfile=tmp_path / "c.pem", tls_keyfile=tmp_path / "k.pem")
+    assert both.tls
+
+
+def test_each_process_gets_its_own_instance_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RS_GATEWAY_PORT", raising=False)
+    assert Settings().instance_id != Settings().instance_id
+    assert Settings().port == 8000
