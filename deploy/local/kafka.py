@@ -99,7 +99,10 @@ def format_storage(libs: Path, properties: Path, data_dir: Path, heap_mb: int) -
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     log.info("formatting Kafka storage in %s (cluster %s)", data_dir, cluster_id)
     command = kafka_command(libs, properties, heap_mb, "kafka.tools.StorageTool")
-    subprocess.run([*command, "format", "-t", cluster_id, "-c", str(properties)], check=True)
+    # `=` form: a base64 id may start with "-" and would otherwise be read as an option.
+    subprocess.run(
+        [*command, "format", f"--cluster-id={cluster_id}", "-c", str(properties)], check=True
+    )
 
 
 def main() -> int:
