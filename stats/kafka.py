@@ -39,6 +39,8 @@ def make_app(settings: Settings) -> faust.App:
         # Where a fresh group starts: the whole retained history is counted once.
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=settings.commit_interval_s,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         # Stopping commits what was acknowledged; it never waits for records still in buffers.
         stream_wait_empty=False,
         producer_acks=-1,  # dead letters are acknowledged by all in-sync replicas

@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     commit_interval_s: float = Field(
         1.0, gt=0, description="how often acknowledged offsets are committed to Kafka"
     )
+    session_timeout_s: float = Field(
+        45.0,
+        ge=6,
+        description="how soon the group reassigns the partitions of a processor that died",
+    )
     retry_max_backoff_s: float = Field(
         5.0, gt=0, description="ceiling of the exponential backoff while PostgreSQL is away"
     )
