@@ -38,6 +38,8 @@ def make_app(settings: Settings) -> faust.App:
         topic_disable_leader=True,
         # Where a fresh group starts: the whole retained history is counted once.
         consumer_auto_offset_reset="earliest",
+        # A source topic created after start-up is found (and assigned) within this time.
+        consumer_metadata_max_age_ms=30_000,
         broker_commit_interval=settings.commit_interval_s,
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
@@ -72,6 +74,11 @@ def record_of(event: Any) -> Record:
         key=message.key,
         value=message.value,
     )
+
+
+def topics_known(app: faust.App, *topics: str) -> bool:
+    """The consumer's metadata knows every one of these topics (they exist on the broker)."""
+    return all(app.consumer.topic_partitions(topic) for topic in topics)
 
 
 class FaustDeadLetterSink:

@@ -30,7 +30,14 @@ from tenacity import (
 from stats.batches import BatchOutcome, BatchProcessor, Kind, Record
 from stats.db import PostgresStatsStore, create_pool
 from stats.http import add_pages
-from stats.kafka import FaustDeadLetterSink, LagMonitor, make_app, record_of, source_topic
+from stats.kafka import (
+    FaustDeadLetterSink,
+    LagMonitor,
+    make_app,
+    record_of,
+    source_topic,
+    topics_known,
+)
 from stats.metrics import Metrics
 from stats.settings import Settings
 from stats.store import StoreUnavailable
@@ -105,7 +112,14 @@ class StatsService:
         """Consume until stop() (or a failure); then drain the batches in flight and stop."""
         if not await self._prepare_database():
             return
-        await self.app.start()
+        try:
+            await self.app.start()
+        except OSError as exc:  # the web server could not bind
+            await self.app.stop()
+            raise ProcessorFailed(
+                f"cannot serve /healthz, /readyz, /metrics on {self._settings.host}:"
+                f"{self._settings.port} (RS_STATS_HOST, RS_STATS_PORT): {exc}"
+            ) from exc
         self._running = True
         log.info(
             "consuming %s and %s as group %s; http on %s:%d",
@@ -249,7 +263,11 @@ class StatsService:
                 await self._store.ping()
         except (StoreUnavailable, TimeoutError):
             database = False
-        return {"database": database, "kafka": self._running and not self.app.crashed}
+        kafka = self._running and not self.app.crashed
+        topics = kafka and topics_known(
+            self.app, self._settings.kafka.predictions_topic, self._settings.kafka.feedback_topic
+        )
+        return {"database": database, "kafka": kafka, "topics": topics}
 
 
 async def _close_pool(pool: Any) -> None:
