@@ -43,9 +43,12 @@ _TRANSIENT_CLASSES = {"08", "40", "53", "57", "58"}
 # constraint violation.
 _REJECTED_CLASSES = {"22", "23"}
 
+# Two-key advisory locks (namespace, hash of the request_id): a keyspace of their own, apart
+# from the single-key lock of stats.migrate. A hash collision only makes two writers wait.
+_LOCK_NAMESPACE = 0x7273_7374  # "rsst"
 _LOCK_REQUESTS = """
-SELECT count(pg_advisory_xact_lock(k))
-FROM (SELECT DISTINCT hashtextextended(r, 0) AS k FROM unnest($1::text[]) AS r ORDER BY k) AS o
+SELECT count(pg_advisory_xact_lock($2::int, k))
+FROM (SELECT DISTINCT hashtext(r) AS k FROM unnest($1::text[]) AS r ORDER BY k) AS o
 """
 
 _INSERT_PREDICTIONS = """
@@ -131,7 +134,7 @@ class PostgresStatsStore:
         rows = first_by(rows, lambda row: row.request_id)
 
         async def work(conn: asyncpg.Connection) -> WriteResult:
-            await conn.fetchval(_LOCK_REQUESTS, [row.request_id for row in rows])
+            await conn.fetchval(_LOCK_REQUESTS, [row.request_id for row in rows], _LOCK_NAMESPACE)
             returned = await conn.fetch(_INSERT_PREDICTIONS, *_prediction_columns(rows))
             inserted_ids = {record["request_id"] for record in returned}
             inserted = [row for row in rows if row.request_id in inserted_ids]
@@ -158,7 +161,7 @@ class PostgresStatsStore:
 
         async def work(conn: asyncpg.Connection) -> WriteResult:
             request_ids = [row.request_id for row in rows if row.request_id is not None]
-            await conn.fetchval(_LOCK_REQUESTS, request_ids)
+            await conn.fetchval(_LOCK_REQUESTS, request_ids, _LOCK_NAMESPACE)
             returned = await conn.fetch(_INSERT_FEEDBACK, *_feedback_columns(rows))
             inserted_ids = {record["feedback_id"] for record in returned}
             inserted = [row for row in rows if row.feedback_id in inserted_ids]
