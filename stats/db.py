@@ -130,8 +130,8 @@ class PostgresStatsStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def write_predictions(self, rows: Sequence[PredictionRow]) -> WriteResult:
-        rows = first_by(rows, lambda row: row.request_id)
+    async def write_predictions(self, batch: Sequence[PredictionRow]) -> WriteResult:
+        rows = first_by(batch, lambda row: row.request_id)  # a key twice in one batch: the first
 
         async def work(conn: asyncpg.Connection) -> WriteResult:
             await conn.fetchval(_LOCK_REQUESTS, [row.request_id for row in rows], _LOCK_NAMESPACE)
@@ -152,12 +152,12 @@ class PostgresStatsStore:
                 if earliest:
                     labelled = await self._label(conn, earliest, deltas)
             await _upsert_deltas(conn, deltas)
-            return WriteResult(len(inserted), len(rows) - len(inserted), labelled)
+            return WriteResult(len(inserted), len(batch) - len(inserted), labelled)
 
         return await self._transaction(work)
 
-    async def write_feedback(self, rows: Sequence[FeedbackRow]) -> WriteResult:
-        rows = first_by(rows, lambda row: row.feedback_id)
+    async def write_feedback(self, batch: Sequence[FeedbackRow]) -> WriteResult:
+        rows = first_by(batch, lambda row: row.feedback_id)
 
         async def work(conn: asyncpg.Connection) -> WriteResult:
             request_ids = [row.request_id for row in rows if row.request_id is not None]
@@ -180,7 +180,7 @@ class PostgresStatsStore:
                 )
                 await conn.execute(_PAIR_NEW_FEEDBACK, [row.feedback_id for row in answering])
             await _upsert_deltas(conn, deltas)
-            return WriteResult(len(inserted), len(rows) - len(inserted), labelled)
+            return WriteResult(len(inserted), len(batch) - len(inserted), labelled)
 
         return await self._transaction(work)
 

@@ -15,15 +15,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AsyncExitStack, suppress
+from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any, Self
 
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
-    RetryError,
     retry_if_exception_type,
+    stop_never,
     wait_exponential,
 )
 
@@ -60,6 +60,7 @@ class StatsService:
         self._stopping = asyncio.Event()
         self._failure: BaseException | None = None
         self._running = False
+        self._database_ready = asyncio.Event()
         self._inflight: dict[Kind, asyncio.Lock] = {
             "prediction": asyncio.Lock(),
             "feedback": asyncio.Lock(),
@@ -109,31 +110,40 @@ class StatsService:
             self._stopping.set()
 
     async def run(self) -> None:
-        """Consume until stop() (or a failure); then drain the batches in flight and stop."""
-        if not await self._prepare_database():
-            return
+        """Consume until stop() (or a failure); then drain the batches in flight and stop.
+
+        HTTP and the Kafka consumer start at once (so /healthz answers, and /readyz says what
+        is missing); the agents take their first batch once PostgreSQL answers and the schema
+        is migrated, whichever order the stack came up in.
+        """
+        s = self._settings
         try:
             await self.app.start()
         except OSError as exc:  # the web server could not bind
             await self.app.stop()
             raise ProcessorFailed(
-                f"cannot serve /healthz, /readyz, /metrics on {self._settings.host}:"
-                f"{self._settings.port} (RS_STATS_HOST, RS_STATS_PORT): {exc}"
+                f"cannot serve /healthz, /readyz, /metrics on {s.host}:{s.port}"
+                f" (RS_STATS_HOST, RS_STATS_PORT): {exc}"
             ) from exc
         self._running = True
         log.info(
             "consuming %s and %s as group %s; http on %s:%d",
-            self._settings.kafka.predictions_topic,
-            self._settings.kafka.feedback_topic,
-            self._settings.group_id,
-            self._settings.host,
-            self._settings.port,
+            s.kafka.predictions_topic,
+            s.kafka.feedback_topic,
+            s.group_id,
+            s.host,
+            s.port,
         )
         try:
             async with asyncio.TaskGroup() as tasks:
                 background = [
-                    tasks.create_task(self._every(self._settings.purge_interval_s, self._purge)),
-                    tasks.create_task(self._every(LAG_INTERVAL_S, self._watch)),
+                    tasks.create_task(self._guarded("start-up", self._prepare_database())),
+                    tasks.create_task(
+                        self._guarded("purge", self._every(s.purge_interval_s, self._purge))
+                    ),
+                    tasks.create_task(
+                        self._guarded("watch", self._every(LAG_INTERVAL_S, self._watch))
+                    ),
                 ]
                 await self._stopping.wait()
                 for task in background:
@@ -163,6 +173,7 @@ class StatsService:
     ) -> None:
         s = self._settings
         try:
+            await self._database_ready.wait()
             # noack_take: faust acknowledges nothing by itself; we do, after the transaction.
             async for events in stream.noack_take(s.batch_max, within=s.batch_within_s):
                 async with self._inflight[kind]:
@@ -177,45 +188,43 @@ class StatsService:
             raise
         except Exception as exc:
             # Not acknowledged: the batch is read again after the restart this exit causes.
-            log.exception("%s agent failed; stopping without acknowledging its batch", kind)
+            self._fail(f"{kind} agent (its batch is not acknowledged)", exc)
+
+    def _fail(self, what: str, exc: BaseException) -> None:
+        log.error("%s failed; stopping: %r", what, exc, exc_info=exc)
+        if self._failure is None:
             self._failure = exc
-            self.stop()
+        self.stop()
+
+    async def _guarded(self, what: str, job: Awaitable[None]) -> None:
+        """A background job that fails stops the service (and the process, non-zero)."""
+        try:
+            await job
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._fail(what, exc)
 
     # -- lifecycle helpers --------------------------------------------------------------------
 
-    async def _prepare_database(self) -> bool:
-        """Wait for PostgreSQL (any start order works), migrate; False if stopped meanwhile."""
+    async def _prepare_database(self) -> None:
+        """Wait for PostgreSQL, with backoff and for as long as it takes; then migrate."""
         assert self._store is not None
         store = self._store
-        s = self._settings
-
-        async def ready() -> None:
-            if s.migrate:
-                applied = await store.migrate()
-                log.info("schema up to date (%d migrations applied now)", len(applied))
-            else:
-                await store.ping()
-
-        try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(StoreUnavailable),
-                wait=wait_exponential(multiplier=0.2, max=s.retry_max_backoff_s),
-                stop=lambda state: self._stopping.is_set(),
-                sleep=self._sleep_unless_stopping,
-                before_sleep=_log_waiting,
-            ):
-                with attempt:
-                    if self._stopping.is_set():
-                        return False
-                    await ready()
-        except RetryError:  # stopped while the database was still away
-            return False
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(StoreUnavailable),
+            wait=wait_exponential(multiplier=0.2, max=self._settings.retry_max_backoff_s),
+            stop=stop_never,
+            before_sleep=_log_waiting,
+        ):
+            with attempt:
+                if self._settings.migrate:
+                    applied = await store.migrate()
+                    log.info("schema up to date (%d migrations applied now)", len(applied))
+                else:
+                    await store.ping()
         self.metrics.db_up.set(1)
-        return not self._stopping.is_set()
-
-    async def _sleep_unless_stopping(self, seconds: float) -> None:
-        with suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        self._database_ready.set()
 
     async def _drain(self) -> None:
         """Let the batches in flight finish (bounded), and keep new ones from starting."""
@@ -246,8 +255,7 @@ class StatsService:
     async def _watch(self) -> None:
         """Stop when faust has crashed; refresh the lag gauges."""
         if self.app.crashed:
-            self._failure = self.app.crash_reason or RuntimeError("faust crashed")
-            self.stop()
+            self._fail("faust", self.app.crash_reason or RuntimeError("faust crashed"))
             return
         assert self._lag is not None
         try:
@@ -267,6 +275,7 @@ class StatsService:
         topics = kafka and topics_known(
             self.app, self._settings.kafka.predictions_topic, self._settings.kafka.feedback_topic
         )
+        database = database and self._database_ready.is_set()  # reachable *and* migrated
         return {"database": database, "kafka": kafka, "topics": topics}
 
 

@@ -48,12 +48,12 @@ class WriteResult:
 
 
 class StatsStore(Protocol):
-    async def write_predictions(self, rows: Sequence[PredictionRow]) -> WriteResult:
-        """Store the rows and their aggregates in one transaction; idempotent per request_id."""
+    async def write_predictions(self, batch: Sequence[PredictionRow]) -> WriteResult:
+        """Store the batch and their aggregates in one transaction; idempotent per request_id."""
         ...
 
-    async def write_feedback(self, rows: Sequence[FeedbackRow]) -> WriteResult:
-        """Store the rows, pair them with their predictions, in one transaction; idempotent."""
+    async def write_feedback(self, batch: Sequence[FeedbackRow]) -> WriteResult:
+        """Store the batch, pair them with their predictions, in one transaction; idempotent."""
         ...
 
     async def purge_unmatched(self, older_than_s: float) -> int:

@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
@@ -389,7 +390,6 @@ async def test_database_outage_loses_nothing_and_counts_nothing_twice(
     half = len(scenario.predictions) // 2
     group = unique("stats")
     try:
-        await postgres.start()
         async with StatsProcess(
             kafka=kafka,
             database_url=url,
@@ -397,6 +397,19 @@ async def test_database_outage_loses_nothing_and_counts_nothing_twice(
             log_path=tmp_path / "stats.log",
             extra_env={"RS_STATS_RETRY_MAX_BACKOFF_S": "1"},
         ) as processor:
+            # Started before its database: alive, not ready, and waiting for it.
+            async def alive_not_ready() -> bool:
+                if not processor.alive():
+                    raise RuntimeError(processor.log()[-3000:])
+                try:
+                    health = await processor.get("/healthz")
+                    ready = await processor.get("/readyz")
+                except httpx.TransportError:
+                    return False
+                return health.status_code == 200 and ready.json()["checks"]["database"] is False
+
+            await wait_for(alive_not_ready, timeout_s=90, what="alive and waiting for PostgreSQL")
+            await postgres.start()
             await processor.wait_ready()
             await send_feedback(kafka, scenario.feedback_before)
             await send_predictions(kafka, scenario.predictions[:half])

@@ -147,11 +147,11 @@ class FakeStore:
         self.refuse = refuse or set()
         self.writes: list[list[str]] = []
 
-    async def write_predictions(self, rows: Sequence[PredictionRow]) -> WriteResult:
-        return self._write([row.request_id for row in rows])
+    async def write_predictions(self, batch: Sequence[PredictionRow]) -> WriteResult:
+        return self._write([row.request_id for row in batch])
 
-    async def write_feedback(self, rows: Sequence[FeedbackRow]) -> WriteResult:
-        return self._write([row.feedback_id for row in rows])
+    async def write_feedback(self, batch: Sequence[FeedbackRow]) -> WriteResult:
+        return self._write([row.feedback_id for row in batch])
 
     def _write(self, keys: list[str]) -> WriteResult:
         if self.unavailable:
@@ -256,7 +256,7 @@ async def test_a_record_the_database_refuses_goes_alone_to_the_dlq() -> None:
 
 async def test_an_unexpected_error_is_not_swallowed() -> None:
     class Broken(FakeStore):
-        async def write_predictions(self, rows: Sequence[PredictionRow]) -> WriteResult:
+        async def write_predictions(self, batch: Sequence[PredictionRow]) -> WriteResult:
             raise KeyError("bug")
 
     with pytest.raises(KeyError):
