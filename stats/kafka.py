@@ -12,6 +12,7 @@ their transaction has committed.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,10 +20,35 @@ import faust
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_exponential
 
 from stats.batches import DeadLetterUnavailable, Record
 from stats.metrics import Metrics
 from stats.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def wait_for_broker(bootstrap: str, *, max_backoff_s: float) -> None:
+    """Return once the broker answers a metadata request, retrying for as long as it takes."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type((KafkaError, OSError)),
+        wait=wait_exponential(multiplier=0.2, max=max_backoff_s),
+        stop=stop_never,
+        before_sleep=lambda state: log.warning(
+            "waiting for Kafka at %s (attempt %d): %s",
+            bootstrap,
+            state.attempt_number,
+            state.outcome.exception() if state.outcome else None,
+        ),
+    ):
+        with attempt:
+            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+            try:
+                await admin.start()
+                await admin.describe_cluster()
+            finally:
+                await admin.close()
 
 
 def make_app(settings: Settings) -> faust.App:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, suppress
 from types import TracebackType
 from typing import Any, Self
 
@@ -37,6 +37,7 @@ from stats.kafka import (
     record_of,
     source_topic,
     topics_known,
+    wait_for_broker,
 )
 from stats.metrics import Metrics
 from stats.settings import Settings
@@ -118,13 +119,23 @@ class StatsService:
         """
         s = self._settings
         try:
-            await self.app.start()
-        except OSError as exc:  # the web server could not bind
-            await self.app.stop()
+            # faust's web server first, so that /healthz answers while Kafka is awaited.
+            await self.app.web.start()
+        except OSError as exc:
+            await self.app.web.stop()
             raise ProcessorFailed(
                 f"cannot serve /healthz, /readyz, /metrics on {s.host}:{s.port}"
                 f" (RS_STATS_HOST, RS_STATS_PORT): {exc}"
             ) from exc
+        broker = wait_for_broker(s.kafka.bootstrap_servers, max_backoff_s=s.retry_max_backoff_s)
+        if not await self._unless_stopped(broker):
+            await self.app.web.stop()
+            return
+        try:
+            await self.app.start()  # the web server is already running: faust leaves it be
+        except Exception:
+            await self.app.stop()
+            raise
         self._running = True
         log.info(
             "consuming %s and %s as group %s; http on %s:%d",
@@ -189,6 +200,20 @@ class StatsService:
         except Exception as exc:
             # Not acknowledged: the batch is read again after the restart this exit causes.
             self._fail(f"{kind} agent (its batch is not acknowledged)", exc)
+
+    async def _unless_stopped(self, job: Awaitable[None]) -> bool:
+        """Await ``job`` unless stop() comes first (then cancel it and answer False)."""
+        work = asyncio.ensure_future(job)
+        stopped = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not work.done():
+            work.cancel()
+            with suppress(asyncio.CancelledError):
+                await work
+            return False
+        work.result()
+        return True
 
     def _fail(self, what: str, exc: BaseException) -> None:
         log.error("%s failed; stopping: %r", what, exc, exc_info=exc)
