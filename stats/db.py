@@ -35,10 +35,10 @@ from stats.store import RecordRejected, StoreUnavailable, WriteResult
 
 T = TypeVar("T")
 
-# SQLSTATE classes that mean "try again later": connection exception, transaction rollback
-# (serialization failure, deadlock), insufficient resources, operator intervention (shutdown,
-# starting up), system error.
-_TRANSIENT_CLASSES = {"08", "40", "53", "57", "58"}
+# SQLSTATE classes that mean "try again later": connection exception, invalid catalog name (the
+# database is not created yet), transaction rollback (serialization failure, deadlock),
+# insufficient resources, operator intervention (shutdown, starting up), system error.
+_TRANSIENT_CLASSES = {"08", "3D", "40", "53", "57", "58"}
 # SQLSTATE classes that mean "this data can never be stored": data exception, integrity
 # constraint violation.
 _REJECTED_CLASSES = {"22", "23"}
