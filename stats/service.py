@@ -113,9 +113,9 @@ class StatsService:
     async def run(self) -> None:
         """Consume until stop() (or a failure); then drain the batches in flight and stop.
 
-        HTTP and the Kafka consumer start at once (so /healthz answers, and /readyz says what
-        is missing); the agents take their first batch once PostgreSQL answers and the schema
-        is migrated, whichever order the stack came up in.
+        HTTP starts at once (so /healthz answers and /readyz says what is missing), then the
+        Kafka consumer once the broker answers; the agents take their first batch once
+        PostgreSQL answers and the schema is migrated, whichever order the stack came up in.
         """
         s = self._settings
         try:
