@@ -1,9 +1,17 @@
-"""Where the statistics database is. Read once at start-up by each service that needs it."""
+"""Settings of the statistics database and of the stats processor, read once at start-up.
+
+``DatabaseSettings`` is shared by every service that reads or writes the statistics
+(the gateway reads them); ``Settings`` is the stats processor's own (prefix ``RS_STATS_``).
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contracts.topics import KafkaSettings
 
 DEFAULT_DATABASE_URL = "postgresql://reviewstream:reviewstream@127.0.0.1:5433/reviewstream"
 
@@ -16,3 +24,46 @@ class DatabaseSettings(BaseSettings):
         validation_alias=AliasChoices("DATABASE_URL", "RS_DATABASE_URL"),
         description="PostgreSQL URL; the local stack runs its own server when it names this host",
     )
+
+
+class Settings(BaseSettings):
+    """The stats processor (``python -m stats``)."""
+
+    model_config = SettingsConfigDict(env_prefix="RS_STATS_", frozen=True)
+
+    host: str = Field("127.0.0.1", description="address of /healthz, /readyz and /metrics")
+    port: int = Field(9102, ge=1, le=65535, description="port of /healthz, /readyz and /metrics")
+    group_id: str = Field(
+        "reviewstream-stats", min_length=1, description="Kafka consumer group (the faust app id)"
+    )
+    batch_max: int = Field(500, ge=1, description="most records written in one transaction")
+    batch_within_s: float = Field(
+        0.25, gt=0, description="longest wait to fill a batch before writing what is there"
+    )
+    commit_interval_s: float = Field(
+        1.0, gt=0, description="how often acknowledged offsets are committed to Kafka"
+    )
+    session_timeout_s: float = Field(
+        45.0,
+        ge=6,
+        description="how soon the group reassigns the partitions of a processor that died",
+    )
+    retry_max_backoff_s: float = Field(
+        5.0, gt=0, description="ceiling of the exponential backoff while PostgreSQL is away"
+    )
+    unmatched_retention_s: float = Field(
+        7 * 24 * 3600.0,
+        gt=0,
+        description="how long feedback waits for its prediction before it is purged",
+    )
+    purge_interval_s: float = Field(300.0, gt=0, description="how often the purge runs")
+    drain_timeout_s: float = Field(
+        15.0, ge=0, description="on SIGTERM, how long the batch in flight may take to finish"
+    )
+    db_pool_max: int = Field(4, ge=2, description="most PostgreSQL connections")
+    migrate: bool = Field(True, description="apply stats/migrations at start-up (idempotent)")
+    data_dir: Path = Field(
+        Path(".state/stats"), description="faust's data folder (no tables, so it stays empty)"
+    )
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)

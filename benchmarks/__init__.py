@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print figures measured on this machine (not tests)."""

@@ -1,0 +1,214 @@
+"""Sustained records/second of the stats processor into PostgreSQL, on this machine.
+
+    .venv/bin/python -m benchmarks.stats_throughput [--records 20000] [--batch-max 500]
+
+Starts a local stack on free ports (or uses the running one with ``--running-stack``), loads
+predictions and the feedback for half of them into fresh topics, then runs the real processor
+(``python -m stats``) and samples the database: the rate is measured between 10% and 90% of
+the records stored, so start-up and the tail do not count. A second figure times the store
+alone (batches straight into ``PostgresStatsStore``, no Kafka) to show where the time goes.
+Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+import asyncpg
+import typer
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from contracts import Feedback, KafkaSettings, Prediction, Source, Timings, encode
+from deploy.topics import ensure_topics
+from stats.aggregates import PredictionRow
+from stats.db import PostgresStatsStore, create_pool
+from stats.migrate import migrate
+from stats.settings import DatabaseSettings
+from tests.localstack import LocalStack
+from tests.statsprocess import StatsProcess
+
+app = typer.Typer(add_completion=False)
+
+
+def predictions(prefix: str, n: int) -> list[Prediction]:
+    base = datetime.now(UTC) - timedelta(hours=1)
+    return [
+        Prediction(
+            request_id=f"{prefix}-{i}",
+            label=i % 2,
+            probability=0.9 if i % 2 else 0.1,
+            model_name="reviewstream-sentiment",
+            model_version=str(1 + i % 3),
+            worker_id=f"w{i % 4}",
+            submitted_at=base + timedelta(milliseconds=20 * i),
+            predicted_at=base + timedelta(milliseconds=20 * i + 15),
+            source=Source.PRODUCER,
+            timings=Timings(queue_ms=float(i % 97), inference_ms=4.0, batch_size=32),
+        )
+        for i in range(n)
+    ]
+
+
+async def load(kafka: KafkaSettings, preds: list[Prediction]) -> int:
+    """Predictions, and feedback for every second one; returns how many records were sent."""
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all", linger_ms=20)
+    await producer.start()
+    sent = 0
+    try:
+        for i, p in enumerate(preds):
+            key = p.request_id.encode()
+            await producer.send(kafka.predictions_topic, key=key, value=encode(p))
+            sent += 1
+            if i % 2 == 0:
+                fb = Feedback(request_id=p.request_id, label=1, source=Source.REPLAY)
+                await producer.send(kafka.feedback_topic, key=key, value=encode(fb))
+                sent += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return sent
+
+
+async def stored(conn: asyncpg.Connection) -> int:
+    return int(
+        await conn.fetchval(
+            "SELECT (SELECT count(*) FROM predictions) + (SELECT count(*) FROM feedback)"
+        )
+    )
+
+
+async def processor_rate(
+    kafka: KafkaSettings, url: str, total: int, batch_max: int, workdir: Path
+) -> tuple[float, float]:
+    """(sustained records/s between 10% and 90%, seconds from start to the last record)."""
+    conn = await asyncpg.connect(url)
+    samples: list[tuple[float, int]] = []
+    try:
+        async with StatsProcess(
+            kafka=kafka,
+            database_url=url,
+            group_id=f"bench-{uuid.uuid4().hex[:8]}",
+            log_path=workdir / "stats.log",
+            extra_env={"RS_STATS_BATCH_MAX": str(batch_max)},
+        ) as processor:
+            started = time.monotonic()
+            deadline = started + 600
+            while not samples or samples[-1][1] < total:
+                if not processor.alive() or time.monotonic() > deadline:
+                    raise RuntimeError(f"the processor did not finish:\n{processor.log()[-3000:]}")
+                samples.append((time.monotonic(), await stored(conn)))
+                await asyncio.sleep(0.1)
+            processor.terminate()
+    finally:
+        await conn.close()
+    t10, c10 = next((t, c) for t, c in samples if c >= 0.1 * total)
+    t90, c90 = next((t, c) for t, c in samples if c >= 0.9 * total)
+    return (c90 - c10) / (t90 - t10), samples[-1][0] - started
+
+
+async def store_rate(url: str, n: int, batch: int) -> float:
+    """Predictions per second written by PostgresStatsStore alone, ``batch`` per transaction."""
+    rows = [PredictionRow.from_message(p) for p in predictions(f"direct-{uuid.uuid4().hex[:6]}", n)]
+    pool = await create_pool(url, max_size=2)
+    try:
+        store = PostgresStatsStore(pool)
+        started = time.perf_counter()
+        for i in range(0, n, batch):
+            await store.write_predictions(rows[i : i + batch])
+        return n / (time.perf_counter() - started)
+    finally:
+        await pool.close()
+
+
+async def bench(records: int, batch_max: int, running_stack: bool) -> None:
+    with tempfile.TemporaryDirectory(prefix="stats-bench-") as tmp:
+        workdir = Path(tmp)
+        stack = None if running_stack else LocalStack(state_dir=workdir / "stack")
+        try:
+            if stack is not None:
+                typer.echo("starting a local stack on free ports ...")
+                await asyncio.to_thread(stack.start)
+                bootstrap, base_url = stack.bootstrap_servers, stack.database_url
+            else:
+                bootstrap = KafkaSettings().bootstrap_servers
+                base_url = DatabaseSettings().url.get_secret_value()
+            await run(bootstrap, base_url, records, batch_max, workdir)
+        finally:
+            if stack is not None:
+                stack.stop()
+
+
+async def run(bootstrap: str, base_url: str, records: int, batch_max: int, workdir: Path) -> None:
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    kafka = KafkaSettings(
+        bootstrap_servers=bootstrap,
+        requests_topic=f"{prefix}.requests",
+        predictions_topic=f"{prefix}.predictions",
+        feedback_topic=f"{prefix}.feedback",
+        models_topic=f"{prefix}.models",
+    )
+    name = prefix.replace("-", "_")
+    admin_url = urlsplit(base_url)._replace(path="/postgres").geturl()
+    url = urlsplit(base_url)._replace(path=f"/{name}").geturl()
+    admin_db = await asyncpg.connect(admin_url)
+    await admin_db.execute(f'CREATE DATABASE "{name}"')
+    try:
+        await migrate(url)
+        await ensure_topics(kafka)
+        preds = predictions(prefix, records)
+        started = time.perf_counter()
+        total = await load(kafka, preds)
+        typer.echo(f"loaded {total} records into Kafka in {time.perf_counter() - started:.1f}s")
+
+        rate, elapsed = await processor_rate(kafka, url, total, batch_max, workdir)
+        direct = await store_rate(url, min(records, 20_000), batch_max)
+        typer.echo(
+            f"\nstats processor, Kafka -> faust -> PostgreSQL (batch_max={batch_max}):\n"
+            f"  {total} records ({records} predictions + {total - records} feedback) stored "
+            f"in {elapsed:.1f}s from process start\n"
+            f"  sustained: {rate:,.0f} records/s (between 10% and 90% stored)\n"
+            f"store alone, PostgresStatsStore.write_predictions, {batch_max} per transaction:\n"
+            f"  {direct:,.0f} predictions/s\n"
+            f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+        )
+    finally:
+        await admin_db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin_db.close()
+        await delete_topics(kafka)
+
+
+async def delete_topics(kafka: KafkaSettings) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.delete_topics([spec.name for spec in kafka.topic_specs()])
+    finally:
+        await admin.close()
+
+
+@app.command()
+def main(
+    records: Annotated[
+        int, typer.Option(help="predictions to load (plus feedback for half)")
+    ] = 20_000,
+    batch_max: Annotated[int, typer.Option(help="RS_STATS_BATCH_MAX of the processor")] = 500,
+    running_stack: Annotated[
+        bool,
+        typer.Option(help="use the stack at RS_KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL"),
+    ] = False,
+) -> None:
+    """Print the stats processor's sustained records/second into PostgreSQL."""
+    asyncio.run(bench(records, batch_max, running_stack))
+
+
+if __name__ == "__main__":
+    app()

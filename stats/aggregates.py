@@ -1,0 +1,155 @@
+"""The pure core: records as rows, and what one transaction adds to the window aggregates.
+
+Nothing here talks to Kafka or PostgreSQL. ``stats.db`` decides *which* records count (only
+those a transaction inserts or labels for the first time) and hands them to :class:`Deltas`,
+which sums them per model version and window, sorted by key so that every transaction
+updates aggregate rows in the same order (no deadlock between concurrent writers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TypeVar
+
+from contracts import Feedback, Prediction
+from stats.schema import GRANULARITIES, Granularity, latency_bucket
+from stats.windows import window_start
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionRow:
+    """One row of ``predictions``, as the processor writes it."""
+
+    request_id: str
+    model_name: str
+    model_version: str
+    label: int
+    probability: float
+    source: str
+    worker_id: str
+    submitted_at: datetime
+    predicted_at: datetime
+    latency_ms: float
+    queue_ms: float
+    inference_ms: float
+    batch_size: int
+
+    @classmethod
+    def from_message(cls, prediction: Prediction) -> PredictionRow:
+        timings = prediction.timings
+        return cls(
+            request_id=prediction.request_id,
+            model_name=prediction.model_name,
+            model_version=prediction.model_version,
+            label=prediction.label,
+            probability=prediction.probability,
+            source=prediction.source.value,
+            worker_id=prediction.worker_id,
+            submitted_at=prediction.submitted_at,
+            predicted_at=prediction.predicted_at,
+            # What the worker measured: waiting for a batch, then running it.
+            latency_ms=timings.queue_ms + timings.inference_ms,
+            queue_ms=timings.queue_ms,
+            inference_ms=timings.inference_ms,
+            batch_size=timings.batch_size,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackRow:
+    """One row of ``feedback``: a true label for a request_id, or for a bare text."""
+
+    feedback_id: str
+    request_id: str | None
+    text: str | None
+    label: int
+    source: str
+    given_at: datetime
+
+    @classmethod
+    def from_message(cls, feedback: Feedback) -> FeedbackRow:
+        return cls(
+            feedback_id=feedback.feedback_id,
+            request_id=feedback.request_id,
+            text=feedback.text,
+            label=feedback.label,
+            source=feedback.source.value,
+            given_at=feedback.given_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LabelMatch:
+    """A prediction that has just received its true label: counted once, in its own windows."""
+
+    model_name: str
+    model_version: str
+    predicted_at: datetime
+    label: int
+    true_label: int
+
+
+WindowKey = tuple[str, str, Granularity, datetime]
+
+
+@dataclass(slots=True)
+class WindowDelta:
+    """What to add to one ``window_stats`` row (``latency_ms_max`` is a max, not a sum)."""
+
+    predictions: int = 0
+    positives: int = 0
+    latency_ms_sum: float = 0.0
+    latency_ms_max: float = 0.0
+    labelled: int = 0
+    correct: int = 0
+
+
+@dataclass
+class Deltas:
+    """The aggregate changes of one transaction, per (model, version, granularity, window)."""
+
+    windows: dict[WindowKey, WindowDelta] = field(default_factory=dict)
+    latency: dict[tuple[WindowKey, float], int] = field(default_factory=dict)
+
+    def add_prediction(self, row: PredictionRow) -> None:
+        for key in _window_keys(row.model_name, row.model_version, row.predicted_at):
+            delta = self.windows.setdefault(key, WindowDelta())
+            delta.predictions += 1
+            delta.positives += row.label
+            delta.latency_ms_sum += row.latency_ms
+            delta.latency_ms_max = max(delta.latency_ms_max, row.latency_ms)
+            bucket = (key, latency_bucket(row.latency_ms))
+            self.latency[bucket] = self.latency.get(bucket, 0) + 1
+
+    def add_label(self, match: LabelMatch) -> None:
+        for key in _window_keys(match.model_name, match.model_version, match.predicted_at):
+            delta = self.windows.setdefault(key, WindowDelta())
+            delta.labelled += 1
+            delta.correct += int(match.label == match.true_label)
+
+    def window_rows(self) -> list[tuple[WindowKey, WindowDelta]]:
+        return sorted(self.windows.items(), key=lambda item: item[0])
+
+    def latency_rows(self) -> list[tuple[WindowKey, float, int]]:
+        return [(key, le, count) for (key, le), count in sorted(self.latency.items())]
+
+
+def _window_keys(model_name: str, model_version: str, at: datetime) -> Iterable[WindowKey]:
+    for granularity in GRANULARITIES:
+        yield (model_name, model_version, granularity, window_start(granularity, at))
+
+
+def first_by(items: Iterable[T], key: Callable[[T], Hashable]) -> list[T]:
+    """Keep the first item for each key, in order: a batch carries each key at most once."""
+    seen: set[Hashable] = set()
+    kept = []
+    for item in items:
+        k = key(item)
+        if k not in seen:
+            seen.add(k)
+            kept.append(item)
+    return kept

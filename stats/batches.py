@@ -1,0 +1,201 @@
+"""One batch of Kafka records -> the statistics database, or the dead-letter topic.
+
+The core of the processor, free of faust: decode at the edge, send what can never be
+processed to the topic's DLQ with the reason, and store the rest in one transaction,
+retrying with exponential backoff for as long as the database is away. When the database
+refuses one record of a batch for good, the batch is written again one record at a time so
+that only that record goes to the DLQ. Only when :meth:`BatchProcessor.process` returns may
+the caller acknowledge the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Literal, Protocol, TypeVar
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_never,
+    wait_exponential,
+)
+
+from contracts import DecodeError, Feedback, KafkaSettings, Prediction, dead_letter, decode, encode
+from stats.aggregates import FeedbackRow, PredictionRow
+from stats.metrics import Metrics
+from stats.store import RecordRejected, StatsStore, StoreUnavailable, WriteResult
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["prediction", "feedback"]
+Row = TypeVar("Row", PredictionRow, FeedbackRow)
+T = TypeVar("T")
+
+SERVICE_NAME = "stats"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One Kafka record, bytes untouched."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+class DeadLetterSink(Protocol):
+    async def send_all(self, letters: Sequence[tuple[str, bytes | None, bytes]]) -> None:
+        """Produce ``(topic, key, value)`` records; return once the broker has them all."""
+        ...
+
+
+class DeadLetterUnavailable(Exception):
+    """The broker did not take a dead letter in time; retried like a database outage."""
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    stored: int
+    duplicates: int
+    dead_lettered: int
+    labelled: int
+
+
+class BatchProcessor:
+    def __init__(
+        self,
+        store: StatsStore,
+        sink: DeadLetterSink,
+        metrics: Metrics,
+        *,
+        retry_max_backoff_s: float = 5.0,
+    ) -> None:
+        self._store = store
+        self._sink = sink
+        self._metrics = metrics
+        self._max_backoff_s = retry_max_backoff_s
+
+    async def predictions(self, records: Sequence[Record]) -> BatchOutcome:
+        return await self._process(
+            "prediction",
+            records,
+            lambda raw: PredictionRow.from_message(decode(raw, Prediction)),
+            self._store.write_predictions,
+        )
+
+    async def feedback(self, records: Sequence[Record]) -> BatchOutcome:
+        return await self._process(
+            "feedback",
+            records,
+            lambda raw: FeedbackRow.from_message(decode(raw, Feedback)),
+            self._store.write_feedback,
+        )
+
+    async def _process(
+        self,
+        kind: Kind,
+        records: Sequence[Record],
+        parse: Callable[[bytes | None], Row],
+        write: Callable[[Sequence[Row]], Awaitable[WriteResult]],
+    ) -> BatchOutcome:
+        started = time.perf_counter()
+        parsed: list[tuple[Record, Row]] = []
+        dead: list[tuple[Record, str, str]] = []
+        for record in records:
+            try:
+                parsed.append((record, parse(record.value)))
+            except DecodeError as exc:
+                dead.append((record, exc.reason, "DecodeError"))
+        results: list[WriteResult] = []
+        if parsed:
+            try:
+                results.append(await self._retrying(kind, partial(write, [r for _, r in parsed])))
+            except RecordRejected as exc:
+                log.warning("%s batch refused (%s); writing it one record at a time", kind, exc)
+                for record, row in parsed:
+                    try:
+                        results.append(await self._retrying(kind, partial(write, [row])))
+                    except RecordRejected as one:
+                        dead.append((record, one.reason, "RecordRejected"))
+            self._metrics.db_up.set(1)
+        if dead:
+            await self._dead_letters(kind, dead)
+        outcome = BatchOutcome(
+            stored=sum(r.inserted for r in results),
+            duplicates=sum(r.duplicates for r in results),
+            dead_lettered=len(dead),
+            labelled=sum(r.labelled for r in results),
+        )
+        m = self._metrics
+        m.records.labels(kind, "stored").inc(outcome.stored)
+        m.records.labels(kind, "duplicate").inc(outcome.duplicates)
+        m.records.labels(kind, "dead_lettered").inc(outcome.dead_lettered)
+        m.labelled.inc(outcome.labelled)
+        m.batch_records.labels(kind).observe(len(records))
+        m.batch_seconds.labels(kind).observe(time.perf_counter() - started)
+        return outcome
+
+    async def _dead_letters(self, kind: Kind, dead: Sequence[tuple[Record, str, str]]) -> None:
+        """Send every dead letter of the batch, each to its topic's DLQ, and wait for the acks."""
+        letters = []
+        for record, reason, error_type in dead:
+            letter = dead_letter(
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                key=record.key,
+                value=record.value,
+                reason=reason,
+                error_type=error_type,
+                service=SERVICE_NAME,
+            )
+            letters.append((KafkaSettings.dlq(record.topic), record.key, encode(letter)))
+            log.warning(
+                "%s %s[%d]@%d -> dead letter: %s",
+                kind,
+                record.topic,
+                record.partition,
+                record.offset,
+                reason,
+            )
+        await self._retrying(kind, partial(self._sink.send_all, letters))
+        for record, _, error_type in dead:
+            self._metrics.dead_letters.labels(record.topic, error_type).inc()
+
+    async def _retrying(self, kind: Kind, call: Callable[[], Awaitable[T]]) -> T:
+        """Retry transient failures forever, with capped exponential backoff.
+
+        Forever on purpose: nothing is acknowledged while this waits, so the records stay in
+        Kafka; stopping the service cancels the wait and the batch is read again on restart.
+        """
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type((StoreUnavailable, DeadLetterUnavailable)),
+            wait=wait_exponential(multiplier=0.1, max=self._max_backoff_s),
+            stop=stop_never,
+            before_sleep=lambda state: self._on_retry(kind, state),
+            reraise=True,
+        ):
+            with attempt:
+                return await call()
+        raise AssertionError("unreachable: tenacity retries forever")  # pragma: no cover
+
+    def _on_retry(self, kind: Kind, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, StoreUnavailable):
+            self._metrics.db_up.set(0)
+            self._metrics.db_retries.labels(kind).inc()
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.warning(
+            "%s batch not stored (attempt %d, retrying in %.1fs): %s",
+            kind,
+            state.attempt_number,
+            wait,
+            exc,
+        )

@@ -1,0 +1,156 @@
+"""Kafka through faust: the app, its source topics, dead letters and lag.
+
+The app owns no topic of its own. It has no tables (the windowed state is in PostgreSQL, in the
+same transaction as the records, which a table's changelog could not be), the leader topic is
+disabled, and faust never declares topics: the broker's auto-creation is off and
+``deploy.topics`` creates every topic the processor touches (the predictions and feedback
+topics and their ``.dlq`` topics). The consumer group is the app id; offsets are committed by
+faust for acknowledged records only, and records are acknowledged in ``stats.service`` after
+their transaction has committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+from faust.exceptions import ProducerSendError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_exponential
+
+from stats.batches import DeadLetterUnavailable, Record
+from stats.metrics import Metrics
+from stats.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def wait_for_broker(bootstrap: str, *, max_backoff_s: float) -> None:
+    """Return once the broker answers a metadata request, retrying for as long as it takes."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type((KafkaError, OSError)),
+        wait=wait_exponential(multiplier=0.2, max=max_backoff_s),
+        stop=stop_never,
+        before_sleep=lambda state: log.warning(
+            "waiting for Kafka at %s (attempt %d): %s",
+            bootstrap,
+            state.attempt_number,
+            state.outcome.exception() if state.outcome else None,
+        ),
+    ):
+        with attempt:
+            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+            try:
+                await admin.start()
+                await admin.describe_cluster()
+            finally:
+                await admin.close()
+
+
+def make_app(settings: Settings) -> faust.App:
+    servers = [
+        f"kafka://{server.strip()}" for server in settings.kafka.bootstrap_servers.split(",")
+    ]
+    return faust.App(
+        settings.group_id,
+        broker=servers,
+        autodiscover=False,
+        # No faust-owned topics (see the module docstring).
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        # Where a fresh group starts: the whole retained history is counted once.
+        consumer_auto_offset_reset="earliest",
+        # A source topic created after start-up is found (and assigned) within this time.
+        consumer_metadata_max_age_ms=30_000,
+        broker_commit_interval=settings.commit_interval_s,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
+        # Stopping commits what was acknowledged; it never waits for records still in buffers.
+        stream_wait_empty=False,
+        producer_acks=-1,  # dead letters are acknowledged by all in-sync replicas
+        # The web server serves /healthz, /readyz and /metrics (stats.http) and nothing else.
+        web_enabled=True,
+        web_bind=settings.host,
+        web_host=settings.host,
+        web_port=settings.port,
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
+        datadir=str(settings.data_dir),
+    )
+
+
+def source_topic(app: faust.App, name: str) -> Any:
+    """A topic read as raw bytes: decoding happens once, at our edge (stats.batches)."""
+    return app.topic(name, key_serializer="raw", value_serializer="raw")
+
+
+def record_of(event: Any) -> Record:
+    message = event.message
+    return Record(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+    )
+
+
+def topics_known(app: faust.App, *topics: str) -> bool:
+    """The consumer's metadata knows every one of these topics (they exist on the broker)."""
+    return all(app.consumer.topic_partitions(topic) for topic in topics)
+
+
+class FaustDeadLetterSink:
+    """Dead letters through the app's producer (acks=all), waiting for the broker's ack."""
+
+    def __init__(self, app: faust.App) -> None:
+        self._app = app
+
+    async def send_all(self, letters: Sequence[tuple[str, bytes | None, bytes]]) -> None:
+        producer = self._app.producer
+        try:
+            pending = [
+                await producer.send(topic, key, value, partition=None, timestamp=None, headers=None)
+                for topic, key, value in letters
+            ]
+            await asyncio.gather(*pending)
+        except (ProducerSendError, KafkaError) as exc:
+            raise DeadLetterUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+
+class LagMonitor:
+    """Consumer-group lag per assigned partition: end offset minus committed offset."""
+
+    def __init__(self, app: faust.App, group_id: str, bootstrap: str, metrics: Metrics) -> None:
+        self._app = app
+        self._group_id = group_id
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+        self._metrics = metrics
+        self._started = False
+
+    async def update(self) -> None:
+        if not self._started:
+            await self._admin.start()
+            self._started = True
+        tps = sorted(self._app.consumer.assignment())
+        if not tps:
+            return
+        ends = await self._app.consumer.highwaters(*tps)
+        committed = await self._admin.list_consumer_group_offsets(self._group_id, partitions=tps)
+        self._metrics.lag.clear()  # partitions revoked since the last update disappear
+        for tp in tps:
+            done = committed.get(tp)
+            position = done.offset if done is not None and done.offset >= 0 else 0
+            lag = max(0, int(ends.get(tp, position)) - position)
+            self._metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
+
+    async def close(self) -> None:
+        if self._started:
+            await self._admin.close()

@@ -1,0 +1,89 @@
+"""Prometheus metrics of the stats processor, in a registry of its own (served on /metrics)."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    """What an operator watches: progress, lag, throughput, database retries, dead letters."""
+
+    def __init__(self, *, throughput_window_s: float = 10.0) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.records = Counter(
+            "stats_records",
+            "Records processed, by kind (prediction, feedback) and outcome "
+            "(stored, duplicate, dead_lettered)",
+            ["kind", "outcome"],
+            registry=r,
+        )
+        self.labelled = Counter(
+            "stats_predictions_labelled",
+            "Predictions that received their true label (counted in accuracy)",
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "stats_dead_letters",
+            "Records sent to a dead-letter topic, by source topic and error type",
+            ["topic", "error_type"],
+            registry=r,
+        )
+        self.db_retries = Counter(
+            "stats_db_retries",
+            "Database writes retried after a transient failure (database away, deadlock)",
+            ["kind"],
+            registry=r,
+        )
+        self.db_up = Gauge(
+            "stats_db_up", "1 when the last database call succeeded, 0 while it fails", registry=r
+        )
+        self.batch_seconds = Histogram(
+            "stats_batch_seconds",
+            "Time to store one batch and acknowledge it, retries included",
+            ["kind"],
+            registry=r,
+        )
+        self.batch_records = Histogram(
+            "stats_batch_records",
+            "Records per batch",
+            ["kind"],
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000),
+            registry=r,
+        )
+        self.lag = Gauge(
+            "stats_consumer_lag",
+            "Records in the partition after the group's committed offset",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.purged = Counter(
+            "stats_unmatched_feedback_purged",
+            "Feedback deleted after waiting longer than the retention for its prediction",
+            registry=r,
+        )
+        self.throughput = Gauge(
+            "stats_throughput_records_per_second",
+            f"Records processed per second over the last {throughput_window_s:g} s",
+            registry=r,
+        )
+        self.throughput.set_function(self.records_per_second)
+        self._window_s = throughput_window_s
+        self._recent: deque[tuple[float, int]] = deque()
+
+    def processed(self, count: int) -> None:
+        """Count records whose batch has been stored and acknowledged."""
+        self._recent.append((time.monotonic(), count))
+        self._forget_old()
+
+    def records_per_second(self) -> float:
+        self._forget_old()
+        return sum(count for _, count in self._recent) / self._window_s
+
+    def _forget_old(self) -> None:
+        horizon = time.monotonic() - self._window_s
+        while self._recent and self._recent[0][0] < horizon:
+            self._recent.popleft()

@@ -1,0 +1,329 @@
+"""The read side of the statistics, for the gateway, the UI and anyone with a pool.
+
+Every function takes an asyncpg pool or connection and returns frozen pydantic models (ready
+for JSON). Shares are ``None`` where nothing was counted, never a division by zero. Totals
+sum the hour windows; the minute windows hold the same counts, finer.
+Imports no faust: the gateway uses it with only asyncpg installed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from stats.schema import GRANULARITIES, Granularity, latency_quantile
+
+
+class Queryable(Protocol):
+    """What the queries need: an ``asyncpg.Pool`` or ``asyncpg.Connection``."""
+
+    async def fetch(self, query: str, *args: Any) -> list[Any]: ...
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class LatencySummary(_Frozen):
+    mean_ms: float | None
+    max_ms: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+class VersionStats(_Frozen):
+    """Everything counted for one model version."""
+
+    model_name: str
+    model_version: str
+    predictions: int
+    positives: int
+    positive_share: float | None
+    latency: LatencySummary
+    labelled: int
+    correct: int
+    accuracy: float | None
+    first_seen: datetime
+    last_seen: datetime
+
+
+class LabelSplit(_Frozen):
+    negative: int
+    positive: int
+    positive_share: float | None
+
+
+class Accuracy(_Frozen):
+    """Live accuracy: how often the model agreed with the true labels it received."""
+
+    model_name: str
+    model_version: str
+    labelled: int
+    correct: int
+    accuracy: float | None
+
+
+class WindowPoint(_Frozen):
+    model_name: str
+    model_version: str
+    granularity: Granularity
+    window_start: datetime
+    predictions: int
+    positives: int
+    positive_share: float | None
+    latency: LatencySummary
+    labelled: int
+    correct: int
+    accuracy: float | None
+
+
+class RecentPrediction(_Frozen):
+    request_id: str
+    model_name: str
+    model_version: str
+    label: int
+    probability: float
+    source: str
+    latency_ms: float
+    submitted_at: datetime
+    predicted_at: datetime
+    true_label: int | None
+
+
+class Overview(_Frozen):
+    predictions: int
+    positive_share: float | None
+    labelled: int
+    correct: int
+    accuracy: float | None
+    feedback_received: int
+    feedback_waiting: int
+    """feedback whose prediction has not arrived (yet)"""
+
+
+async def totals(db: Queryable, *, model_name: str | None = None) -> list[VersionStats]:
+    """Per model version, newest first."""
+    rows = await db.fetch(
+        """SELECT model_name, model_version, sum(predictions) AS predictions,
+                  sum(positives) AS positives, sum(latency_ms_sum) AS latency_ms_sum,
+                  max(latency_ms_max) AS latency_ms_max, sum(labelled) AS labelled,
+                  sum(correct) AS correct, min(window_start) AS first_window,
+                  max(window_start) AS last_window
+           FROM window_stats
+           WHERE granularity = 'hour' AND ($1::text IS NULL OR model_name = $1)
+           GROUP BY model_name, model_version
+           ORDER BY max(window_start) DESC, model_name, model_version""",
+        model_name,
+    )
+    buckets = await db.fetch(
+        """SELECT model_name, model_version, le_ms, sum(count) AS count
+           FROM window_latency
+           WHERE granularity = 'hour' AND ($1::text IS NULL OR model_name = $1)
+           GROUP BY model_name, model_version, le_ms""",
+        model_name,
+    )
+    histograms: dict[tuple[str, str], list[tuple[float, int]]] = defaultdict(list)
+    for b in buckets:
+        histograms[(b["model_name"], b["model_version"])].append((b["le_ms"], int(b["count"])))
+    return [
+        VersionStats(
+            model_name=r["model_name"],
+            model_version=r["model_version"],
+            predictions=int(r["predictions"]),
+            positives=int(r["positives"]),
+            positive_share=_share(r["positives"], r["predictions"]),
+            latency=_latency(
+                r["latency_ms_sum"],
+                r["latency_ms_max"],
+                r["predictions"],
+                histograms[(r["model_name"], r["model_version"])],
+            ),
+            labelled=int(r["labelled"]),
+            correct=int(r["correct"]),
+            accuracy=_share(r["correct"], r["labelled"]),
+            first_seen=r["first_window"],
+            last_seen=r["last_window"],
+        )
+        for r in rows
+    ]
+
+
+async def label_split(
+    db: Queryable, *, model_name: str | None = None, model_version: str | None = None
+) -> LabelSplit:
+    """How many predictions said negative and positive."""
+    rows = await db.fetch(
+        """SELECT coalesce(sum(predictions), 0) AS predictions,
+                  coalesce(sum(positives), 0) AS positives
+           FROM window_stats
+           WHERE granularity = 'hour' AND ($1::text IS NULL OR model_name = $1)
+             AND ($2::text IS NULL OR model_version = $2)""",
+        model_name,
+        model_version,
+    )
+    predictions, positives = int(rows[0]["predictions"]), int(rows[0]["positives"])
+    return LabelSplit(
+        negative=predictions - positives,
+        positive=positives,
+        positive_share=_share(positives, predictions),
+    )
+
+
+async def live_accuracy(db: Queryable, *, model_name: str | None = None) -> list[Accuracy]:
+    """Accuracy per model version over every prediction that received its true label."""
+    rows = await db.fetch(
+        """SELECT model_name, model_version, sum(labelled) AS labelled, sum(correct) AS correct
+           FROM window_stats
+           WHERE granularity = 'hour' AND ($1::text IS NULL OR model_name = $1)
+           GROUP BY model_name, model_version
+           ORDER BY model_name, model_version""",
+        model_name,
+    )
+    return [
+        Accuracy(
+            model_name=r["model_name"],
+            model_version=r["model_version"],
+            labelled=int(r["labelled"]),
+            correct=int(r["correct"]),
+            accuracy=_share(r["correct"], r["labelled"]),
+        )
+        for r in rows
+    ]
+
+
+async def window_series(
+    db: Queryable,
+    granularity: Granularity = "minute",
+    *,
+    since: datetime | None = None,
+    model_name: str | None = None,
+    model_version: str | None = None,
+    limit: int = 500,
+) -> list[WindowPoint]:
+    """One point per model version and window, oldest first (the latest ``limit`` windows)."""
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    filters = (granularity, since, model_name, model_version)
+    where = """granularity = $1 AND ($2::timestamptz IS NULL OR window_start >= $2)
+               AND ($3::text IS NULL OR model_name = $3)
+               AND ($4::text IS NULL OR model_version = $4)"""
+    rows = await db.fetch(
+        f"""SELECT * FROM (SELECT * FROM window_stats WHERE {where}
+                           ORDER BY window_start DESC, model_name, model_version LIMIT $5) AS w
+            ORDER BY window_start, model_name, model_version""",
+        *filters,
+        limit,
+    )
+    if not rows:
+        return []
+    buckets = await db.fetch(
+        f"""SELECT model_name, model_version, window_start, le_ms, count FROM window_latency
+            WHERE {where} AND window_start >= $5""",
+        *filters,
+        rows[0]["window_start"],
+    )
+    histograms: dict[tuple[str, str, datetime], list[tuple[float, int]]] = defaultdict(list)
+    for b in buckets:
+        key = (b["model_name"], b["model_version"], b["window_start"])
+        histograms[key].append((b["le_ms"], int(b["count"])))
+    return [
+        WindowPoint(
+            model_name=r["model_name"],
+            model_version=r["model_version"],
+            granularity=granularity,
+            window_start=r["window_start"],
+            predictions=r["predictions"],
+            positives=r["positives"],
+            positive_share=_share(r["positives"], r["predictions"]),
+            latency=_latency(
+                r["latency_ms_sum"],
+                r["latency_ms_max"],
+                r["predictions"],
+                histograms[(r["model_name"], r["model_version"], r["window_start"])],
+            ),
+            labelled=r["labelled"],
+            correct=r["correct"],
+            accuracy=_share(r["correct"], r["labelled"]),
+        )
+        for r in rows
+    ]
+
+
+async def recent_predictions(
+    db: Queryable, *, limit: int = 50, model_name: str | None = None
+) -> list[RecentPrediction]:
+    """The latest predictions, newest first, with their true label once known."""
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    rows = await db.fetch(
+        """SELECT request_id, model_name, model_version, label, probability, source, latency_ms,
+                  submitted_at, predicted_at, true_label
+           FROM predictions
+           WHERE ($1::text IS NULL OR model_name = $1)
+           ORDER BY predicted_at DESC, request_id
+           LIMIT $2""",
+        model_name,
+        limit,
+    )
+    return [RecentPrediction(**dict(r)) for r in rows]
+
+
+async def overview(db: Queryable) -> Overview:
+    """The headline numbers over every model version."""
+    rows = await db.fetch(
+        """SELECT
+             (SELECT coalesce(sum(predictions), 0) FROM window_stats
+               WHERE granularity = 'hour') AS predictions,
+             (SELECT coalesce(sum(positives), 0) FROM window_stats
+               WHERE granularity = 'hour') AS positives,
+             (SELECT coalesce(sum(labelled), 0) FROM window_stats
+               WHERE granularity = 'hour') AS labelled,
+             (SELECT coalesce(sum(correct), 0) FROM window_stats
+               WHERE granularity = 'hour') AS correct,
+             (SELECT count(*) FROM feedback) AS feedback_received,
+             (SELECT count(*) FROM feedback
+               WHERE matched_at IS NULL AND request_id IS NOT NULL) AS feedback_waiting"""
+    )
+    r = rows[0]
+    return Overview(
+        predictions=int(r["predictions"]),
+        positive_share=_share(r["positives"], r["predictions"]),
+        labelled=int(r["labelled"]),
+        correct=int(r["correct"]),
+        accuracy=_share(r["correct"], r["labelled"]),
+        feedback_received=int(r["feedback_received"]),
+        feedback_waiting=int(r["feedback_waiting"]),
+    )
+
+
+def _share(part: Any, whole: Any) -> float | None:
+    return float(part) / float(whole) if whole else None
+
+
+def _latency(
+    total_ms: float, max_ms: float, count: int, buckets: Sequence[tuple[float, int]]
+) -> LatencySummary:
+    if not count:
+        return LatencySummary(mean_ms=None, max_ms=None, p50_ms=None, p95_ms=None, p99_ms=None)
+    return LatencySummary(
+        mean_ms=float(total_ms) / int(count),
+        max_ms=float(max_ms),
+        # The histogram cannot tell more than the largest latency seen.
+        p50_ms=_at_most(latency_quantile(buckets, 0.50), max_ms),
+        p95_ms=_at_most(latency_quantile(buckets, 0.95), max_ms),
+        p99_ms=_at_most(latency_quantile(buckets, 0.99), max_ms),
+    )
+
+
+def _at_most(value: float | None, ceiling: float) -> float | None:
+    if value is None or math.isnan(value):
+        return None
+    return min(value, float(ceiling))

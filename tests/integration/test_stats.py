@@ -1,0 +1,615 @@
+"""The stats processor on the real broker and database, run as ``python -m stats``.
+
+Each test knows exactly what it sent, so it asserts exact counts and accuracy; the processor
+runs as a child process so that kills and restarts are real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import random
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from contracts import DeadLetter, Feedback, KafkaSettings, Prediction, Source, Timings, decode
+from contracts import encode as encode_message
+from deploy.local.postgres import wait_for_postgres
+from stats import queries
+from tests.conftest import unique
+from tests.localstack import ROOT, free_port
+from tests.statsprocess import StatsProcess, caught_up, committed_offsets, wait_for
+
+# A killed processor's partitions are reassigned after this; the broker's minimum.
+FAST_FAILOVER = {"RS_STATS_SESSION_TIMEOUT_S": "6"}
+
+
+@dataclass
+class Scenario:
+    """Predictions and the feedback that answers some of them, and what must come out."""
+
+    prefix: str
+    predictions: list[Prediction]
+    feedback_before: list[Feedback] = field(default_factory=list)
+    feedback_after: list[Feedback] = field(default_factory=list)
+
+    @property
+    def feedback(self) -> list[Feedback]:
+        return self.feedback_before + self.feedback_after
+
+    def true_labels(self) -> dict[str, int]:
+        """The label each prediction must end with: the earliest feedback given for it."""
+        labels: dict[str, int] = {}
+        for fb in sorted(self.feedback, key=lambda f: f.given_at):
+            if fb.request_id is not None:
+                labels.setdefault(fb.request_id, fb.label)
+        known = {p.request_id for p in self.predictions}
+        return {rid: label for rid, label in labels.items() if rid in known}
+
+    def expected(self) -> dict[str, dict[str, float]]:
+        """Per model version: predictions, positives, labelled, correct, latency sum and max."""
+        truth = self.true_labels()
+        out: dict[str, dict[str, float]] = {}
+        for p in self.predictions:
+            e = out.setdefault(
+                p.model_version,
+                dict.fromkeys(("predictions", "positives", "labelled", "correct", "sum", "max"), 0),
+            )
+            latency = p.timings.queue_ms + p.timings.inference_ms
+            e["predictions"] += 1
+            e["positives"] += p.label
+            e["sum"] += latency
+            e["max"] = max(e["max"], latency)
+            if p.request_id in truth:
+                e["labelled"] += 1
+                e["correct"] += int(truth[p.request_id] == p.label)
+        return out
+
+
+def make_scenario(prefix: str, n: int, *, seed: int) -> Scenario:
+    """n predictions over a few minute windows and two model versions; half get feedback,
+    a quarter before their prediction and a quarter after; plus feedback that never meets a
+    prediction, bare-text feedback, and a late contradicting duplicate that must not count."""
+    rng = random.Random(seed)
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    scenario = Scenario(prefix, [])
+    for i in range(n):
+        rid = f"{prefix}-r{i}"
+        label = rng.randint(0, 1)
+        at = base + timedelta(milliseconds=700 * i)
+        scenario.predictions.append(
+            Prediction(
+                request_id=rid,
+                label=label,
+                probability=0.8 if label else 0.2,
+                model_name="reviewstream-sentiment",
+                model_version="2" if i % 3 == 0 else "1",
+                worker_id=f"w{i % 2}",
+                submitted_at=at - timedelta(milliseconds=50),
+                predicted_at=at,
+                source=Source.PRODUCER,
+                timings=Timings(
+                    queue_ms=round(rng.uniform(0, 300), 3),
+                    inference_ms=round(rng.uniform(1, 20), 3),
+                    batch_size=8,
+                ),
+            )
+        )
+        if i % 2 == 0:
+            truth = label if rng.random() < 0.75 else 1 - label
+            fb = Feedback(
+                feedback_id=f"{prefix}-f{i}",
+                request_id=rid,
+                label=truth,
+                source=Source.REPLAY,
+                given_at=at + timedelta(seconds=1),
+            )
+            (scenario.feedback_before if i % 4 == 0 else scenario.feedback_after).append(fb)
+    for j in range(4):  # answers to requests that never come
+        scenario.feedback_before.append(
+            Feedback(request_id=f"{prefix}-ghost{j}", label=1, source=Source.REPLAY)
+        )
+    for j in range(2):  # labelled texts, no request
+        scenario.feedback_before.append(
+            Feedback(text=f"lovely place number {j}", label=1, source=Source.REST)
+        )
+    first = scenario.predictions[0]
+    scenario.feedback_after.append(  # a later, contradicting answer to request 0
+        Feedback(
+            request_id=first.request_id,
+            label=1 - first.label,
+            source=Source.WS,
+            given_at=first.predicted_at + timedelta(minutes=1),
+        )
+    )
+    return scenario
+
+
+def encoded(messages: Sequence[Prediction | Feedback]) -> list[tuple[bytes | None, bytes | None]]:
+    """Keyed by request_id (feedback without one: by feedback_id), as the producers do."""
+    out: list[tuple[bytes | None, bytes | None]] = []
+    for m in messages:
+        key = m.request_id if isinstance(m, Prediction) else (m.request_id or m.feedback_id)
+        out.append((key.encode(), encode_message(m)))
+    return out
+
+
+async def produce(
+    bootstrap: str, topic: str, records: Sequence[tuple[bytes | None, bytes | None]]
+) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send(topic, key=key, value=value)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def send_predictions(kafka: KafkaSettings, predictions: list[Prediction]) -> None:
+    await produce(kafka.bootstrap_servers, kafka.predictions_topic, list(encoded(predictions)))
+
+
+async def send_feedback(kafka: KafkaSettings, feedback: list[Feedback]) -> None:
+    await produce(kafka.bootstrap_servers, kafka.feedback_topic, list(encoded(feedback)))
+
+
+async def count(url: str, sql: str) -> int:
+    conn = await asyncpg.connect(url)
+    try:
+        return int(await conn.fetchval(sql))
+    finally:
+        await conn.close()
+
+
+async def snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row the processor writes, for before/after comparisons."""
+    conn = await asyncpg.connect(url)
+    try:
+        tables = {
+            "window_stats": "SELECT * FROM window_stats ORDER BY 1, 2, 3, 4",
+            "window_latency": "SELECT * FROM window_latency ORDER BY 1, 2, 3, 4, 5",
+            "predictions": "SELECT request_id, true_label, recorded_at FROM predictions ORDER BY 1",
+            "feedback": "SELECT feedback_id, matched_at, recorded_at FROM feedback ORDER BY 1",
+        }
+        return {name: [tuple(r) for r in await conn.fetch(sql)] for name, sql in tables.items()}
+    finally:
+        await conn.close()
+
+
+async def assert_exact(url: str, scenario: Scenario, *, waiting: int) -> None:
+    """What the database says equals what was sent, through the gateway's read side."""
+    expected = scenario.expected()
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+    try:
+        totals = {t.model_version: t for t in await queries.totals(pool)}
+        assert set(totals) == set(expected)
+        for version, e in expected.items():
+            t = totals[version]
+            assert (t.predictions, t.positives, t.labelled, t.correct) == (
+                e["predictions"],
+                e["positives"],
+                e["labelled"],
+                e["correct"],
+            ), version
+            assert t.accuracy == pytest.approx(e["correct"] / e["labelled"])
+            assert t.positive_share == pytest.approx(e["positives"] / e["predictions"])
+            assert t.latency.mean_ms == pytest.approx(e["sum"] / e["predictions"])
+            assert t.latency.max_ms == pytest.approx(e["max"])
+            assert t.latency.p50_ms is not None
+            assert 0 < t.latency.p50_ms <= t.latency.p95_ms <= e["max"]  # type: ignore[operator]
+
+        accuracy = {a.model_version: a for a in await queries.live_accuracy(pool)}
+        for version, e in expected.items():
+            assert (accuracy[version].labelled, accuracy[version].correct) == (
+                e["labelled"],
+                e["correct"],
+            )
+        n = len(scenario.predictions)
+        positives = sum(int(e["positives"]) for e in expected.values())
+        split = await queries.label_split(pool)
+        assert (split.negative, split.positive) == (n - positives, positives)
+
+        overview = await queries.overview(pool)
+        assert overview.predictions == n
+        assert overview.labelled == sum(int(e["labelled"]) for e in expected.values())
+        assert overview.feedback_received == len(scenario.feedback)
+        assert overview.feedback_waiting == waiting
+
+        # Minute and hour windows hold the same counts; the histogram counts every prediction.
+        for granularity in ("minute", "hour"):
+            series = await queries.window_series(pool, granularity, limit=10_000)
+            assert sum(p.predictions for p in series) == n
+            assert sum(p.labelled for p in series) == overview.labelled
+            assert sum(p.correct for p in series) == overview.correct
+        minutes = await queries.window_series(pool, "minute", limit=10_000)
+        assert len({p.window_start for p in minutes}) > 1  # the scenario spans several minutes
+        histogram = await pool.fetchval(
+            "SELECT sum(count) FROM window_latency WHERE granularity = 'minute'"
+        )
+        assert histogram == n
+
+        truth = scenario.true_labels()
+        stored = dict(await pool.fetch("SELECT request_id, true_label FROM predictions"))
+        assert stored == {p.request_id: truth.get(p.request_id) for p in scenario.predictions}
+        recent = await queries.recent_predictions(pool, limit=5)
+        assert [r.request_id for r in recent] == [
+            p.request_id
+            for p in sorted(scenario.predictions, key=lambda p: p.predicted_at)[::-1][:5]
+        ]
+    finally:
+        await pool.close()
+
+
+def metric(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+async def list_topics(bootstrap: str) -> set[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return {name for name in await admin.list_topics() if not name.startswith("__")}
+    finally:
+        await admin.close()
+
+
+# -- the tests --------------------------------------------------------------------------------
+
+
+async def test_exact_counts_with_feedback_before_and_after_and_a_replay_changes_nothing(
+    kafka: KafkaSettings, database_url: str, tmp_path: Path
+) -> None:
+    scenario = make_scenario(unique("s"), 240, seed=1)
+    group = unique("stats")
+    topics_before = await list_topics(kafka.bootstrap_servers)
+    await send_feedback(kafka, scenario.feedback_before)
+
+    async with StatsProcess(
+        kafka=kafka, database_url=database_url, group_id=group, log_path=tmp_path / "stats.log"
+    ) as processor:
+        await processor.wait_ready()
+        # Feedback first: stored and waiting, none matched.
+        await wait_for(
+            lambda: _equals(
+                count(database_url, "SELECT count(*) FROM feedback"), len(scenario.feedback_before)
+            ),
+            timeout_s=60,
+            what="feedback stored before any prediction",
+        )
+        assert (
+            await count(database_url, "SELECT count(*) FROM feedback WHERE matched_at IS NOT NULL")
+            == 0
+        )
+
+        await send_predictions(kafka, scenario.predictions)
+        await wait_for(
+            lambda: _equals(
+                count(database_url, "SELECT count(*) FROM predictions"), len(scenario.predictions)
+            ),
+            timeout_s=60,
+            what="every prediction stored",
+        )
+        await send_feedback(kafka, scenario.feedback_after)
+        await wait_for(lambda: caught_up(kafka, group), timeout_s=60, what="offsets committed")
+        await assert_exact(database_url, scenario, waiting=4)
+        before = await snapshot(database_url)
+
+        # The same records again, byte for byte: nothing may change.
+        await send_feedback(kafka, scenario.feedback)
+        await send_predictions(kafka, scenario.predictions)
+        await wait_for(lambda: caught_up(kafka, group), timeout_s=60, what="replay committed")
+        assert await snapshot(database_url) == before
+        await assert_exact(database_url, scenario, waiting=4)
+
+        samples = await processor.metrics()
+        n, m = len(scenario.predictions), len(scenario.feedback)
+        assert metric(samples, "stats_records_total", kind="prediction", outcome="stored") == n
+        assert metric(samples, "stats_records_total", kind="prediction", outcome="duplicate") == n
+        assert metric(samples, "stats_records_total", kind="feedback", outcome="stored") == m
+        assert metric(samples, "stats_records_total", kind="feedback", outcome="duplicate") == m
+        assert metric(samples, "stats_db_up") == 1
+        assert (await processor.get("/healthz")).status_code == 200
+
+        # Faust created no topic of its own (no changelogs, no leader topic, no declarations).
+        # (__consumer_offsets is the broker's own, created on the first commit of any group.)
+        assert await list_topics(kafka.bootstrap_servers) == topics_before
+        assert processor.terminate() == 0, processor.log()[-3000:]
+    assert "Traceback" not in processor.log()
+
+
+async def test_killed_mid_stream_and_restarted_counts_exactly(
+    kafka: KafkaSettings, database_url: str, tmp_path: Path
+) -> None:
+    scenario = make_scenario(unique("k"), 1200, seed=2)
+    group = unique("stats")
+    await send_feedback(kafka, scenario.feedback)
+    await send_predictions(kafka, scenario.predictions)
+    # Small batches and rare commits: at the kill, records are in PostgreSQL whose offsets are
+    # not committed, so the restart must replay them.
+    slow = {"RS_STATS_BATCH_MAX": "20", "RS_STATS_COMMIT_INTERVAL_S": "120", **FAST_FAILOVER}
+    async with StatsProcess(
+        kafka=kafka,
+        database_url=database_url,
+        group_id=group,
+        log_path=tmp_path / "first.log",
+        extra_env=slow,
+    ) as first:
+        await wait_for(
+            lambda: _at_least(count(database_url, "SELECT count(*) FROM predictions"), 100),
+            timeout_s=90,
+            what="the first processor is under way",
+        )
+        first.kill()
+    stored = await count(database_url, "SELECT count(*) FROM predictions")
+    stored += await count(database_url, "SELECT count(*) FROM feedback")
+    committed = sum((await committed_offsets(kafka.bootstrap_servers, group)).values())
+    assert committed < stored, "the kill must leave stored records whose offsets were not committed"
+
+    async with StatsProcess(
+        kafka=kafka,
+        database_url=database_url,
+        group_id=group,
+        log_path=tmp_path / "second.log",
+        extra_env=FAST_FAILOVER,
+    ) as second:
+        await wait_for(
+            lambda: caught_up(kafka, group), timeout_s=120, what="caught up after restart"
+        )
+        await assert_exact(database_url, scenario, waiting=4)
+        samples = await second.metrics()
+        replayed = metric(samples, "stats_records_total", kind="prediction", outcome="duplicate")
+        replayed += metric(samples, "stats_records_total", kind="feedback", outcome="duplicate")
+        assert replayed > 0  # the replay happened, and changed nothing
+
+
+async def test_database_outage_loses_nothing_and_counts_nothing_twice(
+    kafka: KafkaSettings, tmp_path: Path
+) -> None:
+    # A PostgreSQL of this test's own: stopping the session's database would break other tests.
+    url = f"postgresql://reviewstream:reviewstream@127.0.0.1:{free_port()}/reviewstream"
+    postgres = _Postgres(url, tmp_path / "pg-state", tmp_path / "postgres.log")
+    scenario = make_scenario(unique("o"), 300, seed=3)
+    half = len(scenario.predictions) // 2
+    group = unique("stats")
+    try:
+        async with StatsProcess(
+            kafka=kafka,
+            database_url=url,
+            group_id=group,
+            log_path=tmp_path / "stats.log",
+            extra_env={"RS_STATS_RETRY_MAX_BACKOFF_S": "1"},
+        ) as processor:
+            # Started before its database: alive, not ready, and waiting for it.
+            async def alive_not_ready() -> bool:
+                if not processor.alive():
+                    raise RuntimeError(processor.log()[-3000:])
+                try:
+                    health = await processor.get("/healthz")
+                    ready = await processor.get("/readyz")
+                except httpx.TransportError:
+                    return False
+                return health.status_code == 200 and ready.json()["checks"]["database"] is False
+
+            await wait_for(alive_not_ready, timeout_s=90, what="alive and waiting for PostgreSQL")
+            await postgres.start()
+            await processor.wait_ready()
+            await send_feedback(kafka, scenario.feedback_before)
+            await send_predictions(kafka, scenario.predictions[:half])
+            await wait_for(
+                lambda: _equals(count(url, "SELECT count(*) FROM predictions"), half),
+                timeout_s=60,
+                what="first half stored",
+            )
+
+            postgres.stop()
+            await send_predictions(kafka, scenario.predictions[half:])
+            await send_feedback(kafka, scenario.feedback_after)
+
+            async def retrying_and_not_ready() -> bool:
+                samples = await processor.metrics()
+                retries = sum(
+                    v for (name, _), v in samples.items() if name == "stats_db_retries_total"
+                )
+                ready = (await processor.get("/readyz")).status_code
+                return retries > 0 and ready == 503
+
+            await wait_for(
+                retrying_and_not_ready, timeout_s=60, what="retrying while PostgreSQL is down"
+            )
+            assert processor.alive()
+            assert metric(await processor.metrics(), "stats_db_up") == 0
+
+            await postgres.start()
+            await wait_for(
+                lambda: caught_up(kafka, group), timeout_s=90, what="caught up after the outage"
+            )
+            await assert_exact(url, scenario, waiting=4)
+            await processor.wait_ready()
+            assert processor.terminate() == 0
+    finally:
+        postgres.stop()
+
+
+async def test_malformed_records_go_to_the_dead_letter_topics_with_the_reason(
+    kafka: KafkaSettings, database_url: str, tmp_path: Path
+) -> None:
+    good = make_scenario(unique("d"), 3, seed=4).predictions
+    answer = Feedback(request_id=good[0].request_id, label=good[0].label, source=Source.REPLAY)
+    valid_json = encode_message(good[1]).decode()
+    bad_predictions: list[tuple[bytes | None, bytes | None]] = [
+        (b"a", b"not json"),
+        (b"b", b"\xff\xfe"),
+        (b"c", b"[1, 2]"),
+        (b"d", valid_json.replace('"schema_version":1', '"schema_version":2').encode()),
+        (b"e", valid_json.replace('"label":', '"label":7,"x":').encode()),
+        (b"f", None),
+    ]
+    nul_text = Feedback(text="bad \x00 byte", label=0, source=Source.REST)
+    nul_request = Feedback(request_id="req\x00uest", label=1, source=Source.REST)
+    bad_feedback: list[tuple[bytes | None, bytes | None]] = [
+        (b"g", encode_message(nul_text)),
+        (b"h", encode_message(nul_request)),
+    ]
+    group = unique("stats")
+
+    await produce(kafka.bootstrap_servers, kafka.predictions_topic, bad_predictions[:3])
+    await send_predictions(kafka, good)
+    await produce(kafka.bootstrap_servers, kafka.predictions_topic, bad_predictions[3:])
+    await produce(kafka.bootstrap_servers, kafka.feedback_topic, bad_feedback[:1])
+    await send_feedback(kafka, [answer])
+    await produce(kafka.bootstrap_servers, kafka.feedback_topic, bad_feedback[1:])
+
+    async with StatsProcess(
+        kafka=kafka, database_url=database_url, group_id=group, log_path=tmp_path / "stats.log"
+    ) as processor:
+        await wait_for(
+            lambda: caught_up(kafka, group),
+            timeout_s=90,
+            what="offsets committed past the bad records",
+        )
+        letters = await read_all(
+            kafka.bootstrap_servers, KafkaSettings.dlq(kafka.predictions_topic), 6
+        )
+        letters += await read_all(
+            kafka.bootstrap_servers, KafkaSettings.dlq(kafka.feedback_topic), 2
+        )
+        samples = await processor.metrics()
+        assert processor.alive()
+
+    by_key = {base64.b64decode(letter.key or "").decode(): letter for letter in letters}
+    assert set(by_key) == set("abcdefgh")
+    reasons = {key: letter.reason for key, letter in by_key.items()}
+    assert "not JSON" in reasons["a"]
+    assert "not UTF-8" in reasons["b"]
+    assert "JSON object" in reasons["c"]
+    assert "schema_version 2" in reasons["d"]
+    assert "label" in reasons["e"]
+    assert "tombstone" in reasons["f"]
+    for key in "gh":  # valid messages the database cannot store: refused, not retried forever
+        assert by_key[key].error_type == "RecordRejected"
+        assert "0x00" in reasons[key] or "\\u0000" in reasons[key] or "NUL" in reasons[key], (
+            reasons[key]
+        )
+    for raw_key, raw in bad_predictions[:5]:
+        letter = by_key[(raw_key or b"").decode()]
+        assert base64.b64decode(letter.value) == raw  # byte for byte
+        assert letter.topic == kafka.predictions_topic
+    assert by_key["g"].topic == kafka.feedback_topic
+
+    assert await count(database_url, "SELECT count(*) FROM predictions") == 3
+    assert await count(database_url, "SELECT count(*) FROM feedback") == 1
+    assert (
+        await count(database_url, "SELECT count(*) FROM predictions WHERE true_label IS NOT NULL")
+        == 1
+    )
+    assert (
+        metric(
+            samples,
+            "stats_dead_letters_total",
+            topic=kafka.predictions_topic,
+            error_type="DecodeError",
+        )
+        == 6
+    )
+    assert (
+        metric(
+            samples,
+            "stats_dead_letters_total",
+            topic=kafka.feedback_topic,
+            error_type="RecordRejected",
+        )
+        == 2
+    )
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+async def _equals(value: Any, expected: int) -> bool:
+    return bool(await value == expected)
+
+
+async def _at_least(value: Any, expected: int) -> bool:
+    return bool(await value >= expected)
+
+
+async def read_all(
+    bootstrap: str, topic: str, expected: int, timeout_s: float = 30
+) -> list[DeadLetter]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    letters: list[DeadLetter] = []
+    try:
+        async with asyncio.timeout(timeout_s):
+            while len(letters) < expected:
+                batches = await consumer.getmany(timeout_ms=1000)
+                for records in batches.values():
+                    letters.extend(decode(r.value, DeadLetter) for r in records)
+    finally:
+        await consumer.stop()
+    assert len(letters) == expected, letters
+    return letters
+
+
+class _Postgres:
+    """``python -m deploy.local.postgres`` with a state folder and port of its own."""
+
+    def __init__(self, url: str, state_dir: Path, log_path: Path) -> None:
+        self.url = url
+        self.env = {**os.environ, "DATABASE_URL": url, "RS_STACK_STATE_DIR": str(state_dir)}
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def launch(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "deploy.local.postgres"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    async def start(self) -> None:
+        self.launch()
+        await asyncio.wait_for(wait_for_postgres(self.url, timeout_s=120), timeout=130)
+        name = urlsplit(self.url).path.lstrip("/")
+
+        async def migrated() -> bool:
+            try:
+                return await count(self.url, "SELECT count(*) FROM schema_migrations") > 0
+            except (OSError, asyncpg.PostgresError):
+                return False
+
+        await wait_for(migrated, timeout_s=60, what=f"database {name} created and migrated")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        # To the launcher only: it turns SIGTERM into PostgreSQL's fast shutdown (SIGINT), which
+        # disconnects clients; a SIGTERM to PostgreSQL itself would wait for them.
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
