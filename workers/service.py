@@ -161,11 +161,11 @@ class Worker:
     async def _follow_models(self, events: kafka.ModelEvents) -> None:
         assert self.slot is not None
         latest = await events.catch_up()
-        self._caught_up.set()
         event = latest.get(self.settings.model_name)
         if event is not None and self.slot.concerns(event):
             log.info("models topic names version %s", event.version)
             await self.slot.offer(event)
+        self._caught_up.set()  # only now may the registry be asked (if nothing loaded)
         while True:
             try:
                 batch = await events.fetch(timeout_s=1.0)

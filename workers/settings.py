@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.topics import KafkaSettings
@@ -21,7 +21,11 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="bind address of /healthz, /readyz and /metrics")
     port: int = Field(9101, ge=0, le=65535, description="their port; 0 picks a free one (logged)")
-    worker_id: str = Field(default_factory=default_worker_id, description="named in predictions")
+    worker_id: str = Field(
+        default_factory=default_worker_id,
+        validation_alias=AliasChoices("RS_WORKER_ID", "worker_id"),
+        description="named in every prediction (env RS_WORKER_ID)",
+    )
     group_id: str = Field("reviewstream-workers", description="consumer group on requests topic")
 
     model_name: str = DEFAULT_MODEL_NAME
