@@ -32,8 +32,9 @@ def configure_logging() -> None:
 
 if __name__ == "__main__":
     configure_logging()
-    # Fail over to the next poll quickly instead of MLflow's long default retry ladder.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    # A failed registry call is retried by the next poll (or by the download's own retries),
+    # not by MLflow's long default retry ladder.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     settings = Settings()

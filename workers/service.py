@@ -185,18 +185,22 @@ class Worker:
         s = self.settings
         await _first(self._caught_up.wait(), self._stopping.wait())
         tried: set[tuple[str, str]] = set()
+        said = False  # say it once, not every poll
         while not self._stopping.is_set() and self.slot.current is None:
-            event = await self._ask_registry()
+            event = await self._ask_registry(quiet=said)
             if event is not None and (event.version, event.sha256) not in tried:
                 tried.add((event.version, event.sha256))
                 await self.slot.offer(event, only_if_empty=True)
             if self.slot.current is None:
-                log.info(
-                    "not ready: no model for %s@%s yet; asking again in %.0fs",
+                log.log(
+                    logging.DEBUG if said else logging.INFO,
+                    "not ready: no model for %s@%s yet; waiting for the models topic and asking"
+                    " the registry every %.0fs",
                     s.model_name,
                     s.model_alias,
                     s.registry_poll_interval_s,
                 )
+                said = True
                 await _first(
                     self.slot.ready.wait(),
                     self._stopping.wait(),
@@ -204,13 +208,14 @@ class Worker:
                 )
         return self.slot.current is not None and not self._stopping.is_set()
 
-    async def _ask_registry(self) -> ModelChanged | None:
+    async def _ask_registry(self, *, quiet: bool) -> ModelChanged | None:
         assert self.slot is not None
         s = self.settings
         try:
             return await asyncio.to_thread(self.slot.source.serving, s.model_name, s.model_alias)
         except Exception as exc:
-            log.warning("registry unreachable (%s: %s)", type(exc).__name__, exc)
+            level = logging.DEBUG if quiet else logging.WARNING
+            log.log(level, "registry unreachable (%s: %s)", type(exc).__name__, exc)
             return None
 
     def _swapped(self, old: LoadedModel | None, new: LoadedModel) -> None:
