@@ -59,6 +59,7 @@ class Worker:
         self._consumer: AIOKafkaConsumer | None = None
         self._cache_dir: Path | None = None
         self._last_lag_check = 0.0
+        self._positions: dict[TopicPartition, int] = {}  # next offset, as committed
         self.slot: ModelSlot | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -247,17 +248,19 @@ class Worker:
             s.max_wait_ms,
         )
         while not self._stopping.is_set():
-            async with self._batch_lock:  # a rebalance waits for the batch to be committed
-                records = await collect(
-                    fetch,
-                    max_size=s.max_batch_size,
-                    max_wait_s=s.max_wait_ms / 1000,
-                    idle_timeout_s=s.idle_poll_ms / 1000,
-                    clock=time.monotonic,
-                )
-                if records:
+            # Not under the batch lock: during a rebalance getmany waits for the new assignment,
+            # which waits for on_partitions_revoked, which waits for the lock.
+            records = await collect(
+                fetch,
+                max_size=s.max_batch_size,
+                max_wait_s=s.max_wait_ms / 1000,
+                idle_timeout_s=s.idle_poll_ms / 1000,
+                clock=time.monotonic,
+            )
+            if records:
+                async with self._batch_lock:  # a rebalance waits until the batch is committed
                     await self._process(records, consumer)
-            await self._measure_lag(consumer)
+            self._measure_lag(consumer)
 
     async def _process(self, records: list[Record], consumer: AIOKafkaConsumer) -> None:
         s = self.settings
@@ -345,16 +348,24 @@ class Worker:
         return ok, probabilities, failed
 
     async def _commit(self, consumer: AIOKafkaConsumer, records: list[Record]) -> None:
+        assigned = consumer.assignment()
         offsets = {TopicPartition(t, p): o for (t, p), o in next_offsets(records).items()}
+        mine = {tp: o for tp, o in offsets.items() if tp in assigned}
+        if len(mine) < len(offsets):
+            # Fetched before a rebalance took those partitions away: the replies are out, and
+            # the new owner answers the records again (at-least-once; idempotent downstream).
+            log.info("not committing revoked partitions %s", sorted(set(offsets) - set(mine)))
+        if not mine:
+            return
         try:
-            await consumer.commit(offsets)
+            await consumer.commit(mine)
         except (CommitFailedError, IllegalStateError) as exc:
-            # The partitions moved during the batch: its replies are out, and the new owner
-            # answers the records again (at-least-once; consumers are idempotent on request_id).
             self.metrics.errors.labels(kind="commit").inc()
             log.warning("commit after a rebalance failed, the batch will be replayed: %s", exc)
+            return
+        self._positions.update(mine)
 
-    async def _measure_lag(self, consumer: AIOKafkaConsumer) -> None:
+    def _measure_lag(self, consumer: AIOKafkaConsumer) -> None:
         now = time.monotonic()
         if now - self._last_lag_check < 1.0:
             return
@@ -364,10 +375,10 @@ class Worker:
         for tp in assigned:
             try:
                 highwater = consumer.highwater(tp)
-                if highwater is not None:
-                    lag += max(0, highwater - await consumer.position(tp))
             except (IllegalStateError, AssertionError):
                 continue  # revoked meanwhile
+            if highwater is not None and tp in self._positions:
+                lag += max(0, highwater - self._positions[tp])
         self.metrics.consumer_lag.set(lag)
         self.metrics.assigned_partitions.set(len(assigned))
 
@@ -379,6 +390,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: Any) -> None:
         async with self.worker._batch_lock:  # the batch in hand is finished and committed
             log.info("partitions revoked: %s", sorted(tp.partition for tp in revoked))
+            for tp in revoked:
+                self.worker._positions.pop(tp, None)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         self.worker.metrics.assigned_partitions.set(len(assigned))

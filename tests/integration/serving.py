@@ -231,9 +231,9 @@ class Processes:
             if service.process.poll() is None:
                 service.process.kill()
             service.process.wait(timeout=30)
-        if exc is not None:  # show what the services said when a test failed
-            for service in self.started:
-                sys.stderr.write(f"--- {service.log_path.name} ---\n{service.log[-4000:]}\n")
+        # pytest shows this only for a failed test: what the services said.
+        for service in self.started:
+            sys.stderr.write(f"--- {service.log_path.name} ---\n{service.log[-6000:]}\n")
 
 
 # -- traffic --------------------------------------------------------------------------------
