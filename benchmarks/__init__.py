@@ -1,1 +1,1 @@
-"""Benchmarks: scripts that print figures measured on this machine (not tests)."""
+"""Benchmarks: scripts that print figures measured on this machine (never tests, never assertions on speed)."""

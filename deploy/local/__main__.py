@@ -18,7 +18,7 @@ from deploy.local.ports import check_free
 from deploy.local.settings import StackSettings
 
 # The reviewstream services, each runnable alone as `python -m <package>`.
-SERVICES: list[str] = ["stats", "gateway"]
+SERVICES: list[str] = ["workers", "registry_watcher", "stats", "gateway"]
 
 app = typer.Typer(add_completion=False)
 

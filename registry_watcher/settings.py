@@ -1,0 +1,33 @@
+"""Settings of the registry watcher, read once in ``__main__`` (prefix ``RS_WATCHER_``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from contracts.topics import KafkaSettings
+from inference.registry import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RS_WATCHER_", frozen=True)
+
+    host: str = Field("127.0.0.1", description="bind address of /healthz, /readyz and /metrics")
+    port: int = Field(9103, ge=0, le=65535, description="their port; 0 picks a free one (logged)")
+    poll_interval_s: float = Field(5.0, gt=0, description="how often to ask the registry")
+    model_names: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [DEFAULT_MODEL_NAME],
+        description="registered models to watch, comma-separated",
+    )
+    alias: str = Field(DEFAULT_ALIAS, description="the serving alias that workers follow")
+    mlflow_tracking_uri: str = Field("http://127.0.0.1:5000", alias="MLFLOW_TRACKING_URI")
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+
+    @field_validator("model_names", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value

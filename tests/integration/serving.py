@@ -1,0 +1,359 @@
+"""Real services and real traffic for the serving tests.
+
+- :class:`Processes` starts ``python -m <package>`` subprocesses (so SIGKILL and SIGTERM are
+  real), finds the port each one logged, reads its /readyz and /metrics, and kills whatever is
+  left when the test ends.
+- :class:`Traffic` produces ReviewRequests (or raw bytes) to the requests topic and reads the
+  predictions and dead-letter topics back into memory.
+- :func:`eventually` polls a condition until a deadline: the only way these tests wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from mlflow import MlflowClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from contracts import DeadLetter, KafkaSettings, Prediction, ReviewRequest, Source, decode, encode
+from inference.registry import SHA_TAG, register_bundle
+from tests.localstack import ROOT, LocalStack
+from tests.modelfactory import make_fast_bundle
+
+PORT_LINE = re.compile(r"health and metrics on http://([\d.]+):(\d+)")
+
+REVIEWS = [
+    "The food was wonderful and the staff were kind.",
+    "Terrible service, cold food, never again.",
+    "Best tacos in town, we will be back!",
+    "The museum was closed when the website said open. Waste of a trip.",
+    "Dr. Lee listened and explained everything clearly.",
+    "Overpriced and bland.",
+    "Friendly shop, fair prices, quick repair.",
+    "It was fine.",
+]
+
+
+async def eventually(
+    condition: Callable[[], bool] | Callable[[], Awaitable[bool]],
+    *,
+    timeout_s: float,
+    what: str,
+    every_s: float = 0.2,
+) -> None:
+    """Poll ``condition`` until it holds; fail with ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = condition()
+        if isinstance(result, Awaitable):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        await asyncio.sleep(every_s)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+# -- models in the real registry ------------------------------------------------------------
+
+
+def mlflow_client(stack: LocalStack) -> MlflowClient:
+    return MlflowClient(tracking_uri=stack.mlflow_uri, registry_uri=stack.mlflow_uri)
+
+
+def register(
+    client: MlflowClient, name: str, tmp_path: Path, *, seed: int, promote: bool = True
+) -> str:
+    """Register a small real bundle as a new version of ``name``; optionally point the alias."""
+    experiment = client.get_experiment_by_name(name)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
+    run = client.create_run(experiment_id)
+    bundle = make_fast_bundle(tmp_path / f"{name}-{seed}", seed=seed)
+    version = str(
+        register_bundle(client, run_id=run.info.run_id, bundle=bundle, model_name=name).version
+    )
+    client.set_terminated(run.info.run_id)
+    if promote:
+        client.set_registered_model_alias(name, "production", version)
+    return version
+
+
+def corrupt(client: MlflowClient, name: str, version: str) -> None:
+    """Make the registry's sha256 for a version disagree with its artifact."""
+    client.set_model_version_tag(name, version, SHA_TAG, "0" * 64)
+
+
+# -- services as subprocesses ---------------------------------------------------------------
+
+
+def service_env(
+    stack: LocalStack, kafka: KafkaSettings, **settings: str | int | float
+) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "RS_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "RS_KAFKA_REQUESTS_TOPIC": kafka.requests_topic,
+        "RS_KAFKA_PREDICTIONS_TOPIC": kafka.predictions_topic,
+        "RS_KAFKA_FEEDBACK_TOPIC": kafka.feedback_topic,
+        "RS_KAFKA_MODELS_TOPIC": kafka.models_topic,
+        "MLFLOW_TRACKING_URI": stack.mlflow_uri,
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update({key: str(value) for key, value in settings.items()})
+    return env
+
+
+def worker_env(
+    stack: LocalStack, kafka: KafkaSettings, model_name: str, group_id: str, **settings: Any
+) -> dict[str, str]:
+    defaults: dict[str, Any] = {
+        "RS_WORKER_MODEL_NAME": model_name,
+        "RS_WORKER_GROUP_ID": group_id,
+        "RS_WORKER_PORT": 0,
+        # The broker's smallest session timeout: a killed worker's partitions move soon.
+        "RS_WORKER_SESSION_TIMEOUT_MS": 6000,
+        "RS_WORKER_HEARTBEAT_INTERVAL_MS": 1000,
+        "RS_WORKER_REGISTRY_POLL_INTERVAL_S": 1,
+    }
+    return service_env(stack, kafka, **(defaults | settings))
+
+
+@dataclass
+class Service:
+    package: str
+    log_path: Path
+    process: subprocess.Popen[bytes]
+    port: int | None = None
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    async def wait_port(self, timeout_s: float = 90) -> int:
+        def found() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"{self.package} exited early:\n{self.log[-3000:]}")
+            match = PORT_LINE.search(self.log)
+            if match:
+                self.port = int(match.group(2))
+            return self.port is not None
+
+        await eventually(found, timeout_s=timeout_s, what=f"{self.package} to log its port")
+        assert self.port is not None
+        return self.port
+
+    async def get(self, path: str) -> httpx.Response:
+        port = await self.wait_port()
+        async with httpx.AsyncClient(timeout=5) as client:
+            return await client.get(f"http://127.0.0.1:{port}{path}")
+
+    async def wait_ready(self, timeout_s: float = 90) -> None:
+        async def ready() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"{self.package} exited:\n{self.log[-3000:]}")
+            return (await self.get("/readyz")).status_code == 200
+
+        await eventually(ready, timeout_s=timeout_s, what=f"{self.package} /readyz")
+
+    async def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples called ``name`` whose labels include ``labels``."""
+        text = (await self.get("/metrics")).text
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and labels.items() <= sample.labels.items():
+                    total += sample.value
+        return total
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.process.send_signal(sig)
+
+    async def wait_exit(self, timeout_s: float = 60) -> int:
+        await eventually(
+            lambda: self.process.poll() is not None,
+            timeout_s=timeout_s,
+            what=f"{self.package} to exit",
+        )
+        return int(self.process.returncode)
+
+
+class Processes:
+    """Services started by one test; all killed on exit, whatever happened."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.started: list[Service] = []
+
+    def start(self, package: str, env: dict[str, str]) -> Service:
+        log_path = self.log_dir / f"{package}-{len(self.started)}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", package],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        service = Service(package, log_path, process)
+        self.started.append(service)
+        return service
+
+    def __enter__(self) -> Processes:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for service in self.started:
+            if service.process.poll() is None:
+                service.process.kill()
+            service.process.wait(timeout=30)
+        # pytest shows this only for a failed test: what the services said.
+        for service in self.started:
+            sys.stderr.write(f"--- {service.log_path.name} ---\n{service.log[-6000:]}\n")
+
+
+# -- traffic --------------------------------------------------------------------------------
+
+
+@dataclass
+class Traffic:
+    """Requests in, predictions and dead letters out, on the real broker."""
+
+    kafka: KafkaSettings
+    predictions: dict[str, list[Prediction]] = field(default_factory=lambda: defaultdict(list))
+    arrivals: list[tuple[float, Prediction]] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    sent_at: dict[str, float] = field(default_factory=dict)
+    offsets: dict[tuple[int, int], str] = field(default_factory=dict)
+
+    async def __aenter__(self) -> Traffic:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.kafka.bootstrap_servers, acks="all", linger_ms=2
+        )
+        await self._producer.start()
+        self._readers = [
+            await self._reader(self.kafka.predictions_topic, self._on_prediction),
+            await self._reader(KafkaSettings.dlq(self.kafka.requests_topic), self._on_dead),
+        ]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task, consumer in self._readers:
+            task.cancel()
+            await consumer.stop()
+        await self._producer.stop()
+
+    async def _reader(
+        self, topic: str, handle: Callable[[bytes], None]
+    ) -> tuple[asyncio.Task[None], AIOKafkaConsumer]:
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=self.kafka.bootstrap_servers,
+            group_id=None,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+
+        async def read() -> None:
+            async for message in consumer:
+                handle(message.value)
+
+        return asyncio.create_task(read()), consumer
+
+    def _on_prediction(self, value: bytes) -> None:
+        prediction = decode(value, Prediction)
+        self.predictions[prediction.request_id].append(prediction)
+        self.arrivals.append((time.monotonic(), prediction))
+
+    def _on_dead(self, value: bytes) -> None:
+        self.dead_letters.append(decode(value, DeadLetter))
+
+    async def send(self, texts: Iterable[str], *, key: bytes | None = None) -> list[str]:
+        """One ReviewRequest per text, keyed by request_id unless ``key``; waits for the acks."""
+        requests = [ReviewRequest(text=t, source=Source.PRODUCER, reply_to="t") for t in texts]
+        futures = []
+        for request in requests:
+            self.sent_at[request.request_id] = time.monotonic()
+            futures.append(
+                await self._producer.send(
+                    self.kafka.requests_topic,
+                    encode(request),
+                    key=key or request.request_id.encode(),
+                )
+            )
+        for request, metadata in zip(requests, await asyncio.gather(*futures), strict=True):
+            self.offsets[(metadata.partition, metadata.offset)] = request.request_id
+        return [r.request_id for r in requests]
+
+    async def send_raw(self, value: bytes | None, *, key: bytes) -> None:
+        await self._producer.send_and_wait(self.kafka.requests_topic, value, key=key)
+
+    def missing(self, ids: Iterable[str]) -> list[str]:
+        return [i for i in ids if i not in self.predictions]
+
+    async def wait_answered(self, ids: list[str], *, timeout_s: float = 60) -> None:
+        await eventually(
+            lambda: not self.missing(ids),
+            timeout_s=timeout_s,
+            what=f"answers to {len(ids)} requests ({len(self.missing(ids))} missing)",
+        )
+
+
+class Load:
+    """A steady stream of requests in the background, until stopped."""
+
+    def __init__(self, traffic: Traffic, *, per_tick: int = 5, tick_s: float = 0.05) -> None:
+        self.traffic = traffic
+        self.per_tick = per_tick
+        self.tick_s = tick_s
+        self.sent: list[str] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        i = 0
+        while True:
+            texts = [REVIEWS[(i + k) % len(REVIEWS)] for k in range(self.per_tick)]
+            i += self.per_tick
+            self.sent += await self.traffic.send(texts)
+            await asyncio.sleep(self.tick_s)  # pacing of the load, not a synchronisation
+
+    def start(self) -> Load:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def stop(self) -> list[str]:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        return self.sent
+
+    async def __aenter__(self) -> Load:
+        return self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

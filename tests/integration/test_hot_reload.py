@@ -1,0 +1,104 @@
+"""Moving the serving alias under load: every request answered, versions switch, none fail;
+a corrupt version is refused while the old one keeps serving."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from contracts import KafkaSettings
+from tests.integration.serving import (
+    Load,
+    Processes,
+    Traffic,
+    corrupt,
+    eventually,
+    mlflow_client,
+    register,
+    service_env,
+    unique,
+    worker_env,
+)
+from tests.localstack import LocalStack
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Processes]:
+    with Processes(tmp_path) as processes:
+        yield processes
+
+
+@pytest.fixture
+async def traffic(kafka: KafkaSettings) -> AsyncIterator[Traffic]:
+    async with Traffic(kafka) as t:
+        yield t
+
+
+async def test_alias_move_under_load_switches_versions_and_a_corrupt_one_is_refused(
+    stack: LocalStack, kafka: KafkaSettings, procs: Processes, traffic: Traffic, tmp_path: Path
+) -> None:
+    client = mlflow_client(stack)
+    name = unique("model")
+    old = register(client, name, tmp_path, seed=1)
+    watcher = procs.start(
+        "registry_watcher",
+        service_env(
+            stack, kafka,
+            RS_WATCHER_MODEL_NAMES=name, RS_WATCHER_POLL_INTERVAL_S=0.5, RS_WATCHER_PORT=0,
+        ),
+    )  # fmt: skip
+    worker = procs.start("workers", worker_env(stack, kafka, name, unique("group")))
+    await watcher.wait_ready()
+    await worker.wait_ready()
+
+    def versions() -> list[str]:
+        return [p.model_version for _, p in traffic.arrivals]
+
+    load = Load(traffic, per_tick=5, tick_s=0.05).start()
+    try:
+        await eventually(lambda: old in versions(), timeout_s=60, what=f"answers from {old}")
+
+        # The alias moves; the watcher announces it; the worker loads, checks and swaps.
+        new = register(client, name, tmp_path, seed=2, promote=False)
+        client.set_registered_model_alias(name, "production", new)
+        moved_at = time.monotonic()
+        await eventually(lambda: new in versions(), timeout_s=60, what=f"answers from {new}")
+        switch_s = next(t for t, p in traffic.arrivals if p.model_version == new) - moved_at
+        print(f"first answer from version {new} {switch_s:.2f}s after the alias moved")
+
+        # A version whose artifact does not match its registered sha256 is refused.
+        bad = register(client, name, tmp_path, seed=3, promote=False)
+        corrupt(client, name, bad)
+        client.set_registered_model_alias(name, "production", bad)
+
+        async def refused() -> bool:
+            return await worker.metric("rs_worker_model_loads_total", outcome="refused") >= 1
+
+        await eventually(refused, timeout_s=60, what=f"the worker to refuse version {bad}")
+        refused_at = len(traffic.arrivals)
+        await eventually(
+            lambda: len(traffic.arrivals) > refused_at + 50,
+            timeout_s=60,
+            what="answers after the refusal",
+        )
+    finally:
+        sent = await load.stop()
+
+    await traffic.wait_answered(sent, timeout_s=60)
+    assert not traffic.dead_letters
+    # One worker swaps between batches: all old answers, then all new ones, never a mix.
+    answers = sorted((p for _, p in traffic.arrivals), key=lambda p: p.predicted_at)
+    order = [p.model_version for p in answers]
+    switch = order.index(new)
+    assert set(order[:switch]) == {old}
+    assert set(order[switch:]) == {new}, "after the switch only the new version answers"
+    assert (
+        await worker.metric("rs_worker_model_loads_total", outcome="refused", stage="verify") == 1
+    )
+    assert await worker.metric("rs_worker_model_info", model_version=new) == 1
+    assert f"refused {name} version {bad} at verify" in worker.log
+    assert (await worker.get("/readyz")).status_code == 200
+    assert watcher.process.poll() is None

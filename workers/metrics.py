@@ -1,0 +1,53 @@
+"""The worker's Prometheus metrics, in a registry of its own (one per worker instance)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+LATENCIES = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class WorkerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.batches = Counter("rs_worker_batches", "Batches processed", registry=r)
+        self.batch_size = Histogram(
+            "rs_worker_batch_size", "Records per batch", buckets=BATCH_SIZES, registry=r
+        )
+        self.inference_seconds = Histogram(
+            "rs_worker_inference_seconds",
+            "Preprocessing + ONNX Runtime time per batch",
+            buckets=LATENCIES,
+            registry=r,
+        )
+        self.predictions = Counter(
+            "rs_worker_predictions", "Predictions produced", ["model_version"], registry=r
+        )
+        self.dead_letters = Counter(
+            "rs_worker_dead_letters", "Records sent to the DLQ", ["error_type"], registry=r
+        )
+        self.errors = Counter(
+            "rs_worker_errors", "Errors by kind (commit, inference, models_topic)", ["kind"],
+            registry=r,
+        )  # fmt: skip
+        self.model_info = Gauge(
+            "rs_worker_model_info", "1 for the model version in service",
+            ["model_name", "model_version", "sha256"], registry=r,
+        )  # fmt: skip
+        self.model_version = Gauge(
+            "rs_worker_model_version", "Version number in service (0 = none)", registry=r
+        )
+        self.model_loads = Counter(
+            "rs_worker_model_loads", "Model versions offered, by outcome and failed stage",
+            ["outcome", "stage"], registry=r,
+        )  # fmt: skip
+        self.consumer_lag = Gauge(
+            "rs_worker_consumer_lag", "Records behind the high watermark, assigned partitions",
+            registry=r,
+        )  # fmt: skip
+        self.assigned_partitions = Gauge(
+            "rs_worker_assigned_partitions", "Requests partitions assigned", registry=r
+        )
+        self.ready = Gauge("rs_worker_ready", "1 when serving", registry=r)

@@ -1,0 +1,137 @@
+"""Which model a worker serves, and how a new version gets in (or is refused).
+
+A :class:`ModelSlot` holds the model in service. :meth:`ModelSlot.offer` loads a version through
+a :class:`ModelSource` (download, sha256 verification, ONNX Runtime session, reference check),
+and only when every step passed does it replace the current model, in one assignment. The
+consumer loop reads :attr:`ModelSlot.current` once per batch, so a swap always falls between
+batches and every prediction names the version that produced it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from contracts import ModelChanged
+
+log = logging.getLogger(__name__)
+
+
+class Predictor(Protocol):
+    def predict(self, texts: list[str]) -> NDArray[np.float32]: ...
+
+
+class ModelRefused(Exception):
+    """A version that must not be served; ``stage`` says which step failed."""
+
+    def __init__(self, stage: str, reason: str) -> None:
+        super().__init__(f"{stage}: {reason}")
+        self.stage = stage
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    version: str
+    sha256: str
+    predictor: Predictor
+    path: Path | None = None
+
+
+class ModelSource(Protocol):
+    """Where models come from: the registry, or an in-memory fake in unit tests."""
+
+    def serving(self, name: str, alias: str) -> ModelChanged | None:
+        """Where the alias points now (blocking; may raise when the registry is away)."""
+        ...
+
+    def load(self, event: ModelChanged) -> LoadedModel:
+        """Download, verify, load and check a version; raise ModelRefused (blocking)."""
+        ...
+
+
+Listener = Callable[[LoadedModel | None, LoadedModel], None]
+RefusalListener = Callable[[ModelChanged, ModelRefused], None]
+
+
+@dataclass
+class ModelSlot:
+    source: ModelSource
+    name: str
+    alias: str
+    on_swap: Listener = lambda old, new: None
+    on_refuse: RefusalListener = lambda event, error: None
+    current: LoadedModel | None = None
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def concerns(self, event: ModelChanged) -> bool:
+        return event.model_name == self.name and event.alias == self.alias
+
+    def serves(self, event: ModelChanged) -> bool:
+        return (
+            self.current is not None
+            and self.current.version == event.version
+            and self.current.sha256 == event.sha256
+        )
+
+    async def offer(self, event: ModelChanged, *, only_if_empty: bool = False) -> bool:
+        """Load ``event``'s version and swap it in; False if refused or not for this slot.
+
+        ``only_if_empty`` is for answers from the registry fallback, which must never replace
+        a model that an event from the models topic brought in meanwhile.
+        """
+        if not self.concerns(event):
+            return False
+        async with self._lock:  # one load at a time, in the order offered
+            if self.serves(event):
+                return True
+            if only_if_empty and self.current is not None:
+                return False
+            log.info(
+                "loading %s version %s (sha256 %s) from %s",
+                event.model_name,
+                event.version,
+                event.sha256[:12],
+                event.artifact_uri,
+            )
+            try:
+                loaded = await asyncio.to_thread(self.source.load, event)
+            except ModelRefused as exc:
+                self._refuse(event, exc)
+                return False
+            except Exception as exc:  # any other failure also keeps the old model
+                self._refuse(event, ModelRefused("load", f"{type(exc).__name__}: {exc}"))
+                return False
+            old, self.current = self.current, loaded  # the swap: one assignment
+            self.ready.set()
+            log.info(
+                "now serving %s version %s (was %s)",
+                loaded.name,
+                loaded.version,
+                old.version if old else "nothing",
+            )
+            self.on_swap(old, loaded)
+            if old is not None and old.path is not None and old.path != loaded.path:
+                shutil.rmtree(old.path, ignore_errors=True)
+            return True
+
+    def _refuse(self, event: ModelChanged, error: ModelRefused) -> None:
+        log.error(
+            "refused %s version %s at %s: %s; still serving %s",
+            event.model_name,
+            event.version,
+            error.stage,
+            error.reason,
+            self.current.version if self.current else "nothing",
+        )
+        self.on_refuse(event, error)

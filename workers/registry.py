@@ -1,0 +1,98 @@
+"""The MLflow model registry as a :class:`~workers.models.ModelSource`: real downloads, real
+sha256 verification, a real ONNX Runtime session and the bundle's reference check."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from tenacity import (
+    Retrying,
+    before_sleep_log,
+    retry_if_not_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from contracts import ModelChanged
+from inference import Bundle, BundleError, OnnxPredictor, ReferenceMismatch
+from inference.registry import download_bundle, serving_version
+from workers.models import LoadedModel, ModelRefused
+
+log = logging.getLogger(__name__)
+
+
+class MlflowModelSource:
+    def __init__(
+        self,
+        tracking_uri: str,
+        *,
+        cache_dir: Path | None = None,
+        intra_op_threads: int = 1,
+        inter_op_threads: int = 1,
+        download_attempts: int = 3,
+    ) -> None:
+        # download_artifacts resolves mlflow-artifacts:/ URIs against the global tracking URI.
+        mlflow.set_tracking_uri(tracking_uri)
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self.cache_dir = cache_dir or Path(tempfile.gettempdir())
+        self.intra_op_threads = intra_op_threads
+        self.inter_op_threads = inter_op_threads
+        self.download_attempts = download_attempts
+
+    def serving(self, name: str, alias: str) -> ModelChanged | None:
+        return serving_version(self.client, name, alias)
+
+    def load(self, event: ModelChanged) -> LoadedModel:
+        target = Path(
+            tempfile.mkdtemp(prefix=f"{event.model_name}-{event.version}-", dir=self.cache_dir)
+        )
+        try:
+            bundle = self._download(event, target)
+            try:
+                predictor = OnnxPredictor(
+                    bundle,
+                    intra_op_threads=self.intra_op_threads,
+                    inter_op_threads=self.inter_op_threads,
+                )
+            except Exception as exc:
+                raise ModelRefused("load", f"{type(exc).__name__}: {exc}") from exc
+            try:
+                worst = predictor.check_reference()
+            except ReferenceMismatch as exc:
+                raise ModelRefused("reference", str(exc)) from exc
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)
+            raise
+        log.info(
+            "version %s matches its reference outputs (max abs diff %.2g)", event.version, worst
+        )
+        return LoadedModel(
+            name=event.model_name,
+            version=event.version,
+            sha256=event.sha256,
+            predictor=predictor,
+            path=target,
+        )
+
+    def _download(self, event: ModelChanged, target: Path) -> Bundle:
+        try:
+            for attempt in Retrying(
+                stop=stop_after_attempt(self.download_attempts),
+                wait=wait_exponential(multiplier=0.5, max=5),
+                retry=retry_if_not_exception_type(BundleError),
+                before_sleep=before_sleep_log(log, logging.WARNING),
+                reraise=True,
+            ):
+                with attempt:
+                    return download_bundle(event, target)
+        except BundleError as exc:
+            raise ModelRefused("verify", str(exc)) from exc
+        except (MlflowException, OSError) as exc:
+            raise ModelRefused("download", f"{type(exc).__name__}: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,52 @@
+"""Settings of an inference worker, read once in ``__main__`` (prefix ``RS_WORKER_``)."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contracts.topics import KafkaSettings
+from inference.registry import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RS_WORKER_", frozen=True)
+
+    host: str = Field("127.0.0.1", description="bind address of /healthz, /readyz and /metrics")
+    port: int = Field(9101, ge=0, le=65535, description="their port; 0 picks a free one (logged)")
+    worker_id: str = Field(
+        default_factory=default_worker_id,
+        validation_alias=AliasChoices("RS_WORKER_ID", "worker_id"),
+        description="named in every prediction (env RS_WORKER_ID)",
+    )
+    group_id: str = Field("reviewstream-workers", description="consumer group on requests topic")
+
+    model_name: str = DEFAULT_MODEL_NAME
+    model_alias: str = DEFAULT_ALIAS
+    mlflow_tracking_uri: str = Field("http://127.0.0.1:5000", alias="MLFLOW_TRACKING_URI")
+    registry_poll_interval_s: float = Field(
+        5.0, gt=0, description="while no model is served, how often to ask the registry"
+    )
+
+    max_batch_size: int = Field(64, ge=1, description="records per ONNX Runtime call at most")
+    max_wait_ms: float = Field(
+        10.0, ge=0, description="after the first record, wait this long for a fuller batch"
+    )
+    idle_poll_ms: int = Field(200, ge=1, description="fetch timeout while nothing arrives")
+    max_text_chars: int = Field(20_000, ge=1, description="longer texts go to the DLQ")
+    threshold: float = Field(0.5, ge=0, le=1, description="label 1 when probability >= this")
+
+    intra_op_threads: int = Field(1, ge=0, description="ONNX Runtime intra-op threads (0 = auto)")
+    inter_op_threads: int = Field(1, ge=0, description="ONNX Runtime inter-op threads (0 = auto)")
+
+    session_timeout_ms: int = Field(10_000, description="consumer group session timeout")
+    heartbeat_interval_ms: int = Field(3_000, description="consumer group heartbeat interval")
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
