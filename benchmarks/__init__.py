@@ -1,1 +1,1 @@
-"""Benchmarks: scripts that print figures measured on this machine (never tests, never assertions on speed)."""
+"""Benchmarks: scripts that print figures measured here (never tests, never speed assertions)."""
