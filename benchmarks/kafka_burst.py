@@ -44,7 +44,7 @@ from deploy.topics import ensure_topics
 from inference import Bundle, OnnxPredictor, load_bundle
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA_CANDIDATES = [ROOT.parent / "shared", ROOT.parent.parent / "shared", Path("/work/shared")]
+DATA_CANDIDATES = [ROOT.parent / "shared"]
 
 app = typer.Typer(add_completion=False)
 

@@ -2,8 +2,8 @@
 and the chat page from review to verdict to feedback, with the stats processor writing the
 panel's numbers.
 
-These start ``python -m workers`` (and ``python -m stats``) exactly as the service contracts
-say; they need those packages, so they are marked ``needs_workers``.
+These start ``python -m workers`` (and ``python -m stats``) as subprocesses, with the settings
+of the test's topics, database and model.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from tests.gateway_harness import (
 from tests.localstack import ROOT, LocalStack, free_port
 from tests.modelfactory import make_fast_bundle
 
-pytestmark = [pytest.mark.needs_workers, pytest.mark.timeout(300)]
+pytestmark = pytest.mark.timeout(300)
 
 KEY = new_key()
 KEYS = json.dumps([{"name": "e2e", "role": "admin", "sha256": hash_key(KEY)}])

@@ -37,9 +37,7 @@ from tests.modelfactory import make_fast_bundle
 from tests.reviewfiles import labelled_rows, write_labelled_csv_gz
 from tests.topicdump import dump_topic
 
-pytestmark = pytest.mark.needs_workers
-
-SHARED_TEST = Path(os.environ.get("RS_SHARED_DATA", "/work/shared/data")) / "yelp/test.csv.gz"
+SHARED_TEST = ROOT.parent / "shared/data/yelp/test.csv.gz"
 
 
 @dataclass

@@ -22,7 +22,7 @@ from producers.readers import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED_TEST = Path("/work/shared/data/yelp/test.csv.gz")
+SHARED_TEST = Path(__file__).resolve().parents[3] / "shared/data/yelp/test.csv.gz"
 
 
 def write(path: Path, text: str | bytes) -> Path:
