@@ -55,6 +55,8 @@ def make_app(settings: Settings) -> faust.App:
     servers = [
         f"kafka://{server.strip()}" for server in settings.kafka.bootstrap_servers.split(",")
     ]
+    # faust creates only the last folder of its datadir; a fresh checkout has no .state yet.
+    settings.data_dir.parent.mkdir(parents=True, exist_ok=True)
     return faust.App(
         settings.group_id,
         broker=servers,

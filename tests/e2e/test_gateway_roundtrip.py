@@ -247,6 +247,8 @@ async def test_chat_page_with_a_worker_and_the_stats_processor(
                 await expect(verdict.locator(".meta")).to_contain_text("confidence")
                 request_id = await verdict.get_attribute("data-request-id")
                 assert request_id
+                # Pin the bubble by its id: `.last` would move on to the next reply.
+                verdict = page.locator(f'li.msg.bot[data-request-id="{request_id}"]')
 
                 script = "<script>window.__pwned = 1</script>"
                 await page.fill("#text", script)
