@@ -1,7 +1,7 @@
-"""Read-only queries on the statistics tables written by the stats processor.
+"""The gateway's statistics adapter: owns the asyncpg pool, reads through ``stats.queries``.
 
-Tables (stats/migrations): ``predictions`` (one row per request_id, ``true_label`` once
-feedback matched it), ``feedback``, and ``window_stats`` (per model version and minute/hour).
+The SQL lives in ``stats.queries`` (the stats package owns the tables); this module maps its
+models to the gateway's response bodies and turns database failures into StatsUnavailable.
 The pool connects lazily, so the gateway starts before PostgreSQL and recovers after it.
 """
 
@@ -17,58 +17,18 @@ import asyncpg
 
 from gateway.errors import StatsUnavailable
 from gateway.schemas import (
-    ModelVersionStats,
     RecentListOut,
     RecentOut,
     SeriesPoint,
     SummaryOut,
-    WindowOut,
     WindowsOut,
     WindowsQuery,
-    ratio,
 )
+from stats import queries
+from stats.schema import WINDOW_SECONDS, Granularity
 from stats.settings import DatabaseSettings
 
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
-_STEP = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1)}
-
-SUMMARY_SQL = """
-SELECT model_name, model_version,
-       count(*) AS predictions,
-       count(*) FILTER (WHERE label = 1) AS positives,
-       count(true_label) AS labelled,
-       count(*) FILTER (WHERE true_label = label) AS correct,
-       avg(latency_ms) AS mean_latency_ms,
-       max(predicted_at) AS last_prediction_at
-FROM predictions
-GROUP BY model_name, model_version
-ORDER BY max(predicted_at) DESC
-"""
-
-WINDOWS_SQL = """
-SELECT window_start, model_name, model_version, predictions, positives, labelled, correct,
-       latency_ms_sum
-FROM window_stats
-WHERE granularity = $1 AND window_start > $2 AND ($3::text IS NULL OR model_version = $3)
-ORDER BY window_start, model_name, model_version
-"""
-
-SERIES_SQL = """
-SELECT window_start, sum(predictions)::bigint AS predictions, sum(positives)::bigint AS positives,
-       sum(labelled)::bigint AS labelled, sum(correct)::bigint AS correct
-FROM window_stats
-WHERE granularity = 'minute' AND window_start > $1
-GROUP BY window_start
-ORDER BY window_start
-"""
-
-RECENT_SQL = """
-SELECT request_id, label, probability, model_name, model_version, source, predicted_at,
-       latency_ms, true_label
-FROM predictions
-ORDER BY predicted_at DESC
-LIMIT $1
-"""
 
 
 class PostgresStats:
@@ -98,12 +58,18 @@ class PostgresStats:
             await pool.close()
 
     @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Any]:
+    async def _connection(self, *, snapshot: bool = False) -> AsyncIterator[Any]:
+        """A pooled connection; with ``snapshot``, inside a read-only transaction that sees
+        one state of the database across several queries."""
         if self._pool is None:
             raise StatsUnavailable("the statistics database is not open", retry_after=5)
         try:
             async with self._pool.acquire(timeout=self._timeout_s) as conn:
-                yield conn
+                if snapshot:
+                    async with conn.transaction(isolation="repeatable_read", readonly=True):
+                        yield conn
+                else:
+                    yield conn
         except _DB_ERRORS as exc:
             raise StatsUnavailable(
                 f"the statistics database is unreachable ({type(exc).__name__})", retry_after=5
@@ -118,94 +84,38 @@ class PostgresStats:
         return True
 
     async def summary(self) -> SummaryOut:
-        async with self._connection() as conn:
-            rows = await conn.fetch(SUMMARY_SQL)
-            feedback = await conn.fetchval("SELECT count(*) FROM feedback")
-        models = [
-            ModelVersionStats(
-                model_name=r["model_name"],
-                model_version=r["model_version"],
-                predictions=r["predictions"],
-                positives=r["positives"],
-                positive_share=ratio(r["positives"], r["predictions"]),
-                labelled=r["labelled"],
-                correct=r["correct"],
-                accuracy=ratio(r["correct"], r["labelled"]),
-                mean_latency_ms=r["mean_latency_ms"],
-                last_prediction_at=r["last_prediction_at"],
-            )
-            for r in rows
-        ]
-        total = sum(m.predictions for m in models)
-        positives = sum(m.positives for m in models)
-        labelled = sum(m.labelled for m in models)
-        correct = sum(m.correct for m in models)
-        return SummaryOut(
-            predictions=total,
-            positives=positives,
-            negatives=total - positives,
-            positive_share=ratio(positives, total),
-            labelled=labelled,
-            correct=correct,
-            accuracy=ratio(correct, labelled),
-            feedback=feedback,
-            models=models,
-        )
+        async with self._connection(snapshot=True) as conn:
+            overview = await queries.overview(conn)
+            split = await queries.label_split(conn)
+            models = await queries.totals(conn)
+        return SummaryOut.of(overview, split, models)
 
     async def windows(self, query: WindowsQuery) -> WindowsOut:
-        since = _window_floor(query.granularity) - _STEP[query.granularity] * query.limit
         async with self._connection() as conn:
-            rows = await conn.fetch(WINDOWS_SQL, query.granularity, since, query.model_version)
-        return WindowsOut(
-            granularity=query.granularity,
-            windows=[
-                WindowOut(
-                    window_start=r["window_start"],
-                    model_name=r["model_name"],
-                    model_version=r["model_version"],
-                    predictions=r["predictions"],
-                    positives=r["positives"],
-                    labelled=r["labelled"],
-                    correct=r["correct"],
-                    accuracy=ratio(r["correct"], r["labelled"]),
-                    mean_latency_ms=(
-                        r["latency_ms_sum"] / r["predictions"] if r["predictions"] else None
-                    ),
-                )
-                for r in rows
-            ],
-        )
+            points = await queries.window_series(
+                conn,
+                query.granularity,
+                since=windows_since(query.granularity, query.limit),
+                model_version=query.model_version,
+                limit=None,  # bounded by ``since``: every model version's point in each window
+            )
+        return WindowsOut(granularity=query.granularity, windows=points)
 
     async def series(self, minutes: int) -> list[SeriesPoint]:
-        since = _window_floor("minute") - timedelta(minutes=minutes)
         async with self._connection() as conn:
-            rows = await conn.fetch(SERIES_SQL, since)
-        return [SeriesPoint(**dict(r)) for r in rows]
+            return await queries.traffic_series(
+                conn, "minute", since=windows_since("minute", minutes), limit=minutes
+            )
 
     async def recent(self, limit: int) -> RecentListOut:
         async with self._connection() as conn:
-            rows = await conn.fetch(RECENT_SQL, limit)
-        return RecentListOut(
-            predictions=[
-                RecentOut(
-                    request_id=r["request_id"],
-                    label=r["label"],
-                    verdict="positive" if r["label"] == 1 else "negative",
-                    probability=r["probability"],
-                    model_name=r["model_name"],
-                    model_version=r["model_version"],
-                    source=r["source"],
-                    predicted_at=r["predicted_at"],
-                    latency_ms=r["latency_ms"],
-                    true_label=r["true_label"],
-                )
-                for r in rows
-            ]
-        )
+            rows = await queries.recent_predictions(conn, limit=limit)
+        return RecentListOut(predictions=[RecentOut.of(r) for r in rows])
 
 
-def _window_floor(granularity: str) -> datetime:
-    now = datetime.now(UTC)
-    if granularity == "hour":
-        return now.replace(minute=0, second=0, microsecond=0)
-    return now.replace(second=0, microsecond=0)
+def windows_since(granularity: Granularity, count: int, *, now: datetime | None = None) -> datetime:
+    """The start of the oldest of the last ``count`` windows, the current one included."""
+    seconds = WINDOW_SECONDS[granularity]
+    at = (now or datetime.now(UTC)).timestamp()
+    current = datetime.fromtimestamp(at - at % seconds, UTC)
+    return current - timedelta(seconds=seconds * (count - 1))

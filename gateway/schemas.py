@@ -21,6 +21,14 @@ from pydantic import (
 )
 
 from contracts import Prediction
+from stats.queries import (
+    LabelSplit,
+    Overview,
+    RecentPrediction,
+    TrafficPoint,
+    VersionStats,
+    WindowPoint,
+)
 
 
 def _not_bool(value: object) -> object:
@@ -202,46 +210,39 @@ class AdminStatusOut(Out):
 # --- statistics -----------------------------------------------------------------------------
 
 
-class ModelVersionStats(Out):
-    model_name: str
-    model_version: str
-    predictions: int
-    positives: int
-    positive_share: float | None
-    labelled: int
-    correct: int
-    accuracy: float | None = Field(description="correct / labelled; null with no feedback yet")
-    mean_latency_ms: float | None
-    last_prediction_at: datetime | None
-
-
 class SummaryOut(Out):
+    """Every model version together, then each one (``stats.queries`` totals and overview)."""
+
     predictions: int
     positives: int
     negatives: int
     positive_share: float | None
     labelled: int
     correct: int
-    accuracy: float | None
+    accuracy: float | None = Field(description="correct / labelled; null with no feedback yet")
     feedback: int = Field(description="feedback records received (matched or not)")
-    models: list[ModelVersionStats]
+    feedback_waiting: int = Field(description="feedback whose prediction has not arrived (yet)")
+    models: list[VersionStats] = Field(description="per model version, newest first")
 
-
-class WindowOut(Out):
-    window_start: datetime
-    model_name: str
-    model_version: str
-    predictions: int
-    positives: int
-    labelled: int
-    correct: int
-    accuracy: float | None
-    mean_latency_ms: float | None
+    @classmethod
+    def of(cls, overview: Overview, split: LabelSplit, models: list[VersionStats]) -> SummaryOut:
+        return cls(
+            predictions=overview.predictions,
+            positives=split.positive,
+            negatives=split.negative,
+            positive_share=overview.positive_share,
+            labelled=overview.labelled,
+            correct=overview.correct,
+            accuracy=overview.accuracy,
+            feedback=overview.feedback_received,
+            feedback_waiting=overview.feedback_waiting,
+            models=models,
+        )
 
 
 class WindowsOut(Out):
     granularity: Literal["minute", "hour"]
-    windows: list[WindowOut]
+    windows: list[WindowPoint] = Field(description="per model version and window, oldest first")
 
 
 class RecentOut(Out):
@@ -256,19 +257,28 @@ class RecentOut(Out):
     latency_ms: float
     true_label: LabelIn | None
 
+    @classmethod
+    def of(cls, p: RecentPrediction) -> RecentOut:
+        return cls(
+            request_id=p.request_id,
+            label=1 if p.label == 1 else 0,
+            verdict="positive" if p.label == 1 else "negative",
+            probability=p.probability,
+            model_name=p.model_name,
+            model_version=p.model_version,
+            source=p.source,
+            predicted_at=p.predicted_at,
+            latency_ms=p.latency_ms,
+            true_label=None if p.true_label is None else (1 if p.true_label == 1 else 0),
+        )
+
 
 class RecentListOut(Out):
     predictions: list[RecentOut]
 
 
-class SeriesPoint(Out):
-    """One minute of traffic, all model versions together: the live chart."""
-
-    window_start: datetime
-    predictions: int
-    positives: int
-    labelled: int
-    correct: int
+SeriesPoint = TrafficPoint
+"""One minute of traffic, all model versions together: the live chart."""
 
 
 class LiveStats(Out):
@@ -304,10 +314,6 @@ class WsPing(In):
 
 
 WsIncoming = Annotated[WsClassify | WsFeedback | WsPing, Field(discriminator="type")]
-
-
-def ratio(part: int, whole: int) -> float | None:
-    return part / whole if whole else None
 
 
 def dump(model: BaseModel) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from stats.schema import GRANULARITIES, Granularity, latency_quantile
 
@@ -48,9 +48,9 @@ class VersionStats(_Frozen):
     latency: LatencySummary
     labelled: int
     correct: int
-    accuracy: float | None
-    first_seen: datetime
-    last_seen: datetime
+    accuracy: float | None = Field(description="correct / labelled; null with no feedback yet")
+    first_seen: datetime = Field(description="start of the first hour window with a prediction")
+    last_seen: datetime = Field(description="start of the latest hour window with a prediction")
 
 
 class LabelSplit(_Frozen):
@@ -81,6 +81,16 @@ class WindowPoint(_Frozen):
     labelled: int
     correct: int
     accuracy: float | None
+
+
+class TrafficPoint(_Frozen):
+    """One window of traffic, every model version summed (the live chart)."""
+
+    window_start: datetime
+    predictions: int
+    positives: int
+    labelled: int
+    correct: int
 
 
 class RecentPrediction(_Frozen):
@@ -204,13 +214,11 @@ async def window_series(
     since: datetime | None = None,
     model_name: str | None = None,
     model_version: str | None = None,
-    limit: int = 500,
+    limit: int | None = 500,
 ) -> list[WindowPoint]:
-    """One point per model version and window, oldest first (the latest ``limit`` windows)."""
-    if granularity not in GRANULARITIES:
-        raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
-    if limit < 1:
-        raise ValueError(f"limit must be at least 1, got {limit}")
+    """One point per model version and window, oldest first (the latest ``limit`` points;
+    ``limit=None``: every point since ``since``)."""
+    _check(granularity, limit)
     filters = (granularity, since, model_name, model_version)
     where = """granularity = $1 AND ($2::timestamptz IS NULL OR window_start >= $2)
                AND ($3::text IS NULL OR model_name = $3)
@@ -255,6 +263,34 @@ async def window_series(
         )
         for r in rows
     ]
+
+
+async def traffic_series(
+    db: Queryable,
+    granularity: Granularity = "minute",
+    *,
+    since: datetime | None = None,
+    limit: int = 60,
+) -> list[TrafficPoint]:
+    """One point per window with traffic, every model version summed, oldest first (the latest
+    ``limit`` windows)."""
+    _check(granularity, limit)
+    rows = await db.fetch(
+        """SELECT * FROM (
+             SELECT window_start, sum(predictions)::bigint AS predictions,
+                    sum(positives)::bigint AS positives, sum(labelled)::bigint AS labelled,
+                    sum(correct)::bigint AS correct
+             FROM window_stats
+             WHERE granularity = $1 AND ($2::timestamptz IS NULL OR window_start >= $2)
+             GROUP BY window_start
+             ORDER BY window_start DESC
+             LIMIT $3) AS w
+           ORDER BY window_start""",
+        granularity,
+        since,
+        limit,
+    )
+    return [TrafficPoint(**dict(r)) for r in rows]
 
 
 async def recent_predictions(
@@ -302,6 +338,13 @@ async def overview(db: Queryable) -> Overview:
         feedback_received=int(r["feedback_received"]),
         feedback_waiting=int(r["feedback_waiting"]),
     )
+
+
+def _check(granularity: str, limit: int | None) -> None:
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
 
 
 def _share(part: Any, whole: Any) -> float | None:

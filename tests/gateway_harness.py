@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 import httpx
 from playwright.async_api import Browser, async_playwright
 
+from contracts import Feedback, Prediction, Source, Timings
 from contracts.topics import KafkaSettings
+from stats.aggregates import FeedbackRow, PredictionRow
+from stats.db import PostgresStatsStore, create_pool
 from tests.localstack import ROOT, free_port
 
 ARTIFACTS = ROOT / ".artifacts"
@@ -138,8 +140,18 @@ async def chromium() -> AsyncIterator[Browser]:
             await browser.close()
 
 
+@asynccontextmanager
+async def stats_store(database_url: str) -> AsyncIterator[PostgresStatsStore]:
+    """The stats processor's own store, to write rows exactly as the processor does."""
+    pool = await create_pool(database_url, max_size=2)
+    try:
+        yield PostgresStatsStore(pool)
+    finally:
+        await pool.close()
+
+
 async def record_prediction(
-    conn: asyncpg.Connection,
+    store: PostgresStatsStore,
     *,
     request_id: str,
     label: int,
@@ -148,50 +160,36 @@ async def record_prediction(
     model_name: str = "reviewstream-sentiment",
     predicted_at: datetime | None = None,
     latency_ms: float = 12.0,
-    true_label: int | None = None,
-    source: str = "producer",
+    source: Source = Source.PRODUCER,
 ) -> None:
-    """Write one prediction as the stats processor does: the row and its window counters,
-    in one transaction (tables from stats/migrations/0001_initial.sql)."""
+    """Write one Prediction through the processor's store: the row, its window counters and
+    latency histogram, and the pairing with feedback that waited for it."""
     at = predicted_at or datetime.now(UTC)
-    labelled = int(true_label is not None)
-    correct = int(true_label is not None and true_label == label)
-    async with conn.transaction():
-        await conn.execute(
-            """INSERT INTO predictions (request_id, model_name, model_version, label, probability,
-                   source, worker_id, submitted_at, predicted_at, latency_ms, true_label)
-               VALUES ($1, $2, $3, $4, $5, $6, 'worker-test', $7, $7, $8, $9)""",
-            request_id, model_name, model_version, label, probability, source, at, latency_ms,
-            true_label,
-        )  # fmt: skip
-        for granularity in ("minute", "hour"):
-            await conn.execute(
-                """INSERT INTO window_stats AS w (model_name, model_version, granularity,
-                       window_start, predictions, positives, latency_ms_sum, latency_ms_max,
-                       labelled, correct)
-                   VALUES ($1, $2, $3, date_trunc($3, $4::timestamptz), 1, $5, $6, $6, $7, $8)
-                   ON CONFLICT (model_name, model_version, granularity, window_start) DO UPDATE
-                   SET predictions = w.predictions + 1, positives = w.positives + $5,
-                       latency_ms_sum = w.latency_ms_sum + $6,
-                       latency_ms_max = greatest(w.latency_ms_max, $6),
-                       labelled = w.labelled + $7, correct = w.correct + $8""",
-                model_name, model_version, granularity, at, label, latency_ms, labelled, correct,
-            )  # fmt: skip
+    prediction = Prediction(
+        request_id=request_id,
+        label=label,
+        probability=probability,
+        model_name=model_name,
+        model_version=model_version,
+        worker_id="worker-test",
+        submitted_at=at,
+        predicted_at=at,
+        source=source,
+        timings=Timings(queue_ms=latency_ms / 2, inference_ms=latency_ms / 2, batch_size=1),
+    )
+    await store.write_predictions([PredictionRow.from_message(prediction)])
 
 
 async def record_feedback(
-    conn: asyncpg.Connection,
+    store: PostgresStatsStore,
     *,
     feedback_id: str,
     label: int,
     request_id: str | None = None,
     text: str | None = None,
 ) -> None:
-    await conn.execute(
-        """INSERT INTO feedback (feedback_id, request_id, text, label, source, given_at)
-           VALUES ($1, $2, $3, $4, 'replay', now())""",
-        feedback_id,
-        request_id,
-        text,
-        label,
+    """Write one Feedback through the processor's store (it labels its prediction, if stored)."""
+    feedback = Feedback(
+        feedback_id=feedback_id, request_id=request_id, text=text, label=label, source=Source.REPLAY
     )
+    await store.write_feedback([FeedbackRow.from_message(feedback)])

@@ -11,7 +11,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import asyncpg
 import pytest
 from playwright.async_api import expect
 
@@ -24,6 +23,7 @@ from tests.gateway_harness import (
     kafka_env,
     record_feedback,
     record_prediction,
+    stats_store,
 )
 
 HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"><b>bold</b>'
@@ -80,22 +80,23 @@ async def test_chat_page_without_a_worker(
             assert await page.evaluate("window.__pwned") is None
 
             # Traffic from elsewhere lands in PostgreSQL: the panel follows it.
-            conn = await asyncpg.connect(database_url)
-            try:
+            async with stats_store(database_url) as store:
                 now = datetime.now(UTC)
-                for i in range(6):
+                ids = [f"p-{uuid.uuid4().hex}" for _ in range(6)]
+                for i, request_id in enumerate(ids):
                     await record_prediction(
-                        conn,
-                        request_id=f"p-{uuid.uuid4().hex}",
+                        store,
+                        request_id=request_id,
                         label=1 if i < 4 else 0,
                         probability=0.9 if i < 4 else 0.2,
                         model_version="3",
                         predicted_at=now - timedelta(minutes=i % 3),
-                        true_label=[1, 0, 1, None, None, 0][i],
                     )
-                await record_feedback(conn, feedback_id="fb-1", text="Lovely.", label=1)
-            finally:
-                await conn.close()
+                for i, true in [(0, 1), (1, 0), (2, 1), (5, 0)]:  # 3 of 4 right
+                    await record_feedback(
+                        store, feedback_id=f"fb-{i}", request_id=ids[i], label=true
+                    )
+                await record_feedback(store, feedback_id="fb-text", text="Lovely.", label=1)
             await expect(page.locator("#s-total")).to_have_text("6")
             await expect(page.locator("#s-positive")).to_have_text("66.7%")
             await expect(page.locator("#s-labelled")).to_have_text("4")

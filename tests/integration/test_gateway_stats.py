@@ -6,7 +6,6 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import httpx
 import pytest
 
@@ -15,7 +14,7 @@ from gateway.app import create_app
 from gateway.auth import KeyRecord, Role, hash_key, new_key
 from gateway.settings import Settings
 from stats.settings import DatabaseSettings
-from tests.gateway_harness import record_feedback, record_prediction
+from tests.gateway_harness import record_feedback, record_prediction, stats_store
 
 VIEWER = new_key()
 
@@ -43,27 +42,26 @@ async def rows(database_url: str) -> dict[str, str]:
     minute = datetime.now(UTC).replace(second=0, microsecond=0)
     earlier = minute - timedelta(minutes=1)
     ids: dict[str, str] = {}
-    conn = await asyncpg.connect(database_url)
-    try:
+    async with stats_store(database_url) as store:
         # version 1: 3 predictions (2 positive), 2 labelled, 1 right
-        for name, label, true, at in [
-            ("a", 1, 1, earlier), ("b", 1, 0, earlier), ("c", 0, None, minute)
-        ]:  # fmt: skip
+        for name, label, at in [("a", 1, earlier), ("b", 1, earlier), ("c", 0, minute)]:
             ids[name] = f"{name}-{uuid.uuid4().hex}"
-            await record_prediction(conn, request_id=ids[name], label=label, probability=0.8,
-                                    model_version="1", predicted_at=at, true_label=true,
-                                    latency_ms=10.0)  # fmt: skip
+            await record_prediction(
+                store, request_id=ids[name], label=label, probability=0.8, model_version="1",
+                predicted_at=at, latency_ms=10.0,
+            )  # fmt: skip
         # version 2: 2 predictions (1 positive), both labelled and right
-        for name, label, true in [("d", 1, 1), ("e", 0, 0)]:
+        for name, label in [("d", 1), ("e", 0)]:
             ids[name] = f"{name}-{uuid.uuid4().hex}"
-            await record_prediction(conn, request_id=ids[name], label=label, probability=0.7,
-                                    model_version="2", predicted_at=minute, true_label=true,
-                                    latency_ms=30.0)  # fmt: skip
-        for i, request_id in enumerate([ids["a"], ids["b"], ids["d"], ids["e"]]):
-            await record_feedback(conn, feedback_id=f"fb-{i}", request_id=request_id, label=1)
-        await record_feedback(conn, feedback_id="fb-text", text="Great.", label=1)
-    finally:
-        await conn.close()
+            await record_prediction(
+                store, request_id=ids[name], label=label, probability=0.7, model_version="2",
+                predicted_at=minute, latency_ms=30.0,
+            )  # fmt: skip
+        # true labels: a right, b wrong, d and e right; one more answers a prediction not stored
+        for i, (name, true) in enumerate([("a", 1), ("b", 0), ("d", 1), ("e", 0)]):
+            await record_feedback(store, feedback_id=f"fb-{i}", request_id=ids[name], label=true)
+        await record_feedback(store, feedback_id="fb-text", text="Great.", label=1)
+        await record_feedback(store, feedback_id="fb-early", request_id="not-yet", label=0)
     return ids
 
 
@@ -77,14 +75,16 @@ async def test_summary_totals_split_and_accuracy_per_version(
     assert summary["positive_share"] == pytest.approx(0.6)
     assert (summary["labelled"], summary["correct"]) == (4, 3)
     assert summary["accuracy"] == pytest.approx(0.75)
-    assert summary["feedback"] == 5
+    assert (summary["feedback"], summary["feedback_waiting"]) == (6, 1)
     versions = {m["model_version"]: m for m in summary["models"]}
     assert set(versions) == {"1", "2"}
     one, two = versions["1"], versions["2"]
     assert (one["predictions"], one["positives"], one["labelled"], one["correct"]) == (3, 2, 2, 1)
     assert one["accuracy"] == pytest.approx(0.5)
-    assert one["mean_latency_ms"] == pytest.approx(10.0)
+    assert one["latency"]["mean_ms"] == pytest.approx(10.0)
+    assert 5.0 < one["latency"]["p50_ms"] <= 10.0  # from the histogram, capped by the max
     assert (two["predictions"], two["accuracy"]) == (2, 1.0)
+    assert two["latency"]["max_ms"] == pytest.approx(30.0)
 
 
 async def test_windows_per_version_and_granularity(
@@ -99,7 +99,8 @@ async def test_windows_per_version_and_granularity(
     v1_earlier = cells[("1", starts[0])]
     assert (v1_earlier["predictions"], v1_earlier["labelled"], v1_earlier["correct"]) == (2, 2, 1)
     assert v1_earlier["accuracy"] == pytest.approx(0.5)
-    assert cells[("2", starts[1])]["mean_latency_ms"] == pytest.approx(30.0)
+    assert cells[("2", starts[1])]["latency"]["mean_ms"] == pytest.approx(30.0)
+    assert cells[("2", starts[1])]["positive_share"] == pytest.approx(0.5)
 
     only_two = await http.get("/v1/stats/windows", params={"model_version": "2", "limit": 5})
     assert {w["model_version"] for w in only_two.json()["windows"]} == {"2"}

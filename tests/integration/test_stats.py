@@ -13,6 +13,7 @@ import random
 import signal
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -237,6 +238,11 @@ async def assert_exact(url: str, scenario: Scenario, *, waiting: int) -> None:
             assert sum(p.predictions for p in series) == n
             assert sum(p.labelled for p in series) == overview.labelled
             assert sum(p.correct for p in series) == overview.correct
+            traffic = await queries.traffic_series(pool, granularity, limit=10_000)
+            per_window: Counter[datetime] = Counter()
+            for point in series:
+                per_window[point.window_start] += point.predictions
+            assert [(t.window_start, t.predictions) for t in traffic] == sorted(per_window.items())
         minutes = await queries.window_series(pool, "minute", limit=10_000)
         assert len({p.window_start for p in minutes}) > 1  # the scenario spans several minutes
         histogram = await pool.fetchval(

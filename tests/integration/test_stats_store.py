@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from contracts import Feedback, Prediction, Source, Timings
+from stats import queries
 from stats.aggregates import FeedbackRow, PredictionRow
 from stats.db import PostgresStatsStore, create_pool
 
@@ -105,3 +106,46 @@ async def test_unmatched_feedback_is_kept_for_the_retention_then_purged(
     # would still count it once.
     result = await stats.write_predictions([prediction_row("old-orphan", 0)])
     assert result.labelled == 0
+
+
+async def test_traffic_series_sums_every_version_per_window_and_window_series_can_be_unbounded(
+    store: tuple[PostgresStatsStore, asyncpg.Pool],
+) -> None:
+    """What the gateway's live chart and windows endpoint read (``stats.queries``)."""
+    stats, pool = store
+    minute = datetime.now(UTC).replace(second=0, microsecond=0)
+    rows = []
+    for i, (version, label, minutes_ago) in enumerate(
+        [("1", 1, 2), ("2", 0, 2), ("2", 1, 2), ("1", 0, 1), ("2", 1, 0), ("1", 1, 0)]
+    ):
+        at = minute - timedelta(minutes=minutes_ago)
+        prediction = Prediction(
+            request_id=f"t{i}", label=label, probability=0.5, model_name="m",
+            model_version=version, worker_id="w", submitted_at=at, predicted_at=at,
+            source=Source.PRODUCER, timings=Timings(queue_ms=1.0, inference_ms=2.0, batch_size=1),
+        )  # fmt: skip
+        rows.append(PredictionRow.from_message(prediction))
+    await stats.write_predictions(rows)
+    await stats.write_feedback([feedback_row("t0", 1), feedback_row("t1", 1)])
+
+    traffic = await queries.traffic_series(pool, "minute")
+    expected = {minute - timedelta(minutes=m): n for m, n in [(2, 3), (1, 1), (0, 2)]}
+    assert [(p.window_start, p.predictions) for p in traffic] == sorted(expected.items())
+    oldest = traffic[0]
+    assert (oldest.positives, oldest.labelled, oldest.correct) == (2, 2, 1)
+    assert [p.window_start for p in await queries.traffic_series(pool, limit=2)] == [
+        minute - timedelta(minutes=1),
+        minute,
+    ]
+    since = await queries.traffic_series(pool, since=minute - timedelta(minutes=1))
+    assert [p.predictions for p in since] == [1, 2]
+    hours = await queries.traffic_series(pool, "hour")
+    assert sum(p.predictions for p in hours) == 6
+
+    everything = await queries.window_series(pool, "minute", limit=None)
+    assert len(everything) == 5  # (version, minute) cells
+    assert len(await queries.window_series(pool, "minute", limit=2)) == 2
+    with pytest.raises(ValueError, match="limit must be at least 1"):
+        await queries.traffic_series(pool, limit=0)
+    with pytest.raises(ValueError, match="granularity must be one of"):
+        await queries.traffic_series(pool, "week")  # type: ignore[arg-type]

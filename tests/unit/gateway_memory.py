@@ -107,6 +107,7 @@ class MemoryStats(Lifecycle):
             correct=0,
             accuracy=None,
             feedback=0,
+            feedback_waiting=0,
             models=[],
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from pydantic import ValidationError
 
 from contracts import ReviewRequest, Source
 from gateway.classifier import Classifier
+from gateway.db import windows_since
 from gateway.errors import KafkaUnavailable, Overloaded, ReplyTimeout
 from gateway.metrics import Metrics
 from gateway.replies import Replies
@@ -107,3 +109,10 @@ def test_each_process_gets_its_own_instance_id(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.delenv("RS_GATEWAY_PORT", raising=False)
     assert Settings().instance_id != Settings().instance_id
     assert Settings().port == 8000
+
+
+def test_windows_since_counts_the_current_window() -> None:
+    now = datetime(2025, 3, 4, 10, 17, 42, tzinfo=UTC)
+    assert windows_since("minute", 1, now=now) == datetime(2025, 3, 4, 10, 17, tzinfo=UTC)
+    assert windows_since("minute", 5, now=now) == datetime(2025, 3, 4, 10, 13, tzinfo=UTC)
+    assert windows_since("hour", 2, now=now) == datetime(2025, 3, 4, 9, tzinfo=UTC)
