@@ -122,7 +122,7 @@ def test_workers_scale_with_docker_compose_scale() -> None:
     assert "ports" not in workers, "a fixed host port makes --scale fail"
     assert workers["deploy"]["replicas"] >= 1
     # Each replica names itself (hostname) unless told otherwise.
-    assert workers["environment"]["RS_WORKER_WORKER_ID"] is None
+    assert workers["environment"]["RS_WORKER_ID"] is None
 
 
 def test_gateway_is_published_with_api_keys_from_a_secret() -> None:
