@@ -57,17 +57,26 @@ def up(
     """Run the stack in the foreground; Ctrl-C stops everything cleanly."""
     settings = StackSettings()
     processes = infrastructure(settings)
+    lines = [
+        "reviewstream stack",
+        f"  Kafka:      {settings.kafka.bootstrap_servers}",
+        f"  PostgreSQL: {_redacted(settings.database.url.get_secret_value())}",
+        f"  MLflow UI:  {settings.mlflow_tracking_uri}",
+    ]
     if not infra_only:
+        from gateway.settings import Settings as GatewaySettings
+
+        gateway = GatewaySettings()
+        check_free(gateway.host, gateway.port, what="the gateway", setting="RS_GATEWAY_PORT")
+        base = f"{'https' if gateway.tls else 'http'}://{gateway.host}:{gateway.port}"
+        lines += [
+            f"  Chat UI:    {base}/",
+            f"  REST API:   {base}/v1 (OpenAPI: {base}/openapi.json)",
+        ]
         processes |= {name: f"{sys.executable} -m {name}" for name in SERVICES}
+    lines += [f"  state:      {settings.state_dir.resolve()}", "Ctrl-C stops everything."]
+    typer.echo("\n".join(lines))
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    typer.echo(
-        "reviewstream stack\n"
-        f"  Kafka:      {settings.kafka.bootstrap_servers}\n"
-        f"  PostgreSQL: {_redacted(settings.database.url.get_secret_value())}\n"
-        f"  MLflow UI:  {settings.mlflow_tracking_uri}\n"
-        f"  state:      {settings.state_dir.resolve()}\n"
-        "Ctrl-C stops everything."
-    )
     manager = Manager()
     for name, command in processes.items():
         manager.add_process(name, command, env=env)
