@@ -22,9 +22,9 @@ import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 
+import asyncpg
 import pytest
 from mlflow import MlflowClient
 
@@ -32,9 +32,11 @@ from contracts import Feedback, KafkaSettings, decode
 from inference import Bundle, OnnxPredictor
 from inference.registry import register_bundle
 from producers.readers import ReviewFile
+from stats import queries
 from tests.localstack import ROOT, LocalStack, free_port
 from tests.modelfactory import make_fast_bundle
 from tests.reviewfiles import labelled_rows, write_labelled_csv_gz
+from tests.statsprocess import StatsProcess, wait_for
 from tests.topicdump import dump_topic
 
 SHARED_TEST = ROOT.parent / "shared/data/yelp/test.csv.gz"
@@ -215,12 +217,14 @@ def _labelled_source(tmp_path: Path, count: int) -> Path:
     return write_labelled_csv_gz(tmp_path / "labelled.csv.gz", labelled_rows(count))
 
 
-async def test_replay_of_a_labelled_file_yields_the_offline_accuracy_live(
-    worker: Worker, kafka: KafkaSettings, tmp_path: Path
+async def test_replay_of_the_test_file_yields_the_offline_accuracy_live_in_postgres(
+    worker: Worker, kafka: KafkaSettings, database_url: str, tmp_path: Path
 ) -> None:
-    count = 300
-    source = _labelled_source(tmp_path, count)
-    rows = list(islice(ReviewFile(source, require_label=True).rows(), count))
+    """The whole shared test file, replayed with the stats processor running: the live
+    accuracy in PostgreSQL equals the model's offline accuracy on the same reviews."""
+    source = _labelled_source(tmp_path, 300)
+    rows = list(ReviewFile(source, require_label=True).rows())
+    count = len(rows)
     probabilities = OnnxPredictor(worker.bundle).predict([row.text for row in rows])
     offline_correct = sum(
         int(probability >= 0.5) == row.label
@@ -228,16 +232,38 @@ async def test_replay_of_a_labelled_file_yields_the_offline_accuracy_live(
     )
     report_path = tmp_path / "report.json"
 
-    code, stderr = await run_producer(
-        kafka, "replay", str(source), "--limit", str(count), "--rate", "100",
-        "--feedback-delay", "0.2", "--report-json", str(report_path),
-    )  # fmt: skip
-    assert code == 0, stderr
-    report = json.loads(report_path.read_text())
-    assert (report["sent"], report["answered"], report["labelled"]) == (count, count, count)
-    assert report["correct"] == offline_correct
-    assert report["accuracy"] == pytest.approx(offline_correct / count)
-    print(f"live accuracy {report['accuracy']:.4f} over {count} replayed reviews")
+    async with StatsProcess(
+        kafka=kafka,
+        database_url=database_url,
+        group_id=f"stats-{uuid.uuid4().hex[:8]}",
+        log_path=tmp_path / "stats.log",
+    ) as stats:
+        await stats.wait_ready()
+        code, stderr = await run_producer(
+            kafka, "replay", str(source), "--feedback-delay", "0.2",
+            "--report-json", str(report_path),
+        )  # fmt: skip
+        assert code == 0, stderr
+        report = json.loads(report_path.read_text())
+        assert (report["sent"], report["answered"], report["labelled"]) == (count, count, count)
+        assert report["correct"] == offline_correct
+
+        conn = await asyncpg.connect(database_url)
+        try:
+
+            async def all_labelled() -> bool:
+                found = await queries.live_accuracy(conn, model_name=worker.model_name)
+                return bool(found) and found[0].labelled == count
+
+            await wait_for(all_labelled, timeout_s=120, what=f"{count} labelled predictions")
+            (live,) = await queries.live_accuracy(conn, model_name=worker.model_name)
+        finally:
+            await conn.close()
+
+    assert live.model_version == worker.version
+    assert live.correct == offline_correct
+    assert live.accuracy == pytest.approx(offline_correct / count)
+    print(f"live accuracy in PostgreSQL {live.accuracy:.4f} over {count} replayed reviews")
     feedback = await dump_topic(kafka.bootstrap_servers, kafka.feedback_topic)
     assert len(feedback) == count
     assert {decode(r.value, Feedback).label for r in feedback} <= {0, 1}
