@@ -26,6 +26,8 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    for chatty in ("onnx_ir", "onnxscript", "torch.onnx", "mlflow.store.model_registry"):
+        logging.getLogger(chatty).setLevel(logging.ERROR)
 
 
 @app.command()
