@@ -8,13 +8,16 @@ UV := .tools/bin/uv
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: up test lint format install bench clean-state
+.PHONY: up test lint format install bench clean-state train
 
 up: install ## Run Kafka, PostgreSQL, MLflow and every service until Ctrl-C
 	$(PY) -m deploy.local
 
 test: install lint ## Lint, type-check, then the whole test suite on a real stack
 	$(PY) -m pytest
+
+train: install ## Train the fast model on the full data, gate it, register and promote it (needs `make up`)
+	$(PY) -m training train --family fast
 
 lint: install ## ruff (lint and format check) and mypy
 	$(VENV)/bin/ruff check .

@@ -48,7 +48,7 @@ class Candidate:
 
 
 @dataclass(frozen=True)
-class TestSet:
+class HeldOut:
     texts: list[str]
     labels: NDArray[np.int64]
     digest: str
@@ -75,7 +75,7 @@ def release(
     *,
     run_id: str,
     candidate: Candidate,
-    test: TestSet,
+    test: HeldOut,
     reference_texts: list[str],
     settings: Settings,
     workdir: Path,
@@ -176,7 +176,7 @@ def _predict_all(predictor: OnnxPredictor, texts: list[str]) -> NDArray[np.float
 
 
 def _production_accuracy(
-    client: MlflowClient, settings: Settings, test: TestSet, workdir: Path
+    client: MlflowClient, settings: Settings, test: HeldOut, workdir: Path
 ) -> tuple[float | None, str | None, str | None]:
     """(accuracy, version, error) of the serving version on the same test set."""
     try:

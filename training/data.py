@@ -150,12 +150,12 @@ def load(
     rule = rule or LabelRule()
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    resolved = detect_format(path) if fmt == "auto" else fmt
-    report = LoadReport(path=path, format=resolved)
     texts: list[str] = []
     labels: list[int] = []
-    reader = _read_polarity if resolved == "yelp_polarity" else _read_reviewstream
+    report = LoadReport(path=path, format=fmt)
     try:
+        report.format = detect_format(path) if fmt == "auto" else fmt
+        reader = _read_polarity if report.format == "yelp_polarity" else _read_reviewstream
         for outcome in reader(path, rule, report):
             if isinstance(outcome, MalformedRow):
                 if not skip_malformed:
@@ -168,7 +168,7 @@ def load(
             texts.append(text)
             labels.append(label)
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason}) after {report.rows} rows") from None
     except (OSError, EOFError) as exc:
         raise DataError(f"{path}: cannot be read ({exc})") from None
     report.kept = len(texts)

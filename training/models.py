@@ -52,7 +52,9 @@ class MiniLMClassifier(nn.Module):
         from transformers import BertModel
         from transformers.utils import logging as hf_logging
 
-        hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call] # the unused pooler weights are expected
+        # The checkpoint's unused pooler weights are expected; no load report, no progress bar.
+        hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         encoder = BertModel.from_pretrained(
             str(model_dir), add_pooling_layer=False, attn_implementation="eager"
         )

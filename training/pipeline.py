@@ -19,7 +19,7 @@ import numpy as np
 from mlflow import MlflowClient
 
 from export.registry import who
-from export.release import Candidate, Release, TestSet, release
+from export.release import Candidate, HeldOut, Release, release
 from training.data import Examples, LoadReport, load, sample, split_validation
 from training.families import Family, family_for
 from training.metrics import Metrics, evaluate
@@ -141,7 +141,7 @@ def run(settings: Settings, *, by: str | None = None) -> Outcome:
             client,
             run_id=run_id,
             candidate=candidate,
-            test=TestSet(data.test.texts, data.test.labels, data.test.digest()),
+            test=HeldOut(data.test.texts, data.test.labels, data.test.digest()),
             reference_texts=reference_texts(data.validation, settings),
             settings=settings.export,
             workdir=Path(tmp),

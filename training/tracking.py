@@ -5,18 +5,46 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import mlflow
-import pandas as pd  # type: ignore[import-untyped]
-from mlflow.data.pandas_dataset import from_pandas
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.types import ColSpec, DataType, Schema
 
 from training.data import Examples, LoadReport
 
 # MLflow keeps a dataset digest of at most 36 characters; the full sha256 goes in a tag.
 DIGEST_CHARS = 32
+SCHEMA = Schema([ColSpec(DataType.string, "text"), ColSpec(DataType.long, "label")])
+
+
+class ReviewDataset(MetaDataset):
+    """Labelled reviews as an MLflow dataset: source file, content digest, schema, row counts."""
+
+    def __init__(self, examples: Examples) -> None:
+        with warnings.catch_warnings():
+            # MLflow registers its local-file source class twice and warns that a path matches
+            # both; either one is right.
+            warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways")
+            source = resolve_dataset_source(Path(examples.sources[0].path).resolve().as_uri())
+        self._profile = {"num_rows": len(examples), "positive_rate": examples.positive_rate()}
+        super().__init__(
+            source=source,
+            name=examples.name,
+            digest=examples.digest()[:DIGEST_CHARS],
+            schema=SCHEMA,
+        )
+
+    @property
+    def profile(self) -> Any:
+        return self._profile
+
+    def to_dict(self) -> dict[str, str]:
+        return {**super().to_dict(), "profile": json.dumps(self._profile)}
 
 
 @dataclass(frozen=True)
@@ -56,12 +84,7 @@ def code_version(root: Path) -> CodeVersion:
 def log_examples(examples: Examples, context: str) -> None:
     """Log examples as an MLflow dataset input (digest = content sha256) with file lineage."""
     digest = examples.digest()
-    source = ",".join(s.path for s in examples.sources)
-    frame = pd.DataFrame({"text": examples.texts, "label": examples.labels})
-    dataset = from_pandas(
-        frame, source=source, name=examples.name, digest=digest[:DIGEST_CHARS], targets="label"
-    )
-    mlflow.log_input(dataset, context=context)
+    mlflow.log_input(ReviewDataset(examples), context=context)
     mlflow.set_tags(
         {
             f"data.{examples.name}.sha256": digest,
