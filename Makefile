@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 KUSTOMIZE_VERSION := v5.8.2
 COMPOSE_VERSION := v5.6.0
 
-.PHONY: up test lint format install browser bench clean-state
+.PHONY: up test lint format install browser bench clean-state train
 
 # The gateway's open mode (no API keys, every caller is admin) is for local development:
 # `make up` turns it on here, explicitly; it is off everywhere else.
@@ -25,6 +25,9 @@ test: install browser lint ## Lint, type-check, then the whole test suite on a r
 # The browser tests drive Debian's Chromium with Playwright; no browser build is downloaded.
 browser: ## Install Debian's chromium if it is missing
 	@command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium)
+
+train: install ## Train the fast model on the full data, gate it, register and promote it (needs `make up`)
+	$(PY) -m training train --family fast
 
 lint: install ## ruff (lint and format check) and mypy
 	$(VENV)/bin/ruff check .

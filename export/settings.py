@@ -1,0 +1,37 @@
+"""Settings of export, gates and promotion (``RS_EXPORT_*``), read once by the commands."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from inference.registry import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
+
+DEFAULT_TRACKING_URI = "http://127.0.0.1:5000"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RS_EXPORT_", frozen=True, populate_by_name=True)
+
+    mlflow_tracking_uri: str = Field(
+        DEFAULT_TRACKING_URI,
+        alias="MLFLOW_TRACKING_URI",
+        description="MLflow tracking server and model registry",
+    )
+    model_name: str = Field(DEFAULT_MODEL_NAME, description="registered model name")
+    alias: str = Field(DEFAULT_ALIAS, description="the serving alias that promotion moves")
+    accuracy_floor: float = Field(0.95, description="gate: least test accuracy of the ONNX model")
+    production_margin: float = Field(
+        0.005, description="gate: how much worse than production on the same test set is allowed"
+    )
+    parity_tolerance: float = Field(
+        1e-4, description="gate: largest |ONNX - torch| probability on the reference set"
+    )
+    latency_budget_ms: float = Field(
+        50.0, description="gate: mean ONNX Runtime time per review (1 thread, batches of 32)"
+    )
+    latency_sample: int = Field(256, description="reviews timed for the latency gate")
+    behaviour_min_pass_rate: float = Field(
+        0.9, description="gate: share of the behavioural suite's cases that must pass"
+    )
+    reference_size: int = Field(16, description="validation reviews in the bundle's reference set")

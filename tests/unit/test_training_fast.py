@@ -1,0 +1,113 @@
+"""The fast family learns from a small sample, deterministically; ONNX exports agree with torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from export.onnx import torch_probabilities
+from export.release import Candidate, build_bundle
+from export.settings import Settings as ExportSettings
+from inference import HashedNgrams, OnnxPredictor, WordPiece
+from training.data import load, split_validation
+from training.families import FastFamily, minilm_dir
+from training.metrics import evaluate
+from training.models import MiniLMClassifier
+from training.settings import ROOT, FastSettings
+from training.trainer import Fitted, fit, predict
+
+SAMPLE = ROOT / "data" / "sample"
+SMALL = FastSettings(buckets=1 << 16, epochs=4, batch_size=16, threads=1)
+
+
+def train_small(seed: int) -> tuple[FastFamily, Fitted, float]:
+    train_all, _ = load(SAMPLE / "train.csv.gz", name="train")
+    test, _ = load(SAMPLE / "test.csv.gz", name="test")
+    train, validation = split_validation(train_all, 0.1, seed)
+    family = FastFamily(SMALL)
+    fitted = fit(family, train, validation, seed=seed, device=torch.device("cpu"), progress=False)
+    probabilities = predict(fitted.model, family.encode(test.texts), device=torch.device("cpu"))
+    return family, fitted, evaluate(test.labels, probabilities).accuracy
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[FastFamily, Fitted, float]:
+    return train_small(seed=5)
+
+
+def test_batches_are_padded_like_the_serving_preprocessor() -> None:
+    texts = ["The food was not good!", "", "ok", "a much longer review " * 30]
+    preprocessor = HashedNgrams(buckets=1 << 12, max_tokens=50)
+    family = FastFamily(FastSettings(buckets=1 << 12, max_tokens=50))
+    batch = family.encode(texts).batch([0, 1, 2, 3])
+    served = preprocessor.encode(texts)
+    assert set(batch) == set(served)
+    for name, value in served.items():
+        assert batch[name].numpy().dtype == value.dtype
+        assert np.array_equal(batch[name].numpy(), value)
+
+
+def test_the_fast_model_learns_and_beats_the_majority_class(
+    trained: tuple[FastFamily, Fitted, float],
+) -> None:
+    _, fitted, accuracy = trained
+    # The sample is 69% positive; 1,080 training reviews get the fast model well past that.
+    assert accuracy >= 0.8
+    assert len(fitted.history) == SMALL.epochs
+    assert fitted.history[-1].train_loss < fitted.history[0].train_loss
+    assert 1 <= fitted.best_epoch <= SMALL.epochs
+
+
+def test_same_inputs_give_the_same_metrics(trained: tuple[FastFamily, Fitted, float]) -> None:
+    _, fitted, accuracy = trained
+    _, again, accuracy_again = train_small(seed=5)
+    assert accuracy_again == accuracy
+    assert [h.val_loss for h in again.history] == [h.val_loss for h in fitted.history]
+    assert np.array_equal(again.validation_probabilities, fitted.validation_probabilities)
+
+
+def test_onnx_export_of_the_fast_model_agrees_with_torch(
+    trained: tuple[FastFamily, Fitted, float], tmp_path: Path
+) -> None:
+    family, fitted, _ = trained
+    candidate = Candidate(fitted.model, "fast", family.preprocessor())
+    texts = ["Great pizza and friendly staff.", "The food was not good.", "Meh."]
+    bundle, diff = build_bundle(candidate, texts, ExportSettings(), tmp_path, run_id="test")
+    assert diff <= 1e-5
+    graph = onnx.load(str(bundle.model_file)).graph
+    inputs = {i.name: i.type.tensor_type for i in graph.input}
+    assert list(inputs) == ["ids", "mask"]
+    assert inputs["ids"].elem_type == onnx.TensorProto.INT64
+    assert inputs["mask"].elem_type == onnx.TensorProto.FLOAT
+    assert [d.dim_param for d in inputs["ids"].shape.dim] == ["batch", "length"]
+    output = graph.output[0]
+    assert output.name == "probability"
+    assert output.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    predictor = OnnxPredictor(bundle)
+    assert predictor.check_reference() <= 1e-5
+    # Dynamic axes: other batch sizes and lengths than the export example.
+    many = [f"review {i} " + "tasty " * i for i in range(40)]
+    expected = torch_probabilities(fitted.model, family.preprocessor(), many)
+    assert np.max(np.abs(predictor.predict(many) - expected)) <= 1e-5
+
+
+def test_onnx_export_of_the_minilm_architecture_agrees_with_torch(tmp_path: Path) -> None:
+    """The accurate family's graph (a small random encoder of the same kind, real tokenizer)."""
+    tokenizer = minilm_dir() / "tokenizer.json"
+    preprocessor = WordPiece(tokenizer, max_length=24)
+    torch.manual_seed(0)
+    model = MiniLMClassifier.untrained(vocab_size=30522)
+    candidate = Candidate(model, "accurate", preprocessor, (tokenizer,))
+    texts = ["Great pizza.", "The food was not good, and the wait was long. " * 5, ""]
+    bundle, diff = build_bundle(candidate, texts, ExportSettings(), tmp_path, run_id="test")
+    assert diff <= 1e-4
+    assert [i.name for i in onnx.load(str(bundle.model_file)).graph.input] == [
+        "input_ids",
+        "attention_mask",
+    ]
+    assert "tokenizer.json" in bundle.manifest["files"]
+    assert OnnxPredictor(bundle).check_reference() <= 1e-4

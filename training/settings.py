@@ -1,0 +1,82 @@
+"""Settings of a training run (``RS_TRAIN_*``), read once by ``python -m training``.
+
+Nested values use ``__``: ``RS_TRAIN_FAST__EPOCHS=5``, ``RS_TRAIN_ACCURATE__MAX_LENGTH=128``.
+Export, gate and registry settings come from ``RS_EXPORT_*`` (see ``export.settings``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from export.settings import Settings as ExportSettings
+from training.data import Format, LabelRule
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_YELP = ROOT.parent / "shared" / "data" / "yelp"
+
+FamilyName = Literal["fast", "accurate"]
+Device = Literal["auto", "cpu", "cuda"]
+
+
+class FastSettings(BaseModel):
+    """fastText-style: hashed word uni+bigrams, embedding table, masked mean, linear layer."""
+
+    model_config = {"frozen": True}
+
+    buckets: int = Field(1 << 19, description="hash buckets (embedding rows); 0 is padding")
+    max_tokens: int = Field(400, description="words per review kept before hashing")
+    dim: int = Field(16, description="embedding width")
+    token_dropout: float = Field(0.0, description="share of n-grams dropped per training step")
+    epochs: int = 3
+    batch_size: int = 32
+    learning_rate: float = Field(0.1, description="Adagrad learning rate")
+    threads: int | None = Field(1, description="torch CPU threads; None = torch's default")
+
+
+class AccurateSettings(BaseModel):
+    """all-MiniLM-L6-v2 encoder, mean pooling, linear head; fine-tuned end to end."""
+
+    model_config = {"frozen": True}
+
+    max_length: int = Field(256, description="WordPiece tokens per review (truncated)")
+    epochs: int = 2
+    batch_size: int = 32
+    learning_rate: float = Field(5e-5, description="AdamW peak learning rate")
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.06
+    dropout: float = 0.1
+    threads: int | None = Field(None, description="torch CPU threads; None = torch's default")
+    bf16: bool = Field(True, description="bfloat16 autocast when training on a GPU")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RS_TRAIN_", env_nested_delimiter="__", frozen=True
+    )
+
+    family: FamilyName = "fast"
+    train_path: Path = Field(SHARED_YELP / "train.csv.gz", description="training reviews")
+    test_path: Path = Field(SHARED_YELP / "test.csv.gz", description="held out, figures only")
+    data_format: Format = Field("auto", description="auto | reviewstream | yelp_polarity")
+    positive_min_stars: float = Field(3.0, description="stars at or above this are positive")
+    drop_three_star: bool = Field(False, description="leave 3-star reviews out")
+    skip_malformed: bool = Field(False, description="skip and count bad rows instead of failing")
+    validation_fraction: float = Field(0.1, description="share of train held out, stratified")
+    max_train_rows: int | None = Field(None, description="seeded stratified subset of train")
+    max_test_rows: int | None = Field(None, description="seeded stratified subset of test")
+    seed: int = 13
+    device: Device = "auto"
+    experiment: str = Field("reviewstream-sentiment", description="MLflow experiment")
+    promote: bool = Field(True, description="move the serving alias when every gate passes")
+    progress: bool = Field(True, description="show a progress bar")
+    fast: FastSettings = Field(default_factory=FastSettings)
+    accurate: AccurateSettings = Field(default_factory=AccurateSettings)
+    export: ExportSettings = Field(default_factory=ExportSettings)
+
+    @property
+    def label_rule(self) -> LabelRule:
+        return LabelRule(self.positive_min_stars, self.drop_three_star)
