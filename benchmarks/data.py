@@ -6,12 +6,26 @@ import csv
 import gzip
 from pathlib import Path
 
-DEFAULT_REVIEWS = Path(__file__).resolve().parent.parent.parent / "shared/data/yelp/test.csv.gz"
+ROOT = Path(__file__).resolve().parent.parent
+RELATIVE = Path("shared/data/yelp/test.csv.gz")
+
+
+def default_reviews() -> Path:
+    """``shared/data`` beside the checkout (or beside a folder of worktrees holding it)."""
+    for folder in ROOT.parents:
+        if (folder / RELATIVE).is_file():
+            return folder / RELATIVE
+    return ROOT.parent / RELATIVE
+
+
+DEFAULT_REVIEWS = default_reviews()
 
 
 def load_reviews(path: Path = DEFAULT_REVIEWS, limit: int | None = None) -> list[tuple[str, int]]:
-    """(text, label) pairs in file order."""
+    """(text, label) pairs in file order, empty texts skipped."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8", newline="") as f:
-        rows = [(row["text"], int(row["label"])) for row in csv.DictReader(f)]
+        rows = [
+            (row["text"], int(row["label"])) for row in csv.DictReader(f) if row["text"].strip()
+        ]
     return rows[:limit] if limit else rows

@@ -1,7 +1,8 @@
 """One closed-loop load generator for every online scenario, so comparisons are like for like.
 
 ``concurrency`` clients each send one review, wait for the answer, and send the next; a warm-up
-is run first and not counted. Every request's latency is kept for percentiles.
+is run first and not counted. Every request's latency is kept for percentiles. A run ends after
+a fixed number of requests, or when a ``stop`` event is set (steady load for the hot reload).
 """
 
 from __future__ import annotations
@@ -9,12 +10,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-Send = Callable[[str], Awaitable[None]]
+Send = Callable[[str], Awaitable[Any]]
+"""Sends one review and returns the answer (anything); raises when the request failed."""
+OnAnswer = Callable[[float, float, Any], None]
+"""``on_answer(finished_at, latency_s, answer)``, with ``time.perf_counter`` times."""
 
 
 @dataclass
@@ -32,43 +37,66 @@ class LoadResult:
     def percentile(self, q: float) -> float:
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
 
+    def slower_than(self, ms: float) -> int:
+        return sum(1 for latency in self.latencies_ms if latency > ms)
+
+
+async def _clients(
+    send: Send,
+    cycle: Iterator[str],
+    tickets: Iterator[int],
+    concurrency: int,
+    result: LoadResult | None,
+    on_answer: OnAnswer | None,
+) -> None:
+    async def client() -> None:
+        for _ in tickets:
+            text = next(cycle)
+            started = time.perf_counter()
+            try:
+                answer = await send(text)
+            except Exception as exc:  # a failed request is a result, not a crash
+                if result is not None:
+                    result.failures += 1
+                    name = type(exc).__name__
+                    result.errors[name] = result.errors.get(name, 0) + 1
+                continue
+            finished = time.perf_counter()
+            if result is not None:
+                result.latencies_ms.append((finished - started) * 1000)
+            if on_answer is not None:
+                on_answer(finished, finished - started, answer)
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+
+
+def _until(stop: asyncio.Event) -> Iterator[int]:
+    for i in itertools.count():
+        if stop.is_set():
+            return
+        yield i
+
 
 async def closed_loop(
     send: Send,
     texts: Sequence[str],
     *,
     concurrency: int,
-    requests: int,
+    requests: int | None = None,
+    stop: asyncio.Event | None = None,
     warmup: int = 0,
+    on_answer: OnAnswer | None = None,
 ) -> LoadResult:
-    """Send ``requests`` reviews (after ``warmup`` uncounted ones) from ``concurrency`` clients."""
+    """Send ``requests`` reviews, or until ``stop`` is set, after ``warmup`` uncounted ones."""
+    if (requests is None) == (stop is None):
+        raise ValueError("give either requests or stop")
     cycle = itertools.cycle(texts)
-
-    async def run(total: int, result: LoadResult | None) -> None:
-        remaining = iter(range(total))
-
-        async def client() -> None:
-            for _ in remaining:
-                text = next(cycle)
-                started = time.perf_counter()
-                try:
-                    await send(text)
-                except Exception as exc:  # a failed request is a result, not a crash
-                    if result is not None:
-                        result.failures += 1
-                        name = type(exc).__name__
-                        result.errors[name] = result.errors.get(name, 0) + 1
-                    continue
-                if result is not None:
-                    result.latencies_ms.append((time.perf_counter() - started) * 1000)
-
-        await asyncio.gather(*(client() for _ in range(concurrency)))
-
     if warmup:
-        await run(warmup, None)
+        await _clients(send, cycle, iter(range(warmup)), concurrency, None, None)
     result = LoadResult(concurrency=concurrency, duration_s=0.0)
+    tickets = iter(range(requests)) if requests is not None else _until(stop)  # type: ignore[arg-type]
     started = time.perf_counter()
-    await run(requests, result)
+    await _clients(send, cycle, tickets, concurrency, result, on_answer)
     result.duration_s = time.perf_counter() - started
     return result
 

@@ -14,6 +14,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import mlflow.pyfunc
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class BundleModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+class BundleModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
     """Text in, positive-class probability out, through the reviewstream bundle."""
 
     def load_context(self, context: Any) -> None:
@@ -51,9 +52,15 @@ def log_pyfunc(bundle_dir: Path, tracking_uri: str, experiment: str = "benchmark
     return str(info.model_uri)
 
 
+@dataclass(frozen=True)
+class Served:
+    url: str
+    pid: int
+
+
 @contextmanager
-def mlflow_serve(model_uri: str, port: int, tracking_uri: str) -> Iterator[str]:
-    """Run the real ``mlflow models serve`` command until the block ends; yields its URL."""
+def mlflow_serve(model_uri: str, port: int, tracking_uri: str) -> Iterator[Served]:
+    """Run the real ``mlflow models serve`` command until the block ends."""
     process = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri,
          "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
@@ -79,7 +86,7 @@ def mlflow_serve(model_uri: str, port: int, tracking_uri: str) -> Iterator[str]:
                 if time.monotonic() > deadline:
                     raise TimeoutError("mlflow models serve did not answer /ping") from None
                 time.sleep(0.5)
-        yield url
+        yield Served(url, process.pid)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
