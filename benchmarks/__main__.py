@@ -76,6 +76,10 @@ def main(
     watcher_poll_s: Annotated[
         float, typer.Option(min=0.1, help="the registry watcher's poll interval (hot reload)")
     ] = 1.0,
+    profile_workers: Annotated[
+        Path | None,
+        typer.Option(help="run the workers under cProfile, writing DIR/worker-N.prof on exit"),
+    ] = None,
     own_stack: Annotated[
         bool,
         typer.Option(
@@ -96,6 +100,7 @@ def main(
         "reviews": reviews,
         "watcher_poll_s": watcher_poll_s,
         "own_stack": own_stack,
+        "profile_workers": profile_workers,
     }
     options = Options.quick_mode(**overrides) if quick else Options().replace(**overrides)
     run = Run(options, echo=lambda line: typer.echo(line, err=True))

@@ -55,6 +55,7 @@ class Options:
     reviews: Path = DEFAULT_REVIEWS
     output: Path | None = None
     own_stack: bool = True
+    profile_workers: Path | None = None
     quick: bool = False
 
     @classmethod
@@ -79,7 +80,9 @@ class Run:
         self.work = workdir()
         self.bundles = make_bundles(self.work, options.bundle)
         self.worker_batch = WorkerSettings().max_batch_size
-        self.stack = BenchStack(self.work, own_stack=options.own_stack)
+        self.stack = BenchStack(
+            self.work, own_stack=options.own_stack, profile_dir=options.profile_workers
+        )
         self.workers: list[Service] = []
         self.gateway: Service | None = None
         self.peer_url: str | None = None

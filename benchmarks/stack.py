@@ -127,6 +127,7 @@ class BenchStack:
     env: dict[str, str] = field(default_factory=dict)
     kafka: KafkaSettings = field(init=False)
     versions: list[str] = field(default_factory=list)
+    profile_dir: Path | None = None  # workers run under cProfile, one .prof file each
 
     async def start(self, bundles: tuple[Bundle, Bundle]) -> None:
         env = dict(os.environ)
@@ -189,13 +190,18 @@ class BenchStack:
         self.client().set_registered_model_alias(self.model_name, "production", version)
 
     def start_service(self, package: str, settings: dict[str, str]) -> Service:
+        command = [sys.executable, "-m", package]
+        if package == "workers" and self.profile_dir is not None:
+            self.profile_dir.mkdir(parents=True, exist_ok=True)
+            profile = self.profile_dir / f"worker-{len(self.services)}.prof"
+            command[1:1] = ["-m", "cProfile", "-o", str(profile)]
         port = free_port()
         prefix = {"workers": "RS_WORKER_", "gateway": "RS_GATEWAY_"}.get(package, "RS_WATCHER_")
         env = self.env | {f"{prefix}PORT": str(port)} | settings
         log_path = self.work / f"{package}-{len(self.services)}.log"
         with log_path.open("wb") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", package], cwd=ROOT, env=env,
+                command, cwd=ROOT, env=env,
                 stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
         service = Service(package, port, log_path, process)
