@@ -1,6 +1,6 @@
 """``python -m benchmarks`` (``make bench``): every scenario of the benchmark in one run.
 
-    .venv/bin/python -m benchmarks                 # the full run (about 10 minutes on 2 cores)
+    .venv/bin/python -m benchmarks                 # the full run (3-4 minutes on 2 cores)
     .venv/bin/python -m benchmarks --quick         # a smoke run in a minute or two
     .venv/bin/python -m benchmarks --scenarios limit,streaming --bundle path/to/bundle
 
