@@ -62,5 +62,9 @@ $(VENV)/.installed: uv.lock pyproject.toml | $(UV)
 	    -o $(abspath .tools/docker/cli-plugins/docker-compose) ./cmd
 	touch $@
 
+# Every benchmark scenario in one run on a stack of its own; BENCH_ARGS=--quick for a smoke run.
+bench: install ## Benchmarks: the limit, Kafka, REST/WebSocket vs mlflow serve, hot reload, memory
+	$(PY) -m benchmarks $(BENCH_ARGS)
+
 clean-state: ## Delete the local stack's data (Kafka topics, PostgreSQL, MLflow runs and models)
 	rm -rf .state

@@ -61,6 +61,8 @@ def producer(kafka: KafkaSettings, *, client_id: str) -> AIOKafkaProducer:
         client_id=client_id,
         acks="all",
         linger_ms=2,
+        # A batch of replies is ~100 KB: one request per partition, not one per 16 KB.
+        max_batch_size=512 * 1024,
     )
 
 

@@ -35,7 +35,9 @@ class Settings(BaseSettings):
         5.0, gt=0, description="while no model is served, how often to ask the registry"
     )
 
-    max_batch_size: int = Field(64, ge=1, description="records per ONNX Runtime call at most")
+    max_batch_size: int = Field(
+        256, ge=1, description="records per ONNX Runtime call (and per fetch) at most"
+    )
     max_wait_ms: float = Field(
         10.0, ge=0, description="after the first record, wait this long for a fuller batch"
     )

@@ -1,0 +1,93 @@
+"""The three single-review clients the load generator drives: the gateway's REST classify, the
+gateway's WebSocket, and ``mlflow models serve``'s /invocations; one aiohttp session each."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+
+from benchmarks.load import Send
+
+
+class RequestFailed(Exception):
+    """An answer that is not a prediction (an HTTP error status, a WebSocket error message)."""
+
+
+def _session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=30)
+    )
+
+
+@asynccontextmanager
+async def rest_client(base_url: str) -> AsyncIterator[Send]:
+    """POST /v1/classify; the answer is the PredictionOut as a dict."""
+    async with _session() as http:
+
+        async def send(text: str) -> Any:
+            async with http.post(f"{base_url}/v1/classify", json={"text": text}) as response:
+                body = await response.json(content_type=None)
+                if response.status != 200:
+                    raise RequestFailed(f"{response.status}: {body}")
+                return body
+
+        yield send
+
+
+@asynccontextmanager
+async def mlflow_client(base_url: str) -> AsyncIterator[Send]:
+    """POST /invocations with one text in the dataframe_split format."""
+    async with _session() as http:
+
+        async def send(text: str) -> Any:
+            payload = {"dataframe_split": {"columns": ["text"], "data": [[text]]}}
+            async with http.post(f"{base_url}/invocations", json=payload) as response:
+                body = await response.json(content_type=None)
+                if response.status != 200:
+                    raise RequestFailed(f"{response.status}: {body}")
+                return body
+
+        yield send
+
+
+@asynccontextmanager
+async def websocket_client(base_url: str, sockets: int) -> AsyncIterator[Send]:
+    """``sockets`` WebSockets to /v1/ws, each with one classification in flight at a time (a
+    closed-loop client per socket); the answer is the prediction message."""
+    ids = itertools.count()
+    url = base_url.replace("http", "ws", 1) + "/v1/ws"
+    async with _session() as http:
+        pool: asyncio.Queue[aiohttp.ClientWebSocketResponse] = asyncio.Queue()
+        opened = [await http.ws_connect(url, protocols=["reviewstream"]) for _ in range(sockets)]
+        for ws in opened:
+            pool.put_nowait(ws)
+
+        async def send(text: str) -> Any:
+            ws = await pool.get()
+            try:
+                mid = f"b{next(ids)}"
+                await ws.send_json({"type": "classify", "id": mid, "text": text})
+                while True:
+                    message = await ws.receive()
+                    if message.type != aiohttp.WSMsgType.TEXT:
+                        raise RequestFailed(f"the socket closed: {message.type.name}")
+                    data = message.json()
+                    if data.get("id") != mid:
+                        continue  # hello, stats pushes
+                    if data["type"] == "prediction":
+                        return data
+                    if data["type"] == "error":
+                        raise RequestFailed(f"{data.get('status')}: {data.get('message')}")
+            finally:
+                pool.put_nowait(ws)
+
+        try:
+            yield send
+        finally:
+            for ws in opened:
+                await ws.close()

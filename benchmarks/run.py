@@ -1,0 +1,347 @@
+"""All six scenarios in one run, on the same reviews with the same load generator.
+
+Order: the limit (no service busy), then the stack's services and ``mlflow models serve`` start;
+streaming with one worker; the online scenarios, REST, WebSocket and MLflow interleaved per
+repeat so that a busy neighbour on the machine hits all three alike; a second worker joins for
+streaming with two workers and the hot reload; last, the peak memory of what ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.clients import mlflow_client, rest_client, websocket_client
+from benchmarks.data import DEFAULT_REVIEWS, load_reviews
+from benchmarks.limit import measure_limit
+from benchmarks.load import LoadResult, Send, closed_loop, cycled
+from benchmarks.mlflow_peer import log_pyfunc, mlflow_serve
+from benchmarks.report import Report
+from benchmarks.stack import (
+    BenchStack,
+    Service,
+    free_port,
+    make_bundles,
+    tree_peak_rss_mib,
+    workdir,
+)
+from benchmarks.streaming import burst
+from inference import OnnxPredictor
+from workers.settings import Settings as WorkerSettings
+
+log = logging.getLogger(__name__)
+
+SCENARIOS = ("limit", "streaming", "rest", "mlflow", "reload", "memory")
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / ".artifacts" / "bench"
+
+
+@dataclass
+class Options:
+    scenarios: list[str] = field(default_factory=lambda: list(SCENARIOS))
+    repeats: int = 3
+    requests: int = 400  # per online run (per concurrency level and repeat)
+    burst: int = 20_000  # reviews per streaming burst
+    concurrency: list[int] = field(default_factory=lambda: [1, 16, 64])
+    reload_concurrency: int = 8
+    watcher_poll_s: float = 1.0
+    bundle: Path | None = None
+    reviews: Path = DEFAULT_REVIEWS
+    output: Path | None = None
+    own_stack: bool = True
+    profile_workers: Path | None = None
+    quick: bool = False
+
+    @classmethod
+    def quick_mode(cls, **overrides: Any) -> Options:
+        return cls(repeats=1, requests=64, burst=2000, concurrency=[1, 16], quick=True).replace(
+            **overrides
+        )
+
+    def replace(self, **overrides: Any) -> Options:
+        return Options(**(asdict(self) | {k: v for k, v in overrides.items() if v is not None}))
+
+
+Echo = Callable[[str], None]
+
+
+class Run:
+    def __init__(self, options: Options, echo: Echo) -> None:
+        self.o = options
+        self.echo = echo
+        self.report = Report()
+        self.texts = [text for text, _ in load_reviews(options.reviews)]
+        self.work = workdir()
+        self.bundles = make_bundles(self.work, options.bundle)
+        self.worker_batch = WorkerSettings().max_batch_size
+        self.stack = BenchStack(
+            self.work, own_stack=options.own_stack, profile_dir=options.profile_workers
+        )
+        self.workers: list[Service] = []
+        self.gateway: Service | None = None
+        self.peer_url: str | None = None
+        self.peer_pid: int | None = None
+
+    def wants(self, *names: str) -> bool:
+        return any(n in self.o.scenarios for n in names)
+
+    # -- the run ---------------------------------------------------------------------------
+
+    async def run(self) -> Report:
+        r = self.report
+        r.notes.append(f"model: {self.bundles[2]}")
+        r.notes.append(f"reviews: {self.o.reviews} ({len(self.texts)} texts, cycled)")
+        if self.wants("limit"):
+            self.echo("1 limit: in-process preprocessing and ONNX Runtime...")
+            self.limit()
+        if not self.wants("streaming", "rest", "mlflow", "reload", "memory"):
+            return r
+        async with self.stack, contextlib.AsyncExitStack() as peers:
+            self.echo("starting the stack on free ports and registering the model...")
+            await self.stack.start(self.bundles[:2])
+            if self.wants("mlflow"):
+                self.echo("starting mlflow models serve...")
+                await peers.enter_async_context(self.peer())
+            await self.start_services(workers=1)
+            if self.wants("streaming"):
+                await self.streaming(1)
+            if self.wants("rest", "mlflow"):
+                await self.online()
+            if self.wants("streaming", "reload"):
+                self.echo("a second worker joins...")
+                await self.start_services(workers=2)
+            if self.wants("streaming"):
+                await self.streaming(2)
+            if self.wants("reload"):
+                await self.reload()
+            if self.wants("memory"):
+                self.memory()
+        self.targets()
+        return r
+
+    async def start_services(self, workers: int) -> None:
+        s = self.stack
+        starting = []
+        while len(self.workers) < workers:
+            self.workers.append(s.start_worker())
+            starting.append(self.workers[-1])
+        if self.gateway is None and self.wants("rest", "reload", "memory"):
+            self.gateway = s.start_gateway()
+            starting.append(self.gateway)
+        if self.wants("reload") and not any(x.package == "registry_watcher" for x in s.services):
+            starting.append(s.start_watcher(self.o.watcher_poll_s))
+        await asyncio.gather(*(x.wait_ready() for x in starting))
+
+    @contextlib.asynccontextmanager
+    async def peer(self) -> Any:
+        """``mlflow models serve`` of the same bundle, logged as a pyfunc, until the run ends."""
+        uri = await asyncio.to_thread(log_pyfunc, self.bundles[0].path, self.stack.tracking_uri)
+        serving = mlflow_serve(uri, free_port(), self.stack.tracking_uri)
+        served = await asyncio.to_thread(serving.__enter__)
+        self.peer_url, self.peer_pid = served.url, served.pid
+        try:
+            yield served
+        finally:
+            await asyncio.to_thread(serving.__exit__, None, None, None)
+
+    # -- 1 the limit -------------------------------------------------------------------------
+
+    def limit(self) -> None:
+        predictor = OnnxPredictor(self.bundles[0])  # the worker's thread settings: 1 and 1
+        texts = cycled(self.texts, self.o.burst)
+        measure_limit(predictor, texts[: self.worker_batch * 4], batch_size=self.worker_batch)
+        runs = [
+            measure_limit(predictor, texts, batch_size=self.worker_batch)
+            for _ in range(self.o.repeats)
+        ]
+        note = f"batches of {self.worker_batch}, 1 ORT thread"
+        for key, metric in (
+            ("preprocessing", "preprocessing alone"),
+            ("inference", "inference alone"),
+            ("end_to_end", "preprocessing + inference"),
+        ):
+            self.report.add("1 limit (in-process)", metric, "reviews/s",
+                            [x[key] for x in runs], note)  # fmt: skip
+
+    # -- 2 streaming -------------------------------------------------------------------------
+
+    async def streaming(self, workers: int) -> None:
+        self.echo(f"2 streaming: bursts of {self.o.burst} reviews, {workers} worker(s)...")
+        kafka = self.stack.kafka
+        deadline = time.monotonic() + 90
+        while True:  # warm-up: until every worker has answered (the group has settled)
+            warm = await burst(kafka, cycled(self.texts, 500), timeout_s=30, decode_workers=True)
+            if len(warm.worker_ids) >= workers or time.monotonic() > deadline:
+                break
+        bursts = [
+            await burst(kafka, cycled(self.texts, self.o.burst), timeout_s=300)
+            for _ in range(self.o.repeats)
+        ]
+        scenario = f"2 Kafka burst, {workers} worker{'s' if workers > 1 else ''}"
+        self.report.add(scenario, "throughput", "reviews/s", [b.throughput for b in bursts],
+                        f"{self.o.burst} per burst")  # fmt: skip
+        self.report.add(scenario, "unanswered", "reviews", [b.sent - b.answered for b in bursts])
+        limit = self.report.find("1 limit (in-process)", "preprocessing + inference")
+        if limit is not None:
+            self.report.add(scenario, "ratio to the limit", "x",
+                            [b.throughput / limit.median for b in bursts])  # fmt: skip
+
+    # -- 3 and 4 online ----------------------------------------------------------------------
+
+    async def online(self) -> None:
+        transports: list[tuple[str, Callable[[int], Any]]] = []
+        if self.wants("rest") and self.gateway is not None:
+            url = self.gateway.url
+            transports.append(("3 REST", lambda c: rest_client(url)))
+            transports.append(("3 WebSocket", lambda c: websocket_client(url, c)))
+        if self.peer_url is not None:
+            peer = self.peer_url
+            transports.append(("4 mlflow models serve", lambda c: mlflow_client(peer)))
+        results: dict[tuple[str, int], list[LoadResult]] = {}
+        for repeat in range(self.o.repeats):
+            for c in self.o.concurrency:
+                for name, client in transports:
+                    self.echo(f"{name}: concurrency {c}, repeat {repeat + 1}/{self.o.repeats}")
+                    async with client(c) as send:
+                        results.setdefault((name, c), []).append(await self._load(send, c))
+        for name, _ in transports:
+            for c in self.o.concurrency:
+                self._online_figures(f"{name} c={c}", results[(name, c)])
+        for c in self.o.concurrency:
+            peer_runs = results.get(("4 mlflow models serve", c))
+            for ours in ("3 REST", "3 WebSocket"):
+                if peer_runs is None or (ours, c) not in results:
+                    continue
+                mine = results[(ours, c)]
+                scenario = f"4 ratio {ours[2:]} / mlflow c={c}"
+                self.report.add(
+                    scenario,
+                    "throughput ratio",
+                    "x",
+                    [a.throughput / b.throughput for a, b in zip(mine, peer_runs, strict=True)],
+                )
+                self.report.add(scenario, "p99 latency ratio", "x",
+                                [a.percentile(99) / b.percentile(99)
+                                 for a, b in zip(mine, peer_runs, strict=True)])  # fmt: skip
+
+    async def _load(self, send: Send, concurrency: int) -> LoadResult:
+        return await closed_loop(
+            send,
+            self.texts,
+            concurrency=concurrency,
+            requests=max(self.o.requests, concurrency * 4),
+            warmup=max(concurrency * 2, 10),
+        )
+
+    def _online_figures(self, scenario: str, runs: Sequence[LoadResult]) -> None:
+        add = self.report.add
+        add(scenario, "throughput", "requests/s", [r.throughput for r in runs],
+            f"{len(runs[0].latencies_ms) + runs[0].failures} requests per repeat")  # fmt: skip
+        for q in (50, 95, 99):
+            add(scenario, f"p{q} latency", "ms", [r.percentile(q) for r in runs])
+        add(scenario, "failed", "requests", [float(r.failures) for r in runs])
+
+    # -- 5 hot reload ------------------------------------------------------------------------
+
+    async def reload(self) -> None:
+        assert self.gateway is not None
+        self.echo(f"5 hot reload under REST load (concurrency {self.o.reload_concurrency})...")
+        seconds, failed, slow = [], [], []
+        async with rest_client(self.gateway.url) as send:
+            for repeat in range(self.o.repeats):
+                target = self.stack.versions[(repeat + 1) % 2]
+                moved, result = await self._reload_once(send, target)
+                seconds.append(moved)
+                failed.append(float(result.failures))
+                slow.append(float(result.slower_than(1000)))
+        scenario = "5 hot reload, 2 workers"
+        note = f"watcher polls every {self.o.watcher_poll_s:g} s"
+        self.report.add(scenario, "alias moved -> all workers new", "s", seconds, note)
+        self.report.add(scenario, "failed requests", "requests", failed)
+        self.report.add(scenario, "slow requests (> 1 s)", "requests", slow)
+
+    async def _reload_once(self, send: Send, target: str) -> tuple[float, LoadResult]:
+        """Steady load; move the alias once every worker answers; the seconds until every
+        worker has answered with ``target``, and what the load saw meanwhile."""
+        workers = len(self.workers)
+        seen: set[str] = set()
+        first_new: dict[str, float] = {}
+        moved_at = float("inf")
+        all_seen, all_new, stop = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+        def on_answer(finished: float, latency: float, answer: Any) -> None:
+            seen.add(answer["worker_id"])
+            if len(seen) >= workers:
+                all_seen.set()
+            if answer["model_version"] == target and finished >= moved_at:
+                first_new.setdefault(answer["worker_id"], finished)
+                if len(first_new) >= workers:
+                    all_new.set()
+
+        load = asyncio.create_task(
+            closed_loop(send, self.texts, concurrency=self.o.reload_concurrency, stop=stop,
+                        on_answer=on_answer)
+        )  # fmt: skip
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(all_seen.wait(), 60)
+            moved_at = time.perf_counter()
+            await asyncio.to_thread(self.stack.move_alias, target)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(all_new.wait(), 60)
+            await asyncio.sleep(1.0)  # one more second of load after the switch
+        finally:
+            stop.set()
+            result = await load
+        done = max(first_new.values()) if len(first_new) >= workers else float("nan")
+        return done - moved_at, result
+
+    # -- 6 memory ----------------------------------------------------------------------------
+
+    def memory(self) -> None:
+        add = self.report.add
+        if self.workers:
+            add("6 peak RSS", "worker", "MiB", [w.peak_rss_mib() for w in self.workers],
+                "VmHWM, over the whole run; min/max over workers")  # fmt: skip
+        if self.gateway is not None:
+            add("6 peak RSS", "gateway", "MiB", [self.gateway.peak_rss_mib()])
+        if self.peer_pid is not None:
+            add("6 peak RSS", "mlflow models serve", "MiB", [tree_peak_rss_mib(self.peer_pid)])
+
+    # -- verdicts ----------------------------------------------------------------------------
+
+    def targets(self) -> None:
+        r = self.report
+        verdicts = []
+        stream = r.find("2 Kafka burst, 1 worker", "throughput")
+        ratio = r.find("2 Kafka burst, 1 worker", "ratio to the limit")
+        if stream is not None:
+            ok = stream.median >= 5000 and (ratio is None or ratio.median >= 0.25)
+            verdicts.append(f"streaming >= 5000/s and >= 25% of the limit (1 worker): "
+                            f"{'met' if ok else 'missed'}")  # fmt: skip
+        for c in self.o.concurrency:
+            t = r.find(f"4 ratio REST / mlflow c={c}", "throughput ratio")
+            p = r.find(f"4 ratio REST / mlflow c={c}", "p99 latency ratio")
+            if t is not None and p is not None:
+                ok = t.median >= 3 and p.median < 1
+                verdicts.append(f"REST >= 3x mlflow serve with lower p99 at c={c}: "
+                                f"{'met' if ok else 'missed'}")  # fmt: skip
+        moved = r.find("5 hot reload, 2 workers", "alias moved -> all workers new")
+        failed = r.find("5 hot reload, 2 workers", "failed requests")
+        if moved is not None and failed is not None:
+            ok = max(moved.values) < 5 and max(failed.values) == 0
+            verdicts.append(f"hot reload < 5 s, zero failed: {'met' if ok else 'missed'}")
+        r.notes.extend(f"target {v}" for v in verdicts)
+
+    def settings(self) -> dict[str, Any]:
+        return asdict(self.o) | {
+            "model": self.bundles[2],
+            "worker_max_batch_size": self.worker_batch,
+            "worker_settings": WorkerSettings().model_dump(exclude={"kafka", "worker_id"}),
+        }

@@ -1,0 +1,252 @@
+"""What the benchmark runs against: Kafka, PostgreSQL and MLflow on free ports, the model in the
+registry, and the real services (``python -m workers``, ``gateway``, ``registry_watcher``) as
+subprocesses whose readiness is polled and whose peak memory is read from the kernel.
+
+The only place the benchmarks import test helpers (``tests.localstack``, ``tests.modelfactory``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import aiohttp
+import psutil  # type: ignore[import-untyped]
+from mlflow import MlflowClient
+
+from contracts import KafkaSettings
+from deploy.topics import ensure_topics
+from inference import Bundle, load_bundle
+from inference.registry import register_bundle
+from tests.localstack import LocalStack, free_port
+from tests.modelfactory import make_fast_bundle
+
+__all__ = ["BenchStack", "Service", "free_port", "make_bundles", "peak_rss_mib", "workdir"]
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST_BUCKETS = 2**18
+
+
+def make_bundles(work: Path, bundle_dir: Path | None) -> tuple[Bundle, Bundle, str]:
+    """Two versions of the same model (for the hot reload) and a description of it."""
+    if bundle_dir is not None:
+        bundle = load_bundle(bundle_dir)
+        return bundle, bundle, f"trained bundle {bundle_dir} (family {bundle.family})"
+    first = make_fast_bundle(work / "bundle-1", seed=7, buckets=FAST_BUCKETS)
+    second = make_fast_bundle(work / "bundle-2", seed=8, buckets=FAST_BUCKETS)
+    return first, second, "make_fast_bundle: the fast model's graph, 2**18 buckets, random weights"
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The kernel's high-water mark of the process's resident memory (VmHWM), in MiB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    try:
+        return float(psutil.Process(pid).memory_info().rss) / 2**20
+    except psutil.Error:
+        return float("nan")
+
+
+def tree_peak_rss_mib(pid: int) -> float:
+    """VmHWM of a process plus its descendants' (``mlflow models serve`` forks its server)."""
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return float("nan")
+    return peak_rss_mib(pid) + sum(peak_rss_mib(c.pid) for c in children)
+
+
+@dataclass
+class Service:
+    """One ``python -m <package>`` subprocess on a known port."""
+
+    package: str
+    port: int
+    log_path: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    async def wait_ready(self, timeout_s: float = 180) -> None:
+        deadline = time.monotonic() + timeout_s
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+            while True:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"{self.package} exited:\n{self.log_tail()}")
+                try:
+                    async with http.get(f"{self.url}/readyz") as response:
+                        if response.status == 200:
+                            return
+                except (aiohttp.ClientError, TimeoutError):
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{self.package} not ready in {timeout_s:.0f}s:\n"
+                                       f"{self.log_tail()}")  # fmt: skip
+                await asyncio.sleep(0.3)
+
+    def peak_rss_mib(self) -> float:
+        return peak_rss_mib(self.process.pid)
+
+    def stop(self, timeout_s: float = 30) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@dataclass
+class BenchStack:
+    """The stack and services of one benchmark run; everything stops on exit."""
+
+    work: Path
+    own_stack: bool = True
+    model_name: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:8]}")
+    services: list[Service] = field(default_factory=list)
+    local: LocalStack | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    kafka: KafkaSettings = field(init=False)
+    versions: list[str] = field(default_factory=list)
+    profile_dir: Path | None = None  # workers run under cProfile, one .prof file each
+
+    async def start(self, bundles: tuple[Bundle, Bundle]) -> None:
+        env = dict(os.environ)
+        if self.own_stack:
+            self.local = LocalStack(state_dir=self.work / "state")
+            await asyncio.to_thread(self.local.start)
+            env |= self.local.env
+        prefix = self.model_name
+        self.kafka = KafkaSettings(
+            bootstrap_servers=env.get("RS_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            requests_topic=f"{prefix}.requests",
+            predictions_topic=f"{prefix}.predictions",
+            feedback_topic=f"{prefix}.feedback",
+            models_topic=f"{prefix}.models",
+        )
+        await ensure_topics(self.kafka)
+        self.env = env | {
+            "RS_KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
+            "RS_KAFKA_REQUESTS_TOPIC": self.kafka.requests_topic,
+            "RS_KAFKA_PREDICTIONS_TOPIC": self.kafka.predictions_topic,
+            "RS_KAFKA_FEEDBACK_TOPIC": self.kafka.feedback_topic,
+            "RS_KAFKA_MODELS_TOPIC": self.kafka.models_topic,
+            "MLFLOW_TRACKING_URI": self.tracking_uri_of(env),
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.versions = await asyncio.to_thread(self._register, bundles)
+
+    @staticmethod
+    def tracking_uri_of(env: dict[str, str]) -> str:
+        return env.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.tracking_uri_of(self.env)
+
+    @property
+    def database_url(self) -> str:
+        return self.env.get("DATABASE_URL", "")
+
+    def client(self) -> MlflowClient:
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def _register(self, bundles: tuple[Bundle, Bundle]) -> list[str]:
+        """Both versions registered (a run each: the artifact path is fixed); the serving
+        alias on the first."""
+        client = self.client()
+        experiment = client.create_experiment(self.model_name)
+        versions = []
+        for bundle in bundles:
+            run_id = client.create_run(experiment).info.run_id
+            version = register_bundle(
+                client, run_id=run_id, bundle=bundle, model_name=self.model_name
+            )
+            client.set_terminated(run_id)
+            versions.append(str(version.version))
+        self.move_alias(versions[0])
+        return versions
+
+    def move_alias(self, version: str) -> None:
+        self.client().set_registered_model_alias(self.model_name, "production", version)
+
+    def start_service(self, package: str, settings: dict[str, str]) -> Service:
+        command = [sys.executable, "-m", package]
+        if package == "workers" and self.profile_dir is not None:
+            self.profile_dir.mkdir(parents=True, exist_ok=True)
+            profile = self.profile_dir / f"worker-{len(self.services)}.prof"
+            command[1:1] = ["-m", "cProfile", "-o", str(profile)]
+        port = free_port()
+        prefix = {"workers": "RS_WORKER_", "gateway": "RS_GATEWAY_"}.get(package, "RS_WATCHER_")
+        env = self.env | {f"{prefix}PORT": str(port)} | settings
+        log_path = self.work / f"{package}-{len(self.services)}.log"
+        with log_path.open("wb") as out:
+            process = subprocess.Popen(
+                command, cwd=ROOT, env=env,
+                stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        service = Service(package, port, log_path, process)
+        self.services.append(service)
+        return service
+
+    def start_worker(self) -> Service:
+        return self.start_service(
+            "workers",
+            {
+                "RS_WORKER_MODEL_NAME": self.model_name,
+                "RS_WORKER_GROUP_ID": self.model_name,
+                "RS_WORKER_ID": f"worker-{sum(s.package == 'workers' for s in self.services)}",
+            },
+        )
+
+    def start_gateway(self) -> Service:
+        return self.start_service("gateway", {"RS_GATEWAY_OPEN_MODE": "true"})
+
+    def start_watcher(self, poll_interval_s: float) -> Service:
+        return self.start_service(
+            "registry_watcher",
+            {
+                "RS_WATCHER_MODEL_NAMES": self.model_name,
+                "RS_WATCHER_POLL_INTERVAL_S": str(poll_interval_s),
+            },
+        )
+
+    def stop(self) -> None:
+        for service in reversed(self.services):
+            service.stop()
+        if self.local is not None:
+            self.local.stop()
+
+    async def __aenter__(self) -> BenchStack:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await asyncio.to_thread(self.stop)
+
+
+def workdir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="rs-bench-"))

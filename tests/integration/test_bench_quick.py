@@ -1,0 +1,53 @@
+"""``python -m benchmarks --quick`` runs every scenario and saves finite figures (not speed).
+
+The CLI runs as a subprocess: importing mlflow.pyfunc here would trip the warnings filter.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.localstack import ROOT, LocalStack
+
+SCENARIO_PREFIXES = {
+    "limit": "1 limit",
+    "streaming": "2 Kafka burst",
+    "rest": "3 ",
+    "mlflow": "4 mlflow models serve",
+    "reload": "5 hot reload",
+    "memory": "6 peak RSS",
+}
+
+
+def test_quick_benchmark_saves_every_scenario_with_finite_figures(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    output = tmp_path / "bench.json"
+    command = [
+        sys.executable, "-m", "benchmarks", "--quick", "--no-own-stack",
+        "--repeats", "1", "--requests", "24", "--burst", "600", "--concurrency", "1,8",
+        "--output", str(output),
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    assert "preprocessing + inference" in done.stdout  # the table was printed
+
+    document = json.loads(output.read_text())
+    assert document["machine"]["cores"] >= 1
+    figures = document["figures"]
+    for scenario, prefix in SCENARIO_PREFIXES.items():
+        assert any(f["scenario"].startswith(prefix) for f in figures), f"no {scenario} figures"
+    for f in figures:
+        assert f["values"], f
+        assert all(math.isfinite(v) for v in f["values"]), f
+    by_name = {(f["scenario"], f["metric"]): f for f in figures}
+    for transport in ("3 REST", "3 WebSocket", "4 mlflow models serve"):
+        for c in (1, 8):
+            assert by_name[(f"{transport} c={c}", "throughput")]["median"] > 0
+            assert by_name[(f"{transport} c={c}", "failed")]["median"] == 0
+    assert by_name[("2 Kafka burst, 2 workers", "unanswered")]["median"] == 0
+    assert by_name[("5 hot reload, 2 workers", "failed requests")]["median"] == 0
