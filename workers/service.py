@@ -56,6 +56,7 @@ class Worker:
         self._consuming = False
         self._caught_up = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
+        self._reply_partitions = 1  # read from the predictions topic's metadata at start
         self._consumer: AIOKafkaConsumer | None = None
         self._cache_dir: Path | None = None
         self._last_lag_check = 0.0
@@ -109,6 +110,7 @@ class Worker:
             lambda: kafka.producer(s.kafka, client_id=client_id), what="producer", give_up=stopping
         )
         self._stack.push_async_callback(self._producer.stop)
+        self._reply_partitions = len(await self._producer.partitions_for(s.kafka.predictions_topic))
         events = await kafka.connect(
             lambda: kafka.ModelEvents(s.kafka, client_id=f"{client_id}-models"),
             what=f"models topic {s.kafka.models_topic}",
@@ -287,11 +289,17 @@ class Worker:
                 picked_at=picked_at,
                 inference_ms=elapsed * 1000,
             )
+        # Co-partitioned: a reply goes to its request's partition number (both topics are keyed
+        # by request_id), which spares the client a key hash per message, the costliest step of
+        # a send. A retried request still lands where its first reply did.
         sends = [
             await self._producer.send(
-                s.kafka.predictions_topic, encode(p), key=p.request_id.encode()
+                s.kafka.predictions_topic,
+                encode(p),
+                key=p.request_id.encode(),
+                partition=item.record.partition % self._reply_partitions,
             )
-            for p in replies
+            for item, p in zip(accepted, replies, strict=True)
         ]
         dlq = KafkaSettings.dlq(s.kafka.requests_topic)
         for r in rejected:
