@@ -1,1 +1,1 @@
-"""Training: review data loaders, the fast and accurate model families, the trainer, MLflow tracking."""
+"""Training: data loaders, the fast and accurate model families, the trainer, MLflow tracking."""
