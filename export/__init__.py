@@ -1,0 +1,1 @@
+"""Export: torch -> ONNX with parity, gates, registration, promotion, rollback and lineage."""

@@ -32,13 +32,22 @@ class ExportError(Exception):
 
 
 class Probability(nn.Module):
-    """Wraps a logit model: the exported graph outputs sigmoid(logit), float32 [batch]."""
+    """Wraps a logit model: the exported graph outputs sigmoid(logit), float32 [batch].
 
-    def __init__(self, model: nn.Module) -> None:
+    Both preprocessors give two inputs (ids + mask, input_ids + attention_mask). The wrapper
+    takes them as two named positional arguments rather than ``**kwargs``, whose treatment by
+    ``torch.export`` differs between torch releases.
+    """
+
+    def __init__(self, model: nn.Module, names: list[str]) -> None:
         super().__init__()
+        if len(names) != 2:
+            raise ExportError(f"expected two model inputs, the preprocessor gives {names}")
         self.model = model
+        self.names = names
 
-    def forward(self, **inputs: Tensor) -> Tensor:
+    def forward(self, first: Tensor, second: Tensor) -> Tensor:
+        inputs = dict(zip(self.names, (first, second), strict=True))
         return torch.sigmoid(self.model(**inputs).float())
 
 
@@ -51,8 +60,9 @@ def torch_probabilities(
 ) -> NDArray[np.float32]:
     """What the torch model answers, on CPU, for texts encoded by the serving preprocessor."""
     model.eval()
+    inputs = to_tensors(preprocessor.encode(texts))
     with torch.inference_mode():
-        out = Probability(model)(**to_tensors(preprocessor.encode(texts)))
+        out = Probability(model, list(inputs))(*inputs.values())
     return np.asarray(out.numpy(), dtype=np.float32).reshape(-1)
 
 
@@ -68,13 +78,12 @@ def export_onnx(model: nn.Module, preprocessor: Preprocessor, path: Path) -> Pat
             # check on the result is what tells whether the graph is right.
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                Probability(model),
-                (),
+                Probability(model, list(example)),
+                tuple(example.values()),
                 str(path),
-                kwargs=example,
                 input_names=list(example),
                 output_names=["probability"],
-                dynamic_shapes={name: {0: batch, 1: length} for name in example},
+                dynamic_shapes=tuple({0: batch, 1: length} for _ in example),
                 opset_version=OPSET,
                 external_data=False,
                 dynamo=True,

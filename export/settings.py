@@ -5,8 +5,10 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from inference.registry import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
-
+# The same defaults as inference.registry's, repeated so that settings import without MLflow
+# (training runs on machines that have torch but no MLflow client; tests check they agree).
+DEFAULT_MODEL_NAME = "reviewstream-sentiment"
+DEFAULT_ALIAS = "production"
 DEFAULT_TRACKING_URI = "http://127.0.0.1:5000"
 
 

@@ -56,7 +56,10 @@ class MiniLMClassifier(nn.Module):
         hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
         hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         encoder = BertModel.from_pretrained(
-            str(model_dir), add_pooling_layer=False, attn_implementation="eager"
+            str(model_dir),
+            add_pooling_layer=False,
+            attn_implementation="eager",
+            dtype=torch.float32,
         )
         return cls(encoder, int(encoder.config.hidden_size), dropout)
 
