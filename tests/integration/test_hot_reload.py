@@ -4,10 +4,7 @@ a corrupt version is refused while the old one keeps serving."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-
-import pytest
 
 from contracts import KafkaSettings
 from tests.integration.serving import (
@@ -23,18 +20,6 @@ from tests.integration.serving import (
     worker_env,
 )
 from tests.localstack import LocalStack
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Processes]:
-    with Processes(tmp_path) as processes:
-        yield processes
-
-
-@pytest.fixture
-async def traffic(kafka: KafkaSettings) -> AsyncIterator[Traffic]:
-    async with Traffic(kafka) as t:
-        yield t
 
 
 async def test_alias_move_under_load_switches_versions_and_a_corrupt_one_is_refused(

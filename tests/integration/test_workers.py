@@ -6,7 +6,6 @@ import asyncio
 import base64
 import signal
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,18 +27,6 @@ from tests.integration.serving import (
     worker_env,
 )
 from tests.localstack import LocalStack
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Processes]:
-    with Processes(tmp_path) as processes:
-        yield processes
-
-
-@pytest.fixture
-async def traffic(kafka: KafkaSettings) -> AsyncIterator[Traffic]:
-    async with Traffic(kafka) as t:
-        yield t
 
 
 @pytest.fixture
