@@ -57,7 +57,7 @@ def make_app(settings: Settings) -> faust.App:
     ]
     # faust creates only the last folder of its datadir; a fresh checkout has no .state yet.
     settings.data_dir.parent.mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    app = faust.App(
         settings.group_id,
         broker=servers,
         autodiscover=False,
@@ -86,6 +86,11 @@ def make_app(settings: Settings) -> faust.App:
         web_metrics_enabled=False,
         datadir=str(settings.data_dir),
     )
+    # faust adds its Monitor sensor in app.start(), but our web server starts earlier; a request
+    # that spans app.start() would then end with no state for the Monitor (a KeyError and a 500).
+    # Registered now, the sensor set never changes while requests are served (adding is idempotent).
+    app.sensors.add(app.monitor)
+    return app
 
 
 def source_topic(app: faust.App, name: str) -> Any:
