@@ -1,8 +1,11 @@
 """The inference worker: a consumer-group member that answers ReviewRequests in micro-batches.
 
 The loop, per batch: fetch (up to ``max_batch_size`` records or ``max_wait_ms``) -> decode once
--> one ONNX Runtime call in a thread -> produce the predictions and dead letters -> await every
-broker acknowledgement -> commit. A crash anywhere before the commit replays the batch (on this
+-> one ONNX Runtime call in a thread -> produce the predictions and dead letters. Then, off the
+loop, a settlement awaits every broker acknowledgement, while the next batch is already fetched
+and classified (at most ``max_batches_in_flight`` batches unsettled). Batches settle in order,
+and only settled offsets are committed: every ``commit_interval_ms``, when idle, before a
+rebalance and on stop. A crash anywhere before the commit replays the uncommitted batches (on this
 worker or, after a rebalance, on another): at-least-once, never at-most-once.
 
 Beside it, a follower task reads the compacted models topic and hands each ModelChanged to the
@@ -16,6 +19,8 @@ import asyncio
 import logging
 import tempfile
 import time
+from collections import deque
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
@@ -53,6 +58,7 @@ class Worker:
         self._stack = AsyncExitStack()
         self._stopping = asyncio.Event()
         self._batch_lock = asyncio.Lock()
+        self._unsettled: deque[asyncio.Task[None]] = deque()  # oldest first
         self._consuming = False
         self._caught_up = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
@@ -61,6 +67,8 @@ class Worker:
         self._cache_dir: Path | None = None
         self._last_lag_check = 0.0
         self._positions: dict[TopicPartition, int] = {}  # next offset, as committed
+        self._settled: dict[TopicPartition, int] = {}  # next offset, replies acknowledged
+        self._last_commit = 0.0
         self.slot: ModelSlot | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -249,22 +257,50 @@ class Worker:
             s.max_batch_size,
             s.max_wait_ms,
         )
-        while not self._stopping.is_set():
-            # Not under the batch lock: during a rebalance getmany waits for the new assignment,
-            # which waits for on_partitions_revoked, which waits for the lock.
-            records = await collect(
-                fetch,
-                max_size=s.max_batch_size,
-                max_wait_s=s.max_wait_ms / 1000,
-                idle_timeout_s=s.idle_poll_ms / 1000,
-                clock=time.monotonic,
-            )
-            if records:
-                async with self._batch_lock:  # a rebalance waits until the batch is committed
-                    await self._process(records, consumer)
-            self._measure_lag(consumer)
+        try:
+            while not self._stopping.is_set():
+                # Not under the batch lock: during a rebalance getmany waits for the new
+                # assignment, which waits for on_partitions_revoked, which waits for the lock.
+                records = await collect(
+                    fetch,
+                    max_size=s.max_batch_size,
+                    max_wait_s=s.max_wait_ms / 1000,
+                    idle_timeout_s=s.idle_poll_ms / 1000,
+                    clock=time.monotonic,
+                )
+                if records:
+                    async with self._batch_lock:  # a rebalance waits for the batch to be sent
+                        await self._process(records)
+                    await self._settle(keep=s.max_batches_in_flight - 1)
+                    if time.monotonic() - self._last_commit >= s.commit_interval_ms / 1000:
+                        async with self._batch_lock:
+                            await self._commit(consumer)
+                else:  # idle: commit everything sent so far
+                    await self._settle(keep=0)
+                    async with self._batch_lock:
+                        await self._commit(consumer)
+                self._measure_lag(consumer)
+        finally:
+            await self._drain()
+            await self._commit(consumer)
 
-    async def _process(self, records: list[Record], consumer: AIOKafkaConsumer) -> None:
+    async def _settle(self, *, keep: int) -> None:
+        """Wait for the oldest settlements until at most ``keep`` are unsettled; a failed one
+        (an unacknowledged reply) raises here, which stops the worker before any later commit."""
+        while len(self._unsettled) > keep or (self._unsettled and self._unsettled[0].done()):
+            await self._unsettled.popleft()
+
+    async def _drain(self) -> None:
+        """Let every settlement finish, then raise the first failure, if any."""
+        tasks = list(self._unsettled)
+        self._unsettled.clear()
+        for result in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(result, BaseException):
+                raise result
+
+    async def _process(self, records: list[Record]) -> None:
+        """Classify the batch and hand its replies to the producer; a settlement task awaits
+        their acknowledgements, after the settlement of the batch before."""
         s = self.settings
         assert self.slot is not None
         assert self.slot.current is not None
@@ -290,17 +326,16 @@ class Worker:
                 inference_ms=elapsed * 1000,
             )
         # Co-partitioned: a reply goes to its request's partition number (both topics are keyed
-        # by request_id), which spares the client a key hash per message, the costliest step of
-        # a send. A retried request still lands where its first reply did.
-        sends = [
-            await self._producer.send(
-                s.kafka.predictions_topic,
-                encode(p),
-                key=p.request_id.encode(),
-                partition=item.record.partition % self._reply_partitions,
-            )
-            for item, p in zip(accepted, replies, strict=True)
-        ]
+        # by request_id), so the replies leave as one record batch per partition, with no key
+        # hash and no future per message. A retried request still lands where its first did.
+        sends = await kafka.send_to_partitions(
+            self._producer,
+            s.kafka.predictions_topic,
+            (
+                (item.record.partition % self._reply_partitions, p.request_id.encode(), encode(p))
+                for item, p in zip(accepted, replies, strict=True)
+            ),
+        )
         dlq = KafkaSettings.dlq(s.kafka.requests_topic)
         for r in rejected:
             log.warning(
@@ -321,13 +356,25 @@ class Worker:
                 service=f"{SERVICE}/{s.worker_id}",
             )
             sends.append(await self._producer.send(dlq, encode(letter), key=r.record.key))
-        await asyncio.gather(*sends)  # every reply acknowledged (acks=all) before the commit
-        await self._commit(consumer, records)
+        previous = self._unsettled[-1] if self._unsettled else None
+        self._unsettled.append(asyncio.create_task(self._acknowledge(previous, sends, records)))
         self.metrics.batches.inc()
         self.metrics.batch_size.observe(len(records))
         self.metrics.predictions.labels(model_version=model.version).inc(len(replies))
         for r in rejected:
             self.metrics.dead_letters.labels(error_type=r.error_type).inc()
+
+    async def _acknowledge(
+        self,
+        previous: asyncio.Task[None] | None,
+        sends: Sequence[asyncio.Future[Any]],
+        records: list[Record],
+    ) -> None:
+        await asyncio.gather(*sends)  # every reply acknowledged (acks=all) before the commit
+        if previous is not None:
+            await previous  # settles in batch order; if it failed, this batch fails too
+        for (topic, partition), offset in next_offsets(records).items():
+            self._settled[TopicPartition(topic, partition)] = offset
 
     async def _predict(
         self, model: LoadedModel, accepted: list[Accepted]
@@ -355,9 +402,15 @@ class Worker:
                 probabilities.append(float(p))
         return ok, probabilities, failed
 
-    async def _commit(self, consumer: AIOKafkaConsumer, records: list[Record]) -> None:
+    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
+        """Commit the settled offsets not committed yet (under the batch lock, or from the
+        rebalance listener, which holds it)."""
+        self._last_commit = time.monotonic()
+        offsets = {tp: o for tp, o in self._settled.items() if self._positions.get(tp) != o}
+        self._settled.clear()
+        if not offsets:
+            return
         assigned = consumer.assignment()
-        offsets = {TopicPartition(t, p): o for (t, p), o in next_offsets(records).items()}
         mine = {tp: o for tp, o in offsets.items() if tp in assigned}
         if len(mine) < len(offsets):
             # Fetched before a rebalance took those partitions away: the replies are out, and
@@ -396,7 +449,11 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.worker = worker
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        async with self.worker._batch_lock:  # the batch in hand is finished and committed
+        async with self.worker._batch_lock:  # the batch in hand is sent
+            if self.worker._unsettled:  # and every batch sent is settled (a failure is
+                await asyncio.wait(self.worker._unsettled)  # raised by the loop, not here)
+            if self.worker._consumer is not None:
+                await self.worker._commit(self.worker._consumer)
             log.info("partitions revoked: %s", sorted(tp.partition for tp in revoked))
             for tp in revoked:
                 self.worker._positions.pop(tp, None)

@@ -38,8 +38,16 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(
         256, ge=1, description="records per ONNX Runtime call (and per fetch) at most"
     )
+    # 0: take what has arrived. While one batch is classified the next gathers in the fetch
+    # buffer, so batches grow with the load without adding a wait at low load.
     max_wait_ms: float = Field(
-        10.0, ge=0, description="after the first record, wait this long for a fuller batch"
+        0.0, ge=0, description="after the first record, wait this long for a fuller batch"
+    )
+    max_batches_in_flight: int = Field(
+        4, ge=1, description="batches sent and awaiting acknowledgement and commit, at most"
+    )
+    commit_interval_ms: float = Field(
+        100.0, ge=0, description="commit settled offsets this often under load (and when idle)"
     )
     idle_poll_ms: int = Field(200, ge=1, description="fetch timeout while nothing arrives")
     max_text_chars: int = Field(20_000, ge=1, description="longer texts go to the DLQ")

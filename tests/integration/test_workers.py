@@ -114,9 +114,16 @@ async def test_sigterm_drains_commits_and_leaves_the_group(
     name, group = unique("model"), unique("group")
     register(client, name, tmp_path, seed=2)
     # A long session timeout: an empty group right after the exit proves the worker left it.
-    worker = procs.start(
-        "workers", worker_env(stack, kafka, name, group, RS_WORKER_SESSION_TIMEOUT_MS=45_000)
+    # A long commit interval under steady load: whatever is committed, the stop committed.
+    env = worker_env(
+        stack,
+        kafka,
+        name,
+        group,
+        RS_WORKER_SESSION_TIMEOUT_MS=45_000,
+        RS_WORKER_COMMIT_INTERVAL_MS=600_000,
     )
+    worker = procs.start("workers", env)
     await worker.wait_ready()
 
     async with Load(traffic, per_tick=10, tick_s=0.02):
