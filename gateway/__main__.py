@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
+
+import uvloop
 
 from gateway.service import Gateway
 from gateway.settings import Settings
@@ -19,4 +20,4 @@ if __name__ == "__main__":
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    asyncio.run(main(Settings()))
+    uvloop.run(main(Settings()))

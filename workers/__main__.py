@@ -7,6 +7,8 @@ import logging
 import os
 import signal
 
+import uvloop
+
 from workers.service import Worker
 from workers.settings import Settings
 
@@ -46,4 +48,4 @@ if __name__ == "__main__":
         settings.kafka.requests_topic,
         settings.kafka.predictions_topic,
     )
-    asyncio.run(main(settings))
+    uvloop.run(main(settings))
