@@ -2,7 +2,8 @@
 registry, and the real services (``python -m workers``, ``gateway``, ``registry_watcher``) as
 subprocesses whose readiness is polled and whose peak memory is read from the kernel.
 
-The only place the benchmarks import test helpers (``tests.localstack``, ``tests.modelfactory``).
+The stack is the one the tests start (``deploy.local.launcher``); the default model is a
+synthetic bundle (``inference.synthetic``).
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ import psutil  # type: ignore[import-untyped]
 from mlflow import MlflowClient
 
 from contracts import KafkaSettings
+from deploy.local.launcher import LocalStack, free_port
 from deploy.topics import ensure_topics
 from inference import Bundle, load_bundle
 from inference.registry import register_bundle
-from tests.localstack import LocalStack, free_port
-from tests.modelfactory import make_fast_bundle
+from inference.synthetic import make_fast_bundle
 
 __all__ = ["BenchStack", "Service", "free_port", "make_bundles", "peak_rss_mib", "workdir"]
 

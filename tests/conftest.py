@@ -16,9 +16,9 @@ import asyncpg
 import pytest
 
 from contracts.topics import KafkaSettings
+from deploy.local.launcher import LocalStack
 from deploy.topics import ensure_topics
 from stats.migrate import migrate
-from tests.localstack import LocalStack
 
 TESTS = Path(__file__).parent
 

@@ -24,9 +24,9 @@ from playwright.async_api import Browser, async_playwright
 
 from contracts import Feedback, Prediction, Source, Timings
 from contracts.topics import KafkaSettings
+from deploy.local.launcher import ROOT, free_port
 from stats.aggregates import FeedbackRow, PredictionRow
 from stats.db import PostgresStatsStore, create_pool
-from tests.localstack import ROOT, free_port
 
 ARTIFACTS = ROOT / ".artifacts"
 CHROMIUM = "/usr/bin/chromium"

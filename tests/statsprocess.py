@@ -19,7 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from contracts.topics import KafkaSettings
-from tests.localstack import ROOT, free_port
+from deploy.local.launcher import ROOT, free_port
 
 
 def kafka_env(settings: KafkaSettings) -> dict[str, str]:

@@ -29,8 +29,10 @@ from mlflow import MlflowClient
 from playwright.async_api import expect
 
 from contracts import Feedback, KafkaSettings, decode
+from deploy.local.launcher import ROOT, LocalStack, free_port
 from gateway.auth import hash_key, new_key
 from inference.registry import register_bundle
+from inference.synthetic import make_fast_bundle
 from tests.gateway_harness import (
     ARTIFACTS,
     GatewayProcess,
@@ -39,8 +41,6 @@ from tests.gateway_harness import (
     running_gateway,
     wait_until_ready,
 )
-from tests.localstack import ROOT, LocalStack, free_port
-from tests.modelfactory import make_fast_bundle
 
 pytestmark = pytest.mark.timeout(300)
 

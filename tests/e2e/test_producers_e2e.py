@@ -29,12 +29,12 @@ import pytest
 from mlflow import MlflowClient
 
 from contracts import Feedback, KafkaSettings, decode
+from deploy.local.launcher import ROOT, LocalStack, free_port
 from inference import Bundle, OnnxPredictor
 from inference.registry import register_bundle
+from inference.synthetic import make_fast_bundle
 from producers.readers import ReviewFile
 from stats import queries
-from tests.localstack import ROOT, LocalStack, free_port
-from tests.modelfactory import make_fast_bundle
 from tests.reviewfiles import labelled_rows, write_labelled_csv_gz
 from tests.statsprocess import StatsProcess, wait_for
 from tests.topicdump import dump_topic

@@ -32,9 +32,9 @@ from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from contracts import DeadLetter, KafkaSettings, Prediction, ReviewRequest, Source, decode, encode
+from deploy.local.launcher import ROOT, LocalStack
 from inference.registry import SHA_TAG, register_bundle
-from tests.localstack import ROOT, LocalStack
-from tests.modelfactory import make_fast_bundle
+from inference.synthetic import make_fast_bundle
 
 PORT_LINE = re.compile(r"health and metrics on http://([\d.]+):(\d+)")
 

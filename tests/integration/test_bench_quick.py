@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.localstack import ROOT, LocalStack
+from deploy.local.launcher import ROOT, LocalStack
 
 SCENARIO_PREFIXES = {
     "limit": "1 limit",

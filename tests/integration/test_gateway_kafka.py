@@ -24,12 +24,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from contracts import Feedback, KafkaSettings, ReviewRequest, decode
+from deploy.local.launcher import ROOT, free_port
 from gateway.app import create_app
 from gateway.auth import hash_key, new_key
 from gateway.settings import Settings
 from stats.settings import DatabaseSettings
 from tests.gateway_harness import kafka_env, running_gateway, wait_until_ready
-from tests.localstack import ROOT, free_port
 
 ADMIN_KEY = new_key()
 KEYS = json.dumps([{"name": "it-admin", "role": "admin", "sha256": hash_key(ADMIN_KEY)}])

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from contracts import KafkaSettings
+from deploy.local.launcher import LocalStack
 from tests.integration.serving import (
     Load,
     Processes,
@@ -19,7 +20,6 @@ from tests.integration.serving import (
     unique,
     worker_env,
 )
-from tests.localstack import LocalStack
 
 
 async def test_alias_move_under_load_switches_versions_and_a_corrupt_one_is_refused(

@@ -15,8 +15,8 @@ from mlflow import MlflowClient
 
 from contracts.topics import KafkaSettings
 from deploy.local.kafka import LOG4J_CONFIG, resolve_jars
+from deploy.local.launcher import ROOT, LocalStack, free_port
 from deploy.local.settings import StackSettings
-from tests.localstack import ROOT, LocalStack, free_port
 
 
 def kafka_console(stack: LocalStack, tool: str, *args: str) -> str:

@@ -27,6 +27,7 @@ from contracts import (
     decode,
     encode,
 )
+from deploy.local.launcher import ROOT
 from producers.bulk import BulkOptions, run_bulk
 from producers.errors import KafkaUnavailable
 from producers.kafka import TopicRange
@@ -34,7 +35,6 @@ from producers.output import PredictionWriter
 from producers.readers import ReviewFile, Row, file_digest
 from producers.replay import ReplayOptions, replay_file, replay_topic
 from producers.settings import Settings
-from tests.localstack import ROOT
 from tests.reviewfiles import labelled_rows, write_labelled_csv_gz
 from tests.topicdump import dump_topic
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from deploy.local.launcher import LocalStack
 from inference import BundleError, OnnxPredictor
 from inference.registry import download_bundle, register_bundle, serving_version
-from tests.localstack import LocalStack
-from tests.modelfactory import make_fast_bundle
+from inference.synthetic import make_fast_bundle
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from contracts import ChangeReason, KafkaSettings, ModelChanged
+from deploy.local.launcher import LocalStack, free_port
 from registry_watcher.service import Watcher
 from registry_watcher.settings import Settings
 from tests.integration.serving import eventually, mlflow_client, register, unique
-from tests.localstack import LocalStack, free_port
 from workers.kafka import ModelEvents
 
 

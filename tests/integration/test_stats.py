@@ -29,10 +29,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts import DeadLetter, Feedback, KafkaSettings, Prediction, Source, Timings, decode
 from contracts import encode as encode_message
+from deploy.local.launcher import ROOT, free_port
 from deploy.local.postgres import wait_for_postgres
 from stats import queries
 from tests.conftest import unique
-from tests.localstack import ROOT, free_port
 from tests.statsprocess import StatsProcess, caught_up, committed_offsets, wait_for
 
 # A killed processor's partitions are reassigned after this; the broker's minimum.

@@ -13,14 +13,14 @@ import torch
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
+from deploy.local.launcher import LocalStack
 from export.__main__ import app as export_app
 from export.gates import Gate
 from export.registry import NotPromotable, promote, record_gates
 from export.release import Candidate, HeldOut, release
 from export.settings import Settings as ExportSettings
 from inference.registry import register_bundle, serving_version
-from tests.localstack import LocalStack
-from tests.modelfactory import make_fast_bundle
+from inference.synthetic import make_fast_bundle
 from training.data import load
 from training.families import FastFamily
 from training.models import FastText

@@ -13,6 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from mlflow import MlflowClient
 
 from contracts import KafkaSettings
+from deploy.local.launcher import LocalStack
 from registry_watcher.service import Watcher
 from registry_watcher.settings import Settings as WatcherSettings
 from tests.integration.serving import (
@@ -26,7 +27,6 @@ from tests.integration.serving import (
     unique,
     worker_env,
 )
-from tests.localstack import LocalStack
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 
 from inference import BundleError, HashedNgrams, OnnxPredictor, ReferenceMismatch, load_bundle
 from inference.preprocessing import tokenize
-from tests.modelfactory import REFERENCE_TEXTS, make_fast_bundle
+from inference.synthetic import REFERENCE_TEXTS, make_fast_bundle
 
 
 def test_tokens_keep_words_negations_and_emphasis() -> None:

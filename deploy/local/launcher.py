@@ -1,7 +1,8 @@
-"""Start the project's own local stack (``python -m deploy.local``) for tests, on free ports.
+"""Start the project's own local stack (``python -m deploy.local``) as a child, on free ports.
 
-Every test session gets its own ports and state folder, so several checkouts, or a test run
-beside ``make up``, never clash. Readiness is checked with real clients, never with a sleep.
+Used by the tests and the benchmarks: each session gets its own ports and state folder, so
+several checkouts, or a run beside ``make up``, never clash. Readiness is checked with real
+clients, never with a sleep.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts.topics import KafkaSettings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -119,7 +120,8 @@ class LocalStack:
 
     async def _mlflow_ready(self, expected: set[str]) -> bool:
         def get() -> bool:
-            with urllib.request.urlopen(f"{self.mlflow_uri}/health", timeout=5) as response:
+            url = f"{self.mlflow_uri}/health"  # always http://host:port, built here
+            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
                 return bool(response.status == 200)
 
         return await asyncio.to_thread(get)

@@ -1,7 +1,8 @@
-"""Small but real ONNX bundles for tests, built with onnx.helper in milliseconds (no torch).
+"""Small but real ONNX bundles for tests and benchmarks, built with onnx.helper in milliseconds.
 
 The graph is the fast model's shape: hashed-ngram ids -> one weight per bucket -> masked mean
 -> sigmoid. Different seeds give different versions; ``bias`` pushes every answer one way.
+Needs the ``onnx`` package (the training extra), not torch; the workers never import it.
 """
 
 from __future__ import annotations
