@@ -61,6 +61,7 @@ def producer(kafka: KafkaSettings, *, client_id: str) -> AIOKafkaProducer:
         bootstrap_servers=kafka.bootstrap_servers,
         client_id=client_id,
         acks="all",
+        # Replies leave as whole record batches (send_to_partitions): lingering adds only latency.
         linger_ms=0,
         # A batch of replies is ~100 KB: one request per partition, not one per 16 KB.
         max_batch_size=512 * 1024,
