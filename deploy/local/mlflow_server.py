@@ -1,6 +1,6 @@
 """The MLflow tracking server: a SQLite store and an artifact folder, under the state folder.
 
-Kept light for two cores: one worker, no background job runner.
+Kept light for two cores: one worker, no background job runner, no access log.
 Run alone with ``python -m deploy.local.mlflow_server``.
 """
 
@@ -24,6 +24,8 @@ def command(settings: StackSettings) -> list[str]:
         "--host", host,
         "--port", str(port),
         "--workers", "1",
+        # The workers and the watcher ask the registry every few seconds: no line per request.
+        "--uvicorn-opts", "--no-access-log",
     ]  # fmt: skip
 
 
