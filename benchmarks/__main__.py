@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -104,7 +105,12 @@ def main(
     }
     options = Options.quick_mode(**overrides) if quick else Options().replace(**overrides)
     run = Run(options, echo=lambda line: typer.echo(line, err=True))
-    report = asyncio.run(run.run())
+    try:
+        report = asyncio.run(run.run())
+    except BaseException:
+        typer.echo(f"the services' logs and the stack's state are kept in {run.work}", err=True)
+        raise
+    shutil.rmtree(run.work, ignore_errors=True)  # a stack's state: ~60 MB a run
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = output or ARTIFACTS / f"bench-{stamp}{'-quick' if quick else ''}.json"
     report.save(path, run.settings())
