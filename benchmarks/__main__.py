@@ -60,6 +60,12 @@ def main(
         int | None,
         typer.Option(min=1, help="requests per online run and level (default 400, quick 64)"),
     ] = None,
+    settle_requests: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="uncounted requests per online transport first (default 5000, quick 64)"
+        ),
+    ] = None,
     burst: Annotated[
         int | None, typer.Option(min=1, help="reviews per Kafka burst (default 20000, quick 2000)")
     ] = None,
@@ -95,6 +101,7 @@ def main(
         "scenarios": _scenarios(scenarios) if scenarios else None,
         "repeats": repeats,
         "requests": requests,
+        "settle_requests": settle_requests,
         "burst": burst,
         "concurrency": _ints(concurrency) if concurrency else None,
         "bundle": bundle,
