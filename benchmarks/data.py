@@ -8,14 +8,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RELATIVE = Path("shared/data/yelp/test.csv.gz")
+SAMPLE = ROOT / "data" / "sample" / "test.csv.gz"  # same format, in the repository
 
 
 def default_reviews() -> Path:
-    """``shared/data`` beside the checkout (or beside a folder of worktrees holding it)."""
+    """``shared/data`` beside the checkout (or beside a folder of worktrees holding it); where
+    a clone has no shared data beside it, the repository's sample of the same test file (the
+    report names the file it used)."""
     for folder in ROOT.parents:
         if (folder / RELATIVE).is_file():
             return folder / RELATIVE
-    return ROOT.parent / RELATIVE
+    return SAMPLE
 
 
 DEFAULT_REVIEWS = default_reviews()
