@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import TypeVar
+from typing import TypeVar, get_args
 
 from pydantic import ValidationError
 
-from contracts.messages import DeadLetter, Message
+from contracts.messages import DeadLetter, Message, Prediction, RequestFailed
 
 M = TypeVar("M", bound=Message)
 
@@ -50,12 +50,33 @@ def decode(raw: bytes | None, model: type[M]) -> M:
     if not isinstance(data, dict):
         raise DecodeError(f"expected a JSON object, got {type(data).__name__}")
     version = data.get("schema_version")
-    if version != 1:
+    if version not in supported_versions(model):
         raise DecodeError(f"unsupported schema_version {version!r} for {model.__name__}")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise DecodeError(f"invalid {model.__name__}: {_summarize(exc)}") from None
+
+
+def decode_reply(raw: bytes | None) -> Prediction | RequestFailed:
+    """A record of the predictions topic: a Prediction, or (version 2) a RequestFailed."""
+    # Only a RequestFailed has the key "error"; elsewhere the token appears only as a whole
+    # string value (a worker named "error"), so the hint picks the order, never the answer.
+    order: tuple[type[Prediction] | type[RequestFailed], ...] = (Prediction, RequestFailed)
+    if raw is not None and b'"error"' in raw:
+        order = (RequestFailed, Prediction)
+    try:
+        return decode(raw, order[0])
+    except DecodeError as first:
+        try:
+            return decode(raw, order[1])
+        except DecodeError:
+            raise first from None
+
+
+def supported_versions(model: type[Message]) -> tuple[int, ...]:
+    """The schema versions a consumer of ``model`` accepts side by side."""
+    return get_args(model.model_fields["schema_version"].annotation)
 
 
 def dead_letter(

@@ -1,8 +1,15 @@
 """The messages that travel between services, as JSON on Kafka.
 
-Every message is a frozen pydantic model with a ``schema_version``. A breaking change adds a
-new version that consumers accept side by side during a rollout; no Python import path is ever
-put on the wire. Unknown fields are rejected so that a producer's typo fails loudly at the edge.
+Every message is a frozen pydantic model with a ``schema_version``. A new field or message
+bumps the version of what it changes; consumers accept the old and the new side by side during
+a rollout (so upgrade consumers before producers), and no Python import path is ever put on
+the wire. Unknown fields are rejected so that a producer's typo fails loudly at the edge.
+
+Versions in use:
+
+- 1: every message as first released.
+- 2: the predictions topic. :class:`Prediction` carries the ``user_label`` of its request, and
+  :class:`RequestFailed` answers a request that a worker could not classify.
 """
 
 from __future__ import annotations
@@ -32,9 +39,12 @@ def utc_now() -> datetime:
 
 
 class Message(BaseModel):
+    """Each message declares the versions it accepts as ``schema_version: Literal[...]``, and
+    writes the newest."""
+
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: int
 
 
 class Source(StrEnum):
@@ -46,6 +56,8 @@ class Source(StrEnum):
 
 class ReviewRequest(Message):
     """A review to classify. Keyed by ``request_id`` on the requests topic."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
 
     request_id: RequestId = Field(default_factory=new_request_id)
     # Length limits are a worker setting (oversized text goes to the DLQ with the reason);
@@ -72,6 +84,7 @@ class Timings(BaseModel):
 class Prediction(Message):
     """The answer to one ReviewRequest. Keyed by ``request_id`` on the predictions topic."""
 
+    schema_version: Literal[1, 2] = 2
     request_id: RequestId
     label: Label
     probability: float = Field(ge=0.0, le=1.0, description="probability of the positive class")
@@ -83,10 +96,38 @@ class Prediction(Message):
     source: Source
     timings: Timings
     reply_to: str | None = Field(default=None, max_length=256)
+    # Version 2: the label the sender gave with the request, so that it counts as feedback.
+    user_label: Label | None = None
+
+
+class FailureKind(StrEnum):
+    INVALID = "invalid"
+    """the request can never be classified (e.g. text over the worker's limit): the sender's"""
+    INFERENCE = "inference"
+    """the model failed on it: the service's"""
+
+
+class RequestFailed(Message):
+    """The answer to a ReviewRequest that a worker dead-lettered (version 2). Keyed by
+    ``request_id`` on the predictions topic, so the waiting sender hears at once."""
+
+    schema_version: Literal[2] = 2
+    request_id: RequestId
+    error: FailureKind
+    reason: str = Field(min_length=1, max_length=2000)
+    worker_id: str = Field(min_length=1, max_length=256)
+    model_name: ModelName | None = None
+    model_version: str | None = Field(default=None, min_length=1, max_length=64)
+    submitted_at: datetime
+    failed_at: datetime = Field(default_factory=utc_now)
+    source: Source
+    reply_to: str | None = Field(default=None, max_length=256)
 
 
 class Feedback(Message):
     """The true label for an earlier prediction (by request_id) or for a text."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
 
     feedback_id: RequestId = Field(default_factory=new_request_id)
     request_id: RequestId | None = None
@@ -111,6 +152,8 @@ class ChangeReason(StrEnum):
 class ModelChanged(Message):
     """The serving alias now points at this version. Keyed by model name on a compacted topic."""
 
+    schema_version: Literal[1] = SCHEMA_VERSION
+
     model_name: ModelName
     version: str = Field(min_length=1, max_length=64)
     alias: str = Field(min_length=1, max_length=128)
@@ -122,6 +165,8 @@ class ModelChanged(Message):
 
 class DeadLetter(Message):
     """A record that could not be processed, with the reason and its original bytes."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
 
     topic: str
     partition: int

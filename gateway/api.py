@@ -15,7 +15,9 @@ from starlette.staticfiles import StaticFiles
 
 from contracts import Source
 from gateway.auth import Role
+from gateway.classifier import Idempotency
 from gateway.decoding import read_json, read_query
+from gateway.idempotency import check_key
 from gateway.metrics import CONTENT_TYPE
 from gateway.openapi import openapi_document
 from gateway.routing import ApiMount, Guard, Operation, principal_of
@@ -54,11 +56,31 @@ PUBLISH = {
     429: "too many reviews already await a reply here (Retry-After)",
     503: "Kafka is unreachable (Retry-After)",
 }
+CLASSIFY = {
+    **BAD_INPUT,
+    **PUBLISH,
+    422: "a field is missing, unknown, of the wrong type, empty or too long; a worker refused "
+    "the review (rejected_by_worker); or the Idempotency-Key was used for another review",
+    502: "the model failed on the review (inference_failed)",
+}
+IDEMPOTENT = (
+    " Send an Idempotency-Key header (1-128 visible ASCII characters) to make retries safe: "
+    "a retry with the same key within RS_GATEWAY_IDEMPOTENCY_TTL_S gets the same answer and "
+    "is counted once."
+)
 STATS = {503: "the statistics database is unreachable", 422: "a query parameter is wrong"}
 
 
 def json(model: BaseModel, status: int = 200) -> JSONResponse:
     return JSONResponse(dump(model), status_code=status)
+
+
+def idempotency(request: Request) -> Idempotency | None:
+    """The caller's ``Idempotency-Key``, scoped to its API key's name, if it sent one."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    return Idempotency(principal_of(request).name, check_key(key))
 
 
 def http_routes(rt: Runtime, guard: Guard) -> list[BaseRoute]:
@@ -67,12 +89,12 @@ def http_routes(rt: Runtime, guard: Guard) -> list[BaseRoute]:
 
     async def classify(request: Request) -> Response:
         review = await read_json(request, ReviewIn, limits=rt.limits, max_bytes=s.max_body_bytes)
-        [prediction] = await rt.classifier.classify([review], Source.REST)
+        [prediction] = await rt.classifier.classify([review], Source.REST, idempotency(request))
         return json(PredictionOut.of(prediction))
 
     async def classify_batch(request: Request) -> Response:
         batch = await read_json(request, BatchIn, limits=rt.limits, max_bytes=s.max_body_bytes)
-        predictions = await rt.classifier.classify(batch.reviews, Source.REST)
+        predictions = await rt.classifier.classify(batch.reviews, Source.REST, idempotency(request))
         return json(BatchOut(results=[PredictionOut.of(p) for p in predictions]))
 
     async def feedback(request: Request) -> Response:
@@ -149,12 +171,14 @@ def http_routes(rt: Runtime, guard: Guard) -> list[BaseRoute]:
             ok_media="application/octet-stream", errors={404: "no such file"})),
         r("/v1/classify", classify, method="POST", op=Operation(
             "Classify one review", "classify", client, body=ReviewIn, ok_model=PredictionOut,
-            errors={**BAD_INPUT, **PUBLISH, 504: "no prediction came in time"},
+            errors={**CLASSIFY, 504: "no prediction came in time"},
             description="Publishes a ReviewRequest and waits for its Prediction "
-            "(RS_GATEWAY_REPLY_TIMEOUT_S).")),
+            "(RS_GATEWAY_REPLY_TIMEOUT_S). A label sent with the review is recorded as "
+            "feedback." + IDEMPOTENT)),
         r("/v1/classify/batch", classify_batch, method="POST", op=Operation(
             "Classify several reviews", "classify", client, body=BatchIn, ok_model=BatchOut,
-            errors={**BAD_INPUT, **PUBLISH, 504: "some prediction did not come in time"})),
+            errors={**CLASSIFY, 504: "some prediction did not come in time"},
+            description="One Idempotency-Key names the whole batch." + IDEMPOTENT)),
         r("/v1/feedback", feedback, method="POST", op=Operation(
             "Send the true label for a request or a text", "feedback", client, ok_status=202,
             body=FeedbackIn, ok_model=FeedbackOut, errors={**BAD_INPUT, 503: PUBLISH[503]})),

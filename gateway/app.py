@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from contracts import Prediction
+from contracts import Prediction, RequestFailed
 from gateway.api import http_routes
 from gateway.auth import KeyRing, load_key_file
 from gateway.bus import RequestBus
@@ -18,6 +18,7 @@ from gateway.chat import chat_endpoint
 from gateway.classifier import Classifier
 from gateway.db import PostgresStats
 from gateway.errors import EXCEPTION_HANDLERS
+from gateway.idempotency import RememberedAnswers
 from gateway.kafka import KafkaBus
 from gateway.metrics import Metrics
 from gateway.replies import Replies
@@ -29,7 +30,8 @@ from gateway.statistics import StatsFeed, StatsStore
 
 log = logging.getLogger(__name__)
 
-BusFactory = Callable[[Callable[[Prediction], bool], Metrics], RequestBus]
+Deliver = Callable[[Prediction | RequestFailed], bool]
+BusFactory = Callable[[Deliver, Metrics], RequestBus]
 
 # Same-origin everything: no CDN, no inline script, no framing.
 CSP = (
@@ -65,7 +67,7 @@ def load_keyring(settings: Settings) -> KeyRing:
 
 
 def kafka_bus(settings: Settings) -> BusFactory:
-    def build(deliver: Callable[[Prediction], bool], metrics: Metrics) -> RequestBus:
+    def build(deliver: Deliver, metrics: Metrics) -> RequestBus:
         return KafkaBus(
             settings.kafka,
             instance_id=settings.instance_id,
@@ -93,6 +95,10 @@ def create_app(
         metrics,
         instance_id=settings.instance_id,
         reply_timeout_s=settings.reply_timeout_s,
+        answers=RememberedAnswers(
+            ttl_s=settings.idempotency_ttl_s, max_entries=settings.idempotency_max_entries
+        ),
+        stored_answer=store.answer,
     )
     feed = StatsFeed(
         store, interval_s=settings.stats_interval_s, window_minutes=settings.stats_window_minutes

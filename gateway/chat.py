@@ -7,7 +7,8 @@ clients may also classify (``ws_max_pending`` at a time) and send feedback.
 
 Messages (JSON text frames), each answer echoing the client's ``id``::
 
-    -> {"type": "classify", "id": "c1", "text": "...", "label": 1 | 0 | null}
+    -> {"type": "classify", "id": "c1", "text": "...", "label": 1 | 0 | null,
+        "idempotency_key": "..." (optional: a retry with the same key gets the same answer)}
     <- {"type": "accepted", "id": "c1", "request_id": "..."}        published, awaiting reply
     <- {"type": "prediction", "id": "c1", "request_id": "...", "verdict": ..., ...}
     -> {"type": "feedback", "id": "f1", "request_id": "...", "label": 0 | 1}
@@ -15,6 +16,7 @@ Messages (JSON text frames), each answer echoing the client's ``id``::
     -> {"type": "ping", "id": "p1"}                     <- {"type": "pong", "id": "p1"}
     <- {"type": "stats", "stats": {...}}                 whenever the numbers change
     <- {"type": "error", "id": ..., "status": 504, "error": "reply_timeout", "message": ...}
+       (422 rejected_by_worker / 502 inference_failed at once when a worker refuses the review)
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from gateway.auth import (
     key_from_headers,
     key_from_subprotocols,
 )
+from gateway.classifier import Idempotency
 from gateway.decoding import parse_json
 from gateway.errors import (
     BadRequest,
@@ -196,7 +199,9 @@ class ChatSession:
     async def _classify(self, message: WsClassify) -> None:
         try:
             review = ReviewIn.model_construct(text=message.text, label=message.label)
-            ticket = await self._rt.classifier.submit([review], Source.WS)
+            key = message.idempotency_key
+            idempotency = None if key is None else Idempotency(self._principal.name, key)
+            ticket = await self._rt.classifier.submit([review], Source.WS, idempotency)
             try:
                 await self._send(
                     {"type": "accepted", "id": message.id, "request_id": ticket.request_ids[0]}

@@ -1,8 +1,10 @@
 """The gateway's core, shared by REST and WebSocket: submit reviews, await their predictions.
 
 ``submit`` reserves room for the replies (bounded), publishes the requests and returns a
-:class:`Ticket`; ``Ticket.wait`` returns the predictions in request order or raises
-ReplyTimeout. The transports only translate.
+:class:`Ticket`; ``Ticket.wait`` returns the predictions in request order, or raises
+WorkerRefused as soon as a worker answers one with an error, or ReplyTimeout. With an
+:class:`Idempotency` key, a retry gets the first answer (remembered, or still awaited) and
+publishes nothing new (see ``gateway.idempotency``). The transports only translate.
 """
 
 from __future__ import annotations
@@ -10,24 +12,40 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from contracts import Feedback, Prediction, ReviewRequest, Source
+from contracts.messages import new_request_id
 from gateway.bus import RequestBus
-from gateway.errors import ReplyTimeout
+from gateway.errors import ReplyTimeout, StatsUnavailable, WorkerRefused
+from gateway.idempotency import RememberedAnswers, fingerprint, request_id_for
 from gateway.metrics import Metrics
 from gateway.replies import Replies
 from gateway.schemas import FeedbackIn, ReviewIn
 
 log = logging.getLogger(__name__)
 
+StoredAnswer = Callable[[str, float], Awaitable[Prediction | None]]
+"""``answer(request_id, within_s)``: a prediction the statistics already hold, or None."""
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """A client's name for its request: who (the API key's name) and the key it chose."""
+
+    caller: str
+    key: str
+
 
 @dataclass
 class Ticket:
     requests: list[ReviewRequest]
     _futures: list[asyncio.Future[Prediction]]
+    _reserved: list[str]
+    """the ids this ticket holds a reply slot for (not those answered already)"""
     _classifier: Classifier
+    _prints: list[str] | None = None
     _started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -36,7 +54,8 @@ class Ticket:
 
     def release(self) -> None:
         """Stop waiting (idempotent): a reply that comes later is counted as late."""
-        self._classifier.replies.release(self.request_ids)
+        reserved, self._reserved = self._reserved, []
+        self._classifier.replies.release(reserved)
         self._classifier.metrics.in_flight.set(self._classifier.replies.in_flight)
 
     async def wait(self) -> list[Prediction]:
@@ -50,6 +69,7 @@ class Ticket:
                        if not f.done()]  # fmt: skip
             c.metrics.reviews.labels(transport, "timeout").inc(len(missing))
             log.warning("no reply within %g s for %s", c.reply_timeout_s, ", ".join(missing))
+            self._forget()
             what = "the review" if len(self.requests) == 1 else (
                 f"{len(missing)} of {len(self.requests)} reviews"
             )  # fmt: skip
@@ -58,12 +78,30 @@ class Ticket:
                 "queued, but no worker answered in time (are the workers running?)",
                 details=[{"field": "request_id", "problem": f"no reply for {m}"} for m in missing],
             ) from None
+        except WorkerRefused as exc:
+            c.metrics.reviews.labels(transport, "refused").inc(len(self.requests))
+            self._forget()
+            if len(self.requests) > 1:
+                index = self.request_ids.index(exc.request_id)
+                exc.message = f"review {index}: {exc.message}"
+                exc.details = [{"field": f"reviews.{index}", "problem": exc.message}]
+            raise
         finally:
             self.release()
         elapsed = time.perf_counter() - self._started
         c.metrics.classify_seconds.labels(transport).observe(elapsed)
         c.metrics.reviews.labels(transport, "ok").inc(len(predictions))
+        if self._prints is not None:
+            for request_id, print_, p in zip(
+                self.request_ids, self._prints, predictions, strict=True
+            ):
+                c.answers.remember(request_id, print_, p)
         return list(predictions)
+
+    def _forget(self) -> None:
+        if self._prints is not None:
+            for request_id in self.request_ids:
+                self._classifier.answers.forget(request_id)
 
 
 class Classifier:
@@ -75,39 +113,72 @@ class Classifier:
         *,
         instance_id: str,
         reply_timeout_s: float,
+        answers: RememberedAnswers | None = None,
+        stored_answer: StoredAnswer | None = None,
     ) -> None:
         self.bus = bus
         self.replies = replies
         self.metrics = metrics
         self.instance_id = instance_id
         self.reply_timeout_s = reply_timeout_s
+        self.answers = answers or RememberedAnswers(ttl_s=24 * 3600, max_entries=100_000)
+        self._stored_answer = stored_answer
 
-    async def submit(self, reviews: Sequence[ReviewIn], source: Source) -> Ticket:
-        """Published and awaited, or an error: Overloaded, KafkaUnavailable."""
+    async def submit(
+        self,
+        reviews: Sequence[ReviewIn],
+        source: Source,
+        idempotency: Idempotency | None = None,
+    ) -> Ticket:
+        """Published and awaited, or an error: Overloaded, KafkaUnavailable, or (a key reused
+        for another review) ValidationFailed."""
+        prints: list[str] | None = None
+        known: dict[int, Prediction] = {}
+        if idempotency is None:
+            ids = [new_request_id() for _ in reviews]
+        else:
+            caller, key = idempotency.caller, idempotency.key
+            ids = [request_id_for(caller, key, i) for i in range(len(reviews))]
+            prints = [fingerprint(r.text, r.label) for r in reviews]
+            known = await self._known_answers(ids, prints)
         requests = [
             ReviewRequest(
-                text=review.text, source=source, user_label=review.label, reply_to=self.instance_id
+                request_id=request_id,
+                text=review.text,
+                source=source,
+                user_label=review.label,
+                reply_to=self.instance_id,
             )
-            for review in reviews
+            for request_id, review in zip(ids, reviews, strict=True)
         ]
-        ids = [r.request_id for r in requests]
+        waiting = [r.request_id for i, r in enumerate(requests) if i not in known]
+        unpublished = [r for r in requests if r.request_id in waiting
+                       and not self.replies.is_pending(r.request_id)]  # fmt: skip
         try:
-            futures = self.replies.reserve(ids)
+            reserved = iter(self.replies.reserve(waiting))
         except Exception:
             self.metrics.reviews.labels(source.value, "overloaded").inc(len(requests))
             raise
         self.metrics.in_flight.set(self.replies.in_flight)
+        if prints is not None:  # a reuse of the key for another review is refused from now on
+            for i in range(len(requests)):
+                if i not in known:
+                    self.answers.remember(ids[i], prints[i], None)
         try:
-            await self.bus.publish_requests(requests)
+            if unpublished:
+                await self.bus.publish_requests(unpublished)
         except BaseException:
-            self.replies.release(ids)
+            self.replies.release(waiting)
             self.metrics.in_flight.set(self.replies.in_flight)
-            self.metrics.reviews.labels(source.value, "unpublished").inc(len(requests))
+            self.metrics.reviews.labels(source.value, "unpublished").inc(len(unpublished))
             raise
-        return Ticket(requests, futures, self)
+        futures = [_done(known[i]) if i in known else next(reserved) for i in range(len(requests))]
+        return Ticket(requests, futures, waiting, self, prints)
 
-    async def classify(self, reviews: Sequence[ReviewIn], source: Source) -> list[Prediction]:
-        ticket = await self.submit(reviews, source)
+    async def classify(
+        self, reviews: Sequence[ReviewIn], source: Source, idempotency: Idempotency | None = None
+    ) -> list[Prediction]:
+        ticket = await self.submit(reviews, source, idempotency)
         return await ticket.wait()
 
     async def feedback(self, given: FeedbackIn, source: Source) -> Feedback:
@@ -117,3 +188,26 @@ class Classifier:
         await self.bus.publish_feedback(feedback)
         self.metrics.feedback.labels(source.value).inc()
         return feedback
+
+    async def _known_answers(self, ids: list[str], prints: list[str]) -> dict[int, Prediction]:
+        """Answers to these ids given before: remembered here, else stored in the statistics
+        (a retry that reached another replica). A key reused for another review is a 422."""
+        known: dict[int, Prediction] = {}
+        for i, (request_id, print_) in enumerate(zip(ids, prints, strict=True)):
+            answer = self.answers.recall(request_id, print_)
+            lookup = self._stored_answer
+            if answer is None and lookup is not None and not self.replies.is_pending(request_id):
+                try:
+                    answer = await lookup(request_id, self.answers.ttl_s)
+                except StatsUnavailable:
+                    answer = None  # not known here: asking the workers again is safe
+            if answer is not None:
+                known[i] = answer
+                self.answers.remember(request_id, print_, answer)
+        return known
+
+
+def _done(prediction: Prediction) -> asyncio.Future[Prediction]:
+    future: asyncio.Future[Prediction] = asyncio.get_running_loop().create_future()
+    future.set_result(prediction)
+    return future

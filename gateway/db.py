@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from contracts import Prediction, Source, Timings
 from gateway.errors import StatsUnavailable
 from gateway.schemas import (
     RecentListOut,
@@ -111,6 +112,39 @@ class PostgresStats:
         async with self._connection() as conn:
             rows = await queries.recent_predictions(conn, limit=limit)
         return RecentListOut(predictions=[RecentOut.of(r) for r in rows])
+
+    async def answer(self, request_id: str, within_s: float) -> Prediction | None:
+        async with self._connection() as conn:
+            row = await conn.fetchrow(_ANSWER, request_id, within_s)
+        if row is None:
+            return None
+        return Prediction(
+            schema_version=2,
+            request_id=row["request_id"],
+            label=row["label"],
+            probability=row["probability"],
+            model_name=row["model_name"],
+            model_version=row["model_version"],
+            worker_id=row["worker_id"],
+            submitted_at=row["submitted_at"],
+            predicted_at=row["predicted_at"],
+            source=Source(row["source"]),
+            user_label=row["user_label"],
+            timings=Timings(
+                queue_ms=row["queue_ms"] or 0.0,
+                inference_ms=row["inference_ms"] or 0.0,
+                batch_size=row["batch_size"] or 1,
+            ),
+        )
+
+
+# A retry's earlier answer, as the stats processor stored it (the gateway's one own query).
+_ANSWER = """
+SELECT request_id, label, probability, model_name, model_version, worker_id, submitted_at,
+       predicted_at, source, user_label, queue_ms, inference_ms, batch_size
+FROM predictions
+WHERE request_id = $1 AND submitted_at > now() - make_interval(secs => $2)
+"""
 
 
 def windows_since(granularity: Granularity, count: int, *, now: datetime | None = None) -> datetime:

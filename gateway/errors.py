@@ -12,7 +12,12 @@
     ├── Unavailable              503 + Retry-After
     │   ├── KafkaUnavailable     503 kafka_unavailable
     │   └── StatsUnavailable     503 stats_unavailable
+    ├── WorkerRefused            422 rejected_by_worker (a worker cannot classify this review),
+    │                            502 inference_failed (the model failed on it); answered at once
+    │                            from the worker's error reply, not after the reply timeout
     └── ReplyTimeout             504 reply_timeout (published, but no prediction came in time)
+
+A reused ``Idempotency-Key`` with another body is a ValidationFailed (422 idempotency_conflict).
 """
 
 from __future__ import annotations
@@ -104,6 +109,18 @@ class KafkaUnavailable(Unavailable):
 
 class StatsUnavailable(Unavailable):
     code = "stats_unavailable"
+
+
+class WorkerRefused(GatewayError):
+    """A worker answered the request with an error (``contracts.RequestFailed``)."""
+
+    def __init__(self, message: str, *, request_id: str, invalid: bool) -> None:
+        super().__init__(
+            message,
+            status=422 if invalid else 502,
+            code="rejected_by_worker" if invalid else "inference_failed",
+        )
+        self.request_id = request_id
 
 
 class ReplyTimeout(GatewayError):

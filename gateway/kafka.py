@@ -31,8 +31,9 @@ from contracts import (
     KafkaSettings,
     Message,
     Prediction,
+    RequestFailed,
     ReviewRequest,
-    decode,
+    decode_reply,
     encode,
 )
 from gateway.errors import KafkaUnavailable
@@ -49,7 +50,7 @@ class KafkaBus:
         settings: KafkaSettings,
         *,
         instance_id: str,
-        on_reply: Callable[[Prediction], bool],
+        on_reply: Callable[[Prediction | RequestFailed], bool],
         metrics: Metrics,
         publish_timeout_s: float,
         retry_after_s: int,
@@ -205,7 +206,7 @@ class KafkaBus:
             self._metrics.replies.labels("other").inc()
             return
         try:
-            prediction = decode(value, Prediction)
+            reply = decode_reply(value)
         except DecodeError as exc:
             log.warning(
                 "undecodable prediction at %s[%d]@%d: %s",
@@ -216,10 +217,10 @@ class KafkaBus:
             )
             self._metrics.replies.labels("invalid").inc()
             return
-        if prediction.reply_to != self._instance_id:
+        if reply.reply_to != self._instance_id:
             self._metrics.replies.labels("other").inc()
             return
-        matched = self._on_reply(prediction)
+        matched = self._on_reply(reply)
         self._metrics.replies.labels("matched" if matched else "late").inc()
 
     async def _close(self) -> None:

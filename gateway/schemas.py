@@ -211,7 +211,8 @@ class AdminStatusOut(Out):
 
 
 class SummaryOut(Out):
-    """Every model version together, then each one (``stats.queries`` totals and overview)."""
+    """Since the first request: every model version together, then each one (``stats.queries``
+    totals and overview)."""
 
     predictions: int
     positives: int
@@ -219,7 +220,11 @@ class SummaryOut(Out):
     positive_share: float | None
     labelled: int
     correct: int
-    accuracy: float | None = Field(description="correct / labelled; null with no feedback yet")
+    accuracy: float | None = Field(
+        description="agreement with the users: correct / labelled; null with no feedback yet"
+    )
+    with_label: int = Field(description="predictions whose request came with the sender's label")
+    with_label_share: float | None
     feedback: int = Field(description="feedback records received (matched or not)")
     feedback_waiting: int = Field(description="feedback whose prediction has not arrived (yet)")
     models: list[VersionStats] = Field(description="per model version, newest first")
@@ -234,6 +239,8 @@ class SummaryOut(Out):
             labelled=overview.labelled,
             correct=overview.correct,
             accuracy=overview.accuracy,
+            with_label=overview.with_label,
+            with_label_share=overview.with_label_share,
             feedback=overview.feedback_received,
             feedback_waiting=overview.feedback_waiting,
             models=models,
@@ -297,6 +304,13 @@ class WsClassify(In):
     id: str = Field(min_length=1, max_length=64, description="the client's own message id")
     text: str
     label: LabelIn | None = None
+    idempotency_key: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[!-~]+$",
+        description="a retry with the same key gets the same answer and is counted once",
+    )
 
     _text = field_validator("text")(check_text)
 

@@ -44,6 +44,14 @@ class Settings(BaseSettings):
     ws_max_pending: int = Field(8, ge=1, description="classifications one socket may await")
     retry_after_s: int = Field(1, ge=1, description="Retry-After when saturated (429)")
     unavailable_retry_after_s: int = Field(5, ge=1, description="Retry-After when Kafka is down")
+    idempotency_ttl_s: float = Field(
+        24 * 3600.0,
+        gt=0,
+        description="how long a retry with the same Idempotency-Key gets the first answer",
+    )
+    idempotency_max_entries: int = Field(
+        100_000, ge=1, description="answers remembered in memory for Idempotency-Key retries"
+    )
     stats_interval_s: float = Field(2.0, gt=0, description="how often the live panel polls")
     stats_window_minutes: int = Field(30, ge=1, le=1440, description="the live chart's span")
     api_keys_file: Path | None = Field(None, description="JSON file of hashed API keys")

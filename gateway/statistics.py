@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Protocol, Self
 
+from contracts import Prediction
 from gateway.errors import StatsUnavailable
 from gateway.schemas import (
     LiveStats,
@@ -51,6 +52,11 @@ class StatsStore(Protocol):
         ...
 
     async def check(self) -> bool: ...
+
+    async def answer(self, request_id: str, within_s: float) -> Prediction | None:
+        """The prediction stored for a request submitted within the last ``within_s``: the
+        answer to a retry with the same Idempotency-Key that this replica does not remember."""
+        ...
 
 
 class StatsFeed:

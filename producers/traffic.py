@@ -29,8 +29,10 @@ from contracts import (
     Feedback,
     KafkaSettings,
     Prediction,
+    RequestFailed,
     ReviewRequest,
     decode,
+    decode_reply,
     encode,
 )
 from producers import kafka
@@ -230,11 +232,16 @@ class Traffic(Generic[T]):
         if record.key is not None and record.key.decode(errors="replace") not in self._pending:
             return  # keyed by request_id: not one of ours (or a duplicate answer)
         try:
-            prediction = decode(record.value, Prediction)
+            prediction = decode_reply(record.value)
         except DecodeError:
             return  # a broken record on a shared topic is its producer's business
         tag = self._pending.pop(prediction.request_id, None)
         if tag is None:
+            return
+        if isinstance(prediction, RequestFailed):  # the worker's error reply, before its DLQ record
+            self._report.rejected += 1
+            log.warning("request %s was rejected: %s", prediction.request_id, prediction.reason)
+            self._made_progress()
             return
         self._report.answered += 1
         if self._on_answer is not None:

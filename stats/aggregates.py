@@ -37,6 +37,7 @@ class PredictionRow:
     queue_ms: float
     inference_ms: float
     batch_size: int
+    user_label: int | None = None
 
     @classmethod
     def from_message(cls, prediction: Prediction) -> PredictionRow:
@@ -56,6 +57,7 @@ class PredictionRow:
             queue_ms=timings.queue_ms,
             inference_ms=timings.inference_ms,
             batch_size=timings.batch_size,
+            user_label=prediction.user_label,
         )
 
 
@@ -81,16 +83,32 @@ class FeedbackRow:
             given_at=feedback.given_at,
         )
 
+    @classmethod
+    def given_with(cls, prediction: PredictionRow) -> FeedbackRow:
+        """The label a sender gave with the request: feedback given when it was sent. Its id
+        is derived from the request_id, so it is recorded once however often it arrives."""
+        assert prediction.user_label is not None
+        return cls(
+            feedback_id=f"{prediction.request_id}#label",
+            request_id=prediction.request_id,
+            text=None,
+            label=prediction.user_label,
+            source=prediction.source,
+            given_at=prediction.submitted_at,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class LabelMatch:
-    """A prediction that has just received its true label: counted once, in its own windows."""
+    """A prediction whose true label was just set (``previous_label`` None: counted as labelled
+    once) or corrected (only ``correct`` moves, by the difference), in its own windows."""
 
     model_name: str
     model_version: str
     predicted_at: datetime
     label: int
     true_label: int
+    previous_label: int | None = None
 
 
 WindowKey = tuple[str, str, Granularity, datetime]
@@ -106,6 +124,7 @@ class WindowDelta:
     latency_ms_max: float = 0.0
     labelled: int = 0
     correct: int = 0
+    with_user_label: int = 0
 
 
 @dataclass
@@ -122,14 +141,18 @@ class Deltas:
             delta.positives += row.label
             delta.latency_ms_sum += row.latency_ms
             delta.latency_ms_max = max(delta.latency_ms_max, row.latency_ms)
+            delta.with_user_label += row.user_label is not None
             bucket = (key, latency_bucket(row.latency_ms))
             self.latency[bucket] = self.latency.get(bucket, 0) + 1
 
     def add_label(self, match: LabelMatch) -> None:
         for key in _window_keys(match.model_name, match.model_version, match.predicted_at):
             delta = self.windows.setdefault(key, WindowDelta())
-            delta.labelled += 1
             delta.correct += int(match.label == match.true_label)
+            if match.previous_label is None:
+                delta.labelled += 1
+            else:
+                delta.correct -= int(match.label == match.previous_label)
 
     def window_rows(self) -> list[tuple[WindowKey, WindowDelta]]:
         return sorted(self.windows.items(), key=lambda item: item[0])
@@ -141,6 +164,27 @@ class Deltas:
 def _window_keys(model_name: str, model_version: str, at: datetime) -> Iterable[WindowKey]:
     for granularity in GRANULARITIES:
         yield (model_name, model_version, granularity, window_start(granularity, at))
+
+
+@dataclass(frozen=True, slots=True)
+class LabelGiven:
+    """A true label offered for a request by one feedback record."""
+
+    request_id: str
+    label: int
+    given_at: datetime
+    feedback_id: str
+
+
+def latest_labels(given: Iterable[LabelGiven]) -> list[LabelGiven]:
+    """Per request, the label that wins: the latest ``(given_at, feedback_id)``. So a correction
+    replaces an earlier label, and a replay of older feedback never undoes a newer one."""
+    latest: dict[str, LabelGiven] = {}
+    for item in given:
+        kept = latest.get(item.request_id)
+        if kept is None or (item.given_at, item.feedback_id) > (kept.given_at, kept.feedback_id):
+            latest[item.request_id] = item
+    return sorted(latest.values(), key=lambda item: item.request_id)
 
 
 def first_by(items: Iterable[T], key: Callable[[T], Hashable]) -> list[T]:

@@ -25,7 +25,16 @@ from tenacity import (
     wait_exponential,
 )
 
-from contracts import DecodeError, Feedback, KafkaSettings, Prediction, dead_letter, decode, encode
+from contracts import (
+    DecodeError,
+    Feedback,
+    KafkaSettings,
+    Prediction,
+    dead_letter,
+    decode,
+    decode_reply,
+    encode,
+)
 from stats.aggregates import FeedbackRow, PredictionRow
 from stats.metrics import Metrics
 from stats.store import RecordRejected, StatsStore, StoreUnavailable, WriteResult
@@ -66,6 +75,8 @@ class BatchOutcome:
     duplicates: int
     dead_lettered: int
     labelled: int
+    ignored: int = 0
+    """valid records with nothing to store: a worker's error reply (RequestFailed)"""
 
 
 class BatchProcessor:
@@ -84,10 +95,7 @@ class BatchProcessor:
 
     async def predictions(self, records: Sequence[Record]) -> BatchOutcome:
         return await self._process(
-            "prediction",
-            records,
-            lambda raw: PredictionRow.from_message(decode(raw, Prediction)),
-            self._store.write_predictions,
+            "prediction", records, _prediction, self._store.write_predictions
         )
 
     async def feedback(self, records: Sequence[Record]) -> BatchOutcome:
@@ -102,17 +110,23 @@ class BatchProcessor:
         self,
         kind: Kind,
         records: Sequence[Record],
-        parse: Callable[[bytes | None], Row],
+        parse: Callable[[bytes | None], Row | None],
         write: Callable[[Sequence[Row]], Awaitable[WriteResult]],
     ) -> BatchOutcome:
         started = time.perf_counter()
         parsed: list[tuple[Record, Row]] = []
         dead: list[tuple[Record, str, str]] = []
+        ignored = 0
         for record in records:
             try:
-                parsed.append((record, parse(record.value)))
+                row = parse(record.value)
             except DecodeError as exc:
                 dead.append((record, exc.reason, "DecodeError"))
+                continue
+            if row is None:
+                ignored += 1
+            else:
+                parsed.append((record, row))
         results: list[WriteResult] = []
         if parsed:
             try:
@@ -132,11 +146,13 @@ class BatchProcessor:
             duplicates=sum(r.duplicates for r in results),
             dead_lettered=len(dead),
             labelled=sum(r.labelled for r in results),
+            ignored=ignored,
         )
         m = self._metrics
         m.records.labels(kind, "stored").inc(outcome.stored)
         m.records.labels(kind, "duplicate").inc(outcome.duplicates)
         m.records.labels(kind, "dead_lettered").inc(outcome.dead_lettered)
+        m.records.labels(kind, "ignored").inc(outcome.ignored)
         m.labelled.inc(outcome.labelled)
         m.batch_records.labels(kind).observe(len(records))
         m.batch_seconds.labels(kind).observe(time.perf_counter() - started)
@@ -199,3 +215,9 @@ class BatchProcessor:
             wait,
             exc,
         )
+
+
+def _prediction(raw: bytes | None) -> PredictionRow | None:
+    """A prediction to store; an error reply (RequestFailed) answers its sender and stops here."""
+    reply = decode_reply(raw)
+    return PredictionRow.from_message(reply) if isinstance(reply, Prediction) else None

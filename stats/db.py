@@ -8,9 +8,13 @@ How a record is counted exactly once, whatever Kafka redelivers:
 2. The aggregates (``window_stats``, ``window_latency``) change in the *same transaction*, and
    only by what step 1 returned (or by step 3's first-time labels). Either the record and its
    contribution commit together, or neither does; a redelivery finds the key and adds nothing.
-3. Feedback meets its prediction by request_id whichever arrives first. The pairing is a state
-   change that happens once: ``predictions.true_label`` goes from NULL to a label (``... WHERE
-   true_label IS NULL RETURNING``) and that returned row is what counts as labelled/correct.
+3. Feedback meets its prediction by request_id whichever arrives first, and the label that wins
+   is the latest ``(given_at, feedback_id)``: ``predictions.true_label`` changes only when a
+   newer feedback comes (``... WHERE (given_at, feedback_id) > current RETURNING``), and the
+   returned rows, with the label they had before, say what moves: NULL -> label counts one
+   more labelled prediction; label -> other label moves only ``correct``, by the difference.
+   A label the sender gave with the request (``Prediction.user_label``) is stored as feedback
+   in the prediction's own transaction, with an id derived from the request_id.
    Feedback waiting for its prediction has ``matched_at IS NULL``; the prediction's
    transaction claims it (``UPDATE ... WHERE matched_at IS NULL RETURNING``).
 4. A prediction and its feedback may be written at the same moment by two transactions (two
@@ -29,7 +33,15 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from stats.aggregates import Deltas, FeedbackRow, LabelMatch, PredictionRow, first_by
+from stats.aggregates import (
+    Deltas,
+    FeedbackRow,
+    LabelGiven,
+    LabelMatch,
+    PredictionRow,
+    first_by,
+    latest_labels,
+)
 from stats.migrate import apply_migrations
 from stats.store import RecordRejected, StoreUnavailable, WriteResult
 
@@ -54,10 +66,10 @@ FROM (SELECT DISTINCT hashtext(r) AS k FROM unnest($1::text[]) AS r ORDER BY k) 
 _INSERT_PREDICTIONS = """
 INSERT INTO predictions (request_id, model_name, model_version, label, probability, source,
                          worker_id, submitted_at, predicted_at, latency_ms, queue_ms,
-                         inference_ms, batch_size)
+                         inference_ms, batch_size, user_label)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[], $5::float8[],
                      $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[],
-                     $10::float8[], $11::float8[], $12::float8[], $13::int[])
+                     $10::float8[], $11::float8[], $12::float8[], $13::int[], $14::smallint[])
 ON CONFLICT (request_id) DO NOTHING
 RETURNING request_id
 """
@@ -69,11 +81,24 @@ WHERE request_id = ANY($1::text[]) AND matched_at IS NULL
 RETURNING request_id, label, given_at, feedback_id
 """
 
+# The newest label wins. ``previous`` reads the rows before this statement changes them (the
+# advisory locks keep other writers out), so the returned rows say what to add or move.
 _LABEL_PREDICTIONS = """
-UPDATE predictions AS p SET true_label = m.true_label
-FROM unnest($1::text[], $2::smallint[]) AS m(request_id, true_label)
-WHERE p.request_id = m.request_id AND p.true_label IS NULL
-RETURNING p.model_name, p.model_version, p.predicted_at, p.label, p.true_label
+WITH given AS (
+    SELECT * FROM unnest($1::text[], $2::smallint[], $3::timestamptz[], $4::text[])
+        AS g(request_id, label, given_at, feedback_id)
+), previous AS (
+    SELECT request_id, true_label FROM predictions WHERE request_id = ANY($1::text[])
+)
+UPDATE predictions AS p
+SET true_label = given.label, true_label_given_at = given.given_at,
+    true_label_feedback_id = given.feedback_id
+FROM given JOIN previous USING (request_id)
+WHERE p.request_id = given.request_id
+  AND (p.true_label_given_at IS NULL
+       OR (given.given_at, given.feedback_id) > (p.true_label_given_at, p.true_label_feedback_id))
+RETURNING p.model_name, p.model_version, p.predicted_at, p.label, p.true_label,
+          previous.true_label AS previous_label
 """
 
 _INSERT_FEEDBACK = """
@@ -84,8 +109,8 @@ ON CONFLICT (feedback_id) DO NOTHING
 RETURNING feedback_id
 """
 
-# New feedback whose prediction is already stored is paired now (counted or not: a prediction
-# that already had its label keeps it; see write_feedback).
+# New feedback whose prediction is already stored is paired now (whether its label wins or
+# not: see write_feedback).
 _PAIR_NEW_FEEDBACK = """
 UPDATE feedback AS f SET matched_at = now()
 FROM predictions AS p
@@ -105,7 +130,8 @@ ON CONFLICT (model_name, model_version, granularity, window_start) DO UPDATE SET
     latency_ms_sum = w.latency_ms_sum + excluded.latency_ms_sum,
     latency_ms_max = greatest(w.latency_ms_max, excluded.latency_ms_max),
     labelled = w.labelled + excluded.labelled,
-    correct = w.correct + excluded.correct
+    correct = w.correct + excluded.correct,
+    with_user_label = w.with_user_label + excluded.with_user_label
 """
 
 _UPSERT_LATENCY = """
@@ -143,14 +169,14 @@ class PostgresStatsStore:
                 deltas.add_prediction(row)
             labelled = 0
             if inserted:
+                # A label given with the request is feedback, claimed just below like any other.
+                given_with = [
+                    FeedbackRow.given_with(row) for row in inserted if row.user_label is not None
+                ]
+                if given_with:
+                    await conn.fetch(_INSERT_FEEDBACK, *_feedback_columns(given_with))
                 waiting = await conn.fetch(_CLAIM_WAITING_FEEDBACK, sorted(inserted_ids))
-                # The earliest feedback given for a request is its true label.
-                earliest = first_by(
-                    sorted(waiting, key=lambda r: (r["given_at"], r["feedback_id"])),
-                    lambda r: r["request_id"],
-                )
-                if earliest:
-                    labelled = await self._label(conn, earliest, deltas)
+                labelled = await self._label(conn, [LabelGiven(**dict(r)) for r in waiting], deltas)
             await _upsert_deltas(conn, deltas)
             return WriteResult(len(inserted), len(batch) - len(inserted), labelled)
 
@@ -169,13 +195,13 @@ class PostgresStatsStore:
             deltas = Deltas()
             labelled = 0
             if answering:
-                earliest = first_by(
-                    sorted(answering, key=lambda row: (row.given_at, row.feedback_id)),
-                    lambda row: row.request_id,
-                )
                 labelled = await self._label(
                     conn,
-                    [{"request_id": row.request_id, "label": row.label} for row in earliest],
+                    [
+                        LabelGiven(row.request_id, row.label, row.given_at, row.feedback_id)
+                        for row in answering
+                        if row.request_id is not None
+                    ],
                     deltas,
                 )
                 await conn.execute(_PAIR_NEW_FEEDBACK, [row.feedback_id for row in answering])
@@ -202,13 +228,17 @@ class PostgresStatsStore:
         return await self._call(apply_migrations)
 
     @staticmethod
-    async def _label(conn: asyncpg.Connection, labels: Sequence[Any], deltas: Deltas) -> int:
-        """Give predictions without a label their true label; count only those that changed."""
-        ordered = sorted(labels, key=lambda r: r["request_id"])
+    async def _label(conn: asyncpg.Connection, given: Sequence[LabelGiven], deltas: Deltas) -> int:
+        """Give predictions the newest label offered; count what was set or corrected."""
+        latest = latest_labels(given)
+        if not latest:
+            return 0
         changed = await conn.fetch(
             _LABEL_PREDICTIONS,
-            [r["request_id"] for r in ordered],
-            [r["label"] for r in ordered],
+            [g.request_id for g in latest],
+            [g.label for g in latest],
+            [g.given_at for g in latest],
+            [g.feedback_id for g in latest],
         )
         for record in changed:
             deltas.add_label(LabelMatch(**dict(record)))
@@ -258,6 +288,7 @@ def _prediction_columns(rows: Sequence[PredictionRow]) -> list[list[Any]]:
         [row.queue_ms for row in rows],
         [row.inference_ms for row in rows],
         [row.batch_size for row in rows],
+        [row.user_label for row in rows],
     ]
 
 
@@ -287,6 +318,7 @@ async def _upsert_deltas(conn: asyncpg.Connection, deltas: Deltas) -> None:
             [d.latency_ms_max for _, d in windows],
             [d.labelled for _, d in windows],
             [d.correct for _, d in windows],
+            [d.with_user_label for _, d in windows],
         )
     latency = deltas.latency_rows()
     if latency:

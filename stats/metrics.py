@@ -17,13 +17,13 @@ class Metrics:
         self.records = Counter(
             "stats_records",
             "Records processed, by kind (prediction, feedback) and outcome "
-            "(stored, duplicate, dead_lettered)",
+            "(stored, duplicate, dead_lettered, ignored: an error reply, nothing to store)",
             ["kind", "outcome"],
             registry=r,
         )
         self.labelled = Counter(
             "stats_predictions_labelled",
-            "Predictions that received their true label (counted in accuracy)",
+            "Predictions whose true label was set or corrected (counted in accuracy)",
             registry=r,
         )
         self.dead_letters = Counter(

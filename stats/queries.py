@@ -48,7 +48,11 @@ class VersionStats(_Frozen):
     latency: LatencySummary
     labelled: int
     correct: int
-    accuracy: float | None = Field(description="correct / labelled; null with no feedback yet")
+    accuracy: float | None = Field(
+        description="agreement with the users: correct / labelled; null with no feedback yet"
+    )
+    with_label: int = Field(description="predictions whose request came with the sender's label")
+    with_label_share: float | None
     first_seen: datetime = Field(description="start of the first hour window with a prediction")
     last_seen: datetime = Field(description="start of the latest hour window with a prediction")
 
@@ -107,11 +111,15 @@ class RecentPrediction(_Frozen):
 
 
 class Overview(_Frozen):
+    """Every prediction since the first one, all model versions together."""
+
     predictions: int
     positive_share: float | None
     labelled: int
     correct: int
     accuracy: float | None
+    with_label: int
+    with_label_share: float | None
     feedback_received: int
     feedback_waiting: int
     """feedback whose prediction has not arrived (yet)"""
@@ -123,7 +131,8 @@ async def totals(db: Queryable, *, model_name: str | None = None) -> list[Versio
         """SELECT model_name, model_version, sum(predictions) AS predictions,
                   sum(positives) AS positives, sum(latency_ms_sum) AS latency_ms_sum,
                   max(latency_ms_max) AS latency_ms_max, sum(labelled) AS labelled,
-                  sum(correct) AS correct, min(window_start) AS first_window,
+                  sum(correct) AS correct, sum(with_user_label) AS with_label,
+                  min(window_start) AS first_window,
                   max(window_start) AS last_window
            FROM window_stats
            WHERE granularity = 'hour' AND ($1::text IS NULL OR model_name = $1)
@@ -157,6 +166,8 @@ async def totals(db: Queryable, *, model_name: str | None = None) -> list[Versio
             labelled=int(r["labelled"]),
             correct=int(r["correct"]),
             accuracy=_share(r["correct"], r["labelled"]),
+            with_label=int(r["with_label"]),
+            with_label_share=_share(r["with_label"], r["predictions"]),
             first_seen=r["first_window"],
             last_seen=r["last_window"],
         )
@@ -324,6 +335,8 @@ async def overview(db: Queryable) -> Overview:
                WHERE granularity = 'hour') AS labelled,
              (SELECT coalesce(sum(correct), 0) FROM window_stats
                WHERE granularity = 'hour') AS correct,
+             (SELECT coalesce(sum(with_user_label), 0) FROM window_stats
+               WHERE granularity = 'hour') AS with_label,
              (SELECT count(*) FROM feedback) AS feedback_received,
              (SELECT count(*) FROM feedback
                WHERE matched_at IS NULL AND request_id IS NOT NULL) AS feedback_waiting"""
@@ -335,6 +348,8 @@ async def overview(db: Queryable) -> Overview:
         labelled=int(r["labelled"]),
         correct=int(r["correct"]),
         accuracy=_share(r["correct"], r["labelled"]),
+        with_label=int(r["with_label"]),
+        with_label_share=_share(r["with_label"], r["predictions"]),
         feedback_received=int(r["feedback_received"]),
         feedback_waiting=int(r["feedback_waiting"]),
     )

@@ -44,7 +44,7 @@ class WriteResult:
     duplicates: int
     """records whose key was already stored: nothing changed for them"""
     labelled: int
-    """predictions that received their true label in this write (counted in accuracy)"""
+    """predictions whose true label was set or corrected in this write (counted in accuracy)"""
 
 
 class StatsStore(Protocol):

@@ -11,7 +11,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from contracts import DecodeError, Prediction, ReviewRequest, Timings, decode
+from contracts import (
+    DecodeError,
+    FailureKind,
+    Prediction,
+    RequestFailed,
+    ReviewRequest,
+    Timings,
+    decode,
+)
 
 Fetch = Callable[[float, int], Awaitable[list["Record"]]]
 """``fetch(timeout_s, max_records)``: records available within the timeout, maybe none."""
@@ -40,6 +48,9 @@ class Rejected:
     record: Record
     reason: str
     error_type: str
+    request: ReviewRequest | None = None
+    """the decoded request, when there is one to answer"""
+    kind: FailureKind = FailureKind.INVALID
 
 
 def check(request: ReviewRequest, *, max_text_chars: int) -> str | None:
@@ -67,7 +78,7 @@ def triage(
         if problem is None:
             accepted.append(Accepted(record, request))
         else:
-            rejected.append(Rejected(record, problem, "InvalidRequest"))
+            rejected.append(Rejected(record, problem, "InvalidRequest", request))
     return accepted, rejected
 
 
@@ -101,6 +112,7 @@ def predictions(
                 submitted_at=request.submitted_at,
                 source=request.source,
                 reply_to=request.reply_to,
+                user_label=request.user_label,
                 timings=Timings(
                     queue_ms=max(0.0, queue_ms),
                     inference_ms=inference_ms,
@@ -109,6 +121,28 @@ def predictions(
             )
         )
     return replies
+
+
+def failures(
+    rejected: Sequence[Rejected], *, worker_id: str, model_name: str, model_version: str
+) -> list[RequestFailed]:
+    """An error reply for each rejected request that could be decoded, so that its sender
+    hears at once instead of timing out; undecodable records have no one to answer."""
+    return [
+        RequestFailed(
+            request_id=r.request.request_id,
+            error=r.kind,
+            reason=r.reason[:2000],
+            worker_id=worker_id,
+            model_name=model_name,
+            model_version=model_version,
+            submitted_at=r.request.submitted_at,
+            source=r.request.source,
+            reply_to=r.request.reply_to,
+        )
+        for r in rejected
+        if r.request is not None
+    ]
 
 
 def next_offsets(records: Sequence[Record]) -> dict[tuple[str, int], int]:

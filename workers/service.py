@@ -29,10 +29,19 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from contracts import KafkaSettings, ModelChanged, dead_letter, encode
+from contracts import FailureKind, KafkaSettings, ModelChanged, dead_letter, encode
 from contracts.messages import utc_now
 from workers import kafka
-from workers.batch import Accepted, Record, Rejected, collect, next_offsets, predictions, triage
+from workers.batch import (
+    Accepted,
+    Record,
+    Rejected,
+    collect,
+    failures,
+    next_offsets,
+    predictions,
+    triage,
+)
 from workers.http import HealthServer
 from workers.metrics import WorkerMetrics
 from workers.models import LoadedModel, ModelRefused, ModelSlot, ModelSource
@@ -325,6 +334,15 @@ class Worker:
                 picked_at=picked_at,
                 inference_ms=elapsed * 1000,
             )
+        errors = failures(
+            rejected, worker_id=s.worker_id, model_name=model.name, model_version=model.version
+        )
+        answered = [
+            *((item.record.partition, p.request_id, encode(p))
+              for item, p in zip(accepted, replies, strict=True)),
+            *((r.record.partition, e.request_id, encode(e))
+              for r, e in zip((r for r in rejected if r.request), errors, strict=True)),
+        ]  # fmt: skip
         # Co-partitioned: a reply goes to its request's partition number (both topics are keyed
         # by request_id), so the replies leave as one record batch per partition, with no key
         # hash and no future per message. A retried request still lands where its first did.
@@ -332,8 +350,8 @@ class Worker:
             self._producer,
             s.kafka.predictions_topic,
             (
-                (item.record.partition % self._reply_partitions, p.request_id.encode(), encode(p))
-                for item, p in zip(accepted, replies, strict=True)
+                (partition % self._reply_partitions, request_id.encode(), value)
+                for partition, request_id, value in answered
             ),
         )
         dlq = KafkaSettings.dlq(s.kafka.requests_topic)
@@ -396,7 +414,11 @@ class Worker:
                 (p,) = await asyncio.to_thread(model.predictor.predict, [item.request.text])
             except Exception as exc:
                 reason = f"inference failed: {type(exc).__name__}: {exc}"
-                failed.append(Rejected(item.record, reason, "InferenceError"))
+                failed.append(
+                    Rejected(
+                        item.record, reason, "InferenceError", item.request, FailureKind.INFERENCE
+                    )
+                )
             else:
                 ok.append(item)
                 probabilities.append(float(p))

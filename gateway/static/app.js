@@ -165,7 +165,9 @@
     node.append(el("div", "body", text)); // the review as text, never as HTML
     const status = el("div", "status");
     node.append(status);
-    const review = { id, text, label, node, status: "new", timer: null };
+    // One key per review, kept across Retry: a retry gets the first answer, counted once.
+    const key = crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
+    const review = { id, text, label, key, node, status: "new", timer: null };
     state.reviews.set(id, review);
     appendMessage(node);
     return review;
@@ -202,7 +204,9 @@
       return;
     }
     setStatus(review, "sending", "sending…");
-    state.ws.send(JSON.stringify({ type: "classify", id: review.id, text: review.text, label: review.label }));
+    state.ws.send(JSON.stringify({
+      type: "classify", id: review.id, text: review.text, label: review.label, idempotency_key: review.key,
+    }));
     clearTimeout(review.timer);
     const patience = ((state.session && state.session.reply_timeout_s) || 10) + 5;
     review.timer = setTimeout(() => {
@@ -224,6 +228,13 @@
     bar.append(fill);
     node.append(bar);
     node.append(el("div", "meta", `confidence ${pct(p.confidence)} · ${p.model_name} v${p.model_version}`));
+    if (review.label !== null) {
+      // The label sent with the review is feedback already: say whether the model agreed.
+      const said = review.label === 1 ? "positive" : "negative";
+      const agrees = review.label === p.label;
+      node.append(el("div", `agreement ${agrees ? "agrees" : "disagrees"}`,
+        `you said ${said} · model: ${p.verdict} ${agrees ? "(agrees)" : "(disagrees)"}`));
+    }
     const actions = el("div", "actions");
     const agree = el("button", "agree", "I agree");
     const wrong = el("button", "wrong", "That's wrong");
@@ -331,13 +342,15 @@
     setNumber("s-positive", s ? pct(s.positive_share) : "–");
     setNumber("s-labelled", s ? s.labelled.toLocaleString() : "–");
     setNumber("s-accuracy", s ? pct(s.accuracy) : "–");
+    setNumber("s-with-label", s ? pct(s.with_label_share) : "–");
+    setNumber("s-waiting", s ? s.feedback_waiting.toLocaleString() : "–");
     const body = $("models").tBodies[0];
     body.replaceChildren();
     const models = s ? s.models : [];
     if (!models.length) {
       const row = el("tr");
       const cell = el("td", "muted", "no predictions yet");
-      cell.colSpan = 4;
+      cell.colSpan = 5;
       row.append(cell);
       body.append(row);
     }
@@ -347,6 +360,7 @@
         el("td", "", `v${m.model_version}`),
         el("td", "", m.predictions.toLocaleString()),
         el("td", "", pct(m.positive_share)),
+        el("td", "", pct(m.with_label_share)),
         el("td", "", m.labelled ? `${pct(m.accuracy)} (${m.labelled})` : "–"),
       );
       row.title = m.model_name;

@@ -15,7 +15,7 @@ from typing import Any, Self
 from starlette.applications import Starlette
 from starlette.testclient import WebSocketTestSession
 
-from contracts import Feedback, Prediction, ReviewRequest, Timings
+from contracts import Feedback, Prediction, RequestFailed, ReviewRequest, Timings
 from gateway.app import create_app
 from gateway.errors import KafkaUnavailable, StatsUnavailable
 from gateway.metrics import Metrics
@@ -43,7 +43,9 @@ class Lifecycle:
 
 
 class MemoryBus(Lifecycle):
-    def __init__(self, deliver: Callable[[Prediction], bool], metrics: Metrics) -> None:
+    def __init__(
+        self, deliver: Callable[[Prediction | RequestFailed], bool], metrics: Metrics
+    ) -> None:
         self.deliver = deliver
         self.requests: list[ReviewRequest] = []
         self.feedback: list[Feedback] = []
@@ -91,6 +93,7 @@ class MemoryStats(Lifecycle):
         self.up = True
         self.predictions = 0
         self.positives = 0
+        self.stored: dict[str, Prediction] = {}
 
     def _require(self) -> None:
         if not self.up:
@@ -106,6 +109,8 @@ class MemoryStats(Lifecycle):
             labelled=0,
             correct=0,
             accuracy=None,
+            with_label=0,
+            with_label_share=None,
             feedback=0,
             feedback_waiting=0,
             models=[],
@@ -127,6 +132,10 @@ class MemoryStats(Lifecycle):
 
     async def check(self) -> bool:
         return self.up
+
+    async def answer(self, request_id: str, within_s: float) -> Prediction | None:
+        self._require()
+        return self.stored.get(request_id)
 
 
 def memory_app(

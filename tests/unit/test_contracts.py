@@ -10,17 +10,21 @@ from pydantic import ValidationError
 from contracts import (
     ChangeReason,
     DecodeError,
+    FailureKind,
     Feedback,
     Message,
     ModelChanged,
     Prediction,
+    RequestFailed,
     ReviewRequest,
     Source,
     Timings,
     dead_letter,
     decode,
+    decode_reply,
     encode,
 )
+from contracts.codec import supported_versions
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -50,14 +54,74 @@ EXAMPLES: list[Message] = [
         sha256="a" * 64,
         reason=ChangeReason.ROLLED_BACK,
     ),
+    RequestFailed(
+        request_id="r-1",
+        error=FailureKind.INFERENCE,
+        reason="inference failed: RuntimeError: boom",
+        worker_id="worker-1",
+        model_name="reviewstream-sentiment",
+        model_version="3",
+        submitted_at=NOW,
+        source=Source.REST,
+    ),
 ]
 
 
 @pytest.mark.parametrize("message", EXAMPLES, ids=lambda m: type(m).__name__)
 def test_round_trip_is_exact(message: Message) -> None:
     raw = encode(message)
-    assert json.loads(raw)["schema_version"] == 1
+    assert json.loads(raw)["schema_version"] == max(supported_versions(type(message)))
     assert decode(raw, type(message)) == message
+
+
+PREDICTION_V1 = {
+    "schema_version": 1,
+    "request_id": "r-1",
+    "label": 0,
+    "probability": 0.2,
+    "model_name": "reviewstream-sentiment",
+    "model_version": "3",
+    "worker_id": "w",
+    "submitted_at": "2026-11-26T12:00:00Z",
+    "source": "rest",
+    "timings": {"queue_ms": 1.0, "inference_ms": 1.0, "batch_size": 1},
+}
+FAILED = RequestFailed(
+    request_id="r-2",
+    error=FailureKind.INVALID,
+    reason="text has 30 characters, the limit is 10",
+    worker_id="w",
+    submitted_at=NOW,
+    source=Source.WS,
+    reply_to="gateway-a",
+)
+
+
+def test_a_version_1_prediction_is_still_accepted() -> None:
+    """Side by side during a rollout: a worker not upgraded yet writes version 1."""
+    old = decode(json.dumps(PREDICTION_V1).encode(), Prediction)
+    assert old.schema_version == 1
+    assert old.user_label is None
+    new = Prediction(**{**PREDICTION_V1, "schema_version": 2, "user_label": 1})
+    assert decode(encode(new), Prediction).user_label == 1
+    assert json.loads(encode(new))["schema_version"] == 2
+
+
+def test_the_predictions_topic_carries_predictions_and_error_replies() -> None:
+    assert decode_reply(json.dumps(PREDICTION_V1).encode()).request_id == "r-1"
+    assert decode_reply(encode(FAILED)) == FAILED
+    named_error = {**PREDICTION_V1, "worker_id": "error", "schema_version": 2}
+    assert isinstance(decode_reply(json.dumps(named_error).encode()), Prediction)
+
+
+def test_a_broken_error_reply_says_what_is_wrong_with_it() -> None:
+    broken = {**json.loads(encode(FAILED)), "error": "meltdown"}
+    with pytest.raises(DecodeError, match="invalid RequestFailed: error"):
+        decode_reply(json.dumps(broken).encode())
+    with pytest.raises(DecodeError, match="unsupported schema_version 1 for RequestFailed"):
+        decode_reply(json.dumps({**broken, "schema_version": 1}).encode())
+    with pytest.raises(DecodeError, match="unsupported schema_version 3 for Prediction"):
+        decode_reply(json.dumps({**PREDICTION_V1, "schema_version": 3}).encode())
 
 
 def test_messages_are_frozen() -> None:
