@@ -121,9 +121,10 @@ WHERE f.feedback_id = ANY($1::text[]) AND p.request_id = f.request_id
 _UPSERT_WINDOWS = """
 INSERT INTO window_stats AS w (model_name, model_version, granularity, window_start,
                                predictions, positives, latency_ms_sum, latency_ms_max,
-                               labelled, correct)
+                               labelled, correct, with_user_label)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[],
-                     $6::bigint[], $7::float8[], $8::float8[], $9::bigint[], $10::bigint[])
+                     $6::bigint[], $7::float8[], $8::float8[], $9::bigint[], $10::bigint[],
+                     $11::bigint[])
 ON CONFLICT (model_name, model_version, granularity, window_start) DO UPDATE SET
     predictions = w.predictions + excluded.predictions,
     positives = w.positives + excluded.positives,

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 from prometheus_client.parser import text_string_to_metric_families
 
 from contracts.topics import KafkaSettings
@@ -172,5 +173,8 @@ async def caught_up(kafka: KafkaSettings, group_id: str) -> bool:
     ends = await end_offsets(
         kafka.bootstrap_servers, [kafka.predictions_topic, kafka.feedback_topic]
     )
-    committed = await committed_offsets(kafka.bootstrap_servers, group_id)
+    try:
+        committed = await committed_offsets(kafka.bootstrap_servers, group_id)
+    except GroupCoordinatorNotAvailableError:
+        return False  # the broker is still creating __consumer_offsets (a fresh stack)
     return all(committed.get(tp, 0) >= end for tp, end in ends.items())

@@ -27,7 +27,17 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from contracts import DeadLetter, Feedback, KafkaSettings, Prediction, Source, Timings, decode
+from contracts import (
+    DeadLetter,
+    FailureKind,
+    Feedback,
+    KafkaSettings,
+    Prediction,
+    RequestFailed,
+    Source,
+    Timings,
+    decode,
+)
 from contracts import encode as encode_message
 from deploy.local.launcher import ROOT, free_port
 from deploy.local.postgres import wait_for_postgres
@@ -53,11 +63,18 @@ class Scenario:
         return self.feedback_before + self.feedback_after
 
     def true_labels(self) -> dict[str, int]:
-        """The label each prediction must end with: the earliest feedback given for it."""
+        """The label each prediction must end with: the latest feedback given for it, a label
+        sent with the request counting as feedback given when it was submitted."""
+        given = [(fb.request_id, fb.given_at, fb.feedback_id, fb.label) for fb in self.feedback]
+        given += [
+            (p.request_id, p.submitted_at, f"{p.request_id}#label", p.user_label)
+            for p in self.predictions
+            if p.user_label is not None
+        ]
         labels: dict[str, int] = {}
-        for fb in sorted(self.feedback, key=lambda f: f.given_at):
-            if fb.request_id is not None:
-                labels.setdefault(fb.request_id, fb.label)
+        for request_id, _, _, label in sorted(given, key=lambda g: (g[1], g[2])):
+            if request_id is not None:
+                labels[request_id] = label
         known = {p.request_id for p in self.predictions}
         return {rid: label for rid, label in labels.items() if rid in known}
 
@@ -68,13 +85,17 @@ class Scenario:
         for p in self.predictions:
             e = out.setdefault(
                 p.model_version,
-                dict.fromkeys(("predictions", "positives", "labelled", "correct", "sum", "max"), 0),
+                dict.fromkeys(
+                    ("predictions", "positives", "labelled", "correct", "sum", "max", "with_label"),
+                    0,
+                ),
             )
             latency = p.timings.queue_ms + p.timings.inference_ms
             e["predictions"] += 1
             e["positives"] += p.label
             e["sum"] += latency
             e["max"] = max(e["max"], latency)
+            e["with_label"] += p.user_label is not None
             if p.request_id in truth:
                 e["labelled"] += 1
                 e["correct"] += int(truth[p.request_id] == p.label)
@@ -82,9 +103,10 @@ class Scenario:
 
 
 def make_scenario(prefix: str, n: int, *, seed: int) -> Scenario:
-    """n predictions over a few minute windows and two model versions; half get feedback,
-    a quarter before their prediction and a quarter after; plus feedback that never meets a
-    prediction, bare-text feedback, and a late contradicting duplicate that must not count."""
+    """n predictions over a few minute windows and two model versions; a fifth come with their
+    sender's label; half get feedback, a quarter before their prediction and a quarter after;
+    plus feedback that never meets a prediction, bare-text feedback, a later correction that
+    wins and a replay of older feedback that must not undo it."""
     rng = random.Random(seed)
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
     scenario = Scenario(prefix, [])
@@ -103,6 +125,7 @@ def make_scenario(prefix: str, n: int, *, seed: int) -> Scenario:
                 submitted_at=at - timedelta(milliseconds=50),
                 predicted_at=at,
                 source=Source.PRODUCER,
+                user_label=rng.randint(0, 1) if i % 5 == 1 else None,
                 timings=Timings(
                     queue_ms=round(rng.uniform(0, 300), 3),
                     inference_ms=round(rng.uniform(1, 20), 3),
@@ -129,12 +152,20 @@ def make_scenario(prefix: str, n: int, *, seed: int) -> Scenario:
             Feedback(text=f"lovely place number {j}", label=1, source=Source.REST)
         )
     first = scenario.predictions[0]
-    scenario.feedback_after.append(  # a later, contradicting answer to request 0
+    scenario.feedback_after.append(  # a later, contradicting answer to request 0: it wins
         Feedback(
             request_id=first.request_id,
             label=1 - first.label,
             source=Source.WS,
             given_at=first.predicted_at + timedelta(minutes=1),
+        )
+    )
+    scenario.feedback_after.append(  # a replay of older feedback, sent after it: no effect
+        Feedback(
+            request_id=first.request_id,
+            label=first.label,
+            source=Source.REPLAY,
+            given_at=first.predicted_at + timedelta(seconds=30),
         )
     )
     return scenario
@@ -202,11 +233,12 @@ async def assert_exact(url: str, scenario: Scenario, *, waiting: int) -> None:
         assert set(totals) == set(expected)
         for version, e in expected.items():
             t = totals[version]
-            assert (t.predictions, t.positives, t.labelled, t.correct) == (
+            assert (t.predictions, t.positives, t.labelled, t.correct, t.with_label) == (
                 e["predictions"],
                 e["positives"],
                 e["labelled"],
                 e["correct"],
+                e["with_label"],
             ), version
             assert t.accuracy == pytest.approx(e["correct"] / e["labelled"])
             assert t.positive_share == pytest.approx(e["positives"] / e["predictions"])
@@ -229,7 +261,12 @@ async def assert_exact(url: str, scenario: Scenario, *, waiting: int) -> None:
         overview = await queries.overview(pool)
         assert overview.predictions == n
         assert overview.labelled == sum(int(e["labelled"]) for e in expected.values())
-        assert overview.feedback_received == len(scenario.feedback)
+        with_label = [p for p in scenario.predictions if p.user_label is not None]
+        assert with_label
+        assert overview.with_label == len(with_label)
+        assert overview.with_label_share == pytest.approx(len(with_label) / n)
+        # Every feedback record, and each label sent with a request, is one row.
+        assert overview.feedback_received == len(scenario.feedback) + len(with_label)
         assert overview.feedback_waiting == waiting
 
         # Minute and hour windows hold the same counts; the histogram counts every prediction.
@@ -464,7 +501,7 @@ async def test_malformed_records_go_to_the_dead_letter_topics_with_the_reason(
         (b"a", b"not json"),
         (b"b", b"\xff\xfe"),
         (b"c", b"[1, 2]"),
-        (b"d", valid_json.replace('"schema_version":1', '"schema_version":2').encode()),
+        (b"d", valid_json.replace('"schema_version":2', '"schema_version":3').encode()),
         (b"e", valid_json.replace('"label":', '"label":7,"x":').encode()),
         (b"f", None),
     ]
@@ -476,8 +513,27 @@ async def test_malformed_records_go_to_the_dead_letter_topics_with_the_reason(
     ]
     group = unique("stats")
 
+    # Side by side: a worker not upgraded yet writes version 1, and an upgraded one answers a
+    # request it refused with an error reply (nothing to store, and no dead letter).
+    version_1 = good[2].model_copy(update={"schema_version": 1})
+    refused = RequestFailed(
+        request_id="refused",
+        error=FailureKind.INVALID,
+        reason="text has 30000 characters, the limit is 20000",
+        worker_id="w",
+        submitted_at=good[0].submitted_at,
+        source=Source.REST,
+    )
     await produce(kafka.bootstrap_servers, kafka.predictions_topic, bad_predictions[:3])
-    await send_predictions(kafka, good)
+    await send_predictions(kafka, good[:2])
+    await produce(
+        kafka.bootstrap_servers,
+        kafka.predictions_topic,
+        [
+            (b"v1", version_1.model_dump_json(exclude={"user_label"}).encode()),
+            (b"refused", encode_message(refused)),
+        ],
+    )
     await produce(kafka.bootstrap_servers, kafka.predictions_topic, bad_predictions[3:])
     await produce(kafka.bootstrap_servers, kafka.feedback_topic, bad_feedback[:1])
     await send_feedback(kafka, [answer])
@@ -506,7 +562,7 @@ async def test_malformed_records_go_to_the_dead_letter_topics_with_the_reason(
     assert "not JSON" in reasons["a"]
     assert "not UTF-8" in reasons["b"]
     assert "JSON object" in reasons["c"]
-    assert "schema_version 2" in reasons["d"]
+    assert "schema_version 3" in reasons["d"]
     assert "label" in reasons["e"]
     assert "tombstone" in reasons["f"]
     for key in "gh":  # valid messages the database cannot store: refused, not retried forever
@@ -520,11 +576,13 @@ async def test_malformed_records_go_to_the_dead_letter_topics_with_the_reason(
         assert letter.topic == kafka.predictions_topic
     assert by_key["g"].topic == kafka.feedback_topic
 
-    assert await count(database_url, "SELECT count(*) FROM predictions") == 3
-    assert await count(database_url, "SELECT count(*) FROM feedback") == 1
+    assert await count(database_url, "SELECT count(*) FROM predictions") == 3  # v1 among them
+    assert metric(samples, "stats_records_total", kind="prediction", outcome="ignored") == 1
+    sent_with_label = sum(p.user_label is not None for p in good)
+    assert await count(database_url, "SELECT count(*) FROM feedback") == 1 + sent_with_label
     assert (
         await count(database_url, "SELECT count(*) FROM predictions WHERE true_label IS NOT NULL")
-        == 1
+        == 1 + sent_with_label
     )
     assert (
         metric(

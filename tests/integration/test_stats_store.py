@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -149,3 +150,111 @@ async def test_traffic_series_sums_every_version_per_window_and_window_series_ca
         await queries.traffic_series(pool, limit=0)
     with pytest.raises(ValueError, match="granularity must be one of"):
         await queries.traffic_series(pool, "week")  # type: ignore[arg-type]
+
+
+SOON = datetime.now(UTC)
+
+
+def given(request_id: str, label: int, seconds: float, feedback_id: str) -> FeedbackRow:
+    """Feedback given ``seconds`` after this module was loaded, with its own id."""
+    at = SOON + timedelta(seconds=seconds)
+    return FeedbackRow(feedback_id, request_id, None, label, "ws", at)
+
+
+async def window_counts(pool: asyncpg.Pool) -> tuple[int, int, int, int]:
+    row = await pool.fetchrow(
+        "SELECT sum(predictions) AS p, sum(labelled) AS l, sum(correct) AS c,"
+        " sum(with_user_label) AS u FROM window_stats WHERE granularity = 'hour'"
+    )
+    return (row["p"], row["l"], row["c"], row["u"])
+
+
+async def test_a_label_sent_with_the_review_is_feedback_recorded_once(
+    store: tuple[PostgresStatsStore, asyncpg.Pool],
+) -> None:
+    stats, pool = store
+    with_label = dataclasses.replace(prediction_row("u1", 1), user_label=0)
+    without = prediction_row("u2", 1)
+    result = await stats.write_predictions([with_label, without])
+    assert (result.inserted, result.labelled) == (2, 1)
+    assert await window_counts(pool) == (2, 1, 0, 1)  # the user said negative, the model positive
+    rows = await pool.fetch("SELECT feedback_id, request_id, label, source FROM feedback")
+    assert [tuple(r) for r in rows] == [("u1#label", "u1", 0, "producer")]
+
+    # Redelivered (a worker retried, or the same Idempotency-Key): nothing moves.
+    again = await stats.write_predictions([with_label, without])
+    assert (again.inserted, again.duplicates, again.labelled) == (0, 2, 0)
+    assert await window_counts(pool) == (2, 1, 0, 1)
+    assert await pool.fetchval("SELECT count(*) FROM feedback") == 1
+
+    # The user changes their mind with the "I agree" button: correct moves by exactly one.
+    await stats.write_feedback([given("u1", 1, 3600, "later")])
+    assert await window_counts(pool) == (2, 1, 1, 1)
+
+
+async def test_the_latest_feedback_wins_and_an_older_replay_changes_nothing(
+    store: tuple[PostgresStatsStore, asyncpg.Pool],
+) -> None:
+    stats, pool = store
+    await stats.write_predictions([prediction_row("k", 1)])
+    first = await stats.write_feedback([given("k", 1, 10, "f1")])
+    assert first.labelled == 1
+    assert await window_counts(pool) == (1, 1, 1, 0)
+
+    correction = await stats.write_feedback([given("k", 0, 20, "f2")])
+    assert correction.labelled == 1  # corrected
+    assert await window_counts(pool) == (1, 1, 0, 0)  # labelled stays, correct moves by one
+
+    replayed = await stats.write_feedback([given("k", 1, 10, "f1")])  # the same record again
+    older = await stats.write_feedback([given("k", 1, 15, "f-old")])  # older than the correction
+    assert (replayed.inserted, replayed.labelled, older.inserted, older.labelled) == (0, 0, 1, 0)
+    assert await window_counts(pool) == (1, 1, 0, 0)
+    assert await pool.fetchval("SELECT true_label FROM predictions WHERE request_id = 'k'") == 0
+
+    # Feedback waiting for its prediction: the newest of them wins when the prediction comes.
+    await stats.write_feedback([given("w", 0, 30, "w-new"), given("w", 1, 5, "w-old")])
+    await stats.write_predictions([prediction_row("w", 0)])
+    assert await pool.fetchval("SELECT true_label FROM predictions WHERE request_id = 'w'") == 0
+    assert await window_counts(pool) == (2, 2, 1, 0)
+
+
+async def test_concurrent_corrections_leave_the_aggregates_equal_to_a_recount(
+    store: tuple[PostgresStatsStore, asyncpg.Pool],
+) -> None:
+    """Many writers, feedback in any order and some before its prediction: the windows always
+    agree with the labels the predictions end with, and each ends with its latest feedback."""
+    stats, pool = store
+    rng = random.Random(11)
+    ids = [f"x{i}" for i in range(120)]
+    predictions = [
+        dataclasses.replace(
+            prediction_row(r, rng.randint(0, 1)),
+            user_label=rng.choice([None, 0, 1]),
+            submitted_at=SOON + timedelta(seconds=30),
+        )
+        for r in ids
+    ]
+    feedback = [
+        given(r, rng.randint(0, 1), rng.uniform(0, 60), f"{r}-{k}") for r in ids for k in range(3)
+    ]
+    rng.shuffle(feedback)
+    writes = [stats.write_predictions(predictions[i : i + 10]) for i in range(0, len(ids), 10)]
+    writes += [stats.write_feedback(feedback[i : i + 9]) for i in range(0, len(feedback), 9)]
+    rng.shuffle(writes)
+    await asyncio.gather(*writes)
+
+    latest: dict[str, tuple[datetime, str, int]] = {}
+    for p in predictions:
+        if p.user_label is not None:
+            latest[p.request_id] = (p.submitted_at, f"{p.request_id}#label", p.user_label)
+    for f in feedback:
+        assert f.request_id is not None
+        if f.request_id not in latest or (f.given_at, f.feedback_id) > latest[f.request_id][:2]:
+            latest[f.request_id] = (f.given_at, f.feedback_id, f.label)
+    stored = dict(await pool.fetch("SELECT request_id, true_label FROM predictions"))
+    assert stored == {r: latest[r][2] for r in ids}
+    recount = await pool.fetchrow(
+        "SELECT count(*) AS p, count(true_label) AS l, count(*) FILTER (WHERE true_label = label)"
+        " AS c, count(user_label) AS u FROM predictions"
+    )
+    assert await window_counts(pool) == tuple(recount)
