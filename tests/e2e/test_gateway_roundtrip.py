@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -237,7 +237,9 @@ async def test_chat_page_with_a_worker_and_the_stats_processor(
                 await expect(page.locator("#banner")).to_contain_text("Open mode")
                 await expect(page.locator("#s-total")).to_have_text("0")
 
+                # "My label": negative. It is feedback at once, whatever the model says.
                 await page.fill("#text", "The tasting menu was superb and the staff were kind.")
+                await page.select_option("#label", "0")
                 await page.click("#send")
                 verdict = page.locator("li.msg.bot").last
                 await expect(verdict.locator(".verdict")).to_have_text(
@@ -245,6 +247,15 @@ async def test_chat_page_with_a_worker_and_the_stats_processor(
                 )
                 await expect(verdict.locator(".meta")).to_contain_text(f"v{model[1]}")
                 await expect(verdict.locator(".meta")).to_contain_text("confidence")
+                model_said = (await verdict.locator(".verdict").inner_text()).lower()
+                await expect(verdict.locator(".agreement")).to_have_text(
+                    f"you said negative · model: {model_said} "
+                    + ("(agrees)" if model_said == "negative" else "(disagrees)")
+                )
+                await expect(page.locator("#s-labelled")).to_have_text("1", timeout=30_000)
+                accuracy = "100.0%" if model_said == "negative" else "0.0%"
+                await expect(page.locator("#s-accuracy")).to_have_text(accuracy)
+                await expect(page.locator("#s-with-label")).to_have_text("100.0%")
                 request_id = await verdict.get_attribute("data-request-id")
                 assert request_id
                 # Pin the bubble by its id: `.last` would move on to the next reply.
@@ -260,9 +271,16 @@ async def test_chat_page_with_a_worker_and_the_stats_processor(
                 # the stats processor writes the predictions; the panel follows
                 await expect(page.locator("#s-total")).to_have_text("2", timeout=60_000)
 
-                await verdict.locator("button.wrong").click()
+                await expect(page.locator("#s-with-label")).to_have_text("50.0%")
+
+                # A correction that flips the agreement: the accuracy moves by exactly one
+                # review (of one), and the count of labelled predictions stays.
+                flip = "button.agree" if model_said == "positive" else "button.wrong"
+                await verdict.locator(flip).click()
                 await expect(verdict.locator(".fb-note")).to_contain_text("Thanks", timeout=30_000)
-                await expect(page.locator("#s-labelled")).to_have_text("1", timeout=60_000)
+                flipped = "0.0%" if accuracy == "100.0%" else "100.0%"
+                await expect(page.locator("#s-accuracy")).to_have_text(flipped, timeout=30_000)
+                await expect(page.locator("#s-labelled")).to_have_text("1")
                 await page.screenshot(path=shots / "with-worker-verdict-feedback.png")
                 assert crashes == []
         finally:
@@ -300,3 +318,132 @@ async def _read_feedback(kafka: KafkaSettings) -> Feedback:
         raise AssertionError("no feedback on the topic")
     finally:
         await consumer.stop()
+
+
+async def test_labels_corrections_and_retries_count_once_through_rest(
+    stack: LocalStack,
+    kafka: KafkaSettings,
+    database_url: str,
+    model: tuple[str, str],
+    tmp_path: Path,
+) -> None:
+    """A label sent with the review is one feedback row and one labelled prediction; a
+    correction moves ``correct`` by exactly one; a retry with the same Idempotency-Key, on
+    this replica or another, gets the identical answer and is counted once."""
+    stats_port = free_port()
+    stats_env = {**kafka_env(kafka), "DATABASE_URL": database_url,
+                 "RS_STATS_PORT": str(stats_port)}  # fmt: skip
+    with ExitStack() as running:
+        running.enter_context(worker(stack, kafka, model, tmp_path / "worker.log"))
+        running.enter_context(service("stats", stats_env, tmp_path / "stats.log",
+                                      f"http://127.0.0.1:{stats_port}/readyz"))  # fmt: skip
+        gateways = [
+            running.enter_context(
+                running_gateway(
+                    gateway_env(kafka, database_url, RS_GATEWAY_INSTANCE_ID=f"gw-{name}"),
+                    tmp_path / f"gateway-{name}.log",
+                )
+            )
+            for name in ("a", "b")
+        ]
+        a, b = (httpx.AsyncClient(base_url=g.url, headers=AUTH, timeout=60) for g in gateways)
+        try:
+            for http in (a, b):
+                await wait_until_ready(http)
+            review = {"text": "The soup was cold and the waiter rude.", "label": 0}
+            key = {"Idempotency-Key": f"order-{uuid.uuid4().hex}"}
+            first = await a.post("/v1/classify", json=review, headers=key)
+            assert first.status_code == 200, first.text
+            answer = first.json()
+            request_id = answer["request_id"]
+            agrees = int(answer["label"] == 0)
+
+            async def summary() -> dict[str, int]:
+                body = (await a.get("/v1/stats/summary")).json()
+                return {k: body[k] for k in ("predictions", "labelled", "correct", "with_label")}
+
+            expected = {"predictions": 1, "labelled": 1, "correct": agrees, "with_label": 1}
+            await _until(lambda: summary(), expected, what="the label counted as feedback")
+            rows = await _fetch(database_url, "SELECT request_id, label FROM feedback")
+            assert rows == [(request_id, 0)]
+
+            # Retries: the same replica remembers; the other finds it in PostgreSQL.
+            again = await a.post("/v1/classify", json=review, headers=key)
+            elsewhere = await b.post("/v1/classify", json=review, headers=key)
+            assert again.json() == answer
+            assert elsewhere.json() == answer
+            other = await a.post("/v1/classify", json={"text": "Another review."}, headers=key)
+            assert other.status_code == 422
+            assert other.json()["error"] == "idempotency_conflict"
+
+            # "I agree" after all? No: "That's wrong" the other way round, via REST.
+            fixed = await a.post("/v1/feedback", json={"request_id": request_id, "label": 1})
+            assert fixed.status_code == 202
+            expected["correct"] = int(answer["label"] == 1)
+            await _until(lambda: summary(), expected, what="the correction counted")
+            assert await summary() == expected  # the retries added no prediction
+            rows = await _fetch(database_url, "SELECT true_label FROM predictions")
+            assert rows == [(1,)]
+        finally:
+            for http in (a, b):
+                await http.aclose()
+
+
+async def test_a_request_the_worker_dead_letters_is_answered_at_once(
+    stack: LocalStack,
+    kafka: KafkaSettings,
+    database_url: str,
+    model: tuple[str, str],
+    tmp_path: Path,
+) -> None:
+    """The worker's text limit is below the gateway's: its error reply reaches the client as
+    a 422 right away, not as a 504 after the reply timeout (30 s here)."""
+    port = free_port()
+    env = {
+        **kafka_env(kafka),
+        "MLFLOW_TRACKING_URI": stack.mlflow_uri,
+        "RS_WORKER_MODEL_NAME": model[0],
+        "RS_WORKER_GROUP_ID": f"workers-{uuid.uuid4().hex[:8]}",
+        "RS_WORKER_PORT": str(port),
+        "RS_WORKER_MAX_TEXT_CHARS": "40",
+    }
+    with (
+        service("workers", env, tmp_path / "worker.log", f"http://127.0.0.1:{port}/readyz"),
+        running_gateway(gateway_env(kafka, database_url), tmp_path / "gateway.log") as gateway,
+    ):
+        async with httpx.AsyncClient(base_url=gateway.url, headers=AUTH, timeout=60) as http:
+            await wait_until_ready(http)
+            ok = await http.post("/v1/classify", json={"text": "Short and sweet."})
+            assert ok.status_code == 200, ok.text
+            long_text = "A long review that the worker will refuse. " * 3
+            started = time.perf_counter()
+            refused = await http.post("/v1/classify", json={"text": long_text})
+            elapsed = time.perf_counter() - started
+            assert refused.status_code == 422, refused.text
+            body = refused.json()
+            assert body["error"] == "rejected_by_worker"
+            assert "the limit is 40" in body["message"]
+            assert elapsed < 1.0, f"the refusal took {elapsed:.2f} s"
+            batch = await http.post(
+                "/v1/classify/batch", json={"reviews": [{"text": "Fine."}, {"text": long_text}]}
+            )
+            assert batch.status_code == 422
+            assert batch.json()["details"][0]["field"] == "reviews.1"
+            print(f"worker refusal answered in {elapsed * 1000:.0f} ms")
+
+
+async def _until(
+    read: Callable[[], Awaitable[dict[str, int]]], expected: dict[str, int], *, what: str
+) -> None:
+    deadline = time.monotonic() + 60
+    while (found := await read()) != expected:
+        assert time.monotonic() < deadline, f"{what}: {found} != {expected}"
+        await asyncio.sleep(0.3)
+
+
+async def _fetch(database_url: str, sql: str) -> list[tuple[object, ...]]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return [tuple(r) for r in await conn.fetch(sql)]
+    finally:
+        await conn.close()

@@ -22,13 +22,15 @@ import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaProducer
 from mlflow import MlflowClient
 
-from contracts import Feedback, KafkaSettings, decode
+from contracts import Feedback, KafkaSettings, ReviewRequest, Source, decode, encode
 from deploy.local.launcher import ROOT, LocalStack, free_port
 from inference import Bundle, OnnxPredictor
 from inference.registry import register_bundle
@@ -267,3 +269,87 @@ async def test_replay_of_the_test_file_yields_the_offline_accuracy_live_in_postg
     feedback = await dump_topic(kafka.bootstrap_servers, kafka.feedback_topic)
     assert len(feedback) == count
     assert {decode(r.value, Feedback).label for r in feedback} <= {0, 1}
+
+
+async def test_a_label_on_a_kafka_request_is_feedback_and_corrections_count_once(
+    worker: Worker, kafka: KafkaSettings, database_url: str, tmp_path: Path
+) -> None:
+    """ReviewRequests with ``user_label`` straight onto the requests topic, as any Kafka
+    producer may send them: one feedback row and one labelled prediction each; a later
+    correction moves ``correct`` by exactly one; a replay of older feedback changes nothing."""
+    labels = [1, 0, 1, 0, 1, None]
+    requests = [
+        ReviewRequest(text=f"Kafka review {i}: lovely or awful?", source=Source.PRODUCER,
+                      user_label=label)
+        for i, label in enumerate(labels)
+    ]  # fmt: skip
+    labelled = [r for r in requests if r.user_label is not None]
+
+    async def summary(conn: asyncpg.Connection) -> tuple[int, int, int]:
+        (acc,) = await queries.live_accuracy(conn, model_name=worker.model_name)
+        overview = await queries.overview(conn)
+        return acc.labelled, acc.correct, overview.with_label
+
+    async with StatsProcess(
+        kafka=kafka,
+        database_url=database_url,
+        group_id=f"stats-{uuid.uuid4().hex[:8]}",
+        log_path=tmp_path / "stats.log",
+    ) as stats:
+        await stats.wait_ready()
+        await produce(kafka, kafka.requests_topic, requests)
+        conn = await asyncpg.connect(database_url)
+        try:
+
+            async def all_stored() -> bool:
+                found = await conn.fetchval("SELECT count(*) FROM predictions")
+                return bool(found == len(requests))
+
+            await wait_for(all_stored, timeout_s=120, what="every prediction stored")
+            rows = await conn.fetch("SELECT request_id, label, true_label FROM predictions")
+            by_id = {r["request_id"]: r for r in rows}
+            for request in requests:
+                assert by_id[request.request_id]["true_label"] == request.user_label
+            assert await conn.fetchval("SELECT count(*) FROM feedback") == len(labelled)
+            correct = sum(by_id[r.request_id]["label"] == r.user_label for r in labelled)
+            assert await summary(conn) == (len(labelled), correct, len(labelled))
+
+            # "That's wrong" on the first one, then an old copy of its first label replayed.
+            first = labelled[0]
+            assert first.user_label is not None
+            model_said = by_id[first.request_id]["label"]
+            now = datetime.now(UTC)
+            correction = Feedback(request_id=first.request_id, label=1 - first.user_label,
+                                  source=Source.WS, given_at=now)  # fmt: skip
+            stale = Feedback(request_id=first.request_id, label=first.user_label,
+                             source=Source.REPLAY, given_at=now - timedelta(seconds=1))  # fmt: skip
+            await produce(kafka, kafka.feedback_topic, [correction])
+            moved = correct + (1 if 1 - first.user_label == model_said else -1)
+
+            async def corrected() -> bool:
+                return await summary(conn) == (len(labelled), moved, len(labelled))
+
+            await wait_for(corrected, timeout_s=60, what="the correction counted")
+            await produce(kafka, kafka.feedback_topic, [stale])
+
+            async def stale_stored() -> bool:
+                found = await conn.fetchval("SELECT count(*) FROM feedback")
+                return bool(found == len(labelled) + 2)
+
+            await wait_for(stale_stored, timeout_s=60, what="the stale feedback stored")
+            assert await summary(conn) == (len(labelled), moved, len(labelled))
+        finally:
+            await conn.close()
+
+
+async def produce(
+    kafka: KafkaSettings, topic: str, messages: list[ReviewRequest] | list[Feedback]
+) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for message in messages:
+            key = message.request_id or ""
+            await producer.send_and_wait(topic, encode(message), key=key.encode())
+    finally:
+        await producer.stop()
