@@ -9,10 +9,17 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from contracts import ReviewRequest, Source
-from gateway.classifier import Classifier
+from contracts import FailureKind, Prediction, RequestFailed, ReviewRequest, Source
+from gateway.classifier import Classifier, Idempotency
 from gateway.db import windows_since
-from gateway.errors import KafkaUnavailable, Overloaded, ReplyTimeout
+from gateway.errors import (
+    KafkaUnavailable,
+    Overloaded,
+    ReplyTimeout,
+    ValidationFailed,
+    WorkerRefused,
+)
+from gateway.idempotency import RememberedAnswers, check_key
 from gateway.metrics import Metrics
 from gateway.replies import Replies
 from gateway.schemas import ReviewIn
@@ -116,3 +123,98 @@ def test_windows_since_counts_the_current_window() -> None:
     assert windows_since("minute", 1, now=now) == datetime(2025, 3, 4, 10, 17, tzinfo=UTC)
     assert windows_since("minute", 5, now=now) == datetime(2025, 3, 4, 10, 13, tzinfo=UTC)
     assert windows_since("hour", 2, now=now) == datetime(2025, 3, 4, 9, tzinfo=UTC)
+
+
+def refusal(request: ReviewRequest, kind: FailureKind) -> RequestFailed:
+    return RequestFailed(
+        request_id=request.request_id,
+        error=kind,
+        reason="text has 99 characters, the limit is 10",
+        worker_id="w",
+        submitted_at=request.submitted_at,
+        source=request.source,
+        reply_to=request.reply_to,
+    )
+
+
+async def test_an_error_reply_fails_the_wait_at_once_naming_the_review() -> None:
+    core, bus = classifier(timeout_s=30)
+    ticket = await core.submit([ReviewIn(text="a"), ReviewIn(text="b")], Source.REST)
+    bus.deliver(refusal(bus.requests[1], FailureKind.INVALID))
+    with pytest.raises(WorkerRefused) as refused:
+        await asyncio.wait_for(ticket.wait(), 1)  # not the 30 s reply timeout
+    assert (refused.value.status, refused.value.code) == (422, "rejected_by_worker")
+    assert refused.value.details == [{"field": "reviews.1", "problem": refused.value.message}]
+    assert core.replies.in_flight == 0
+
+    single = await core.submit([ReviewIn(text="c")], Source.WS)
+    bus.deliver(refusal(bus.requests[2], FailureKind.INFERENCE))
+    with pytest.raises(WorkerRefused) as failed:
+        await single.wait()
+    assert (failed.value.status, failed.value.code) == (502, "inference_failed")
+
+
+async def test_a_retry_with_the_same_key_gets_the_same_answer_and_publishes_once() -> None:
+    core, bus = classifier(timeout_s=5)
+    key = Idempotency("alice", "order-1")
+    first = await core.submit([ReviewIn(text="Lovely.", label=1)], Source.REST, key)
+    retry = await core.submit([ReviewIn(text="Lovely.", label=1)], Source.REST, key)
+    assert len(bus.requests) == 1  # the retry waits for the same reply
+    assert retry.request_ids == first.request_ids
+    bus.deliver(prediction_for(bus.requests[0]))
+    [a], [b] = await asyncio.gather(first.wait(), retry.wait())
+    assert a == b
+    assert core.replies.in_flight == 0  # both waiters let go of the one slot
+    [c] = await core.classify([ReviewIn(text="Lovely.", label=1)], Source.REST, key)
+    assert c == a
+    assert len(bus.requests) == 1
+    with pytest.raises(ValidationFailed, match="another review"):
+        await core.submit([ReviewIn(text="Awful.", label=1)], Source.REST, key)
+    other = await core.submit([ReviewIn(text="Lovely.", label=1)], Source.REST,
+                              Idempotency("bob", "order-1"))  # fmt: skip
+    assert other.request_ids != first.request_ids  # keys are per caller
+    other.release()
+
+
+async def test_an_unanswered_retry_publishes_again_and_a_stored_answer_is_used() -> None:
+    core, bus = classifier(timeout_s=0.1)
+    key = Idempotency("alice", "k")
+    with pytest.raises(ReplyTimeout):
+        await core.classify([ReviewIn(text="x")], Source.REST, key)
+    ticket = await core.submit([ReviewIn(text="x")], Source.REST, key)
+    assert len(bus.requests) == 2
+    assert bus.requests[0].request_id == bus.requests[1].request_id
+    ticket.release()
+
+    stored = prediction_for(request())
+    lookups: list[str] = []
+
+    async def from_database(request_id: str, within_s: float) -> Prediction | None:
+        lookups.append(request_id)
+        return stored
+
+    elsewhere = Classifier(bus, Replies(4, retry_after_s=1), Metrics(), instance_id="gw-2",
+                           reply_timeout_s=1, stored_answer=from_database)  # fmt: skip
+    assert await elsewhere.classify([ReviewIn(text="x")], Source.REST, key) == [stored]
+    assert len(bus.requests) == 2
+    assert len(lookups) == 1
+
+
+def test_remembered_answers_expire_and_stay_bounded() -> None:
+    now = [0.0]
+    answers = RememberedAnswers(ttl_s=10, max_entries=2, clock=lambda: now[0])
+    p = prediction_for(request())
+    answers.remember("a", "fa", p)
+    answers.remember("b", "fb", None)
+    answers.remember("c", "fc", p)
+    assert len(answers) == 2
+    assert answers.recall("a", "fa") is None
+    assert answers.recall("c", "fc") == p
+    now[0] = 11
+    assert answers.recall("c", "fc") is None
+
+
+@pytest.mark.parametrize("key", ["", "x" * 129, "with space", "é"])
+def test_bad_idempotency_keys_are_refused(key: str) -> None:
+    with pytest.raises(ValidationFailed):
+        check_key(key)

@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 from contracts import DeadLetter, Feedback, Prediction, Source, Timings, decode, encode
-from stats.aggregates import Deltas, FeedbackRow, LabelMatch, PredictionRow, first_by
+from stats.aggregates import (
+    Deltas,
+    FeedbackRow,
+    LabelGiven,
+    LabelMatch,
+    PredictionRow,
+    first_by,
+    latest_labels,
+)
 from stats.batches import BatchProcessor, DeadLetterUnavailable, Record
 from stats.kafka import make_app
 from stats.metrics import Metrics
@@ -284,3 +292,25 @@ def test_throughput_counts_recent_records_only() -> None:
     metrics.processed(50)
     metrics.processed(30)
     assert sample(metrics, "stats_throughput_records_per_second") == pytest.approx(8.0)
+
+
+def test_a_correction_moves_only_correct_and_a_first_label_counts_once() -> None:
+    at = datetime(2026, 12, 2, 10, 30, 15, tzinfo=UTC)
+    deltas = Deltas()
+    deltas.add_label(LabelMatch("m", "1", at, label=1, true_label=1))  # first label: agrees
+    deltas.add_label(LabelMatch("m", "1", at, label=1, true_label=0, previous_label=1))
+    deltas.add_label(LabelMatch("m", "1", at, label=0, true_label=0, previous_label=1))
+    for _, window in deltas.window_rows():  # the hour and the minute alike
+        assert (window.labelled, window.correct) == (1, 1)  # +1, then -1, then +1
+
+
+def test_the_latest_label_wins_whatever_the_order() -> None:
+    t = datetime(2026, 12, 2, tzinfo=UTC)
+    given = [
+        LabelGiven("a", 1, t, "f2"),
+        LabelGiven("a", 0, t, "f1"),  # same moment: the larger id wins
+        LabelGiven("b", 0, t.replace(hour=1), "x"),
+        LabelGiven("b", 1, t, "y"),
+    ]
+    assert [(g.request_id, g.label) for g in latest_labels(given)] == [("a", 1), ("b", 0)]
+    assert latest_labels(reversed(given)) == latest_labels(given)

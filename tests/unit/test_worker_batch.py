@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from contracts import Prediction, ReviewRequest, Source, encode
-from workers.batch import Accepted, Record, collect, next_offsets, predictions, triage
+from contracts import FailureKind, Prediction, ReviewRequest, Source, encode
+from workers.batch import Accepted, Record, collect, failures, next_offsets, predictions, triage
 
 
 def record(value: bytes | None, offset: int = 0, partition: int = 0) -> Record:
@@ -45,6 +45,17 @@ def test_triage_keeps_good_requests_and_says_why_the_others_are_refused() -> Non
     assert types[0] == "DecodeError"
     assert types[3] == "InvalidRequest"
 
+    # The decoded ones are answered at once with an error reply; the others have no sender.
+    replies = failures(rejected, worker_id="w-1", model_name="m", model_version="7")
+    too_long = next(r for r in rejected if r.record.offset == 4)
+    assert too_long.request is not None
+    assert [f.request_id for f in replies] == [
+        r.request.request_id for r in rejected if r.request is not None
+    ]
+    (answer,) = (f for f in replies if f.request_id == too_long.request.request_id)
+    assert (answer.error, answer.reason) == (FailureKind.INVALID, reasons[4])
+    assert (answer.model_name, answer.model_version, answer.worker_id) == ("m", "7", "w-1")
+
 
 def test_one_prediction_per_request_naming_model_worker_and_timings() -> None:
     submitted = datetime(2025, 1, 1, tzinfo=UTC)
@@ -72,6 +83,15 @@ def test_one_prediction_per_request_naming_model_worker_and_timings() -> None:
     assert first.timings.queue_ms == pytest.approx(250)
     assert first.timings.batch_size == 2
     assert first.timings.inference_ms == 3.0
+    assert first.user_label is None
+
+
+def test_the_senders_label_travels_with_the_prediction() -> None:
+    item = Accepted(record(b"", 0), request("good").model_copy(update={"user_label": 0}))
+    now = datetime.now(UTC)
+    (reply,) = predictions([item], [0.9], model_name="m", model_version="7", worker_id="w",
+                           threshold=0.5, picked_at=now, inference_ms=1.0)  # fmt: skip
+    assert (reply.label, reply.user_label, reply.schema_version) == (1, 0, 2)
 
 
 def test_a_clock_behind_the_sender_never_gives_a_negative_queue_time() -> None:
