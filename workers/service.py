@@ -1,7 +1,8 @@
 """The inference worker: a consumer-group member that answers ReviewRequests in micro-batches.
 
 The loop, per batch: fetch (up to ``max_batch_size`` records or ``max_wait_ms``) -> decode once
--> one ONNX Runtime call in a thread -> produce the predictions and dead letters. Then, off the
+-> one ONNX Runtime call in a thread -> produce the predictions, the error replies of refused
+requests and their dead letters. Then, off the
 loop, a settlement awaits every broker acknowledgement, while the next batch is already fetched
 and classified (at most ``max_batches_in_flight`` batches unsettled). Batches settle in order,
 and only settled offsets are committed: every ``commit_interval_ms``, when idle, before a
