@@ -82,9 +82,7 @@ class Ticket:
             c.metrics.reviews.labels(transport, "refused").inc(len(self.requests))
             self._forget()
             if len(self.requests) > 1:
-                index = self.request_ids.index(exc.request_id)
-                exc.message = f"review {index}: {exc.message}"
-                exc.details = [{"field": f"reviews.{index}", "problem": exc.message}]
+                raise exc.in_batch(self.request_ids.index(exc.request_id)) from None
             raise
         finally:
             self.release()

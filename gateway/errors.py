@@ -114,13 +114,33 @@ class StatsUnavailable(Unavailable):
 class WorkerRefused(GatewayError):
     """A worker answered the request with an error (``contracts.RequestFailed``)."""
 
-    def __init__(self, message: str, *, request_id: str, invalid: bool) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        request_id: str,
+        invalid: bool,
+        details: list[dict[str, str]] | None = None,
+    ) -> None:
         super().__init__(
             message,
             status=422 if invalid else 502,
             code="rejected_by_worker" if invalid else "inference_failed",
+            details=details,
         )
         self.request_id = request_id
+        self.invalid = invalid
+
+    def in_batch(self, index: int) -> WorkerRefused:
+        """The same refusal naming the review's place in a batch (a new error: the first is
+        shared by every waiter of that request)."""
+        message = f"review {index}: {self.message}"
+        return WorkerRefused(
+            message,
+            request_id=self.request_id,
+            invalid=self.invalid,
+            details=[{"field": f"reviews.{index}", "problem": message}],
+        )
 
 
 class ReplyTimeout(GatewayError):
