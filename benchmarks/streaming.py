@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from contracts import KafkaSettings, Prediction, ReviewRequest, Source, decode, encode
+from contracts import KafkaSettings, ReviewRequest, Source, decode_reply, encode
 
 
 @dataclass
@@ -72,7 +72,7 @@ async def burst(
                             pending.discard(message.key)
                             last = time.perf_counter()
                             if decode_workers and message.value is not None:
-                                worker_ids.add(decode(message.value, Prediction).worker_id)
+                                worker_ids.add(decode_reply(message.value).worker_id)
 
         reading = asyncio.create_task(read())
         started = time.perf_counter()

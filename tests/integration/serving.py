@@ -31,7 +31,17 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from contracts import DeadLetter, KafkaSettings, Prediction, ReviewRequest, Source, decode, encode
+from contracts import (
+    DeadLetter,
+    KafkaSettings,
+    Prediction,
+    RequestFailed,
+    ReviewRequest,
+    Source,
+    decode,
+    decode_reply,
+    encode,
+)
 from deploy.local.launcher import ROOT, LocalStack
 from inference.registry import SHA_TAG, register_bundle
 from inference.synthetic import make_fast_bundle
@@ -247,6 +257,7 @@ class Traffic:
     predictions: dict[str, list[Prediction]] = field(default_factory=lambda: defaultdict(list))
     arrivals: list[tuple[float, Prediction]] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    failures: list[RequestFailed] = field(default_factory=list)
     sent_at: dict[str, float] = field(default_factory=dict)
     offsets: dict[tuple[int, int], str] = field(default_factory=dict)
 
@@ -285,7 +296,10 @@ class Traffic:
         return asyncio.create_task(read()), consumer
 
     def _on_prediction(self, value: bytes) -> None:
-        prediction = decode(value, Prediction)
+        prediction = decode_reply(value)
+        if isinstance(prediction, RequestFailed):
+            self.failures.append(prediction)
+            return
         self.predictions[prediction.request_id].append(prediction)
         self.arrivals.append((time.monotonic(), prediction))
 

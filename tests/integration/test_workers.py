@@ -97,6 +97,12 @@ async def test_worker_waits_for_a_model_then_answers_and_dead_letters_bad_input(
         assert poison[original] in letter.reason, letter.reason
         assert letter.topic == kafka.requests_topic
         assert letter.service.startswith("workers/")
+    # The two that could be decoded were also answered with an error reply, at once.
+    assert sorted(f.reason for f in traffic.failures) == [
+        "text has 20001 characters, the limit is 20000",
+        "text is empty (only whitespace)",
+    ]
+    assert {f.reply_to for f in traffic.failures} == {None}
     assert worker.process.poll() is None
     assert await worker.metric("rs_worker_dead_letters_total") == len(poison)
     assert await worker.metric("rs_worker_batches_total") >= 1
