@@ -1,5 +1,7 @@
 # The README's two commands: `make up` runs the whole system, `make test` runs every check.
-# Both install what they need first, from the lock file, so a fresh clone needs nothing by hand.
+# Each installs what it runs, first, from the lock file, so a fresh clone needs nothing by hand:
+# `install` is the Python environment (every command needs it); `tools` are the deploy checkers
+# built with Go, which only `make test` runs, so `make up` works on a machine without Go.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -7,19 +9,19 @@ UV_VERSION := 0.13.8
 UV := .tools/bin/uv
 VENV := .venv
 PY := $(VENV)/bin/python
-# Offline checks of deploy/: kustomize and the docker compose CLI plugin, pinned, built from
-# the Go module proxy into .tools/ (tests use them from there).
+# Offline checks of deploy/ (tests only): kustomize and the docker compose CLI plugin, pinned,
+# built from the Go module proxy into .tools/ (tests use them from there).
 KUSTOMIZE_VERSION := v5.8.2
 COMPOSE_VERSION := v5.6.0
 
-.PHONY: up test lint format install browser bench clean-state train
+.PHONY: up test lint format install tools browser bench clean-state train
 
 # The gateway's open mode (no API keys, every caller is admin) is for local development:
 # `make up` turns it on here, explicitly; it is off everywhere else.
 up: install ## Run Kafka, PostgreSQL, MLflow and every service until Ctrl-C
 	RS_GATEWAY_OPEN_MODE=true $(PY) -m deploy.local
 
-test: install browser lint ## Lint, type-check, then the whole test suite on a real stack
+test: install tools browser lint ## Lint, type-check, then the whole test suite on a real stack
 	$(PY) -m pytest
 
 # The browser tests drive Debian's Chromium with Playwright; no browser build is downloaded.
@@ -38,7 +40,9 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-install: $(VENV)/.installed .tools/.kustomize-$(KUSTOMIZE_VERSION) .tools/.compose-$(COMPOSE_VERSION)
+install: $(VENV)/.installed ## The Python environment, from uv.lock (no Go needed)
+
+tools: .tools/.kustomize-$(KUSTOMIZE_VERSION) .tools/.compose-$(COMPOSE_VERSION) ## The deploy checkers of `make test` (needs Go)
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -50,12 +54,14 @@ $(VENV)/.installed: uv.lock pyproject.toml | $(UV)
 	touch $@
 
 .tools/.kustomize-$(KUSTOMIZE_VERSION):
+	@command -v go >/dev/null 2>&1 || { echo "error: Go is needed to build kustomize for make test (see the README's prerequisites)"; exit 1; }
 	GOBIN=$(abspath .tools/bin) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 	touch $@
 
 # `go install pkg@version` refuses compose's go.mod (exclude directives), so build it as the
 # main module from the module cache; `docker compose` finds it through DOCKER_CONFIG.
 .tools/.compose-$(COMPOSE_VERSION):
+	@command -v go >/dev/null 2>&1 || { echo "error: Go is needed to build the docker compose plugin for make test (see the README's prerequisites)"; exit 1; }
 	go mod download github.com/docker/compose/v5@$(COMPOSE_VERSION)
 	cd "$$(go env GOMODCACHE)/github.com/docker/compose/v5@$(COMPOSE_VERSION)" && go build -trimpath \
 	    -ldflags "-s -w -X github.com/docker/compose/v5/internal.Version=$(COMPOSE_VERSION)" \

@@ -8,6 +8,7 @@ import uvloop
 
 from gateway.service import Gateway
 from gateway.settings import Settings
+from runtime.startup import quiet_probes
 
 
 async def main(settings: Settings) -> None:
@@ -20,4 +21,5 @@ if __name__ == "__main__":
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    quiet_probes()  # no aiokafka errors while Kafka is awaited at start-up
     uvloop.run(main(Settings()))

@@ -30,6 +30,7 @@ from gateway.schemas import (
     FeedbackIn,
     FeedbackOut,
     HealthOut,
+    ModelOut,
     PredictionOut,
     ReadyOut,
     RecentListOut,
@@ -56,9 +57,11 @@ PUBLISH = {
     429: "too many reviews already await a reply here (Retry-After)",
     503: "Kafka is unreachable (Retry-After)",
 }
+NO_MODEL = "no model is deployed yet (no_model), or Kafka is unreachable (Retry-After)"
 CLASSIFY = {
     **BAD_INPUT,
     **PUBLISH,
+    503: NO_MODEL,
     422: "a field is missing, unknown, of the wrong type, empty or too long; a worker refused "
     "the review (rejected_by_worker); or the Idempotency-Key was used for another review",
     502: "the model failed on the review (inference_failed)",
@@ -139,8 +142,12 @@ def http_routes(rt: Runtime, guard: Guard) -> list[BaseRoute]:
                 websockets=rt.websockets,
                 reply_timeout_s=s.reply_timeout_s,
                 api_keys=len(rt.keyring),
+                model=ModelOut.of(rt.models.current),
             )
         )
+
+    async def model(request: Request) -> Response:
+        return json(ModelOut.of(rt.models.current))
 
     async def healthz(request: Request) -> Response:
         return json(HealthOut())
@@ -194,6 +201,10 @@ def http_routes(rt: Runtime, guard: Guard) -> list[BaseRoute]:
         r("/v1/session", session, method="GET", op=Operation(
             "Who this key is, and the limits the UI needs", "session", viewer,
             ok_model=SessionOut)),
+        r("/v1/model", model, method="GET", op=Operation(
+            "The model deployed now, as the models topic announced it", "session", viewer,
+            ok_model=ModelOut, description="state none: classifications answer 503 no_model "
+            "at once until a model version is promoted.")),
         r("/v1/admin/status", admin_status, method="GET", op=Operation(
             "This instance's operational state", "admin", admin, ok_model=AdminStatusOut)),
         r("/healthz", healthz, method="GET", op=Operation(

@@ -17,10 +17,12 @@ from gateway.bus import RequestBus
 from gateway.chat import chat_endpoint
 from gateway.classifier import Classifier
 from gateway.db import PostgresStats
+from gateway.deployment import ModelFeed
 from gateway.errors import EXCEPTION_HANDLERS
 from gateway.idempotency import RememberedAnswers
 from gateway.kafka import KafkaBus
 from gateway.metrics import Metrics
+from gateway.models_topic import ModelsTopic
 from gateway.replies import Replies
 from gateway.routing import ApiWebSocketRoute, Guard, Operation
 from gateway.runtime import Runtime
@@ -81,14 +83,19 @@ def kafka_bus(settings: Settings) -> BusFactory:
 
 
 def create_app(
-    settings: Settings, *, bus: BusFactory | None = None, stats: StatsStore | None = None
+    settings: Settings,
+    *,
+    bus: BusFactory | None = None,
+    stats: StatsStore | None = None,
+    models: ModelFeed | None = None,
 ) -> Starlette:
-    """The real Kafka bus and PostgreSQL store unless tests hand in-memory ones."""
+    """The real Kafka bus, models topic and PostgreSQL store unless tests hand in their own."""
     keyring = load_keyring(settings)
     metrics = Metrics()
     replies = Replies(settings.max_in_flight, retry_after_s=settings.retry_after_s)
     the_bus = (bus or kafka_bus(settings))(replies.resolve, metrics)
     store = stats or PostgresStats(settings.database)
+    deployed = models or ModelsTopic(settings.kafka, client_id=settings.instance_id)
     classifier = Classifier(
         the_bus,
         replies,
@@ -99,11 +106,13 @@ def create_app(
             ttl_s=settings.idempotency_ttl_s, max_entries=settings.idempotency_max_entries
         ),
         stored_answer=store.answer,
+        models=deployed,
+        no_model_retry_after_s=settings.unavailable_retry_after_s,
     )
     feed = StatsFeed(
         store, interval_s=settings.stats_interval_s, window_minutes=settings.stats_window_minutes
     )
-    rt = Runtime(settings, keyring, metrics, the_bus, classifier, store, feed)
+    rt = Runtime(settings, keyring, metrics, the_bus, classifier, store, feed, deployed)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -116,6 +125,7 @@ def create_app(
             log.warning("no API keys configured: every protected route answers 401")
         async with AsyncExitStack() as stack:
             await stack.enter_async_context(the_bus)
+            await stack.enter_async_context(deployed)
             await stack.enter_async_context(store)
             await stack.enter_async_context(feed)
             log.info("gateway %s started", settings.instance_id)

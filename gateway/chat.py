@@ -15,6 +15,8 @@ Messages (JSON text frames), each answer echoing the client's ``id``::
     <- {"type": "feedback_ack", "id": "f1", "feedback_id": "...", "request_id": "..."}
     -> {"type": "ping", "id": "p1"}                     <- {"type": "pong", "id": "p1"}
     <- {"type": "stats", "stats": {...}}                 whenever the numbers change
+    <- {"type": "model", "state": "none" | "deployed" | "unknown", "model_name", "version"}
+       at once, then whenever it changes (with none, classify answers 503 no_model at once)
     <- {"type": "error", "id": ..., "status": 504, "error": "reply_timeout", "message": ...}
        (422 rejected_by_worker / 502 inference_failed at once when a worker refuses the review)
 """
@@ -52,6 +54,7 @@ from gateway.errors import (
 from gateway.runtime import Runtime
 from gateway.schemas import (
     FeedbackIn,
+    ModelOut,
     PredictionOut,
     ReviewIn,
     WsClassify,
@@ -131,6 +134,7 @@ class ChatSession:
                 }
             )
             self._spawn(self._push_stats())
+            self._spawn(self._push_model())
             await self._receive()
         finally:
             # The socket is gone: cancel what still runs for it. The tasks clean up (free
@@ -237,6 +241,11 @@ class ChatSession:
     async def _push_stats(self) -> None:
         async for snapshot in self._rt.feed.subscribe():
             if not await self._send({"type": "stats", "stats": dump(snapshot)}):
+                return
+
+    async def _push_model(self) -> None:
+        async for deployment in self._rt.models.changes():
+            if not await self._send({"type": "model", **dump(ModelOut.of(deployment))}):
                 return
 
     async def _error(self, exc: GatewayError, message_id: str | None) -> None:

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from contracts import Feedback, Prediction, ReviewRequest, Source
 from contracts.messages import new_request_id
 from gateway.bus import RequestBus
-from gateway.errors import ReplyTimeout, StatsUnavailable, WorkerRefused
+from gateway.deployment import ModelFeed
+from gateway.errors import ModelNotDeployed, ReplyTimeout, StatsUnavailable, WorkerRefused
 from gateway.idempotency import RememberedAnswers, fingerprint, request_id_for
 from gateway.metrics import Metrics
 from gateway.replies import Replies
@@ -113,6 +114,8 @@ class Classifier:
         reply_timeout_s: float,
         answers: RememberedAnswers | None = None,
         stored_answer: StoredAnswer | None = None,
+        models: ModelFeed | None = None,
+        no_model_retry_after_s: int = 5,
     ) -> None:
         self.bus = bus
         self.replies = replies
@@ -121,6 +124,8 @@ class Classifier:
         self.reply_timeout_s = reply_timeout_s
         self.answers = answers or RememberedAnswers(ttl_s=24 * 3600, max_entries=100_000)
         self._stored_answer = stored_answer
+        self.models = models
+        self._no_model_retry_after_s = no_model_retry_after_s
 
     async def submit(
         self,
@@ -128,8 +133,14 @@ class Classifier:
         source: Source,
         idempotency: Idempotency | None = None,
     ) -> Ticket:
-        """Published and awaited, or an error: Overloaded, KafkaUnavailable, or (a key reused
-        for another review) ValidationFailed."""
+        """Published and awaited, or an error: ModelNotDeployed (at once), Overloaded,
+        KafkaUnavailable, or (a key reused for another review) ValidationFailed."""
+        if self.models is not None:
+            try:
+                self.models.current.require(retry_after_s=self._no_model_retry_after_s)
+            except ModelNotDeployed:
+                self.metrics.reviews.labels(source.value, "no_model").inc(len(reviews))
+                raise
         prints: list[str] | None = None
         known: dict[int, Prediction] = {}
         if idempotency is None:

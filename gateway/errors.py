@@ -10,6 +10,7 @@
     ├── NotFound                 404 not_found, 405 method_not_allowed
     ├── Overloaded               429 overloaded + Retry-After (the in-flight bound is reached)
     ├── Unavailable              503 + Retry-After
+    │   ├── ModelNotDeployed     503 no_model (at once: no model is deployed yet)
     │   ├── KafkaUnavailable     503 kafka_unavailable
     │   └── StatsUnavailable     503 stats_unavailable
     ├── WorkerRefused            422 rejected_by_worker (a worker cannot classify this review),
@@ -101,6 +102,10 @@ class Overloaded(GatewayError):
 class Unavailable(GatewayError):
     status = 503
     code = "unavailable"
+
+
+class ModelNotDeployed(Unavailable):
+    code = "no_model"
 
 
 class KafkaUnavailable(Unavailable):

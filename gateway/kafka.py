@@ -7,8 +7,10 @@ is only useful to the live process that waits for it), skips records that do not
 id without decoding them, and resolves the futures of its own pending request ids. Replicas
 never steal each other's replies, and adding one needs no coordination.
 
-Start-up does not wait for Kafka: the clients connect in the background with backoff, and
-until then publishing answers KafkaUnavailable (503). aiokafka reconnects by itself when a
+Start-up does not wait for Kafka: the clients connect in the background, and until then
+publishing answers KafkaUnavailable (503). The first connection waits quietly for the broker
+and the topics (``runtime.kafka``: one line when the wait starts, one when it ends); a
+connection lost later is retried with backoff and logged. aiokafka reconnects by itself when a
 broker that was reachable comes back.
 """
 
@@ -38,6 +40,7 @@ from contracts import (
 )
 from gateway.errors import KafkaUnavailable
 from gateway.metrics import Metrics
+from runtime.kafka import wait_for_kafka
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +139,10 @@ class KafkaBus:
     # --- replies --------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        s = self._settings
+        await wait_for_kafka(
+            s, topics=[s.requests_topic, s.predictions_topic, s.feedback_topic], log=log
+        )
         while True:
             async for attempt in AsyncRetrying(
                 wait=wait_exponential(multiplier=0.25, max=5),
@@ -145,8 +152,7 @@ class KafkaBus:
                 with attempt:
                     await self._connect()
             log.info(
-                "Kafka connected at %s; reading replies for %s from %s",
-                self._settings.bootstrap_servers,
+                "reading replies for %s from %s",
                 self._instance_id,
                 self._settings.predictions_topic,
             )

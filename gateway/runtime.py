@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from gateway.auth import KeyRing
 from gateway.bus import RequestBus
 from gateway.classifier import Classifier
+from gateway.deployment import ModelFeed
 from gateway.metrics import Metrics
 from gateway.schemas import Limits
 from gateway.settings import Settings
@@ -22,6 +23,7 @@ class Runtime:
     classifier: Classifier
     stats: StatsStore
     feed: StatsFeed
+    models: ModelFeed
     websockets: int = 0
 
     @property

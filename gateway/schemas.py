@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from contracts import Prediction
+from gateway.deployment import Deployment
 from stats.queries import (
     LabelSplit,
     Overview,
@@ -185,6 +186,25 @@ class ReadyOut(Out):
     checks: dict[str, bool] = Field(description="kafka and database reachable")
 
 
+class ModelOut(Out):
+    """The model the registry watcher last announced on the models topic (gateway.deployment)."""
+
+    state: Literal["unknown", "none", "deployed"] = Field(
+        description="none: classifications answer 503 no_model at once; unknown: the models "
+        "topic is not read yet (reviews go through)"
+    )
+    model_name: str | None = None
+    version: str | None = None
+
+    @classmethod
+    def of(cls, deployment: Deployment) -> ModelOut:
+        return cls(
+            state=deployment.state.value,
+            model_name=deployment.model_name,
+            version=deployment.version,
+        )
+
+
 class SessionOut(Out):
     """Who the key belongs to and what the UI needs to know."""
 
@@ -205,6 +225,7 @@ class AdminStatusOut(Out):
     websockets: int
     reply_timeout_s: float
     api_keys: int
+    model: ModelOut
 
 
 # --- statistics -----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import signal
 
 from registry_watcher.service import Watcher
 from registry_watcher.settings import Settings
+from runtime.startup import quiet_probes
 
 log = logging.getLogger("registry_watcher")
 
@@ -27,6 +28,7 @@ if __name__ == "__main__":
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    quiet_probes()  # no aiokafka errors while Kafka is awaited at start-up
     # A poll that fails should fail fast and be retried by the next poll, not by MLflow's own
     # long retry ladder.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")

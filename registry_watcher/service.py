@@ -26,12 +26,14 @@ from contracts import ModelChanged, encode
 from registry_watcher.changes import change
 from registry_watcher.registry import MlflowRegistry, Registry
 from registry_watcher.settings import Settings
+from runtime.kafka import wait_for_kafka
 from workers import kafka
 from workers.http import HealthServer
 
 log = logging.getLogger(__name__)
 
 SERVICE = "registry_watcher"
+NOT_POLLED = "not polled yet"
 
 
 class WatcherMetrics:
@@ -69,7 +71,8 @@ class Watcher:
         self._stack = AsyncExitStack()
         self._stopping = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
-        self._registry_error: str | None = "not polled yet"
+        self._registry_error: str | None = NOT_POLLED
+        self._registry_reached = False
         self.published: dict[str, ModelChanged] = {}
 
     async def __aenter__(self) -> Watcher:
@@ -103,6 +106,11 @@ class Watcher:
         if registry is None:
             registry = await asyncio.to_thread(MlflowRegistry, s.mlflow_tracking_uri)
         stopping = self._stopping.is_set
+        if not await wait_for_kafka(
+            s.kafka, topics=[s.kafka.models_topic], log=log, give_up=stopping
+        ):
+            log.info("registry watcher stopped")
+            return
         events = await kafka.connect(
             lambda: kafka.ModelEvents(s.kafka, client_id="rs-registry-watcher-catch-up"),
             what=f"models topic {s.kafka.models_topic}",
@@ -145,7 +153,14 @@ class Watcher:
             try:
                 current = await asyncio.to_thread(registry.serving, name, s.alias)
             except Exception as exc:
-                if self._registry_error is None:
+                if self._registry_error == NOT_POLLED:  # at start-up: the stack is still coming up
+                    log.info(
+                        "waiting for MLflow at %s (%s: %.200s)",
+                        s.mlflow_tracking_uri,
+                        type(exc).__name__,
+                        exc,
+                    )
+                elif self._registry_error is None:
                     log.warning(
                         "registry unreachable at %s (%s: %s); polling on",
                         s.mlflow_tracking_uri,
@@ -156,8 +171,11 @@ class Watcher:
                 self.metrics.polls.labels(outcome="error").inc()
                 self.metrics.registry_up.set(0)
                 return
-            if self._registry_error is not None and self._registry_error != "not polled yet":
+            if self._registry_error is not None and not self._registry_reached:
+                log.info("connected to MLflow at %s", s.mlflow_tracking_uri)
+            elif self._registry_error is not None:
                 log.info("registry reachable again at %s", s.mlflow_tracking_uri)
+            self._registry_reached = True
             self._registry_error = None
             self.metrics.polls.labels(outcome="ok").inc()
             self.metrics.registry_up.set(1)

@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 
+from runtime.startup import quiet_probes
 from stats.service import ProcessorFailed, StatsService
 from stats.settings import Settings
 
@@ -25,9 +26,11 @@ if __name__ == "__main__":
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # faust and mode narrate every service start and stop at INFO; keep their warnings.
-    for noisy in ("faust", "mode"):
+    # faust, mode and aiokafka narrate every start, stop and group join at INFO; keep their
+    # warnings, and no aiokafka errors while Kafka is awaited at start-up.
+    for noisy in ("faust", "mode", "aiokafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet_probes()
     try:
         asyncio.run(main(Settings()))
     except ProcessorFailed as exc:

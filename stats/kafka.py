@@ -20,8 +20,9 @@ import faust
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_exponential
 
+from contracts.topics import KafkaSettings
+from runtime.kafka import wait_for_kafka
 from stats.batches import DeadLetterUnavailable, Record
 from stats.metrics import Metrics
 from stats.settings import Settings
@@ -29,26 +30,17 @@ from stats.settings import Settings
 log = logging.getLogger(__name__)
 
 
-async def wait_for_broker(bootstrap: str, *, max_backoff_s: float) -> None:
-    """Return once the broker answers a metadata request, retrying for as long as it takes."""
-    async for attempt in AsyncRetrying(
-        retry=retry_if_exception_type((KafkaError, OSError)),
-        wait=wait_exponential(multiplier=0.2, max=max_backoff_s),
-        stop=stop_never,
-        before_sleep=lambda state: log.warning(
-            "waiting for Kafka at %s (attempt %d): %s",
-            bootstrap,
-            state.attempt_number,
-            state.outcome.exception() if state.outcome else None,
-        ),
-    ):
-        with attempt:
-            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
-            try:
-                await admin.start()
-                await admin.describe_cluster()
-            finally:
-                await admin.close()
+async def wait_for_broker(settings: Settings) -> None:
+    """Return once the broker serves the source and dead-letter topics and the group's
+    coordinator, for as long as it takes; quietly (``runtime.startup``)."""
+    kafka = settings.kafka
+    sources = [kafka.predictions_topic, kafka.feedback_topic]
+    await wait_for_kafka(
+        kafka,
+        topics=[*sources, *(KafkaSettings.dlq(t) for t in sources)],
+        group=settings.group_id,
+        log=log,
+    )
 
 
 def make_app(settings: Settings) -> faust.App:

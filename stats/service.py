@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, suppress
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 from tenacity import (
     AsyncRetrying,
@@ -27,6 +28,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from runtime.startup import wait_for
 from stats.batches import BatchOutcome, BatchProcessor, Kind, Record
 from stats.db import PostgresStatsStore, create_pool
 from stats.http import add_pages
@@ -127,8 +129,7 @@ class StatsService:
                 f"cannot serve /healthz, /readyz, /metrics on {s.host}:{s.port}"
                 f" (RS_STATS_HOST, RS_STATS_PORT): {exc}"
             ) from exc
-        broker = wait_for_broker(s.kafka.bootstrap_servers, max_backoff_s=s.retry_max_backoff_s)
-        if not await self._unless_stopped(broker):
+        if not await self._unless_stopped(wait_for_broker(s)):
             await self.app.web.stop()
             return
         try:
@@ -201,7 +202,7 @@ class StatsService:
             # Not acknowledged: the batch is read again after the restart this exit causes.
             self._fail(f"{kind} agent (its batch is not acknowledged)", exc)
 
-    async def _unless_stopped(self, job: Awaitable[None]) -> bool:
+    async def _unless_stopped(self, job: Awaitable[object]) -> bool:
         """Await ``job`` unless stop() comes first (then cancel it and answer False)."""
         work = asyncio.ensure_future(job)
         stopped = asyncio.ensure_future(self._stopping.wait())
@@ -236,6 +237,15 @@ class StatsService:
         """Wait for PostgreSQL, with backoff and for as long as it takes; then migrate."""
         assert self._store is not None
         store = self._store
+        url = urlsplit(self._settings.database.url.get_secret_value())
+        await wait_for(
+            "PostgreSQL",
+            f"{url.hostname}:{url.port or 5432}",
+            store.ping,
+            log=log,
+            retry_on=StoreUnavailable,
+            max_backoff_s=self._settings.retry_max_backoff_s,
+        )
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(StoreUnavailable),
             wait=wait_exponential(multiplier=0.2, max=self._settings.retry_max_backoff_s),
@@ -314,4 +324,4 @@ async def _close_pool(pool: Any) -> None:
 
 def _log_waiting(state: RetryCallState) -> None:
     exc = state.outcome.exception() if state.outcome else None
-    log.warning("waiting for PostgreSQL (attempt %d): %s", state.attempt_number, exc)
+    log.warning("PostgreSQL went away while migrating (attempt %d): %s", state.attempt_number, exc)

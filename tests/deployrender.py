@@ -2,8 +2,8 @@
 
 ``docker compose config`` normalises the compose file (anchors, merges, interpolation of the
 defaults); ``kustomize build`` renders each overlay. Both tools are pinned and built into
-``.tools/`` by ``make install``; a missing tool fails the test with that instruction rather than
-skipping it, so a check can never pass by not running.
+``.tools/`` by ``make tools`` (part of ``make test``); a missing tool fails the test with that
+instruction rather than skipping it, so a check can never pass by not running.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ DEPLOYED = {
 
 def _require(tool: Path) -> None:
     if not tool.exists():
-        pytest.fail(f"{tool.relative_to(ROOT)} is missing: run `make install`", pytrace=False)
+        pytest.fail(f"{tool.relative_to(ROOT)} is missing: run `make tools`", pytrace=False)
 
 
 def _clean_env() -> dict[str, str]:

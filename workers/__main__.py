@@ -9,6 +9,7 @@ import signal
 
 import uvloop
 
+from runtime.startup import quiet_probes
 from workers.service import Worker
 from workers.settings import Settings
 
@@ -30,6 +31,7 @@ def configure_logging() -> None:
     )
     # aiokafka logs every refused connection while the broker is away; tenacity reports those.
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    quiet_probes()  # and none while Kafka is awaited at start-up
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from contracts import FailureKind, KafkaSettings, ModelChanged, dead_letter, encode
 from contracts.messages import utc_now
+from runtime.kafka import wait_for_kafka
 from workers import kafka
 from workers.batch import (
     Accepted,
@@ -80,6 +81,7 @@ class Worker:
         self._settled: dict[TopicPartition, int] = {}  # next offset, replies acknowledged
         self._last_commit = 0.0
         self.slot: ModelSlot | None = None
+        self._registry_waited = False  # said "waiting for MLflow": say when it answers
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -124,6 +126,12 @@ class Worker:
         )
         client_id = f"rs-worker-{s.worker_id}"
         stopping = self._stopping.is_set
+        topics = [s.kafka.requests_topic, s.kafka.predictions_topic, s.kafka.models_topic]
+        if not await wait_for_kafka(
+            s.kafka, topics=topics, group=s.group_id, log=log, give_up=stopping
+        ):
+            log.info("worker %s stopped", s.worker_id)
+            return
         self._producer = await kafka.connect(
             lambda: kafka.producer(s.kafka, client_id=client_id), what="producer", give_up=stopping
         )
@@ -233,11 +241,23 @@ class Worker:
         assert self.slot is not None
         s = self.settings
         try:
-            return await asyncio.to_thread(self.slot.source.serving, s.model_name, s.model_alias)
+            event = await asyncio.to_thread(self.slot.source.serving, s.model_name, s.model_alias)
         except Exception as exc:
-            level = logging.DEBUG if quiet else logging.WARNING
-            log.log(level, "registry unreachable (%s: %s)", type(exc).__name__, exc)
+            # At start-up MLflow may still be coming up (the stack starts in any order).
+            self._registry_waited = True
+            level = logging.DEBUG if quiet else logging.INFO
+            log.log(
+                level,
+                "waiting for MLflow at %s (%s: %.200s)",
+                s.mlflow_tracking_uri,
+                type(exc).__name__,
+                exc,
+            )
             return None
+        if self._registry_waited:
+            log.info("connected to MLflow at %s", s.mlflow_tracking_uri)
+            self._registry_waited = False
+        return event
 
     def _swapped(self, old: LoadedModel | None, new: LoadedModel) -> None:
         if old is not None:

@@ -1,8 +1,10 @@
 """``python -m deploy.local``: run the whole local stack under honcho until Ctrl-C.
 
 Kafka, PostgreSQL and MLflow start here unless their settings point at another host; the
-reviewstream services start beside them and wait for what they need. Everything persists
-in the state folder, so running it again reuses data, jars and registered models.
+reviewstream services start beside them and wait for what they need. On a first start with an
+empty registry, ``deploy.local.bootstrap`` trains and promotes the fast model, so the chat UI
+answers with nothing else typed. Everything persists in the state folder, so running it again
+reuses data, jars and registered models.
 """
 
 from __future__ import annotations
@@ -74,6 +76,9 @@ def up(
             f"  REST API:   {base}/v1 (OpenAPI: {base}/openapi.json)",
         ]
         processes |= {name: f"{sys.executable} -m {name}" for name in SERVICES}
+        if settings.bootstrap_model:
+            # A first start with an empty registry trains a model; later ones only check.
+            processes["bootstrap"] = f"{sys.executable} -m deploy.local.bootstrap"
     lines += [f"  state:      {settings.state_dir.resolve()}", "Ctrl-C stops everything."]
     typer.echo("\n".join(lines))
     env = dict(os.environ, PYTHONUNBUFFERED="1")

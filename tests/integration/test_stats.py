@@ -669,8 +669,8 @@ class _Postgres:
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        # To the launcher only: it turns SIGTERM into PostgreSQL's fast shutdown (SIGINT), which
-        # disconnects clients; a SIGTERM to PostgreSQL itself would wait for them.
+        # To the launcher only: it passes SIGTERM on (smart shutdown: clients may leave), then
+        # after 3 s SIGINT (fast shutdown), which disconnects the clients that stayed.
         self.process.send_signal(signal.SIGTERM)
         try:
             self.process.wait(timeout=60)

@@ -7,7 +7,7 @@ The integration tests use the real Kafka and PostgreSQL instead.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
@@ -17,6 +17,7 @@ from starlette.testclient import WebSocketTestSession
 
 from contracts import Feedback, Prediction, RequestFailed, ReviewRequest, Timings
 from gateway.app import create_app
+from gateway.deployment import Deployment, Deployments, ModelState
 from gateway.errors import KafkaUnavailable, StatsUnavailable
 from gateway.metrics import Metrics
 from gateway.schemas import (
@@ -138,14 +139,33 @@ class MemoryStats(Lifecycle):
         return self.stored.get(request_id)
 
 
-def memory_app(
-    **overrides: object,
-) -> tuple[Starlette, MemoryBus, MemoryStats]:
-    """The real app and core over the in-memory ports; settings default to open mode off."""
+DEPLOYED = Deployment(ModelState.DEPLOYED, "reviewstream-sentiment", "7")
+
+
+class MemoryModels(Lifecycle):
+    """The models topic as the test says: model 7 is deployed unless ``set`` says otherwise."""
+
+    def __init__(self, deployment: Deployment = DEPLOYED) -> None:
+        self.board = Deployments(deployment)
+
+    @property
+    def current(self) -> Deployment:
+        return self.board.current
+
+    def changes(self) -> AsyncIterator[Deployment]:
+        return self.board.changes()
+
+    def set(self, deployment: Deployment) -> None:
+        self.board.set(deployment)
+
+
+def memory_app(**overrides: object) -> tuple[Starlette, MemoryBus, MemoryStats]:
+    """The real app and core over the in-memory ports; settings default to open mode off.
+    The models feed (``app.state.runtime.models``) says model 7 is deployed."""
     stats = MemoryStats()
     defaults = {"instance_id": "gw-unit", "reply_timeout_s": 0.3, "stats_interval_s": 0.05}
     settings = Settings.model_validate({**defaults, **overrides})
-    app = create_app(settings, bus=MemoryBus, stats=stats)
+    app = create_app(settings, bus=MemoryBus, stats=stats, models=MemoryModels())
     bus = app.state.runtime.bus
     assert isinstance(bus, MemoryBus)
     return app, bus, stats

@@ -22,7 +22,13 @@ from gateway.app import create_app
 from gateway.auth import KeyRecord, Role, hash_key, new_key
 from gateway.keys import app as keys_cli
 from gateway.settings import Settings
-from tests.unit.gateway_memory import MemoryBus, MemoryStats, memory_app, receive_type
+from tests.unit.gateway_memory import (
+    MemoryBus,
+    MemoryModels,
+    MemoryStats,
+    memory_app,
+    receive_type,
+)
 
 PUBLIC = None
 # (method, path as requested, JSON body) -> the least role that may call it.
@@ -40,6 +46,7 @@ ROUTES: dict[tuple[str, str], Role | None] = {
     ("GET", "/v1/stats/windows"): Role.VIEWER,
     ("GET", "/v1/stats/recent"): Role.VIEWER,
     ("GET", "/v1/session"): Role.VIEWER,
+    ("GET", "/v1/model"): Role.VIEWER,
     ("GET", "/v1/admin/status"): Role.ADMIN,
     ("GET", "/v1/ws"): Role.VIEWER,  # the WebSocket handshake, tested below
 }
@@ -142,12 +149,12 @@ def test_websocket_viewer_sees_stats_but_may_not_classify(client: TestClient) ->
         assert ws.accepted_subprotocol == "reviewstream"  # never the key back
         hello = ws.receive_json()
         assert (hello["type"], hello["role"]) == ("hello", "viewer")
-        assert ws.receive_json()["type"] == "stats"
+        receive_type(ws, "stats")
         ws.send_json({"type": "classify", "id": "c1", "text": "Nice."})
-        refused = ws.receive_json()
-        assert (refused["type"], refused["id"], refused["status"]) == ("error", "c1", 403)
+        refused = receive_type(ws, "error")
+        assert (refused["id"], refused["status"]) == ("c1", 403)
         ws.send_json({"type": "feedback", "id": "f1", "request_id": "r", "label": 1})
-        assert ws.receive_json()["status"] == 403
+        assert receive_type(ws, "error")["status"] == 403
 
 
 @pytest.mark.parametrize("caller", ["client", "admin"])
@@ -185,7 +192,9 @@ def test_keys_cli_stores_only_the_hash_and_the_file_authenticates(tmp_path: Path
     refused = CliRunner().invoke(keys_cli, ["new", "--name", "x", "--role", "root"])
     assert refused.exit_code != 0
 
-    app = create_app(Settings(api_keys_file=file), bus=MemoryBus, stats=MemoryStats())
+    app = create_app(
+        Settings(api_keys_file=file), bus=MemoryBus, stats=MemoryStats(), models=MemoryModels()
+    )
     with TestClient(app) as test_client:
         assert test_client.get("/v1/session", headers={"X-API-Key": key}).json()["role"] == "client"
         assert test_client.get("/v1/session", headers={"X-API-Key": key + "x"}).status_code == 401
@@ -197,7 +206,7 @@ def test_keys_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RS_GATEWAY_API_KEYS", json.dumps([entry]))
     settings = Settings()
     assert settings.api_keys == [KeyRecord(name="ops", role=Role.ADMIN, sha256=hash_key(key))]
-    app = create_app(settings, bus=MemoryBus, stats=MemoryStats())
+    app = create_app(settings, bus=MemoryBus, stats=MemoryStats(), models=MemoryModels())
     with TestClient(app) as test_client:
         status = test_client.get("/v1/admin/status", headers={"Authorization": f"Bearer {key}"})
         assert status.status_code == 200
@@ -207,7 +216,9 @@ def test_keys_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_open_mode_is_off_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RS_GATEWAY_OPEN_MODE", raising=False)
     assert Settings().open_mode is False
-    app: Starlette = create_app(Settings(), bus=MemoryBus, stats=MemoryStats())
+    app: Starlette = create_app(
+        Settings(), bus=MemoryBus, stats=MemoryStats(), models=MemoryModels()
+    )
     with TestClient(app) as test_client:
         assert test_client.get("/v1/stats/summary").status_code == 401
 
