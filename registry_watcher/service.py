@@ -6,8 +6,7 @@ registry where the alias points and publishes a ModelChanged (keyed by model nam
 when that differs from the last event. A registry or broker that is away costs a poll, is
 logged and counted, and the next poll tries again: the watcher never exits for it.
 
-It shares the worker's health server and models-topic reader (``workers.http``,
-``workers.kafka``) rather than keeping second copies of them.
+The health server and the models-topic reader are every service's (``runtime``).
 """
 
 from __future__ import annotations
@@ -26,9 +25,8 @@ from contracts import ModelChanged, encode
 from registry_watcher.changes import change
 from registry_watcher.registry import MlflowRegistry, Registry
 from registry_watcher.settings import Settings
-from runtime.kafka import wait_for_kafka
-from workers import kafka
-from workers.http import HealthServer
+from runtime.health import HealthServer, Readiness
+from runtime.kafka import ModelEvents, connect, producer, wait_for_kafka
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +59,11 @@ class Watcher:
         self.settings = settings
         self.metrics = WatcherMetrics()
         self.health = HealthServer(
+            service=SERVICE,
             host=settings.host,
             port=settings.port,
             registry=self.metrics.registry,
             readiness=self.readiness,
-            service=SERVICE,
         )
         self._registry = registry
         self._stack = AsyncExitStack()
@@ -93,12 +91,13 @@ class Watcher:
             log.info("stopping")
             self._stopping.set()
 
-    def readiness(self) -> str | None:
+    async def readiness(self) -> Readiness:
+        checks = {"kafka": self._producer is not None, "registry": self._registry_error is None}
         if self._producer is None:
-            return "not connected to Kafka yet"
+            return Readiness(checks, "not connected to Kafka yet")
         if self._registry_error is not None:
-            return f"registry: {self._registry_error}"
-        return None
+            return Readiness(checks, f"registry: {self._registry_error}")
+        return Readiness(checks)
 
     async def run(self) -> None:
         s = self.settings
@@ -111,8 +110,8 @@ class Watcher:
         ):
             log.info("registry watcher stopped")
             return
-        events = await kafka.connect(
-            lambda: kafka.ModelEvents(s.kafka, client_id="rs-registry-watcher-catch-up"),
+        events = await connect(
+            lambda: ModelEvents(s.kafka, client_id="rs-registry-watcher-catch-up"),
             what=f"models topic {s.kafka.models_topic}",
             give_up=stopping,
         )
@@ -127,8 +126,8 @@ class Watcher:
         }
         for event in self.published.values():
             log.info("models topic: %s@%s is version %s", event.model_name, s.alias, event.version)
-        self._producer = await kafka.connect(
-            lambda: kafka.producer(s.kafka, client_id="rs-registry-watcher"),
+        self._producer = await connect(
+            lambda: producer(s.kafka, client_id="rs-registry-watcher"),
             what="producer",
             give_up=stopping,
         )

@@ -1,5 +1,9 @@
-"""Is Kafka ready for this service? The broker answers, its topics exist and have leaders, and
-(for a consumer group) the group coordinator is there.
+"""Kafka for every service: is it ready (:func:`wait_for_kafka`), starting a client with the one
+backoff (:func:`connect`), records as :class:`~runtime.records.Record`, and the compacted models
+topic as ModelChanged events (:class:`ModelEvents`, read by the workers and the watcher).
+
+Ready means: the broker answers, its topics exist and have leaders, and (for a consumer group)
+the group coordinator is there.
 
 A broker that has just started answers metadata requests before the local stack has created the
 topics, and a fresh one has no ``__consumer_offsets`` until the first coordinator lookup: a client
@@ -11,12 +15,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CoordinatorNotAvailableError, KafkaConnectionError, KafkaError
+from tenacity import AsyncRetrying, RetryCallState, before_sleep_log
 
+from contracts import DecodeError, ModelChanged, decode
 from contracts.topics import KafkaSettings
+from runtime.backoff import backoff
+from runtime.records import Record
 from runtime.startup import NotYet, Probe, wait_for
+
+log = logging.getLogger(__name__)
 
 RETRIABLE = (KafkaError, OSError, TimeoutError, NotYet)
 
@@ -72,3 +84,111 @@ async def wait_for_kafka(
         give_up=give_up,
         level=level,
     )
+
+
+class Startable(Protocol):
+    async def start(self) -> Any: ...
+
+    async def stop(self) -> Any: ...
+
+
+S = TypeVar("S", bound=Startable)
+
+
+async def connect(factory: Callable[[], S], *, what: str, give_up: Callable[[], bool]) -> S:
+    """Start a client, retrying with backoff while the broker is away (services start in any
+    order); ``give_up()`` ends the wait (a SIGTERM while waiting)."""
+
+    def stop(state: RetryCallState) -> bool:
+        return give_up()
+
+    async for attempt in AsyncRetrying(
+        stop=stop,
+        wait=backoff(),
+        before_sleep=before_sleep_log(log, logging.WARNING),
+        reraise=True,
+    ):
+        with attempt:
+            client = factory()
+            try:
+                await client.start()
+            except BaseException:
+                await client.stop()
+                raise
+            log.info("%s connected", what)
+            return client
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def producer(kafka: KafkaSettings, *, client_id: str, **options: Any) -> AIOKafkaProducer:
+    """Every send is acknowledged by all in-sync replicas before its future resolves (a
+    record counts as sent only once it is durable); ``options`` tune the rest."""
+    return AIOKafkaProducer(
+        bootstrap_servers=kafka.bootstrap_servers, client_id=client_id, acks="all", **options
+    )
+
+
+def to_record(message: Any) -> Record:
+    return Record(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+    )
+
+
+class ModelEvents:
+    """The compacted models topic: every partition, from the beginning, no consumer group."""
+
+    def __init__(self, kafka: KafkaSettings, *, client_id: str) -> None:
+        self.topic = kafka.models_topic
+        self._consumer = AIOKafkaConsumer(
+            self.topic,
+            bootstrap_servers=kafka.bootstrap_servers,
+            client_id=client_id,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+
+    async def start(self) -> None:
+        await self._consumer.start()  # without a group: assigned every partition
+        await self._consumer.seek_to_beginning()
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def catch_up(self, *, timeout_s: float = 30) -> dict[str, ModelChanged]:
+        """Read up to the end as it is now; the latest event per model name."""
+        partitions = list(self._consumer.assignment())
+        end = await self._consumer.end_offsets(partitions)
+        latest: dict[str, ModelChanged] = {}
+        for tp in partitions:
+            while await self._consumer.position(tp) < end[tp]:
+                for event in await self._fetch(timeout_s, tp):
+                    latest[event.model_name] = event
+        return latest
+
+    async def fetch(self, timeout_s: float) -> list[ModelChanged]:
+        """New events, in order, waiting at most ``timeout_s`` for the first."""
+        return await self._fetch(timeout_s)
+
+    async def _fetch(self, timeout_s: float, *partitions: Any) -> list[ModelChanged]:
+        batches = await self._consumer.getmany(*partitions, timeout_ms=int(timeout_s * 1000))
+        events = []
+        for messages in batches.values():
+            for message in messages:
+                if message.value is None:
+                    continue  # a tombstone: compaction's way to forget a model name
+                try:
+                    events.append(decode(message.value, ModelChanged))
+                except DecodeError as exc:
+                    log.error(
+                        "skipping undecodable record %s[%d]@%d on the models topic: %s",
+                        message.topic,
+                        message.partition,
+                        message.offset,
+                        exc.reason,
+                    )
+        return events

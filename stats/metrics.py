@@ -15,58 +15,60 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.records = Counter(
-            "stats_records",
+            "rs_stats_records",
             "Records processed, by kind (prediction, feedback) and outcome "
             "(stored, duplicate, dead_lettered, ignored: an error reply, nothing to store)",
             ["kind", "outcome"],
             registry=r,
         )
         self.labelled = Counter(
-            "stats_predictions_labelled",
+            "rs_stats_predictions_labelled",
             "Predictions whose true label was set or corrected (counted in accuracy)",
             registry=r,
         )
         self.dead_letters = Counter(
-            "stats_dead_letters",
+            "rs_stats_dead_letters",
             "Records sent to a dead-letter topic, by source topic and error type",
             ["topic", "error_type"],
             registry=r,
         )
         self.db_retries = Counter(
-            "stats_db_retries",
+            "rs_stats_db_retries",
             "Database writes retried after a transient failure (database away, deadlock)",
             ["kind"],
             registry=r,
         )
         self.db_up = Gauge(
-            "stats_db_up", "1 when the last database call succeeded, 0 while it fails", registry=r
+            "rs_stats_db_up",
+            "1 when the last database call succeeded, 0 while it fails",
+            registry=r,
         )
         self.batch_seconds = Histogram(
-            "stats_batch_seconds",
+            "rs_stats_batch_seconds",
             "Time to store one batch and acknowledge it, retries included",
             ["kind"],
             registry=r,
         )
         self.batch_records = Histogram(
-            "stats_batch_records",
+            "rs_stats_batch_records",
             "Records per batch",
             ["kind"],
             buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000),
             registry=r,
         )
         self.lag = Gauge(
-            "stats_consumer_lag",
+            "rs_stats_consumer_lag",
             "Records in the partition after the group's committed offset",
             ["topic", "partition"],
             registry=r,
         )
         self.purged = Counter(
-            "stats_unmatched_feedback_purged",
+            "rs_stats_unmatched_feedback_purged",
             "Feedback deleted after waiting longer than the retention for its prediction",
             registry=r,
         )
         self.throughput = Gauge(
-            "stats_throughput_records_per_second",
+            "rs_stats_throughput_records_per_second",
             f"Records processed per second over the last {throughput_window_s:g} s",
             registry=r,
         )

@@ -20,21 +20,11 @@ from contracts import (
     Timings,
     decode,
 )
+from runtime.records import Record
 
 Fetch = Callable[[float, int], Awaitable[list["Record"]]]
 """``fetch(timeout_s, max_records)``: records available within the timeout, maybe none."""
 Clock = Callable[[], float]
-
-
-@dataclass(frozen=True)
-class Record:
-    """What the worker needs of one consumed Kafka record."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
 
 
 @dataclass(frozen=True)
@@ -123,26 +113,25 @@ def predictions(
     return replies
 
 
-def failures(
-    rejected: Sequence[Rejected], *, worker_id: str, model_name: str, model_version: str
-) -> list[RequestFailed]:
-    """An error reply for each rejected request that could be decoded, so that its sender
-    hears at once instead of timing out; undecodable records have no one to answer."""
-    return [
-        RequestFailed(
-            request_id=r.request.request_id,
-            error=r.kind,
-            reason=r.reason[:2000],
-            worker_id=worker_id,
-            model_name=model_name,
-            model_version=model_version,
-            submitted_at=r.request.submitted_at,
-            source=r.request.source,
-            reply_to=r.request.reply_to,
-        )
-        for r in rejected
-        if r.request is not None
-    ]
+def failure(
+    rejected: Rejected, *, worker_id: str, model_name: str, model_version: str
+) -> RequestFailed | None:
+    """The error reply to a refused request that could be decoded, so that its sender hears at
+    once instead of timing out; an undecodable record has no one to answer (None)."""
+    r = rejected.request
+    if r is None:
+        return None
+    return RequestFailed(
+        request_id=r.request_id,
+        error=rejected.kind,
+        reason=rejected.reason[:2000],
+        worker_id=worker_id,
+        model_name=model_name,
+        model_version=model_version,
+        submitted_at=r.submitted_at,
+        source=r.source,
+        reply_to=r.reply_to,
+    )
 
 
 def next_offsets(records: Sequence[Record]) -> dict[tuple[str, int], int]:

@@ -17,8 +17,8 @@ from contracts import ChangeReason, KafkaSettings, ModelChanged
 from deploy.local.launcher import LocalStack, free_port
 from registry_watcher.service import Watcher
 from registry_watcher.settings import Settings
+from runtime.kafka import ModelEvents
 from tests.integration.serving import eventually, mlflow_client, register, unique
-from workers.kafka import ModelEvents
 
 
 class Relay:
@@ -136,14 +136,14 @@ async def test_watcher_survives_mlflow_down_and_announces_only_changes(
             timeout_s=30,
             what="failed polls",
         )
-        assert watcher.readiness() is not None
-        assert "registry" in (watcher.readiness() or "")
+        assert not (await watcher.readiness()).ready
+        assert "registry" in ((await watcher.readiness()).reason or "")
 
         await relay.open()  # MLflow is back: the current state is announced
         await eventually(
             events_are(kafka, [(v1, ChangeReason.PROMOTED)]), timeout_s=30, what="v1 announced"
         )
-        assert watcher.readiness() is None
+        assert (await watcher.readiness()).ready
 
         await relay.close()  # and away again, with connections cut
         errors = polls(watcher, "error")

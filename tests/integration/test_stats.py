@@ -364,11 +364,13 @@ async def test_exact_counts_with_feedback_before_and_after_and_a_replay_changes_
 
         samples = await processor.metrics()
         n, m = len(scenario.predictions), len(scenario.feedback)
-        assert metric(samples, "stats_records_total", kind="prediction", outcome="stored") == n
-        assert metric(samples, "stats_records_total", kind="prediction", outcome="duplicate") == n
-        assert metric(samples, "stats_records_total", kind="feedback", outcome="stored") == m
-        assert metric(samples, "stats_records_total", kind="feedback", outcome="duplicate") == m
-        assert metric(samples, "stats_db_up") == 1
+        assert metric(samples, "rs_stats_records_total", kind="prediction", outcome="stored") == n
+        assert (
+            metric(samples, "rs_stats_records_total", kind="prediction", outcome="duplicate") == n
+        )
+        assert metric(samples, "rs_stats_records_total", kind="feedback", outcome="stored") == m
+        assert metric(samples, "rs_stats_records_total", kind="feedback", outcome="duplicate") == m
+        assert metric(samples, "rs_stats_db_up") == 1
         assert (await processor.get("/healthz")).status_code == 200
 
         # Faust created no topic of its own (no changelogs, no leader topic, no declarations).
@@ -418,8 +420,8 @@ async def test_killed_mid_stream_and_restarted_counts_exactly(
         )
         await assert_exact(database_url, scenario, waiting=4)
         samples = await second.metrics()
-        replayed = metric(samples, "stats_records_total", kind="prediction", outcome="duplicate")
-        replayed += metric(samples, "stats_records_total", kind="feedback", outcome="duplicate")
+        replayed = metric(samples, "rs_stats_records_total", kind="prediction", outcome="duplicate")
+        replayed += metric(samples, "rs_stats_records_total", kind="feedback", outcome="duplicate")
         assert replayed > 0  # the replay happened, and changed nothing
 
 
@@ -469,7 +471,7 @@ async def test_database_outage_loses_nothing_and_counts_nothing_twice(
             async def retrying_and_not_ready() -> bool:
                 samples = await processor.metrics()
                 retries = sum(
-                    v for (name, _), v in samples.items() if name == "stats_db_retries_total"
+                    v for (name, _), v in samples.items() if name == "rs_stats_db_retries_total"
                 )
                 ready = (await processor.get("/readyz")).status_code
                 return retries > 0 and ready == 503
@@ -478,7 +480,7 @@ async def test_database_outage_loses_nothing_and_counts_nothing_twice(
                 retrying_and_not_ready, timeout_s=60, what="retrying while PostgreSQL is down"
             )
             assert processor.alive()
-            assert metric(await processor.metrics(), "stats_db_up") == 0
+            assert metric(await processor.metrics(), "rs_stats_db_up") == 0
 
             await postgres.start()
             await wait_for(
@@ -577,7 +579,7 @@ async def test_malformed_records_go_to_the_dead_letter_topics_with_the_reason(
     assert by_key["g"].topic == kafka.feedback_topic
 
     assert await count(database_url, "SELECT count(*) FROM predictions") == 3  # v1 among them
-    assert metric(samples, "stats_records_total", kind="prediction", outcome="ignored") == 1
+    assert metric(samples, "rs_stats_records_total", kind="prediction", outcome="ignored") == 1
     sent_with_label = sum(p.user_label is not None for p in good)
     assert await count(database_url, "SELECT count(*) FROM feedback") == 1 + sent_with_label
     assert (
@@ -587,7 +589,7 @@ async def test_malformed_records_go_to_the_dead_letter_topics_with_the_reason(
     assert (
         metric(
             samples,
-            "stats_dead_letters_total",
+            "rs_stats_dead_letters_total",
             topic=kafka.predictions_topic,
             error_type="DecodeError",
         )
@@ -596,7 +598,7 @@ async def test_malformed_records_go_to_the_dead_letter_topics_with_the_reason(
     assert (
         metric(
             samples,
-            "stats_dead_letters_total",
+            "rs_stats_dead_letters_total",
             topic=kafka.feedback_topic,
             error_type="RecordRejected",
         )

@@ -240,10 +240,12 @@ async def test_malformed_records_go_to_the_dlq_and_the_rest_in_one_write() -> No
     assert {letter.error_type for letter in letters} == {"DecodeError"}
     assert {letter.service for letter in letters} == {"stats"}
     assert (
-        sample(metrics, "stats_dead_letters_total", topic="t.predictions", error_type="DecodeError")
+        sample(
+            metrics, "rs_stats_dead_letters_total", topic="t.predictions", error_type="DecodeError"
+        )
         == 3
     )
-    assert sample(metrics, "stats_records_total", kind="prediction", outcome="stored") == 2
+    assert sample(metrics, "rs_stats_records_total", kind="prediction", outcome="stored") == 2
 
 
 async def test_a_database_outage_is_retried_until_the_write_succeeds() -> None:
@@ -254,8 +256,8 @@ async def test_a_database_outage_is_retried_until_the_write_succeeds() -> None:
     assert store.writes == [["a"]]
     assert outcome.stored == 1
     assert not sink.letters
-    assert sample(metrics, "stats_db_retries_total", kind="prediction") == 3
-    assert sample(metrics, "stats_db_up") == 1
+    assert sample(metrics, "rs_stats_db_retries_total", kind="prediction") == 3
+    assert sample(metrics, "rs_stats_db_up") == 1
 
 
 async def test_a_record_the_database_refuses_goes_alone_to_the_dlq() -> None:
@@ -291,7 +293,7 @@ def test_throughput_counts_recent_records_only() -> None:
     metrics = Metrics(throughput_window_s=10.0)
     metrics.processed(50)
     metrics.processed(30)
-    assert sample(metrics, "stats_throughput_records_per_second") == pytest.approx(8.0)
+    assert sample(metrics, "rs_stats_throughput_records_per_second") == pytest.approx(8.0)
 
 
 def test_a_correction_moves_only_correct_and_a_first_label_counts_once() -> None:

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from contracts import FailureKind, Prediction, ReviewRequest, Source, encode
-from workers.batch import Accepted, Record, collect, failures, next_offsets, predictions, triage
+from runtime.records import Record
+from workers.batch import Accepted, collect, failure, next_offsets, predictions, triage
 
 
 def record(value: bytes | None, offset: int = 0, partition: int = 0) -> Record:
@@ -46,7 +47,11 @@ def test_triage_keeps_good_requests_and_says_why_the_others_are_refused() -> Non
     assert types[3] == "InvalidRequest"
 
     # The decoded ones are answered at once with an error reply; the others have no sender.
-    replies = failures(rejected, worker_id="w-1", model_name="m", model_version="7")
+    replies = [
+        f
+        for r in rejected
+        if (f := failure(r, worker_id="w-1", model_name="m", model_version="7")) is not None
+    ]
     too_long = next(r for r in rejected if r.record.offset == 4)
     assert too_long.request is not None
     assert [f.request_id for f in replies] == [

@@ -1,39 +1,71 @@
-"""``/healthz``, ``/readyz`` and ``/metrics`` over HTTP (aiohttp), for any service without a
-web framework of its own (the workers and the registry watcher).
+"""The one ``/healthz``, ``/readyz`` and ``/metrics`` of every service, with one body.
 
-- ``/healthz``: 200 while the process's event loop answers.
-- ``/readyz``: 200 when ``readiness()`` returns None, else 503 with the reason it returned.
-- ``/metrics``: the Prometheus text format of the service's own registry.
+- ``/healthz``: 200 ``{"service": ..., "status": "alive"}`` while the event loop answers.
+- ``/readyz``: 200 when every check holds, else 503; the body is always
+  ``{"service": ..., "ready": bool, "checks": {"kafka": true, ...}, "reason": ...}``,
+  ``reason`` saying for a person what is missing (absent when ready).
+- ``/metrics``: the Prometheus text format of the service's registry (``runtime.metrics``).
+
+:class:`HealthServer` serves them over aiohttp for the services without a web framework of
+their own; the gateway serves the same bodies from its Starlette app.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 log = logging.getLogger(__name__)
 
-Readiness = Callable[[], str | None]
+
+@dataclass(frozen=True)
+class Readiness:
+    checks: Mapping[str, bool] = field(default_factory=dict)
+    reason: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return all(self.checks.values())
+
+    def body(self, service: str) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "service": service,
+            "ready": self.ready,
+            "checks": dict(self.checks),
+        }
+        if not self.ready:
+            missing = [name for name, ok in self.checks.items() if not ok]
+            body["reason"] = self.reason or f"not ready: {', '.join(missing)}"
+        return body
+
+
+def alive_body(service: str) -> dict[str, str]:
+    return {"service": service, "status": "alive"}
+
+
+ReadinessCheck = Callable[[], Awaitable[Readiness]]
 
 
 class HealthServer:
     def __init__(
         self,
         *,
+        service: str,
         host: str,
         port: int,
         registry: CollectorRegistry,
-        readiness: Readiness,
-        service: str,
+        readiness: ReadinessCheck,
     ) -> None:
+        self.service = service
         self.host = host
         self.port = port
         self.registry = registry
         self.readiness = readiness
-        self.service = service
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> int:
@@ -61,14 +93,12 @@ class HealthServer:
             await runner.cleanup()
 
     async def _healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "alive", "service": self.service})
+        return web.json_response(alive_body(self.service))
 
     async def _readyz(self, request: web.Request) -> web.Response:
-        reason = self.readiness()
-        if reason is None:
-            return web.json_response({"ready": True, "service": self.service})
+        readiness = await self.readiness()
         return web.json_response(
-            {"ready": False, "service": self.service, "reason": reason}, status=503
+            readiness.body(self.service), status=200 if readiness.ready else 503
         )
 
     async def _metrics(self, request: web.Request) -> web.Response:

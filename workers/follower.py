@@ -1,0 +1,109 @@
+"""Following the serving model: the compacted models topic first, the registry when it is silent.
+
+:class:`ModelFollower` hands every ModelChanged for this worker's model to the
+:class:`~workers.models.ModelSlot` (which loads, checks and swaps it in between batches).
+Until a model is in service, :meth:`ModelFollower.wait_for_model` also asks the registry where
+the alias points, every ``registry_poll_interval_s``: a worker started before any event, or
+after the topic was compacted away, still finds its model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiokafka.errors import KafkaError
+
+from contracts import ModelChanged
+from runtime.kafka import ModelEvents
+from workers.metrics import WorkerMetrics
+from workers.models import ModelSlot
+from workers.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class ModelFollower:
+    def __init__(self, slot: ModelSlot, settings: Settings, metrics: WorkerMetrics) -> None:
+        self.slot = slot
+        self._settings = settings
+        self._metrics = metrics
+        self._caught_up = asyncio.Event()
+        self._registry_waited = False  # said "waiting for MLflow": say when it answers
+
+    async def follow(self, events: ModelEvents) -> None:
+        """Read the topic to its end (the current event), then every new event, forever."""
+        latest = await events.catch_up()
+        event = latest.get(self._settings.model_name)
+        if event is not None and self.slot.concerns(event):
+            log.info("models topic names version %s", event.version)
+            await self.slot.offer(event)
+        self._caught_up.set()  # only now may the registry be asked (if nothing loaded)
+        while True:
+            try:
+                batch = await events.fetch(timeout_s=1.0)
+            except KafkaError as exc:
+                self._metrics.errors.labels(kind="models_topic").inc()
+                log.warning("models topic: %s; retrying", exc)
+                await asyncio.sleep(1)
+                continue
+            mine = [e for e in batch if self.slot.concerns(e)]
+            if mine:  # only the newest matters; older ones in the same fetch are superseded
+                await self.slot.offer(mine[-1])
+
+    async def wait_for_model(self, stopping: asyncio.Event) -> bool:
+        """Until a model is in service (True) or ``stopping`` is set (False)."""
+        s = self._settings
+        await first(self._caught_up.wait(), stopping.wait())
+        tried: set[tuple[str, str]] = set()
+        said = False  # say it once, not every poll
+        while not stopping.is_set() and self.slot.current is None:
+            event = await self._ask_registry(quiet=said)
+            if event is not None and (event.version, event.sha256) not in tried:
+                tried.add((event.version, event.sha256))
+                await self.slot.offer(event, only_if_empty=True)
+            if self.slot.current is None:
+                log.log(
+                    logging.DEBUG if said else logging.INFO,
+                    "not ready: no model for %s@%s yet; waiting for the models topic and asking"
+                    " the registry every %.0fs",
+                    s.model_name,
+                    s.model_alias,
+                    s.registry_poll_interval_s,
+                )
+                said = True
+                await first(
+                    self.slot.ready.wait(), stopping.wait(), limit_s=s.registry_poll_interval_s
+                )
+        return self.slot.current is not None and not stopping.is_set()
+
+    async def _ask_registry(self, *, quiet: bool) -> ModelChanged | None:
+        s = self._settings
+        try:
+            event = await asyncio.to_thread(self.slot.source.serving, s.model_name, s.model_alias)
+        except Exception as exc:
+            # At start-up MLflow may still be coming up (the stack starts in any order).
+            self._registry_waited = True
+            log.log(
+                logging.DEBUG if quiet else logging.INFO,
+                "waiting for MLflow at %s (%s: %.200s)",
+                s.mlflow_tracking_uri,
+                type(exc).__name__,
+                exc,
+            )
+            return None
+        if self._registry_waited:
+            log.info("connected to MLflow at %s", s.mlflow_tracking_uri)
+            self._registry_waited = False
+        return event
+
+
+async def first(*waits: Any, limit_s: float | None = None) -> None:
+    """Return when the first of the awaitables finishes (or the timeout passes)."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, timeout=limit_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
