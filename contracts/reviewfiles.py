@@ -19,6 +19,9 @@ numbered from 1 and placed by the line it starts on.
   its line, or is skipped and counted; stars relabel rows by a :class:`LabelRule`; a file that
   is not UTF-8 cannot be used.
 
+Each family words its bad rows as its users print them ("expected 4 fields, got 2" in a
+producer's report, "found 2" in ``python -m training check-data``); the reading is the same.
+
 Errors::
 
     ReviewFileError        the file as a whole cannot be used (missing, damaged, wrong shape)
