@@ -29,12 +29,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts import Feedback, KafkaSettings, Prediction, Source, Timings, encode
 from deploy.local.launcher import LocalStack
+from deploy.local.processes import StatsProcess
 from deploy.topics import ensure_topics
 from stats.aggregates import PredictionRow
 from stats.db import PostgresStatsStore, create_pool
 from stats.migrate import migrate
 from stats.settings import DatabaseSettings
-from tests.statsprocess import StatsProcess
 
 app = typer.Typer(add_completion=False)
 

@@ -23,12 +23,12 @@ from torch import nn
 
 from export import gates as gate
 from export.behaviour import SuiteResult, run_suite
+from export.evaluation import Metrics, evaluate
 from export.onnx import export_onnx, torch_probabilities
 from export.registry import AliasMove, promote, record_gates
 from export.settings import Settings
 from inference import Bundle, BundleError, OnnxPredictor, Preprocessor, write_bundle
 from inference.registry import download_bundle, register_bundle, serving_version
-from training.metrics import Metrics, evaluate
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from contracts import Prediction, ReviewRequest, Source
+from contracts.reviewfiles import ReviewFile, Row
+from producers import readers
 from producers.output import OutputFormat, PredictionWriter, answered_ids
 from producers.pacing import Pacer
-from producers.readers import OnBadRow, ReviewFile, Row, file_digest
+from producers.readers import OnBadRow
 from producers.report import Report
 from producers.settings import Settings
 from producers.traffic import Traffic
@@ -49,10 +51,10 @@ async def run_bulk(
     stop = stop or asyncio.Event()
     started = time.monotonic()
     report = Report(command="bulk")
-    scan = source.scan()
+    scan = readers.scan(source)
     report.rows, report.bad_rows, report.bad = scan.rows, scan.bad_count, scan.bad
     scan.enforce(options.on_bad_row, source.title)
-    identity = options.run_id or file_digest(source.path)[:16]
+    identity = options.run_id or readers.digest(source.path)[:16]
     wait = options.wait or options.output is not None
     done: set[str] = set()
     if options.output is not None:
@@ -85,7 +87,7 @@ async def run_bulk(
         traffic = Traffic[Row](settings, report, wait=wait, on_answer=answered, on_done=bar.update)
         async with traffic:
             pacer = Pacer(options.rate)
-            for row in source.rows():
+            for row in readers.rows(source):
                 rid = request_id(identity, row)
                 if rid in done:
                     report.skipped += 1

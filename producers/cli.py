@@ -26,11 +26,12 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from contracts.reviewfiles import InputFormat, ReviewFile
 from producers.bulk import BulkOptions, run_bulk
 from producers.errors import ProducerError
 from producers.kafka import TopicRange, describe
 from producers.output import OutputFormat
-from producers.readers import InputFormat, OnBadRow, ReviewFile
+from producers.readers import OnBadRow
 from producers.replay import ReplayOptions, replay_file, replay_topic
 from producers.report import Report
 from producers.settings import Settings

@@ -18,8 +18,8 @@ from types import TracebackType
 from typing import IO, Any
 
 from contracts import Prediction
+from contracts.reviewfiles import Row
 from producers.errors import InputError
-from producers.readers import Row
 
 log = logging.getLogger(__name__)
 

@@ -24,10 +24,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from tqdm import tqdm
 
 from contracts import DecodeError, Feedback, Prediction, ReviewRequest, Source, decode
-from producers import kafka
+from contracts.reviewfiles import BadRow, ReviewFile, Row
+from producers import kafka, readers
 from producers.errors import InputError
 from producers.pacing import Pacer, sleep_unless
-from producers.readers import BadRow, OnBadRow, ReviewFile, Row
+from producers.readers import OnBadRow
 from producers.report import Report
 from producers.settings import Settings
 from producers.traffic import Traffic
@@ -58,16 +59,16 @@ async def replay_file(
     stop: asyncio.Event | None = None,
 ) -> Report:
     report = Report(command="replay")
-    scan = source.scan(limit=None if options.shuffle else options.limit)
+    scan = readers.scan(source, limit=None if options.shuffle else options.limit)
     report.bad_rows, report.bad = scan.bad_count, scan.bad
     scan.enforce(options.on_bad_row, source.title)
     rows: Iterable[Row]
     if options.shuffle:
-        everything = list(source.rows())
+        everything = list(readers.rows(source))
         random.Random(options.seed).shuffle(everything)  # noqa: S311 - sampling, not secrets
         rows = everything[: options.limit]
     else:
-        rows = islice(source.rows(), options.limit)
+        rows = islice(readers.rows(source), options.limit)
     report.rows = scan.rows if options.limit is None else min(scan.rows, options.limit)
     return await _replay(settings, report, _async(rows), report.rows, options, stop, False)
 

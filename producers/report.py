@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from producers.readers import BadRow
+from contracts.reviewfiles import BadRow
 
 
 @dataclass

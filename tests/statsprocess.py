@@ -1,17 +1,12 @@
-"""Drive the real stats processor (``python -m stats``) as a child process, for tests and
-benchmarks: its own port and consumer group, its log in a file, kills that are real kills.
+"""The real stats processor (``python -m stats``) as a child, with what the tests ask of it.
+
+The child itself is ``deploy.local.processes.StatsProcess`` (the benchmarks run it too); here it
+gains HTTP and Prometheus reads, and the Kafka offsets that say the processor has caught up.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Awaitable, Callable, Iterable
-from pathlib import Path
+from collections.abc import Iterable
 
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -20,106 +15,18 @@ from aiokafka.errors import GroupCoordinatorNotAvailableError
 from prometheus_client.parser import text_string_to_metric_families
 
 from contracts.topics import KafkaSettings
-from deploy.local.launcher import ROOT, free_port
+from deploy.local import processes
+from deploy.local.processes import kafka_env, wait_for
+
+__all__ = ["StatsProcess", "caught_up", "committed_offsets", "kafka_env", "wait_for"]
 
 
-def kafka_env(settings: KafkaSettings) -> dict[str, str]:
-    """The RS_KAFKA_* variables that make a child process see ``settings``."""
-    return {f"RS_KAFKA_{name.upper()}": str(value) for name, value in settings.model_dump().items()}
-
-
-async def wait_for(
-    condition: Callable[[], Awaitable[bool]], *, timeout_s: float, what: str, every_s: float = 0.2
-) -> None:
-    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not true after {timeout_s:.0f}s: {what}")
-        await asyncio.sleep(every_s)
-
-
-class StatsProcess:
-    """One ``python -m stats`` child. Use as ``async with``: it is always killed at the end."""
-
-    def __init__(
-        self,
-        *,
-        kafka: KafkaSettings,
-        database_url: str,
-        group_id: str,
-        log_path: Path,
-        extra_env: dict[str, str] | None = None,
-    ) -> None:
-        self.port = free_port()
-        self.group_id = group_id
-        self.log_path = log_path
-        self.env = {
-            **os.environ,
-            **kafka_env(kafka),
-            "DATABASE_URL": database_url,
-            "RS_STATS_HOST": "127.0.0.1",
-            "RS_STATS_PORT": str(self.port),
-            "RS_STATS_GROUP_ID": group_id,
-            "RS_STATS_DATA_DIR": str(log_path.parent / f"{log_path.stem}-data"),
-            "PYTHONUNBUFFERED": "1",
-            **(extra_env or {}),
-        }
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def __aenter__(self) -> StatsProcess:
-        self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.kill()
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "stats"],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def kill(self) -> None:
-        """SIGKILL: no drain, no last commit, exactly what a crash leaves behind."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=30)
-
-    def terminate(self, timeout_s: float = 60) -> int:
-        """SIGTERM, and the exit code once it has drained and stopped."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=timeout_s)
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+class StatsProcess(processes.StatsProcess):
+    """The processor, with its HTTP endpoints read through httpx."""
 
     async def get(self, path: str) -> httpx.Response:
         async with httpx.AsyncClient(timeout=5) as client:
             return await client.get(f"{self.url}{path}")
-
-    async def wait_ready(self, timeout_s: float = 90) -> None:
-        async def ready() -> bool:
-            if not self.alive():
-                raise RuntimeError(f"the processor exited early:\n{self.log()[-4000:]}")
-            try:
-                return (await self.get("/readyz")).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        await wait_for(ready, timeout_s=timeout_s, what="the processor answers /readyz")
 
     async def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         """Every sample of /metrics, keyed by (name, sorted labels)."""

@@ -18,11 +18,12 @@ import mlflow
 import numpy as np
 from mlflow import MlflowClient
 
+from contracts.reviewfiles import LoadReport
+from export.evaluation import Metrics, evaluate
 from export.registry import who
 from export.release import Candidate, HeldOut, Release, release
-from training.data import Examples, LoadReport, load, sample, split_validation
+from training.data import Examples, load, sample, split_validation
 from training.families import Family, family_for
-from training.metrics import Metrics, evaluate
 from training.settings import ROOT, Settings
 from training.tracking import code_version, flat_params, log_examples, log_load_report
 from training.trainer import EpochResult, fit, resolve_device

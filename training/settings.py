@@ -12,11 +12,11 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contracts.reviewfiles import DatasetFormat, LabelRule, shared_data
 from export.settings import Settings as ExportSettings
-from training.data import Format, LabelRule
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_YELP = ROOT.parent / "shared" / "data" / "yelp"
+SHARED_YELP = shared_data("yelp")
 
 FamilyName = Literal["fast", "accurate"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     family: FamilyName = "fast"
     train_path: Path = Field(SHARED_YELP / "train.csv.gz", description="training reviews")
     test_path: Path = Field(SHARED_YELP / "test.csv.gz", description="held out, figures only")
-    data_format: Format = Field("auto", description="auto | reviewstream | yelp_polarity")
+    data_format: DatasetFormat = Field("auto", description="auto | reviewstream | yelp_polarity")
     positive_min_stars: float = Field(3.0, description="stars at or above this are positive")
     drop_three_star: bool = Field(False, description="leave 3-star reviews out")
     skip_malformed: bool = Field(False, description="skip and count bad rows instead of failing")

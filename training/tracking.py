@@ -15,7 +15,8 @@ from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.types import ColSpec, DataType, Schema
 
-from training.data import Examples, LoadReport
+from contracts.reviewfiles import LoadReport
+from training.data import Examples
 
 # MLflow keeps a dataset digest of at most 36 characters; the full sha256 goes in a tag.
 DIGEST_CHARS = 32

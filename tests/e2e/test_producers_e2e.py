@@ -31,17 +31,17 @@ from aiokafka import AIOKafkaProducer
 from mlflow import MlflowClient
 
 from contracts import Feedback, KafkaSettings, ReviewRequest, Source, decode, encode
+from contracts.reviewfiles import ReviewFile, shared_data
 from deploy.local.launcher import ROOT, LocalStack, free_port
 from inference import Bundle, OnnxPredictor
 from inference.registry import register_bundle
 from inference.synthetic import make_fast_bundle
-from producers.readers import ReviewFile
 from stats import queries
 from tests.reviewfiles import labelled_rows, write_labelled_csv_gz
 from tests.statsprocess import StatsProcess, wait_for
 from tests.topicdump import dump_topic
 
-SHARED_TEST = ROOT.parent / "shared/data/yelp/test.csv.gz"
+SHARED_TEST = shared_data("yelp/test.csv.gz")
 
 
 @dataclass

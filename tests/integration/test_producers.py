@@ -27,12 +27,12 @@ from contracts import (
     decode,
     encode,
 )
+from contracts.reviewfiles import ReviewFile, Row, file_digest
 from deploy.local.launcher import ROOT
 from producers.bulk import BulkOptions, run_bulk
 from producers.errors import KafkaUnavailable
 from producers.kafka import TopicRange
 from producers.output import PredictionWriter
-from producers.readers import ReviewFile, Row, file_digest
 from producers.replay import ReplayOptions, replay_file, replay_topic
 from producers.settings import Settings
 from tests.reviewfiles import labelled_rows, write_labelled_csv_gz

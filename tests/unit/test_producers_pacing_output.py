@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from contracts import Prediction, Source, Timings
+from contracts.reviewfiles import Row
 from producers.output import OutputFormat, PredictionWriter, answered_ids
 from producers.pacing import Pacer, sleep_unless
-from producers.readers import Row
 from producers.report import Report
 
 

@@ -9,13 +9,13 @@ import onnx
 import pytest
 import torch
 
+from export.evaluation import evaluate
 from export.onnx import torch_probabilities
 from export.release import Candidate, build_bundle
 from export.settings import Settings as ExportSettings
 from inference import HashedNgrams, OnnxPredictor, WordPiece
 from training.data import load, split_validation
 from training.families import FastFamily, minilm_dir
-from training.metrics import evaluate
 from training.models import MiniLMClassifier
 from training.settings import ROOT, FastSettings
 from training.trainer import Fitted, fit, predict

@@ -1,4 +1,8 @@
-"""Classification figures from labels and positive-class probabilities."""
+"""Classification figures from labels and positive-class probabilities.
+
+The release scores a candidate with them (test figures, the accuracy and vs-production gates),
+so they live in ``export``; training imports them from here for its validation figures.
+"""
 
 from __future__ import annotations
 
