@@ -35,6 +35,7 @@ from contracts import (
     decode_reply,
     encode,
 )
+from runtime.records import Record
 from stats.aggregates import FeedbackRow, PredictionRow
 from stats.metrics import Metrics
 from stats.store import RecordRejected, StatsStore, StoreUnavailable, WriteResult
@@ -46,17 +47,6 @@ Row = TypeVar("Row", PredictionRow, FeedbackRow)
 T = TypeVar("T")
 
 SERVICE_NAME = "stats"
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One Kafka record, bytes untouched."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
 
 
 class DeadLetterSink(Protocol):

@@ -23,7 +23,8 @@ from faust.exceptions import ProducerSendError
 
 from contracts.topics import KafkaSettings
 from runtime.kafka import wait_for_kafka
-from stats.batches import DeadLetterUnavailable, Record
+from runtime.records import Record
+from stats.batches import DeadLetterUnavailable
 from stats.metrics import Metrics
 from stats.settings import Settings
 
@@ -66,22 +67,10 @@ def make_app(settings: Settings) -> faust.App:
         # Stopping commits what was acknowledged; it never waits for records still in buffers.
         stream_wait_empty=False,
         producer_acks=-1,  # dead letters are acknowledged by all in-sync replicas
-        # The web server serves /healthz, /readyz and /metrics (stats.http) and nothing else.
-        web_enabled=True,
-        web_bind=settings.host,
-        web_host=settings.host,
-        web_port=settings.port,
-        web_router_enabled=False,
-        web_tables_enabled=False,
-        web_graph_enabled=False,
-        web_stats_enabled=False,
-        web_metrics_enabled=False,
+        # /healthz, /readyz and /metrics are every service's (runtime.health), not faust's.
+        web_enabled=False,
         datadir=str(settings.data_dir),
     )
-    # faust adds its Monitor sensor in app.start(), but our web server starts earlier; a request
-    # that spans app.start() would then end with no state for the Monitor (a KeyError and a 500).
-    # Registered now, the sensor set never changes while requests are served (adding is idempotent).
-    app.sensors.add(app.monitor)
     return app
 
 

@@ -28,10 +28,11 @@ from tenacity import (
     wait_exponential,
 )
 
+from runtime.health import HealthServer, Readiness
+from runtime.records import Record
 from runtime.startup import wait_for
-from stats.batches import BatchOutcome, BatchProcessor, Kind, Record
+from stats.batches import BatchOutcome, BatchProcessor, Kind
 from stats.db import PostgresStatsStore, create_pool
-from stats.http import add_pages
 from stats.kafka import (
     FaustDeadLetterSink,
     LagMonitor,
@@ -79,7 +80,13 @@ class StatsService:
         self.app.agent(source_topic(self.app, kafka.feedback_topic), name="stats.feedback")(
             self._consume_feedback
         )
-        add_pages(self.app, self.metrics, self._readiness)
+        self.health = HealthServer(
+            service="stats",
+            host=settings.host,
+            port=settings.port,
+            registry=self.metrics.registry,
+            readiness=self.readiness,
+        )
 
     async def __aenter__(self) -> Self:
         s = self._settings
@@ -121,30 +128,27 @@ class StatsService:
         """
         s = self._settings
         try:
-            # faust's web server first, so that /healthz answers while Kafka is awaited.
-            await self.app.web.start()
+            # The health server first, so that /healthz answers while Kafka is awaited.
+            await self.health.start()
         except OSError as exc:
-            await self.app.web.stop()
             raise ProcessorFailed(
                 f"cannot serve /healthz, /readyz, /metrics on {s.host}:{s.port}"
                 f" (RS_STATS_HOST, RS_STATS_PORT): {exc}"
             ) from exc
+        self._stack.push_async_callback(self.health.stop)
         if not await self._unless_stopped(wait_for_broker(s)):
-            await self.app.web.stop()
             return
         try:
-            await self.app.start()  # the web server is already running: faust leaves it be
+            await self.app.start()
         except Exception:
             await self.app.stop()
             raise
         self._running = True
         log.info(
-            "consuming %s and %s as group %s; http on %s:%d",
+            "consuming %s and %s as group %s",
             s.kafka.predictions_topic,
             s.kafka.feedback_topic,
             s.group_id,
-            s.host,
-            s.port,
         )
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -298,7 +302,7 @@ class StatsService:
         except Exception as exc:  # the lag is informative: never let it stop the processor
             log.warning("lag not updated: %r", exc)
 
-    async def _readiness(self) -> dict[str, bool]:
+    async def readiness(self) -> Readiness:
         assert self._store is not None
         database = True
         try:
@@ -311,7 +315,7 @@ class StatsService:
             self.app, self._settings.kafka.predictions_topic, self._settings.kafka.feedback_topic
         )
         database = database and self._database_ready.is_set()  # reachable *and* migrated
-        return {"database": database, "kafka": kafka, "topics": topics}
+        return Readiness({"database": database, "kafka": kafka, "topics": topics})
 
 
 async def _close_pool(pool: Any) -> None:

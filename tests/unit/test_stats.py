@@ -6,11 +6,11 @@ import base64
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
 from contracts import DeadLetter, Feedback, Prediction, Source, Timings, decode, encode
+from runtime.records import Record
 from stats.aggregates import (
     Deltas,
     FeedbackRow,
@@ -20,8 +20,7 @@ from stats.aggregates import (
     first_by,
     latest_labels,
 )
-from stats.batches import BatchProcessor, DeadLetterUnavailable, Record
-from stats.kafka import make_app
+from stats.batches import BatchProcessor, DeadLetterUnavailable
 from stats.metrics import Metrics
 from stats.schema import LATENCY_BUCKETS_MS, latency_bucket, latency_quantile
 from stats.settings import Settings
@@ -144,18 +143,6 @@ def test_settings_have_the_agreed_prefix_and_port(monkeypatch: pytest.MonkeyPatc
         7,
         "p.topic",
     )
-
-
-async def test_a_web_request_that_spans_app_start_ends_cleanly(tmp_path: Path) -> None:
-    # Our web server answers before app.start(), which is where faust registers its Monitor sensor.
-    # A request begun before and ended after must still find a start state for every sensor.
-    app = make_app(Settings(data_dir=tmp_path / "faust"))
-    state = app.sensors.on_web_request_start(app, request=None)  # type: ignore[arg-type]
-    list(app.on_init_dependencies())  # what app.start() does first: add the Monitor sensor
-    try:
-        app.sensors.on_web_request_end(app, None, None, state)  # type: ignore[arg-type]
-    finally:
-        app.consumer._thread.thread_loop.close()  # type: ignore[attr-defined]  # never started
 
 
 # -- batches against fakes at the ports ---------------------------------------------------------
