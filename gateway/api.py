@@ -16,12 +16,12 @@ from starlette.staticfiles import StaticFiles
 from contracts import Source
 from gateway.auth import Role
 from gateway.classifier import Idempotency
+from gateway.context import Context
 from gateway.decoding import read_json, read_query
 from gateway.idempotency import check_key
 from gateway.metrics import CONTENT_TYPE
 from gateway.openapi import openapi_document
 from gateway.routing import ApiMount, Guard, Operation, principal_of
-from gateway.runtime import Runtime
 from gateway.schemas import (
     AdminStatusOut,
     BatchIn,
@@ -42,6 +42,7 @@ from gateway.schemas import (
     WindowsQuery,
     dump,
 )
+from runtime.health import Readiness
 
 STATIC = Path(__file__).parent / "static"
 TITLE = "reviewstream gateway"
@@ -86,7 +87,7 @@ def idempotency(request: Request) -> Idempotency | None:
     return Idempotency(principal_of(request).name, check_key(key))
 
 
-def http_routes(rt: Runtime, guard: Guard) -> list[BaseRoute]:
+def http_routes(rt: Context, guard: Guard) -> list[BaseRoute]:
     s = rt.settings
     document: dict[str, Any] = {}
 
@@ -150,12 +151,16 @@ def http_routes(rt: Runtime, guard: Guard) -> list[BaseRoute]:
         return json(ModelOut.of(rt.models.current))
 
     async def healthz(request: Request) -> Response:
-        return json(HealthOut())
+        return json(HealthOut(service="gateway"))
 
     async def readyz(request: Request) -> Response:
         kafka, database = await asyncio.gather(rt.bus.check(), rt.stats.check())
-        ready = ReadyOut(ready=kafka and database, checks={"kafka": kafka, "database": database})
-        return json(ready, status=200 if ready.ready else 503)
+        died = rt.supervisor.failed
+        readiness = Readiness(
+            {"kafka": kafka, "database": database, "background_tasks": not died},
+            f"background tasks died: {', '.join(died)}" if died else None,
+        )
+        return JSONResponse(readiness.body("gateway"), status_code=200 if readiness.ready else 503)
 
     async def metrics(request: Request) -> Response:
         return Response(rt.metrics.render(), media_type=CONTENT_TYPE)

@@ -16,6 +16,7 @@ from gateway.auth import KeyRing, load_key_file
 from gateway.bus import RequestBus
 from gateway.chat import chat_endpoint
 from gateway.classifier import Classifier
+from gateway.context import Context
 from gateway.db import PostgresStats
 from gateway.deployment import ModelFeed
 from gateway.errors import EXCEPTION_HANDLERS
@@ -25,10 +26,10 @@ from gateway.metrics import Metrics
 from gateway.models_topic import ModelsTopic
 from gateway.replies import Replies
 from gateway.routing import ApiWebSocketRoute, Guard, Operation
-from gateway.runtime import Runtime
 from gateway.schemas import LiveStats, PredictionOut, WsClassify, WsFeedback, WsPing
 from gateway.settings import Settings
 from gateway.statistics import StatsFeed, StatsStore
+from runtime.tasks import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def load_keyring(settings: Settings) -> KeyRing:
     return KeyRing(records, open_mode=settings.open_mode)
 
 
-def kafka_bus(settings: Settings) -> BusFactory:
+def kafka_bus(settings: Settings, supervisor: Supervisor) -> BusFactory:
     def build(deliver: Deliver, metrics: Metrics) -> RequestBus:
         return KafkaBus(
             settings.kafka,
@@ -77,6 +78,7 @@ def kafka_bus(settings: Settings) -> BusFactory:
             metrics=metrics,
             publish_timeout_s=settings.publish_timeout_s,
             retry_after_s=settings.unavailable_retry_after_s,
+            supervisor=supervisor,
         )
 
     return build
@@ -92,10 +94,14 @@ def create_app(
     """The real Kafka bus, models topic and PostgreSQL store unless tests hand in their own."""
     keyring = load_keyring(settings)
     metrics = Metrics()
+    # The side tasks (replies, models topic, live statistics) must not die quietly.
+    supervisor = Supervisor("gateway", metrics.registry)
     replies = Replies(settings.max_in_flight, retry_after_s=settings.retry_after_s)
-    the_bus = (bus or kafka_bus(settings))(replies.resolve, metrics)
+    the_bus = (bus or kafka_bus(settings, supervisor))(replies.resolve, metrics)
     store = stats or PostgresStats(settings.database)
-    deployed = models or ModelsTopic(settings.kafka, client_id=settings.instance_id)
+    deployed = models or ModelsTopic(
+        settings.kafka, client_id=settings.instance_id, supervisor=supervisor
+    )
     classifier = Classifier(
         the_bus,
         replies,
@@ -110,9 +116,12 @@ def create_app(
         no_model_retry_after_s=settings.unavailable_retry_after_s,
     )
     feed = StatsFeed(
-        store, interval_s=settings.stats_interval_s, window_minutes=settings.stats_window_minutes
+        store,
+        interval_s=settings.stats_interval_s,
+        window_minutes=settings.stats_window_minutes,
+        supervisor=supervisor,
     )
-    rt = Runtime(settings, keyring, metrics, the_bus, classifier, store, feed, deployed)
+    rt = Context(settings, keyring, metrics, the_bus, classifier, store, feed, deployed, supervisor)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -128,6 +137,7 @@ def create_app(
             await stack.enter_async_context(deployed)
             await stack.enter_async_context(store)
             await stack.enter_async_context(feed)
+            stack.push_async_callback(supervisor.stop)
             log.info("gateway %s started", settings.instance_id)
             yield
         log.info("gateway %s stopped", settings.instance_id)

@@ -42,6 +42,7 @@ from gateway.auth import (
     key_from_subprotocols,
 )
 from gateway.classifier import Idempotency
+from gateway.context import Context
 from gateway.decoding import parse_json
 from gateway.errors import (
     BadRequest,
@@ -51,7 +52,6 @@ from gateway.errors import (
     http_response,
     ws_message,
 )
-from gateway.runtime import Runtime
 from gateway.schemas import (
     FeedbackIn,
     ModelOut,
@@ -69,7 +69,7 @@ log = logging.getLogger(__name__)
 INCOMING: TypeAdapter[WsClassify | WsFeedback | WsPing] = TypeAdapter(WsIncoming)
 
 
-def chat_endpoint(rt: Runtime) -> Callable[[WebSocket], Awaitable[None]]:
+def chat_endpoint(rt: Context) -> Callable[[WebSocket], Awaitable[None]]:
     async def chat(websocket: WebSocket) -> None:
         try:
             principal = _authenticate(websocket, rt)
@@ -83,7 +83,7 @@ def chat_endpoint(rt: Runtime) -> Callable[[WebSocket], Awaitable[None]]:
     return chat
 
 
-def _authenticate(websocket: WebSocket, rt: Runtime) -> Principal:
+def _authenticate(websocket: WebSocket, rt: Context) -> Principal:
     key = key_from_headers(websocket.headers)
     if key is None:
         key = key_from_subprotocols(websocket.scope.get("subprotocols", []))
@@ -108,7 +108,7 @@ async def _deny(websocket: WebSocket, exc: GatewayError) -> None:
 
 
 class ChatSession:
-    def __init__(self, websocket: WebSocket, principal: Principal, rt: Runtime) -> None:
+    def __init__(self, websocket: WebSocket, principal: Principal, rt: Context) -> None:
         self._ws = websocket
         self._principal = principal
         self._rt = rt

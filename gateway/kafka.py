@@ -41,6 +41,7 @@ from contracts import (
 from gateway.errors import KafkaUnavailable
 from gateway.metrics import Metrics
 from runtime.kafka import wait_for_kafka
+from runtime.tasks import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,10 @@ class KafkaBus:
         metrics: Metrics,
         publish_timeout_s: float,
         retry_after_s: int,
+        supervisor: Supervisor,
     ) -> None:
         self._settings = settings
+        self._supervisor = supervisor
         self._instance_id = instance_id
         self._marker = json.dumps(instance_id).encode()
         self._on_reply = on_reply
@@ -74,7 +77,7 @@ class KafkaBus:
         return self._producer is not None and self._consumer is not None
 
     async def __aenter__(self) -> KafkaBus:
-        self._task = asyncio.create_task(self._run(), name="kafka-bus")
+        self._task = self._supervisor.start(self._run(), name="kafka-bus")
         return self
 
     async def __aexit__(

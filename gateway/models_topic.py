@@ -21,13 +21,15 @@ from aiokafka.errors import KafkaError
 from contracts import DecodeError, KafkaSettings, ModelChanged, decode
 from gateway.deployment import Deployment, Deployments, ModelState
 from runtime.kafka import wait_for_kafka
+from runtime.tasks import Supervisor
 
 log = logging.getLogger(__name__)
 
 
 class ModelsTopic:
-    def __init__(self, settings: KafkaSettings, *, client_id: str) -> None:
+    def __init__(self, settings: KafkaSettings, *, client_id: str, supervisor: Supervisor) -> None:
         self._settings = settings
+        self._supervisor = supervisor
         self._client_id = client_id
         self._board = Deployments()
         self._task: asyncio.Task[None] | None = None
@@ -40,7 +42,7 @@ class ModelsTopic:
         return self._board.changes()
 
     async def __aenter__(self) -> ModelsTopic:
-        self._task = asyncio.create_task(self._run(), name="models-topic")
+        self._task = self._supervisor.start(self._run(), name="models-topic")
         return self
 
     async def __aexit__(

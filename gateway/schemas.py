@@ -178,12 +178,21 @@ class ErrorOut(Out):
 
 
 class HealthOut(Out):
-    status: Literal["ok"] = "ok"
+    """Every service's /healthz body (runtime.health)."""
+
+    service: str
+    status: Literal["alive"] = "alive"
 
 
 class ReadyOut(Out):
+    """Every service's /readyz body (runtime.health)."""
+
+    service: str
     ready: bool
-    checks: dict[str, bool] = Field(description="kafka and database reachable")
+    checks: dict[str, bool] = Field(
+        description="kafka and database reachable, no background task died"
+    )
+    reason: str | None = Field(None, description="what is missing, when not ready")
 
 
 class ModelOut(Out):

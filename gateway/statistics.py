@@ -25,6 +25,7 @@ from gateway.schemas import (
     WindowsOut,
     WindowsQuery,
 )
+from runtime.tasks import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,16 @@ class StatsStore(Protocol):
 
 
 class StatsFeed:
-    def __init__(self, store: StatsStore, *, interval_s: float, window_minutes: int) -> None:
+    def __init__(
+        self,
+        store: StatsStore,
+        *,
+        interval_s: float,
+        window_minutes: int,
+        supervisor: Supervisor,
+    ) -> None:
         self._store = store
+        self._supervisor = supervisor
         self._interval_s = interval_s
         self._window_minutes = window_minutes
         self._changed = asyncio.Condition()
@@ -72,7 +81,7 @@ class StatsFeed:
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> StatsFeed:
-        self._task = asyncio.create_task(self._run(), name="stats-feed")
+        self._task = self._supervisor.start(self._run(), name="stats-feed")
         return self
 
     async def __aexit__(

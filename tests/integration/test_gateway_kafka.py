@@ -129,8 +129,9 @@ async def test_readiness_names_what_is_unreachable(kafka: KafkaSettings, databas
     async with in_process(settings) as http:
         await wait_until_ready(http)
         assert (await http.get("/readyz")).json() == {
+            "service": "gateway",
             "ready": True,
-            "checks": {"kafka": True, "database": True},
+            "checks": {"kafka": True, "database": True, "background_tasks": True},
         }
     closed = f"postgresql://nobody:nothing@127.0.0.1:{free_port()}/none"
     settings = Settings(kafka=kafka, database=database(closed), open_mode=True)
@@ -143,7 +144,11 @@ async def test_readiness_names_what_is_unreachable(kafka: KafkaSettings, databas
             assert time.monotonic() < deadline
             await asyncio.sleep(0.1)
         assert ready.status_code == 503
-        assert ready.json()["checks"] == {"kafka": True, "database": False}
+        assert ready.json()["checks"] == {
+            "kafka": True,
+            "database": False,
+            "background_tasks": True,
+        }
         stats = await http.get("/v1/stats/summary")
         assert stats.status_code == 503
         assert stats.json()["error"] == "stats_unavailable"

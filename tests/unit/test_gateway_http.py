@@ -155,7 +155,12 @@ def test_kafka_down_is_503_with_retry_after(
         assert response.json()["error"] == "kafka_unavailable"
     ready = client.get("/readyz")
     assert ready.status_code == 503
-    assert ready.json() == {"ready": False, "checks": {"kafka": False, "database": True}}
+    assert ready.json() == {
+        "service": "gateway",
+        "ready": False,
+        "checks": {"kafka": False, "database": True, "background_tasks": True},
+        "reason": "not ready: kafka",
+    }
     parts[1].up = True
     assert client.post("/v1/feedback", json={"text": "ok", "label": 1}).status_code == 202
 
@@ -167,7 +172,11 @@ def test_stats_database_down_is_503(
     response = client.get("/v1/stats/summary")
     assert response.status_code == 503
     assert response.json()["error"] == "stats_unavailable"
-    assert client.get("/readyz").json()["checks"] == {"kafka": True, "database": False}
+    assert client.get("/readyz").json()["checks"] == {
+        "kafka": True,
+        "database": False,
+        "background_tasks": True,
+    }
 
 
 def test_feedback_is_published_as_the_contract_message(
@@ -278,3 +287,21 @@ async def test_batch_keeps_request_order_whatever_the_reply_order(
     bus.deliver(prediction_for(first, label=1, probability=0.7))
     results = (await call).json()["results"]
     assert [r["request_id"] for r in results] == [first.request_id, second.request_id]
+
+
+async def test_a_background_task_that_dies_makes_the_gateway_not_ready() -> None:
+    app, _, _ = memory_app()
+    with TestClient(app) as client:
+        supervisor = app.state.runtime.supervisor
+
+        async def broken() -> None:
+            raise RuntimeError("the live panel froze")
+
+        task = supervisor.start(broken(), name="stats-feed")
+        await asyncio.gather(task, return_exceptions=True)
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["background_tasks"] is False
+        assert ready.json()["reason"] == "background tasks died: stats-feed"
+        metrics = client.get("/metrics").text
+        assert 'rs_gateway_background_task_failures_total{task="stats-feed"} 1.0' in metrics

@@ -12,10 +12,11 @@ from gateway.metrics import Metrics
 from gateway.schemas import Limits
 from gateway.settings import Settings
 from gateway.statistics import StatsFeed, StatsStore
+from runtime.tasks import Supervisor
 
 
 @dataclass
-class Runtime:
+class Context:
     settings: Settings
     keyring: KeyRing
     metrics: Metrics
@@ -24,6 +25,7 @@ class Runtime:
     stats: StatsStore
     feed: StatsFeed
     models: ModelFeed
+    supervisor: Supervisor
     websockets: int = 0
 
     @property
