@@ -2,37 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import signal
-import sys
-
-from runtime.startup import quiet_probes
-from stats.service import ProcessorFailed, StatsService
+from runtime.process import serve
+from stats.service import StatsService
 from stats.settings import Settings
 
-log = logging.getLogger("stats")
-
-
-async def main(settings: Settings) -> None:
-    async with StatsService(settings) as service:
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, service.stop)
-        await service.run()
-
-
 if __name__ == "__main__":
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    serve(
+        lambda: StatsService(Settings()),
+        name="stats",
+        # faust and mode narrate every start, stop and group join at INFO: keep their warnings.
+        quiet=("faust", "mode", "aiokafka"),
+        use_uvloop=False,  # faust runs on the plain asyncio loop
     )
-    # faust, mode and aiokafka narrate every start, stop and group join at INFO; keep their
-    # warnings, and no aiokafka errors while Kafka is awaited at start-up.
-    for noisy in ("faust", "mode", "aiokafka"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    quiet_probes()
-    try:
-        asyncio.run(main(Settings()))
-    except ProcessorFailed as exc:
-        log.error("stopped after a failure: %s", exc)
-        sys.exit(1)

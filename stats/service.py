@@ -29,6 +29,7 @@ from tenacity import (
 )
 
 from runtime.health import HealthServer, Readiness
+from runtime.process import ServiceFailed
 from runtime.records import Record
 from runtime.startup import wait_for
 from stats.batches import BatchOutcome, BatchProcessor, Kind
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 LAG_INTERVAL_S = 2.0
 
 
-class ProcessorFailed(RuntimeError):
+class ProcessorFailed(ServiceFailed):
     """An agent or faust itself failed; the process exits and is restarted from Kafka."""
 
 

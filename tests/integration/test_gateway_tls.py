@@ -67,7 +67,7 @@ async def test_https_and_wss_with_a_self_signed_certificate(
     try:
         gateway.start(verify=trust)
         async with httpx.AsyncClient(base_url=gateway.url, verify=trust) as https:
-            assert (await https.get("/healthz")).json() == {"status": "ok"}
+            assert (await https.get("/healthz")).json() == {"service": "gateway", "status": "alive"}
             assert (await https.get("/v1/session")).json()["open_mode"] is True
         async with httpx.AsyncClient(verify=ssl.create_default_context()) as untrusting:
             with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
