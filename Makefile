@@ -31,10 +31,11 @@ browser: ## Install Debian's chromium if it is missing
 train: install ## Train the fast model on the full data, gate it, register and promote it (needs `make up`)
 	$(PY) -m training train --family fast
 
-lint: install ## ruff (lint and format check) and mypy
+lint: install ## ruff (lint and format check), mypy and the import contracts (import-linter)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 format: install
 	$(VENV)/bin/ruff format .

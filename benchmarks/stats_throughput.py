@@ -31,10 +31,10 @@ from contracts import Feedback, KafkaSettings, Prediction, Source, Timings, enco
 from deploy.local.launcher import LocalStack
 from deploy.local.processes import StatsProcess
 from deploy.topics import ensure_topics
+from runtime.database import DatabaseSettings
 from stats.aggregates import PredictionRow
 from stats.db import PostgresStatsStore, create_pool
 from stats.migrate import migrate
-from stats.settings import DatabaseSettings
 
 app = typer.Typer(add_completion=False)
 

@@ -1,7 +1,8 @@
-"""The gateway's statistics adapter: owns the asyncpg pool, reads through ``stats.queries``.
+"""The gateway's statistics adapter: owns the asyncpg pool, reads through ``gateway.readmodel``.
 
-The SQL lives in ``stats.queries`` (the stats package owns the tables); this module maps its
-models to the gateway's response bodies and turns database failures into StatsUnavailable.
+The SQL lives in ``gateway.readmodel`` (the tables are the stats processor's, their shape a
+contract: ``contracts.statistics`` and ``stats/migrations``); this module maps its models to the
+gateway's response bodies and turns database failures into StatsUnavailable.
 The pool connects lazily, so the gateway starts before PostgreSQL and recovers after it.
 """
 
@@ -16,6 +17,8 @@ from typing import Any
 import asyncpg
 
 from contracts import Prediction, Source, Timings
+from contracts.statistics import WINDOW_SECONDS, Granularity
+from gateway import readmodel as queries
 from gateway.errors import StatsUnavailable
 from gateway.schemas import (
     RecentListOut,
@@ -25,9 +28,7 @@ from gateway.schemas import (
     WindowsOut,
     WindowsQuery,
 )
-from stats import queries
-from stats.schema import WINDOW_SECONDS, Granularity
-from stats.settings import DatabaseSettings
+from runtime.database import DatabaseSettings
 
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 

@@ -22,7 +22,7 @@ from pydantic import (
 
 from contracts import Prediction
 from gateway.deployment import Deployment
-from stats.queries import (
+from gateway.readmodel import (
     LabelSplit,
     Overview,
     RecentPrediction,
@@ -241,7 +241,7 @@ class AdminStatusOut(Out):
 
 
 class SummaryOut(Out):
-    """Since the first request: every model version together, then each one (``stats.queries``
+    """Since the first request: every model version together, then each one (``gateway.readmodel``
     totals and overview)."""
 
     predictions: int

@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.topics import KafkaSettings
 from gateway.auth import KeyRecord
-from stats.settings import DatabaseSettings
+from runtime.database import DatabaseSettings
 
 
 def default_instance_id() -> str:

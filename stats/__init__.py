@@ -1,2 +1,2 @@
-"""Statistics: the schema and migrations, the faust stream processor (``python -m stats``) and
-the read side the gateway imports (``stats.queries``)."""
+"""Statistics: the tables' migrations and their one writer, the faust stream processor
+(``python -m stats``). The gateway reads them through its own ``gateway.readmodel``."""

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from contracts import Feedback, Prediction
-from stats.schema import GRANULARITIES, Granularity, latency_bucket
+from contracts.statistics import GRANULARITIES, Granularity, latency_bucket
 from stats.windows import window_start
 
 T = TypeVar("T")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import asyncpg
 
-from stats.settings import DatabaseSettings
+from runtime.database import DatabaseSettings
 
 log = logging.getLogger(__name__)
 

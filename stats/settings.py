@@ -1,29 +1,15 @@
-"""Settings of the statistics database and of the stats processor, read once at start-up.
-
-``DatabaseSettings`` is shared by every service that reads or writes the statistics
-(the gateway reads them); ``Settings`` is the stats processor's own (prefix ``RS_STATS_``).
-"""
+"""Settings of the stats processor (prefix ``RS_STATS_``), read once at start-up; the
+database is every part's (``runtime.database``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.topics import KafkaSettings
-
-DEFAULT_DATABASE_URL = "postgresql://reviewstream:reviewstream@127.0.0.1:5433/reviewstream"
-
-
-class DatabaseSettings(BaseSettings):
-    model_config = SettingsConfigDict(frozen=True)
-
-    url: SecretStr = Field(
-        default=SecretStr(DEFAULT_DATABASE_URL),
-        validation_alias=AliasChoices("DATABASE_URL", "RS_DATABASE_URL"),
-        description="PostgreSQL URL; the local stack runs its own server when it names this host",
-    )
+from runtime.database import DatabaseSettings
 
 
 class Settings(BaseSettings):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from stats.schema import WINDOW_SECONDS, Granularity
+from contracts.statistics import WINDOW_SECONDS, Granularity
 
 
 def window_start(granularity: Granularity, at: datetime) -> datetime:

@@ -14,7 +14,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.topics import KafkaSettings
-from stats.settings import DatabaseSettings
+from runtime.database import DatabaseSettings
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}  # noqa: S104 - names, not a bind
 DEFAULT_TRACKING_URI = "http://127.0.0.1:5000"

@@ -33,10 +33,10 @@ from mlflow import MlflowClient
 from contracts import Feedback, KafkaSettings, ReviewRequest, Source, decode, encode
 from contracts.reviewfiles import ReviewFile, shared_data
 from deploy.local.launcher import ROOT, LocalStack, free_port
+from gateway import readmodel as queries
 from inference import Bundle, OnnxPredictor
 from inference.registry import register_bundle
 from inference.synthetic import make_fast_bundle
-from stats import queries
 from tests.reviewfiles import labelled_rows, write_labelled_csv_gz
 from tests.statsprocess import StatsProcess, wait_for
 from tests.topicdump import dump_topic

@@ -28,7 +28,7 @@ from deploy.local.launcher import ROOT, free_port
 from gateway.app import create_app
 from gateway.auth import hash_key, new_key
 from gateway.settings import Settings
-from stats.settings import DatabaseSettings
+from runtime.database import DatabaseSettings
 from tests.gateway_harness import kafka_env, running_gateway, wait_until_ready
 
 ADMIN_KEY = new_key()

@@ -13,7 +13,7 @@ from contracts import KafkaSettings
 from gateway.app import create_app
 from gateway.auth import KeyRecord, Role, hash_key, new_key
 from gateway.settings import Settings
-from stats.settings import DatabaseSettings
+from runtime.database import DatabaseSettings
 from tests.gateway_harness import record_feedback, record_prediction, stats_store
 
 VIEWER = new_key()

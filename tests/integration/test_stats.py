@@ -41,7 +41,7 @@ from contracts import (
 from contracts import encode as encode_message
 from deploy.local.launcher import ROOT, free_port
 from deploy.local.postgres import wait_for_postgres
-from stats import queries
+from gateway import readmodel as queries
 from tests.conftest import unique
 from tests.statsprocess import StatsProcess, caught_up, committed_offsets, wait_for
 

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from contracts import Feedback, Prediction, Source, Timings
-from stats import queries
+from gateway import readmodel as queries
 from stats.aggregates import FeedbackRow, PredictionRow
 from stats.db import PostgresStatsStore, create_pool
 
@@ -112,7 +112,7 @@ async def test_unmatched_feedback_is_kept_for_the_retention_then_purged(
 async def test_traffic_series_sums_every_version_per_window_and_window_series_can_be_unbounded(
     store: tuple[PostgresStatsStore, asyncpg.Pool],
 ) -> None:
-    """What the gateway's live chart and windows endpoint read (``stats.queries``)."""
+    """What the gateway's live chart and windows endpoint read (``gateway.readmodel``)."""
     stats, pool = store
     minute = datetime.now(UTC).replace(second=0, microsecond=0)
     rows = []

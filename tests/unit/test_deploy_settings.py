@@ -23,7 +23,7 @@ from pydantic_settings import BaseSettings
 from contracts.topics import KafkaSettings
 from deploy.healthcheck import ENDPOINTS
 from deploy.local.__main__ import SERVICES
-from stats.settings import DatabaseSettings
+from runtime.database import DatabaseSettings
 from tests.deployrender import (
     DEPLOYED,
     OVERLAYS,

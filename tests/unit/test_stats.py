@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from contracts import DeadLetter, Feedback, Prediction, Source, Timings, decode, encode
+from contracts.statistics import LATENCY_BUCKETS_MS, latency_bucket, latency_quantile
 from runtime.records import Record
 from stats.aggregates import (
     Deltas,
@@ -22,7 +23,6 @@ from stats.aggregates import (
 )
 from stats.batches import BatchProcessor, DeadLetterUnavailable
 from stats.metrics import Metrics
-from stats.schema import LATENCY_BUCKETS_MS, latency_bucket, latency_quantile
 from stats.settings import Settings
 from stats.store import RecordRejected, StoreUnavailable, WriteResult
 from stats.windows import window_start

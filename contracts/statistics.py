@@ -1,8 +1,5 @@
-"""The vocabulary of the statistics tables, shared by the writer (the processor) and the
-readers (``stats.queries``, the gateway): window granularities and latency buckets.
-
-Pure Python on purpose: the gateway imports it without faust.
-"""
+"""The vocabulary of the statistics tables, shared by their writer (the stats processor) and
+their reader (``gateway.readmodel``): window granularities and latency buckets."""
 
 from __future__ import annotations
 

@@ -1,9 +1,8 @@
-"""The read side of the statistics, for the gateway, the UI and anyone with a pool.
+"""The gateway's read model of the statistics tables (written by ``python -m stats``).
 
 Every function takes an asyncpg pool or connection and returns frozen pydantic models (ready
 for JSON). Shares are ``None`` where nothing was counted, never a division by zero. Totals
 sum the hour windows; the minute windows hold the same counts, finer.
-Imports no faust: the gateway uses it with only asyncpg installed.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stats.schema import GRANULARITIES, Granularity, latency_quantile
+from contracts.statistics import GRANULARITIES, Granularity, latency_quantile
 
 
 class Queryable(Protocol):
