@@ -80,7 +80,8 @@ class Worker:
         self._settled: dict[TopicPartition, int] = {}  # next offset, replies acknowledged
         self._last_commit = 0.0
         self.slot: ModelSlot | None = None
-        self._registry_waited = False  # said "waiting for MLflow": say when it answers
+        # Said "waiting for MLflow" at start-up: say so once it first answers.
+        self._registry_waited = self._registry_answered = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -253,9 +254,9 @@ class Worker:
                 exc,
             )
             return None
-        if self._registry_waited:
+        if self._registry_waited and not self._registry_answered:
             log.info("connected to MLflow at %s", s.mlflow_tracking_uri)
-            self._registry_waited = False
+        self._registry_answered = True
         return event
 
     def _swapped(self, old: LoadedModel | None, new: LoadedModel) -> None:

@@ -180,7 +180,10 @@ class Bootstrap:
         self._training = None
         took = time.monotonic() - started
         if self.stopping.is_set():
-            log.info("training stopped with the stack; the next start trains again")
+            log.info(
+                "the stack stopped while the first model was in training; unless it was "
+                "promoted already, the next start trains again"
+            )
         elif code != 0:
             log.error(
                 "training the first model failed (exit code %d after %.0f s; the lines above say "
