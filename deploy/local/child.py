@@ -34,15 +34,18 @@ def run_child(
 
     SIGINT/SIGTERM received here are passed to the child as ``stop_signal``, ``stop_delay_s``
     later; with ``then``, a second signal follows that many seconds after the first if the
-    child still runs. With a delay the child dies with this process, should honcho kill it
-    first (Linux): no server is left behind holding its ports.
+    child still runs. honcho signals a whole process group, so a child whose stop is delayed
+    gets a session of its own, and dies with this process should honcho kill it first (Linux):
+    no server is left behind holding its ports.
     """
+    delayed = stop_delay_s > 0
     child = subprocess.Popen(
         list(cmd),
         user=user,
         stdout=sys.stdout,
         stderr=sys.stderr,
-        preexec_fn=_die_with_parent if stop_delay_s and sys.platform == "linux" else None,
+        start_new_session=delayed,
+        preexec_fn=_die_with_parent if delayed and sys.platform == "linux" else None,
     )
 
     def send(signum: signal.Signals) -> None:
@@ -55,7 +58,7 @@ def run_child(
         timer.start()
 
     def forward(signum: int, frame: FrameType | None) -> None:
-        if stop_delay_s:
+        if delayed:
             later(stop_delay_s, stop_signal)
         else:
             send(stop_signal)
