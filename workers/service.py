@@ -32,6 +32,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from contracts import FailureKind, KafkaSettings, ModelChanged, dead_letter, encode
 from contracts.messages import utc_now
 from runtime.kafka import wait_for_kafka
+from runtime.startup import http_ok, wait_for
 from workers import kafka
 from workers.batch import (
     Accepted,
@@ -193,6 +194,7 @@ class Worker:
         event = latest.get(self.settings.model_name)
         if event is not None and self.slot.concerns(event):
             log.info("models topic names version %s", event.version)
+            await self._registry_up()
             await self.slot.offer(event)
         self._caught_up.set()  # only now may the registry be asked (if nothing loaded)
         while True:
@@ -206,6 +208,21 @@ class Worker:
             mine = [e for e in batch if self.slot.concerns(e)]
             if mine:  # only the newest matters; older ones in the same fetch are superseded
                 await self.slot.offer(mine[-1])
+
+    async def _registry_up(self) -> None:
+        """The bundle comes from MLflow's artifact store, and at start-up MLflow may still be
+        coming up (the stack starts in any order): wait for it rather than refuse the version."""
+        uri = self.settings.mlflow_tracking_uri
+        if self._source is None and uri.startswith(("http://", "https://")):
+            await wait_for(
+                "MLflow",
+                uri,
+                http_ok(f"{uri.rstrip('/')}/health"),
+                log=log,
+                retry_on=OSError,
+                give_up=self._stopping.is_set,
+            )
+            self._registry_answered = True
 
     async def _wait_for_model(self) -> bool:
         """Until a model is in service (True) or a stop is asked for (False). While the topic
