@@ -74,6 +74,10 @@ def server_properties(settings: StackSettings, data_dir: Path) -> str:
             "share.coordinator.state.topic.replication.factor=1",
             "share.coordinator.state.topic.min.isr=1",
             "group.initial.rebalance.delay.ms=0",
+            # The controller logs any event slower than this at ERROR (2 s by default): on a
+            # busy laptop, with the services and a training run starting beside it, that
+            # happens without anything being wrong.
+            "controller.performance.always.log.threshold.ms=10000",
             "",
         ]
     )
