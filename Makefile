@@ -18,7 +18,7 @@ COMPOSE_VERSION := v5.6.0
 
 # The gateway's open mode (no API keys, every caller is admin) is for local development:
 # `make up` turns it on here, explicitly; it is off everywhere else.
-up: install ## Run Kafka, PostgreSQL, MLflow and every service until Ctrl-C
+up: install ## Run Kafka, PostgreSQL, MLflow and every service until Ctrl-C (a first start trains a model)
 	RS_GATEWAY_OPEN_MODE=true $(PY) -m deploy.local
 
 test: install tools browser lint ## Lint, type-check, then the whole test suite on a real stack
@@ -28,7 +28,7 @@ test: install tools browser lint ## Lint, type-check, then the whole test suite 
 browser: ## Install Debian's chromium if it is missing
 	@command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium)
 
-train: install ## Train the fast model on the full data, gate it, register and promote it (needs `make up`)
+train: install ## Retrain the fast model on the full data, gate it, register and promote it (needs `make up`)
 	$(PY) -m training train --family fast
 
 lint: install ## ruff (lint and format check), mypy and the import contracts (import-linter)

@@ -22,13 +22,14 @@ from types import TracebackType
 
 import aiohttp
 import psutil  # type: ignore[import-untyped]
+from aiokafka import AIOKafkaProducer
 from mlflow import MlflowClient
 
-from contracts import KafkaSettings
+from contracts import KafkaSettings, encode
 from deploy.local.launcher import LocalStack, free_port
 from deploy.topics import ensure_topics
 from inference import Bundle, load_bundle
-from inference.registry import register_bundle
+from inference.registry import register_bundle, serving_version
 from inference.synthetic import make_fast_bundle
 
 __all__ = ["BenchStack", "Service", "free_port", "make_bundles", "peak_rss_mib", "workdir"]
@@ -155,6 +156,7 @@ class BenchStack:
             "PYTHONUNBUFFERED": "1",
         }
         self.versions = await asyncio.to_thread(self._register, bundles)
+        await self._announce()
 
     @staticmethod
     def tracking_uri_of(env: dict[str, str]) -> str:
@@ -186,6 +188,23 @@ class BenchStack:
             versions.append(str(version.version))
         self.move_alias(versions[0])
         return versions
+
+    async def _announce(self) -> None:
+        """Say on the models topic what the alias serves, as the registry watcher would (the
+        gateway answers 503 no_model until a model is announced; the watcher runs only for the
+        reload scenario)."""
+        event = await asyncio.to_thread(
+            serving_version, self.client(), self.model_name, "production"
+        )
+        assert event is not None, "the serving alias was just set"
+        producer = AIOKafkaProducer(bootstrap_servers=self.kafka.bootstrap_servers, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                self.kafka.models_topic, encode(event), key=event.model_name.encode()
+            )
+        finally:
+            await producer.stop()
 
     def move_alias(self, version: str) -> None:
         self.client().set_registered_model_alias(self.model_name, "production", version)

@@ -2,8 +2,8 @@
 backoff (:func:`connect`), records as :class:`~runtime.records.Record`, and the compacted models
 topic as ModelChanged events (:class:`ModelEvents`, read by the workers and the watcher).
 
-Ready means: the broker answers, its topics exist and have leaders, and (for a consumer group)
-the group coordinator is there.
+Ready means: the broker answers, its topics exist and their leaders answer, and (for a
+consumer group) the group coordinator is there.
 
 A broker that has just started answers metadata requests before the local stack has created the
 topics, and a fresh one has no ``__consumer_offsets`` until the first coordinator lookup: a client
@@ -17,9 +17,14 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import CoordinatorNotAvailableError, KafkaConnectionError, KafkaError
+from aiokafka.errors import (
+    CoordinatorNotAvailableError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+)
 from tenacity import AsyncRetrying, RetryCallState, before_sleep_log
 
 from contracts import DecodeError, ModelChanged, decode
@@ -47,12 +52,16 @@ def kafka_probe(
                 await admin.start()
             except KafkaConnectionError as exc:  # its message lists addresses: say it plainly
                 raise NotYet("no broker answers yet") from exc
+            partitions: list[TopicPartition] = []
             if topics:
                 for topic in await admin.describe_topics(list(topics)):
                     if topic["error_code"]:
                         raise NotYet(f"topic {topic['topic']} does not exist yet")
                     if any(p["leader"] < 0 for p in topic["partitions"]):
                         raise NotYet(f"topic {topic['topic']} has no leader yet")
+                    partitions += [TopicPartition(topic["topic"], p["partition"])
+                                   for p in topic["partitions"]]  # fmt: skip
+                await _leaders_answer(bootstrap_servers, partitions)
             if group is not None:
                 # Also makes a fresh broker create __consumer_offsets.
                 try:
@@ -63,6 +72,24 @@ def kafka_probe(
             await admin.close()
 
     return probe
+
+
+async def _leaders_answer(bootstrap_servers: str, partitions: list[TopicPartition]) -> None:
+    """Every partition's leader answers an offsets request: just after a topic is created,
+    the metadata may name a leader that still says "not leader" for a moment."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        client_id="rs-startup-probe",
+        group_id=None,
+        request_timeout_ms=5000,
+    )
+    try:
+        await consumer.start()
+        await consumer.end_offsets(partitions)
+    except KafkaTimeoutError as exc:
+        raise NotYet("the topics' leaders do not answer yet") from exc
+    finally:
+        await consumer.stop()
 
 
 async def wait_for_kafka(

@@ -15,8 +15,10 @@ failures as before, so a real failure after start-up is still an ERROR.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 
@@ -50,6 +52,19 @@ def quiet_probes(*libraries: str) -> None:
     """Install :class:`QuietProbes` on the root logger's handlers (after ``basicConfig``)."""
     for handler in logging.getLogger().handlers:
         handler.addFilter(QuietProbes(*(libraries or ("aiokafka",))))
+
+
+def http_ok(url: str, *, timeout_s: float = 5.0) -> Probe:
+    """A probe that passes when ``url`` (http or https) answers a GET with a 2xx."""
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"not an http(s) URL: {url}")
+
+    def get() -> None:
+        # The scheme is checked above: no file: or custom scheme reaches urlopen.
+        with urllib.request.urlopen(url, timeout=timeout_s) as reply:  # noqa: S310
+            reply.read()
+
+    return lambda: asyncio.to_thread(get)
 
 
 def _reason(exc: BaseException | None) -> str:

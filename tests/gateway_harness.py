@@ -20,9 +20,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from aiokafka import AIOKafkaProducer
 from playwright.async_api import Browser, async_playwright
 
-from contracts import Feedback, Prediction, Source, Timings
+from contracts import ChangeReason, Feedback, ModelChanged, Prediction, Source, Timings, encode
 from contracts.topics import KafkaSettings
 from deploy.local.launcher import ROOT, free_port
 from stats.aggregates import FeedbackRow, PredictionRow
@@ -122,6 +123,43 @@ async def wait_until_ready(client: httpx.AsyncClient, *, timeout_s: float = 60) 
         if time.monotonic() > deadline:
             raise TimeoutError(f"not ready: {response.text}")
         await asyncio.sleep(0.2)
+
+
+def model_event(model_name: str = "reviewstream-sentiment", version: str = "1") -> ModelChanged:
+    """An announcement of a model version, as the registry watcher makes them (no bundle)."""
+    return ModelChanged(
+        model_name=model_name,
+        version=version,
+        alias="production",
+        artifact_uri=f"models:/{model_name}/{version}",
+        sha256="0" * 64,
+        reason=ChangeReason.PROMOTED,
+    )
+
+
+async def announce(kafka: KafkaSettings, event: ModelChanged) -> None:
+    """Publish a ModelChanged on the models topic, as the registry watcher does: gateways
+    then know a model is deployed (and workers load it, if the registry has it)."""
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            kafka.models_topic, encode(event), key=event.model_name.encode()
+        )
+    finally:
+        await producer.stop()
+
+
+async def wait_for_model(client: httpx.AsyncClient, state: str, *, timeout_s: float = 30) -> None:
+    """Poll /v1/model until the gateway has read the models topic to this state."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        response = await client.get("/v1/model")
+        if response.status_code == 200 and response.json()["state"] == state:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the gateway's model is not {state}: {response.text}")
+        await asyncio.sleep(0.1)
 
 
 def _require_chromium() -> None:

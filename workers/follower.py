@@ -17,6 +17,7 @@ from aiokafka.errors import KafkaError
 
 from contracts import ModelChanged
 from runtime.kafka import ModelEvents
+from runtime.startup import http_ok, wait_for
 from workers.metrics import WorkerMetrics
 from workers.models import ModelSlot
 from workers.settings import Settings
@@ -25,12 +26,23 @@ log = logging.getLogger(__name__)
 
 
 class ModelFollower:
-    def __init__(self, slot: ModelSlot, settings: Settings, metrics: WorkerMetrics) -> None:
+    def __init__(
+        self,
+        slot: ModelSlot,
+        settings: Settings,
+        metrics: WorkerMetrics,
+        *,
+        stopping: asyncio.Event,
+        registry_over_http: bool,
+    ) -> None:
         self.slot = slot
         self._settings = settings
         self._metrics = metrics
+        self._stopping = stopping
+        self._registry_over_http = registry_over_http
         self._caught_up = asyncio.Event()
-        self._registry_waited = False  # said "waiting for MLflow": say when it answers
+        # Said "waiting for MLflow" at start-up: say so once it first answers.
+        self._registry_waited = self._registry_answered = False
 
     async def follow(self, events: ModelEvents) -> None:
         """Read the topic to its end (the current event), then every new event, forever."""
@@ -38,6 +50,7 @@ class ModelFollower:
         event = latest.get(self._settings.model_name)
         if event is not None and self.slot.concerns(event):
             log.info("models topic names version %s", event.version)
+            await self._registry_up()
             await self.slot.offer(event)
         self._caught_up.set()  # only now may the registry be asked (if nothing loaded)
         while True:
@@ -52,9 +65,25 @@ class ModelFollower:
             if mine:  # only the newest matters; older ones in the same fetch are superseded
                 await self.slot.offer(mine[-1])
 
-    async def wait_for_model(self, stopping: asyncio.Event) -> bool:
-        """Until a model is in service (True) or ``stopping`` is set (False)."""
+    async def _registry_up(self) -> None:
+        """The bundle comes from MLflow's artifact store, and at start-up MLflow may still be
+        coming up (the stack starts in any order): wait for it rather than refuse the version."""
+        uri = self._settings.mlflow_tracking_uri
+        if self._registry_over_http and uri.startswith(("http://", "https://")):
+            await wait_for(
+                "MLflow",
+                uri,
+                http_ok(f"{uri.rstrip('/')}/health"),
+                log=log,
+                retry_on=OSError,
+                give_up=self._stopping.is_set,
+            )
+            self._registry_answered = True
+
+    async def wait_for_model(self) -> bool:
+        """Until a model is in service (True) or the worker stops (False)."""
         s = self._settings
+        stopping = self._stopping
         await first(self._caught_up.wait(), stopping.wait())
         tried: set[tuple[str, str]] = set()
         said = False  # say it once, not every poll
@@ -93,9 +122,9 @@ class ModelFollower:
                 exc,
             )
             return None
-        if self._registry_waited:
+        if self._registry_waited and not self._registry_answered:
             log.info("connected to MLflow at %s", s.mlflow_tracking_uri)
-            self._registry_waited = False
+        self._registry_answered = True
         return event
 
 

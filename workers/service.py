@@ -117,7 +117,9 @@ class Worker:
         slot = ModelSlot(
             source, s.model_name, s.model_alias, on_swap=self._swapped, on_refuse=self._refused
         )
-        self.follower = ModelFollower(slot, s, self.metrics)
+        self.follower = ModelFollower(
+            slot, s, self.metrics, stopping=self._stopping, registry_over_http=self._source is None
+        )
         client_id = f"rs-worker-{s.worker_id}"
         stopping = self._stopping.is_set
         topics = [s.kafka.requests_topic, s.kafka.predictions_topic, s.kafka.models_topic]
@@ -139,7 +141,7 @@ class Worker:
         self._stack.push_async_callback(events.stop)
         async with asyncio.TaskGroup() as tasks:
             following = tasks.create_task(self.follower.follow(events), name="follow-models")
-            if await self.follower.wait_for_model(self._stopping):
+            if await self.follower.wait_for_model():
                 self._consumer = await connect(
                     self._requests_consumer, what="requests consumer", give_up=stopping
                 )

@@ -50,6 +50,15 @@ def infrastructure(settings: StackSettings) -> dict[str, str]:
     return processes
 
 
+def services(settings: StackSettings) -> dict[str, str]:
+    """The reviewstream services, and the first start's model unless turned off."""
+    processes = {name: f"{sys.executable} -m {name}" for name in SERVICES}
+    if settings.bootstrap_model:
+        # A first start with an empty registry trains a model; later ones only check.
+        processes["bootstrap"] = f"{sys.executable} -m deploy.local.bootstrap"
+    return processes
+
+
 @app.command()
 def up(
     infra_only: Annotated[
@@ -75,10 +84,7 @@ def up(
             f"  Chat UI:    {base}/",
             f"  REST API:   {base}/v1 (OpenAPI: {base}/openapi.json)",
         ]
-        processes |= {name: f"{sys.executable} -m {name}" for name in SERVICES}
-        if settings.bootstrap_model:
-            # A first start with an empty registry trains a model; later ones only check.
-            processes["bootstrap"] = f"{sys.executable} -m deploy.local.bootstrap"
+        processes |= services(settings)
     lines += [f"  state:      {settings.state_dir.resolve()}", "Ctrl-C stops everything."]
     typer.echo("\n".join(lines))
     env = dict(os.environ, PYTHONUNBUFFERED="1")

@@ -32,7 +32,7 @@ from types import FrameType
 
 from deploy.local.settings import StackSettings
 from export.settings import Settings as ExportSettings
-from runtime.startup import wait_for
+from runtime.startup import http_ok, wait_for
 
 log = logging.getLogger("bootstrap")
 
@@ -82,23 +82,19 @@ def training_data(environ: dict[str, str]) -> TrainingData:
 
 
 class Registry:
-    """The two MLflow REST calls this needs, over plain HTTP (no MLflow client in an idle
-    process): is the server up, and which version does an alias name."""
+    """The one MLflow REST call this needs, over plain HTTP (no MLflow client in a process
+    that mostly idles): which version does an alias name."""
 
     def __init__(self, tracking_uri: str) -> None:
         self.base = tracking_uri.rstrip("/")
-
-    def health(self) -> None:
-        # The URI is http(s), checked in main(): no file: or custom scheme reaches urlopen.
-        with urllib.request.urlopen(f"{self.base}/health", timeout=5) as reply:  # noqa: S310
-            reply.read()
 
     def serving(self, name: str, alias: str) -> str | None:
         """The version the alias points at, or None when the model or the alias is missing."""
         query = urllib.parse.urlencode({"name": name, "alias": alias})
         url = f"{self.base}/api/2.0/mlflow/registered-models/alias?{query}"
         try:
-            with urllib.request.urlopen(url, timeout=10) as reply:  # noqa: S310 (as above)
+            # http(s) only, checked in main(): no file: or custom scheme reaches urlopen.
+            with urllib.request.urlopen(url, timeout=10) as reply:  # noqa: S310
                 return str(json.load(reply)["model_version"]["version"])
         except urllib.error.HTTPError as exc:
             body = exc.read().decode(errors="replace")
@@ -135,7 +131,7 @@ class Bootstrap:
             wait_for(
                 "MLflow",
                 uri,
-                lambda: asyncio.to_thread(self.registry.health),
+                http_ok(f"{self.registry.base}/health"),
                 log=log,
                 retry_on=OSError,
                 give_up=self.stopping.is_set,
@@ -180,7 +176,10 @@ class Bootstrap:
         self._training = None
         took = time.monotonic() - started
         if self.stopping.is_set():
-            log.info("training stopped with the stack; the next start trains again")
+            log.info(
+                "the stack stopped while the first model was in training; unless it was "
+                "promoted already, the next start trains again"
+            )
         elif code != 0:
             log.error(
                 "training the first model failed (exit code %d after %.0f s; the lines above say "

@@ -8,6 +8,7 @@ in the Procfile exits early and brings the stack down.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import signal
 import subprocess
@@ -26,25 +27,43 @@ def run_child(
     initialise: Callable[[subprocess.Popen[bytes]], Coroutine[Any, Any, None]],
     user: str | None = None,
     stop_signal: signal.Signals = signal.SIGTERM,
+    stop_delay_s: float = 0.0,
     then: tuple[signal.Signals, float] | None = None,
 ) -> int:
     """Start ``cmd``, await ``initialise`` while it runs, then wait for it to exit.
 
-    SIGINT/SIGTERM received here are passed to the child as ``stop_signal``; with ``then``,
-    a second signal follows after that many seconds if the child still runs.
+    SIGINT/SIGTERM received here are passed to the child as ``stop_signal``, ``stop_delay_s``
+    later; with ``then``, a second signal follows that many seconds after the first if the
+    child still runs. honcho signals a whole process group, so a child whose stop is delayed
+    gets a session of its own, and dies with this process should honcho kill it first (Linux):
+    no server is left behind holding its ports.
     """
-    child = subprocess.Popen(list(cmd), user=user, stdout=sys.stdout, stderr=sys.stderr)
+    delayed = stop_delay_s > 0
+    child = subprocess.Popen(
+        list(cmd),
+        user=user,
+        stdout=sys.stdout,
+        stderr=sys.stderr,
+        start_new_session=delayed,
+        preexec_fn=_die_with_parent if delayed and sys.platform == "linux" else None,
+    )
 
     def send(signum: signal.Signals) -> None:
         if child.poll() is None:
             child.send_signal(signum)
 
+    def later(seconds: float, signum: signal.Signals) -> None:
+        timer = threading.Timer(seconds, send, args=(signum,))
+        timer.daemon = True
+        timer.start()
+
     def forward(signum: int, frame: FrameType | None) -> None:
-        send(stop_signal)
+        if delayed:
+            later(stop_delay_s, stop_signal)
+        else:
+            send(stop_signal)
         if then is not None:
-            timer = threading.Timer(then[1], send, args=(then[0],))
-            timer.daemon = True
-            timer.start()
+            later(stop_delay_s + then[1], then[0])
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
@@ -57,6 +76,12 @@ def run_child(
         child.wait()
         return 1
     return child.wait()
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when the parent dies (prctl PR_SET_PDEATHSIG)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)
 
 
 async def wait_ready(child: subprocess.Popen[bytes], what: str, ready: Awaitable[None]) -> None:

@@ -8,6 +8,7 @@ Run alone with ``python -m deploy.local.postgres``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -102,6 +103,21 @@ async def create_database(url: str) -> None:
         await conn.close()
 
 
+async def postmaster_ready(data_dir: Path, pid: int) -> None:
+    """Until the postmaster ``pid`` says "ready" in its postmaster.pid, as ``pg_ctl -w``
+    waits: a connection tried while it starts up is refused, and logged there as a FATAL."""
+    pid_file = data_dir / "postmaster.pid"
+    while True:
+        try:
+            lines = pid_file.read_text().splitlines()
+        except FileNotFoundError:
+            lines = []
+        # Line 1 the postmaster's pid (not a stale file's), line 8 its status.
+        if len(lines) >= 8 and lines[0].strip() == str(pid) and lines[7].strip() == "ready":
+            return
+        await asyncio.sleep(0.1)
+
+
 async def wait_for_postgres(url: str, timeout_s: float = 60) -> None:
     parts = urlsplit(url)
     admin_url = parts._replace(path="/postgres").geturl()
@@ -126,7 +142,8 @@ def main() -> int:
     initdb(data_dir, url, user)
 
     async def initialise(child: subprocess.Popen[bytes]) -> None:
-        await wait_ready(child, "PostgreSQL", wait_for_postgres(url))
+        await wait_ready(child, "PostgreSQL", postmaster_ready(data_dir, child.pid))
+        await wait_for_postgres(url)
         await create_database(url)
         applied = await migrate(url)
         log.info("PostgreSQL ready at %s:%d (%d migrations applied)", host, port, len(applied))

@@ -31,11 +31,12 @@ from playwright.async_api import expect
 from contracts import Feedback, KafkaSettings, decode
 from deploy.local.launcher import ROOT, LocalStack, free_port
 from gateway.auth import hash_key, new_key
-from inference.registry import register_bundle
+from inference.registry import register_bundle, serving_version
 from inference.synthetic import make_fast_bundle
 from tests.gateway_harness import (
     ARTIFACTS,
     GatewayProcess,
+    announce,
     chromium,
     kafka_env,
     running_gateway,
@@ -50,14 +51,18 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
 @pytest.fixture
-def model(stack: LocalStack, tmp_path: Path) -> tuple[str, str]:
-    """A small real bundle registered in MLflow and served under the production alias."""
+async def model(stack: LocalStack, kafka: KafkaSettings, tmp_path: Path) -> tuple[str, str]:
+    """A small real bundle registered in MLflow, served under the production alias, and
+    announced on the test's models topic as the registry watcher would."""
     client = MlflowClient(tracking_uri=stack.mlflow_uri, registry_uri=stack.mlflow_uri)
     name = f"gw-e2e-{uuid.uuid4().hex[:8]}"
     run = client.create_run(client.create_experiment(name))
     bundle = make_fast_bundle(tmp_path / "bundle", seed=11)
     version = register_bundle(client, run_id=run.info.run_id, bundle=bundle, model_name=name)
     client.set_registered_model_alias(name, "production", version.version)
+    event = serving_version(client, name, "production")
+    assert event is not None
+    await announce(kafka, event)
     return name, str(version.version)
 
 

@@ -1,6 +1,7 @@
 """The chat page in a real headless Chromium, against the real gateway, Kafka and PostgreSQL,
-with no worker: the page asks for a key, connects, shows the review as text, pending then a
-clear timeout failure, follows statistics written by others, and survives a gateway restart.
+with no worker: the page asks for a key, connects, says when no model is deployed (and when one
+is), shows the review as text, pending then a clear timeout failure, follows statistics written
+by others, and survives a gateway restart.
 Screenshots go to .artifacts/gateway/."""
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from gateway.auth import hash_key, new_key
 from tests.gateway_harness import (
     ARTIFACTS,
     GatewayProcess,
+    announce,
     chromium,
     kafka_env,
+    model_event,
     record_feedback,
     record_prediction,
     stats_store,
@@ -65,6 +68,19 @@ async def test_chat_page_without_a_worker(
             await expect(page.locator("#key-form")).to_be_hidden()
             await expect(page.locator("#banner")).to_be_hidden()  # not open mode
             await expect(page.locator("#s-total")).to_have_text("0")
+
+            # No model announced yet: the page says so, and a review is refused at once.
+            await expect(page.locator("#model-banner")).to_contain_text("No model is deployed")
+            await page.fill("#text", "Too early.")
+            await page.click("#send")
+            early = page.locator("li.msg.user").last
+            await expect(early).to_have_attribute("data-status", "failed")
+            await expect(early.locator(".status-text")).to_contain_text("no model is deployed yet")
+            await page.screenshot(path=shots / "no-model.png")
+            # The registry watcher announces one: the banner goes, and the page says so.
+            await announce(kafka, model_event(version="3"))
+            await expect(page.locator("#model-banner")).to_be_hidden()
+            await expect(page.locator("li.msg.system").last).to_contain_text("v3 is deployed")
 
             # A hostile review is shown as text, pending, then failed with the reason.
             await page.fill("#text", HOSTILE)

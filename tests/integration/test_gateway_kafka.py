@@ -1,8 +1,10 @@
 """The real gateway on the real Kafka and PostgreSQL, with no worker running.
 
-No worker means no reply: that is a real condition, and the gateway must answer it with a 504
-after its timeout, never hang; its in-flight bound answers 429 meanwhile. What it published is
-read back from Kafka. Kafka going away and coming back is a real broker stopped and started.
+No model announced on the models topic means no worker can answer: the gateway says so at once
+(503 no_model). A model announced but no worker running is a real condition too, and the
+gateway must answer it with a 504 after its timeout, never hang; its in-flight bound answers
+429 meanwhile. What it published is read back from Kafka. Kafka going away and coming back is a
+real broker stopped and started.
 """
 
 from __future__ import annotations
@@ -29,7 +31,14 @@ from gateway.app import create_app
 from gateway.auth import hash_key, new_key
 from gateway.settings import Settings
 from runtime.database import DatabaseSettings
-from tests.gateway_harness import kafka_env, running_gateway, wait_until_ready
+from tests.gateway_harness import (
+    announce,
+    kafka_env,
+    model_event,
+    running_gateway,
+    wait_for_model,
+    wait_until_ready,
+)
 
 ADMIN_KEY = new_key()
 KEYS = json.dumps([{"name": "it-admin", "role": "admin", "sha256": hash_key(ADMIN_KEY)}])
@@ -70,9 +79,11 @@ async def test_no_worker_means_504_the_bound_means_429_and_requests_are_on_kafka
         "RS_GATEWAY_MAX_IN_FLIGHT": "2",
         "RS_GATEWAY_REPLY_TIMEOUT_S": "4",
     }
+    await announce(kafka, model_event())  # a model is deployed; no worker runs
     with running_gateway(env, tmp_path / "gateway.log") as gateway:
         async with httpx.AsyncClient(base_url=gateway.url, headers=AUTH, timeout=30) as http:
             await wait_until_ready(http)
+            await wait_for_model(http, "deployed")
             texts = ["The waiter was charming.", "Forty minutes for a cold pizza."]
             calls = [
                 asyncio.create_task(http.post("/v1/classify", json={"text": t})) for t in texts
@@ -108,6 +119,46 @@ async def test_no_worker_means_504_the_bound_means_429_and_requests_are_on_kafka
         1,
         feedback.json()["feedback_id"],
     )
+
+
+async def test_no_model_is_503_at_once_until_one_is_announced(
+    kafka: KafkaSettings, database_url: str, tmp_path: Path
+) -> None:
+    env = {
+        **kafka_env(kafka),
+        "DATABASE_URL": database_url,
+        "RS_GATEWAY_API_KEYS": KEYS,
+        "RS_GATEWAY_REPLY_TIMEOUT_S": "2",
+    }
+    log = tmp_path / "gateway.log"
+    with running_gateway(env, log) as gateway:
+        async with httpx.AsyncClient(base_url=gateway.url, headers=AUTH, timeout=30) as http:
+            await wait_until_ready(http)
+            await wait_for_model(http, "none")  # the empty models topic, read to its end
+            for path, body in [
+                ("/v1/classify", {"text": "The waiter was charming."}),
+                ("/v1/classify/batch", {"reviews": [{"text": "Cold."}, {"text": "Warm."}]}),
+            ]:
+                started = time.monotonic()
+                refused = await http.post(path, json=body)
+                elapsed = time.monotonic() - started
+                assert refused.status_code == 503, refused.text
+                assert elapsed < 1.0, f"{path} took {elapsed:.2f} s"
+                assert refused.headers["retry-after"] == "5"
+                assert refused.json()["error"] == "no_model"
+                assert refused.json()["message"].startswith("no model is deployed yet")
+
+            # The watcher announces a model: the same gateway follows, no restart.
+            await announce(kafka, model_event(version="4"))
+            await wait_for_model(http, "deployed")
+            model = (await http.get("/v1/model")).json()
+            assert (model["model_name"], model["version"]) == ("reviewstream-sentiment", "4")
+            published = await http.post("/v1/classify", json={"text": "Now it is sent."})
+            assert published.status_code == 504  # sent; no worker runs here
+    said = log.read_text()
+    assert "no model announced on" in said
+    assert "model deployed: reviewstream-sentiment version 4" in said
+    assert " ERROR " not in said
 
 
 @asynccontextmanager
@@ -225,10 +276,12 @@ async def test_kafka_down_is_503_and_the_gateway_recovers_when_it_returns(
             assert "not reachable" in down.json()["message"]
             assert (await http.get("/readyz")).status_code == 503
 
-            # 2. Kafka arrives: the gateway connects by itself; no worker, so the review is
-            #    published and times out.
+            # 2. Kafka arrives: the gateway connects by itself; a model is announced but no
+            #    worker runs, so the review is published and times out.
             broker.start()
             await poll_readiness(http, ready=True, timeout_s=150)
+            await announce(settings.kafka, model_event())
+            await wait_for_model(http, "deployed")
             assert (await http.post("/v1/classify", json=review)).status_code == 504
 
             # 3. Kafka goes away while the gateway runs: 503 again, not a hang.
