@@ -78,8 +78,8 @@ class ModelsTopic:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
-        await consumer.start()
-        try:
+        try:  # start() inside: a cancel while it connects must still close the client
+            await consumer.start()
             await consumer.seek_to_beginning()
             partitions = sorted(consumer.assignment())
             end = await consumer.end_offsets(partitions)
