@@ -19,16 +19,19 @@ from contracts.topics import KafkaSettings
 from deploy.local.launcher import LocalStack
 from deploy.topics import ensure_topics
 from stats.migrate import migrate
+from tests.serving import Processes, Traffic
 
 TESTS = Path(__file__).parent
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test by the folder it lives in: unit, integration or e2e."""
+    """Mark every test by what it runs on: e2e where its module says so (whole-system tests
+    through the services), integration when it needs the real stack, unit otherwise."""
     for item in items:
-        kind = Path(item.fspath).relative_to(TESTS).parts[0]
-        if kind in {"unit", "integration", "e2e"}:
-            item.add_marker(getattr(pytest.mark, kind))
+        if item.get_closest_marker("e2e") is not None:
+            continue
+        needs_stack = "stack" in getattr(item, "fixturenames", ())
+        item.add_marker(pytest.mark.integration if needs_stack else pytest.mark.unit)
 
 
 @pytest.fixture(scope="session")
@@ -85,3 +88,17 @@ async def database_url(stack: LocalStack) -> AsyncIterator[str]:
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Processes]:
+    """Service subprocesses that are always stopped when the test ends."""
+    with Processes(tmp_path) as processes:
+        yield processes
+
+
+@pytest.fixture
+async def traffic(kafka: KafkaSettings) -> AsyncIterator[Traffic]:
+    """A producer of requests and a reader of predictions on this test's topics."""
+    async with Traffic(kafka) as t:
+        yield t

@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 
 from contracts import ModelChanged
 from gateway.deployment import NO_MODEL, UNKNOWN, Deployment, ModelState
-from tests.unit.gateway_memory import MemoryBus, MemoryModels, memory_app, receive_type
+from tests.gateway.memory import MemoryBus, MemoryModels, memory_app, receive_type
 
 V3 = Deployment(ModelState.DEPLOYED, "reviewstream-sentiment", "3")
 

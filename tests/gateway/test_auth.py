@@ -22,7 +22,7 @@ from gateway.app import create_app
 from gateway.auth import KeyRecord, Role, hash_key, new_key
 from gateway.keys import app as keys_cli
 from gateway.settings import Settings
-from tests.unit.gateway_memory import (
+from tests.gateway.memory import (
     MemoryBus,
     MemoryModels,
     MemoryStats,

@@ -1,6 +1,6 @@
 """The producers on the real broker: replay at a rate, topic-range replay, bulk resume, Ctrl-C.
 
-What needs a real worker (answers, accuracy, bulk output) is in tests/e2e/test_producers_e2e.py.
+What needs a real worker (answers, accuracy, bulk output) is in tests/producers/test_e2e.py.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ import pytest
 from deploy.local.launcher import ROOT, free_port
 from tests.gateway_harness import ARTIFACTS
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 # A log line at ERROR (or worse) from any part: our services, Kafka (log4j), PostgreSQL, uvicorn.
 ERROR_LINE = re.compile(r"\b(ERROR|FATAL|CRITICAL|PANIC)\b|Traceback")

@@ -24,7 +24,7 @@ from gateway.metrics import Metrics
 from gateway.replies import Replies
 from gateway.schemas import ReviewIn
 from gateway.settings import Settings
-from tests.unit.gateway_memory import MemoryBus, prediction_for
+from tests.gateway.memory import MemoryBus, prediction_for
 
 
 def request(text: str = "ok") -> ReviewRequest:

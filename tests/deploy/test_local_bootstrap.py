@@ -1,7 +1,7 @@
 """The first start's model on the real MLflow: a registry that serves a version is left alone
 (one line, then the process idles as honcho needs, and stops cleanly), and the stack adds the
 process only when RS_STACK_BOOTSTRAP_MODEL is on. Training itself runs in
-tests/e2e/test_first_start.py, from a fresh clone."""
+tests/deploy/test_first_start.py, from a fresh clone."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 from deploy.local.__main__ import services
 from deploy.local.launcher import LocalStack
 from deploy.local.settings import StackSettings
-from tests.integration.serving import Processes, eventually, register, unique
+from tests.serving import Processes, eventually, register, unique
 
 
 async def test_a_registry_that_serves_a_version_is_left_alone(

@@ -16,7 +16,7 @@ from contracts import KafkaSettings
 from deploy.local.launcher import LocalStack
 from registry_watcher.service import Watcher
 from registry_watcher.settings import Settings as WatcherSettings
-from tests.integration.serving import (
+from tests.serving import (
     REVIEWS,
     Load,
     Processes,

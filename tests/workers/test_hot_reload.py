@@ -8,7 +8,7 @@ from pathlib import Path
 
 from contracts import KafkaSettings
 from deploy.local.launcher import LocalStack
-from tests.integration.serving import (
+from tests.serving import (
     Load,
     Processes,
     Traffic,

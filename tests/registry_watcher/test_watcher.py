@@ -18,7 +18,7 @@ from deploy.local.launcher import LocalStack, free_port
 from registry_watcher.service import Watcher
 from registry_watcher.settings import Settings
 from runtime.kafka import ModelEvents
-from tests.integration.serving import eventually, mlflow_client, register, unique
+from tests.serving import eventually, mlflow_client, register, unique
 
 
 class Relay:

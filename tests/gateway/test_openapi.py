@@ -10,7 +10,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.testclient import TestClient
 
 from gateway.openapi import openapi_path
-from tests.unit.gateway_memory import memory_app
+from tests.gateway.memory import memory_app
 
 
 @pytest.fixture(scope="module")

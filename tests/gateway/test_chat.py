@@ -9,7 +9,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from tests.unit.gateway_memory import (
+from tests.gateway.memory import (
     memory_app,
     prediction_for,
     receive_type,

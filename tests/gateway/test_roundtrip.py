@@ -43,7 +43,7 @@ from tests.gateway_harness import (
     wait_until_ready,
 )
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 KEY = new_key()
 KEYS = json.dumps([{"name": "e2e", "role": "admin", "sha256": hash_key(KEY)}])

@@ -13,7 +13,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from tests.unit.gateway_memory import MemoryBus, MemoryStats, memory_app, prediction_for
+from tests.gateway.memory import MemoryBus, MemoryStats, memory_app, prediction_for
 
 LIMITS = {"max_text_chars": 50, "max_batch": 3, "max_body_bytes": 1024, "open_mode": True}
 

@@ -41,6 +41,8 @@ from tests.reviewfiles import labelled_rows, write_labelled_csv_gz
 from tests.statsprocess import StatsProcess, wait_for
 from tests.topicdump import dump_topic
 
+pytestmark = pytest.mark.e2e
+
 SHARED_TEST = shared_data("yelp/test.csv.gz")
 
 
