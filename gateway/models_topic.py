@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 
 from contracts import DecodeError, KafkaSettings, ModelChanged, decode
 from gateway.deployment import Deployment, Deployments, ModelState
@@ -76,10 +76,12 @@ class ModelsTopic:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
-        await consumer.start()
+        await consumer.start()  # waits for the topic's metadata; no group: every partition
         try:
-            await consumer.seek_to_beginning()
             partitions = sorted(consumer.assignment())
+            if not partitions:  # never "caught up" with a topic whose partitions are unknown
+                raise UnknownTopicOrPartitionError(s.models_topic)
+            await consumer.seek_to_beginning(*partitions)
             end = await consumer.end_offsets(partitions)
             latest: dict[str, ModelChanged] = {}
             caught_up = False
