@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 
 from contracts import DecodeError, KafkaSettings, ModelChanged, decode
 from gateway.deployment import Deployment, Deployments, ModelState
@@ -79,9 +79,11 @@ class ModelsTopic:
             auto_offset_reset="earliest",
         )
         try:  # start() inside: a cancel while it connects must still close the client
-            await consumer.start()
-            await consumer.seek_to_beginning()
+            await consumer.start()  # waits for the topic's metadata; no group: every partition
             partitions = sorted(consumer.assignment())
+            if not partitions:  # never "caught up" with a topic whose partitions are unknown
+                raise UnknownTopicOrPartitionError(s.models_topic)
+            await consumer.seek_to_beginning(*partitions)
             end = await consumer.end_offsets(partitions)
             latest: dict[str, ModelChanged] = {}
             caught_up = False

@@ -92,7 +92,8 @@ async def wait_for(
     """Probe until it passes (True), or until ``give_up()`` holds between attempts (False).
 
     ``level`` is that of the two lines ("waiting for", "connected to"): DEBUG where another
-    part of the same process already says them. An exception outside ``retry_on`` propagates.
+    part of the same process already says them (then reminders are DEBUG too). An exception
+    outside ``retry_on`` propagates.
     """
     started = time.monotonic()
     said_at: float | None = None
@@ -105,8 +106,13 @@ async def wait_for(
             log.log(level, "waiting for %s at %s (%s)", what, where, reason)
             said_at = now
         elif now - said_at >= remind_every_s:
-            log.warning(
-                "still waiting for %s at %s after %.0f s (%s)", what, where, now - started, reason
+            log.log(
+                logging.WARNING if level >= logging.INFO else level,
+                "still waiting for %s at %s after %.0f s (%s)",
+                what,
+                where,
+                now - started,
+                reason,
             )
             said_at = now
         else:

@@ -171,6 +171,8 @@ class Bootstrap:
         )
         started = time.monotonic()
         env = {**os.environ, **data.settings, "PYTHONUNBUFFERED": "1"}
+        if self.stopping.is_set():
+            return
         self._training = subprocess.Popen([sys.executable, *TRAIN_COMMAND], cwd=ROOT, env=env)
         code = self._training.wait()
         self._training = None
