@@ -1,4 +1,4 @@
-"""Scenario 1, the limit: preprocessing + ONNX Context in process, batched, no I/O."""
+"""Scenario 1, the limit: preprocessing + ONNX Runtime in process, batched, no I/O."""
 
 from __future__ import annotations
 

@@ -103,7 +103,7 @@ class Run:
         r.notes.append(f"model: {self.bundles[2]}")
         r.notes.append(f"reviews: {self.o.reviews} ({len(self.texts)} texts, cycled)")
         if self.wants("limit"):
-            self.echo("1 limit: in-process preprocessing and ONNX Context...")
+            self.echo("1 limit: in-process preprocessing and ONNX Runtime...")
             self.limit()
         if not self.wants("streaming", "rest", "mlflow", "reload", "memory"):
             return r
