@@ -10,9 +10,10 @@ import asyncio
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay
 
 from contracts.topics import KafkaSettings
+from runtime.backoff import backoff
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ async def wait_for_broker(settings: KafkaSettings, *, timeout_s: float = 120) ->
     """Ready means a metadata request answered, not that a port is open."""
     async for attempt in AsyncRetrying(
         stop=stop_after_delay(timeout_s),
-        wait=wait_exponential(multiplier=0.2, max=2),
+        wait=backoff(2),
         retry=retry_if_exception_type(Exception),
         reraise=True,
     ):

@@ -25,7 +25,7 @@ from types import TracebackType
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from contracts import (
     DecodeError,
@@ -40,6 +40,7 @@ from contracts import (
 )
 from gateway.errors import KafkaUnavailable
 from gateway.metrics import Metrics
+from runtime.backoff import backoff
 from runtime.kafka import wait_for_kafka
 from runtime.tasks import Supervisor
 
@@ -148,7 +149,7 @@ class KafkaBus:
         )
         while True:
             async for attempt in AsyncRetrying(
-                wait=wait_exponential(multiplier=0.25, max=5),
+                wait=backoff(),
                 retry=retry_if_exception_type(_CONNECT_ERRORS),
                 before_sleep=self._log_retry,
             ):

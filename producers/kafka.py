@@ -10,10 +10,11 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay
 
 from producers.errors import KafkaUnavailable
 from producers.settings import Settings
+from runtime.backoff import backoff
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ async def topic_partitions(
     try:
         async for attempt in AsyncRetrying(
             stop=stop_after_delay(settings.connect_timeout_s),
-            wait=wait_exponential(multiplier=0.2, max=2),
+            wait=backoff(2),
             retry=retry_if_exception_type((KafkaError, OSError, _TopicsMissing)),
             reraise=True,
         ):

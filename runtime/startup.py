@@ -22,7 +22,9 @@ import urllib.request
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
+
+from runtime.backoff import backoff
 
 Probe = Callable[[], Awaitable[object]]
 
@@ -124,7 +126,7 @@ async def wait_for(
     try:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(retry_on),
-            wait=wait_exponential(multiplier=0.2, max=max_backoff_s),
+            wait=backoff(max_backoff_s),
             stop=stop,
             before_sleep=before_sleep,
             reraise=True,

@@ -22,7 +22,6 @@ from tenacity import (
     RetryCallState,
     retry_if_exception_type,
     stop_never,
-    wait_exponential,
 )
 
 from contracts import (
@@ -35,6 +34,7 @@ from contracts import (
     decode_reply,
     encode,
 )
+from runtime.backoff import backoff
 from runtime.records import Record
 from stats.aggregates import FeedbackRow, PredictionRow
 from stats.metrics import Metrics
@@ -183,7 +183,7 @@ class BatchProcessor:
         """
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type((StoreUnavailable, DeadLetterUnavailable)),
-            wait=wait_exponential(multiplier=0.1, max=self._max_backoff_s),
+            wait=backoff(self._max_backoff_s),
             stop=stop_never,
             before_sleep=lambda state: self._on_retry(kind, state),
             reraise=True,

@@ -25,9 +25,9 @@ from tenacity import (
     RetryCallState,
     retry_if_exception_type,
     stop_never,
-    wait_exponential,
 )
 
+from runtime.backoff import backoff
 from runtime.health import HealthServer, Readiness
 from runtime.process import ServiceFailed
 from runtime.records import Record
@@ -253,7 +253,7 @@ class StatsService:
         )
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(StoreUnavailable),
-            wait=wait_exponential(multiplier=0.2, max=self._settings.retry_max_backoff_s),
+            wait=backoff(self._settings.retry_max_backoff_s),
             stop=stop_never,
             before_sleep=_log_waiting,
         ):

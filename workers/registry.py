@@ -16,12 +16,12 @@ from tenacity import (
     before_sleep_log,
     retry_if_not_exception_type,
     stop_after_attempt,
-    wait_exponential,
 )
 
 from contracts import ModelChanged
 from inference import Bundle, BundleError, OnnxPredictor, ReferenceMismatch
 from inference.registry import download_bundle, serving_version
+from runtime.backoff import backoff
 from workers.models import LoadedModel, ModelRefused
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class MlflowModelSource:
         try:
             for attempt in Retrying(
                 stop=stop_after_attempt(self.download_attempts),
-                wait=wait_exponential(multiplier=0.5, max=5),
+                wait=backoff(),
                 retry=retry_if_not_exception_type(BundleError),
                 before_sleep=before_sleep_log(log, logging.WARNING),
                 reraise=True,
