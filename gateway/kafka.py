@@ -7,11 +7,12 @@ is only useful to the live process that waits for it), skips records that do not
 id without decoding them, and resolves the futures of its own pending request ids. Replicas
 never steal each other's replies, and adding one needs no coordination.
 
-Start-up does not wait for Kafka: the clients connect in the background, and until then
-publishing answers KafkaUnavailable (503). The first connection waits quietly for the broker
-and the topics (``runtime.kafka``: one line when the wait starts, one when it ends); a
-connection lost later is retried with backoff and logged. aiokafka reconnects by itself when a
-broker that was reachable comes back.
+Start-up does not wait for Kafka: the clients connect in the background. A request that arrives
+meanwhile waits for them up to the publish timeout (a review sent the moment a restarted gateway
+accepts connections is published, not refused), then answers KafkaUnavailable (503). The first
+connection waits quietly for the broker and the topics (``runtime.kafka``: one line when the wait
+starts, one when it ends); a connection lost later is retried with backoff and logged. aiokafka
+reconnects by itself when a broker that was reachable comes back.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class KafkaBus:
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._up = asyncio.Event()  # set while the clients are started
 
     @property
     def connected(self) -> bool:
@@ -110,6 +112,9 @@ class KafkaBus:
         await self._publish(self._settings.feedback_topic, [(key, feedback)], "the feedback")
 
     async def _publish(self, topic: str, messages: list[tuple[str, Message]], what: str) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._publish_timeout_s):
+                await self._up.wait()
         producer = self._producer
         if producer is None or not self.connected:
             raise KafkaUnavailable(
@@ -199,6 +204,7 @@ class KafkaBus:
             await producer.stop()
             raise
         self._producer, self._consumer = producer, consumer
+        self._up.set()
         self._metrics.kafka_connected.set(1)
 
     async def _consume(self) -> None:
@@ -236,6 +242,7 @@ class KafkaBus:
     async def _close(self) -> None:
         producer, consumer = self._producer, self._consumer
         self._producer = self._consumer = None
+        self._up.clear()
         self._metrics.kafka_connected.set(0)
         if consumer is not None:
             await consumer.stop()
