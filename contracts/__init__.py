@@ -5,6 +5,8 @@ from contracts.messages import (
     SCHEMA_VERSION,
     ChangeReason,
     DeadLetter,
+    ExplainMethod,
+    Explanation,
     FailureKind,
     Feedback,
     Label,
@@ -15,6 +17,7 @@ from contracts.messages import (
     ReviewRequest,
     Source,
     Timings,
+    WordWeight,
 )
 from contracts.topics import KafkaSettings, TopicSpec
 
@@ -23,6 +26,8 @@ __all__ = [
     "ChangeReason",
     "DeadLetter",
     "DecodeError",
+    "ExplainMethod",
+    "Explanation",
     "FailureKind",
     "Feedback",
     "KafkaSettings",
@@ -35,6 +40,7 @@ __all__ = [
     "Source",
     "Timings",
     "TopicSpec",
+    "WordWeight",
     "dead_letter",
     "decode",
     "decode_reply",

@@ -10,6 +10,8 @@ Versions in use:
 - 1: every message as first released.
 - 2: the predictions topic. :class:`Prediction` carries the ``user_label`` of its request, and
   :class:`RequestFailed` answers a request that a worker could not classify.
+- 2 of :class:`ReviewRequest`, 3 of :class:`Prediction`: a request may ask ``explain``, and its
+  prediction then carries an :class:`Explanation` (a weight per word).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class Source(StrEnum):
 class ReviewRequest(Message):
     """A review to classify. Keyed by ``request_id`` on the requests topic."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1, 2] = 2
 
     request_id: RequestId = Field(default_factory=new_request_id)
     # Length limits are a worker setting (oversized text goes to the DLQ with the reason);
@@ -69,6 +71,9 @@ class ReviewRequest(Message):
     user_label: Label | None = None
     # Opaque routing hint for the reply, e.g. the gateway instance waiting for it.
     reply_to: str | None = Field(default=None, max_length=256)
+    # Version 2: answer with an Explanation. An explained request is a question about a review,
+    # not traffic: the statistics do not count it.
+    explain: bool = False
 
 
 class Timings(BaseModel):
@@ -81,10 +86,37 @@ class Timings(BaseModel):
     batch_size: int = Field(ge=1)
 
 
+class ExplainMethod(StrEnum):
+    NGRAM_SUM = "ngram_sum"
+    """exact: the logit is ``base`` plus the sum of the weights (the fast model)"""
+    OCCLUSION = "occlusion"
+    """a word's weight is how much the logit falls when the word is masked out"""
+
+
+class WordWeight(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    word: str = Field(min_length=1, max_length=256)
+    start: int = Field(ge=0, description="character offset of the word in the review text")
+    end: int = Field(ge=0, description="character offset just after the word")
+    weight: float = Field(description="push towards positive (> 0) or negative (< 0), in logits")
+
+
+class Explanation(BaseModel):
+    """Which words decided an answer, in the review's order."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    method: ExplainMethod
+    base: float = Field(description="the logit of a review with no words")
+    logit: float = Field(description="the logit of this review")
+    words: list[WordWeight]
+
+
 class Prediction(Message):
     """The answer to one ReviewRequest. Keyed by ``request_id`` on the predictions topic."""
 
-    schema_version: Literal[1, 2] = 2
+    schema_version: Literal[1, 2, 3] = 3
     request_id: RequestId
     label: Label
     probability: float = Field(ge=0.0, le=1.0, description="probability of the positive class")
@@ -98,6 +130,8 @@ class Prediction(Message):
     reply_to: str | None = Field(default=None, max_length=256)
     # Version 2: the label the sender gave with the request, so that it counts as feedback.
     user_label: Label | None = None
+    # Version 3: the answer to a request that asked ``explain``.
+    explanation: Explanation | None = None
 
 
 class FailureKind(StrEnum):

@@ -15,10 +15,13 @@ from __future__ import annotations
 import re
 import zlib
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from tokenizers import Encoding
 
 Inputs = dict[str, NDArray[Any]]
 
@@ -34,6 +37,19 @@ class Preprocessor(Protocol):
 
 def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(text.lower())
+
+
+def token_spans(text: str) -> list[tuple[int, int]]:
+    """Where each of ``tokenize(text)`` lies in ``text``: (start, end) character offsets.
+
+    Lowercasing may lengthen a character ("İ" -> "i̇"), so offsets in the lowered text are
+    mapped back through the character each lowered one came from.
+    """
+    origin: list[int] = []
+    for i, char in enumerate(text):
+        origin.extend([i] * len(char.lower()))
+    lowered = "".join(char.lower() for char in text)
+    return [(origin[m.start()], origin[m.end() - 1] + 1) for m in _TOKEN.finditer(lowered)]
 
 
 class HashedNgrams:
@@ -90,6 +106,10 @@ class WordPiece:
             "tokenizer": self.tokenizer_file.name,
             "max_length": self.max_length,
         }
+
+    def encode_one(self, text: str) -> Encoding:
+        """One text's tokens, with the word each piece belongs to and its character offsets."""
+        return self._tokenizer.encode(text)
 
     def encode(self, texts: list[str]) -> Inputs:
         encodings = self._tokenizer.encode_batch(texts)

@@ -66,7 +66,8 @@ class BatchOutcome:
     dead_lettered: int
     labelled: int
     ignored: int = 0
-    """valid records with nothing to store: a worker's error reply (RequestFailed)"""
+    """valid records with nothing to store: a worker's error reply (RequestFailed), or the
+    answer to an ``explain`` request (a question about a review, not traffic)"""
 
 
 class BatchProcessor:
@@ -208,6 +209,9 @@ class BatchProcessor:
 
 
 def _prediction(raw: bytes | None) -> PredictionRow | None:
-    """A prediction to store; an error reply (RequestFailed) answers its sender and stops here."""
+    """A prediction to store; an error reply (RequestFailed) or an explanation answers its
+    sender and stops here."""
     reply = decode_reply(raw)
-    return PredictionRow.from_message(reply) if isinstance(reply, Prediction) else None
+    if isinstance(reply, Prediction) and reply.explanation is None:
+        return PredictionRow.from_message(reply)
+    return None

@@ -17,7 +17,7 @@ class Metrics:
         self.records = Counter(
             "rs_stats_records",
             "Records processed, by kind (prediction, feedback) and outcome "
-            "(stored, duplicate, dead_lettered, ignored: an error reply, nothing to store)",
+            "(stored, duplicate, dead_lettered, ignored: an error reply or an explanation)",
             ["kind", "outcome"],
             registry=r,
         )

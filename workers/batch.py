@@ -13,6 +13,7 @@ from datetime import datetime
 
 from contracts import (
     DecodeError,
+    Explanation,
     FailureKind,
     Prediction,
     RequestFailed,
@@ -82,12 +83,14 @@ def predictions(
     threshold: float,
     picked_at: datetime,
     inference_ms: float,
+    explanations: Sequence[Explanation | None] | None = None,
 ) -> list[Prediction]:
     """One Prediction per accepted request, naming the model version that produced it."""
     if len(accepted) != len(probabilities):
         raise ValueError(f"{len(probabilities)} probabilities for {len(accepted)} requests")
+    explained = explanations if explanations is not None else [None] * len(accepted)
     replies = []
-    for item, probability in zip(accepted, probabilities, strict=True):
+    for item, probability, explanation in zip(accepted, probabilities, explained, strict=True):
         request = item.request
         p = min(1.0, max(0.0, float(probability)))
         queue_ms = (picked_at - request.submitted_at).total_seconds() * 1000
@@ -103,6 +106,7 @@ def predictions(
                 source=request.source,
                 reply_to=request.reply_to,
                 user_label=request.user_label,
+                explanation=explanation,
                 timings=Timings(
                     queue_ms=max(0.0, queue_ms),
                     inference_ms=inference_ms,

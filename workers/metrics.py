@@ -29,7 +29,9 @@ class WorkerMetrics:
             "rs_worker_dead_letters", "Records sent to the DLQ", ["error_type"], registry=r
         )
         self.errors = Counter(
-            "rs_worker_errors", "Errors by kind (commit, inference, models_topic)", ["kind"],
+            "rs_worker_errors",
+            "Errors by kind (commit, inference, explain, models_topic)",
+            ["kind"],
             registry=r,
         )  # fmt: skip
         self.model_info = Gauge(

@@ -20,13 +20,17 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from contracts import ModelChanged
+from contracts import Explanation, ModelChanged
 
 log = logging.getLogger(__name__)
 
 
 class Predictor(Protocol):
     def predict(self, texts: list[str]) -> NDArray[np.float32]: ...
+
+
+class Explainer(Protocol):
+    def explain(self, text: str) -> Explanation: ...
 
 
 class ModelRefused(Exception):
@@ -45,6 +49,7 @@ class LoadedModel:
     sha256: str
     predictor: Predictor
     path: Path | None = None
+    explainer: Explainer | None = None
 
 
 class ModelSource(Protocol):

@@ -19,7 +19,7 @@ from tenacity import (
 )
 
 from contracts import ModelChanged
-from inference import Bundle, BundleError, OnnxPredictor, ReferenceMismatch
+from inference import Bundle, BundleError, OnnxPredictor, ReferenceMismatch, explainer_for
 from inference.registry import download_bundle, serving_version
 from runtime.backoff import backoff
 from workers.models import LoadedModel, ModelRefused
@@ -78,6 +78,7 @@ class MlflowModelSource:
             sha256=event.sha256,
             predictor=predictor,
             path=target,
+            explainer=explainer_for(predictor),
         )
 
     def _download(self, event: ModelChanged, target: Path) -> Bundle:

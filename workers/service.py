@@ -249,7 +249,9 @@ class Worker:
         replies = []
         if accepted:
             started = time.perf_counter()
-            accepted, probabilities, failed = await classify(model, accepted, self.metrics)
+            accepted, probabilities, explanations, failed = await classify(
+                model, accepted, self.metrics
+            )
             elapsed = time.perf_counter() - started
             rejected += failed
             self.metrics.inference_seconds.observe(elapsed)
@@ -262,6 +264,7 @@ class Worker:
                 threshold=s.threshold,
                 picked_at=picked_at,
                 inference_ms=elapsed * 1000,
+                explanations=explanations,
             )
         errors = [
             failure(r, worker_id=s.worker_id, model_name=model.name, model_version=model.version)

@@ -10,6 +10,8 @@ from pydantic import ValidationError
 from contracts import (
     ChangeReason,
     DecodeError,
+    ExplainMethod,
+    Explanation,
     FailureKind,
     Feedback,
     Message,
@@ -19,6 +21,7 @@ from contracts import (
     ReviewRequest,
     Source,
     Timings,
+    WordWeight,
     dead_letter,
     decode,
     decode_reply,
@@ -43,6 +46,24 @@ EXAMPLES: list[Message] = [
         submitted_at=NOW,
         source=Source.REST,
         timings=Timings(queue_ms=1.5, inference_ms=3.0, batch_size=8),
+    ),
+    ReviewRequest(text="Why?", source=Source.WS, explain=True),
+    Prediction(
+        request_id="r-2",
+        label=0,
+        probability=0.1,
+        model_name="reviewstream-sentiment",
+        model_version="3",
+        worker_id="worker-1",
+        submitted_at=NOW,
+        source=Source.WS,
+        timings=Timings(queue_ms=1.5, inference_ms=3.0, batch_size=1),
+        explanation=Explanation(
+            method=ExplainMethod.NGRAM_SUM,
+            base=0.5,
+            logit=-2.0,
+            words=[WordWeight(word="Cold", start=0, end=4, weight=-2.5)],
+        ),
     ),
     Feedback(request_id="r-1", label=0, source=Source.WS),
     Feedback(text="Never again.", label=0, source=Source.REPLAY),
@@ -107,6 +128,13 @@ def test_a_version_1_prediction_is_still_accepted() -> None:
     assert json.loads(encode(new))["schema_version"] == 2
 
 
+def test_a_version_1_request_is_still_accepted_and_asks_for_no_explanation() -> None:
+    old = {"schema_version": 1, "text": "ok", "source": "producer"}
+    request = decode(json.dumps(old).encode(), ReviewRequest)
+    assert (request.schema_version, request.explain) == (1, False)
+    assert json.loads(encode(ReviewRequest(text="ok", source=Source.REST)))["schema_version"] == 2
+
+
 def test_the_predictions_topic_carries_predictions_and_error_replies() -> None:
     assert decode_reply(json.dumps(PREDICTION_V1).encode()).request_id == "r-1"
     assert decode_reply(encode(FAILED)) == FAILED
@@ -120,8 +148,8 @@ def test_a_broken_error_reply_says_what_is_wrong_with_it() -> None:
         decode_reply(json.dumps(broken).encode())
     with pytest.raises(DecodeError, match="unsupported schema_version 1 for RequestFailed"):
         decode_reply(json.dumps({**broken, "schema_version": 1}).encode())
-    with pytest.raises(DecodeError, match="unsupported schema_version 3 for Prediction"):
-        decode_reply(json.dumps({**PREDICTION_V1, "schema_version": 3}).encode())
+    with pytest.raises(DecodeError, match="unsupported schema_version 4 for Prediction"):
+        decode_reply(json.dumps({**PREDICTION_V1, "schema_version": 4}).encode())
 
 
 def test_messages_are_frozen() -> None:
@@ -144,7 +172,7 @@ def test_request_ids_are_unique_by_default() -> None:
         (b"{not json", "not JSON"),
         (b"[1, 2]", "expected a JSON object"),
         (b'{"text": "hi", "source": "rest"}', "unsupported schema_version None"),
-        (b'{"schema_version": 2, "text": "hi", "source": "rest"}', "unsupported schema_version 2"),
+        (b'{"schema_version": 3, "text": "hi", "source": "rest"}', "unsupported schema_version 3"),
         (b'{"schema_version": 1, "text": "", "source": "rest"}', "text"),
         (b'{"schema_version": 1, "text": "hi", "source": "fax"}', "source"),
         (b'{"schema_version": 1, "text": "hi", "source": "rest", "extra": 1}', "extra"),

@@ -29,6 +29,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts import (
     DeadLetter,
+    ExplainMethod,
+    Explanation,
     FailureKind,
     Feedback,
     KafkaSettings,
@@ -503,7 +505,7 @@ async def test_malformed_records_go_to_the_dead_letter_topics_with_the_reason(
         (b"a", b"not json"),
         (b"b", b"\xff\xfe"),
         (b"c", b"[1, 2]"),
-        (b"d", valid_json.replace('"schema_version":2', '"schema_version":3').encode()),
+        (b"d", valid_json.replace('"schema_version":3', '"schema_version":9').encode()),
         (b"e", valid_json.replace('"label":', '"label":7,"x":').encode()),
         (b"f", None),
     ]
@@ -516,8 +518,17 @@ async def test_malformed_records_go_to_the_dead_letter_topics_with_the_reason(
     group = unique("stats")
 
     # Side by side: a worker not upgraded yet writes version 1, and an upgraded one answers a
-    # request it refused with an error reply (nothing to store, and no dead letter).
+    # request it refused with an error reply and an explain request with an explanation
+    # (nothing to store, and no dead letter).
     version_1 = good[2].model_copy(update={"schema_version": 1})
+    explained = good[2].model_copy(
+        update={
+            "request_id": "explained",
+            "explanation": Explanation(
+                method=ExplainMethod.NGRAM_SUM, base=0.1, logit=0.1, words=[]
+            ),
+        }
+    )
     refused = RequestFailed(
         request_id="refused",
         error=FailureKind.INVALID,
@@ -532,8 +543,9 @@ async def test_malformed_records_go_to_the_dead_letter_topics_with_the_reason(
         kafka.bootstrap_servers,
         kafka.predictions_topic,
         [
-            (b"v1", version_1.model_dump_json(exclude={"user_label"}).encode()),
+            (b"v1", version_1.model_dump_json(exclude={"user_label", "explanation"}).encode()),
             (b"refused", encode_message(refused)),
+            (b"explained", encode_message(explained)),
         ],
     )
     await produce(kafka.bootstrap_servers, kafka.predictions_topic, bad_predictions[3:])
@@ -564,7 +576,7 @@ async def test_malformed_records_go_to_the_dead_letter_topics_with_the_reason(
     assert "not JSON" in reasons["a"]
     assert "not UTF-8" in reasons["b"]
     assert "JSON object" in reasons["c"]
-    assert "schema_version 3" in reasons["d"]
+    assert "schema_version 9" in reasons["d"]
     assert "label" in reasons["e"]
     assert "tombstone" in reasons["f"]
     for key in "gh":  # valid messages the database cannot store: refused, not retried forever
@@ -579,7 +591,7 @@ async def test_malformed_records_go_to_the_dead_letter_topics_with_the_reason(
     assert by_key["g"].topic == kafka.feedback_topic
 
     assert await count(database_url, "SELECT count(*) FROM predictions") == 3  # v1 among them
-    assert metric(samples, "rs_stats_records_total", kind="prediction", outcome="ignored") == 1
+    assert metric(samples, "rs_stats_records_total", kind="prediction", outcome="ignored") == 2
     sent_with_label = sum(p.user_label is not None for p in good)
     assert await count(database_url, "SELECT count(*) FROM feedback") == 1 + sent_with_label
     assert (

@@ -9,11 +9,13 @@ import onnx
 import pytest
 import torch
 
+from contracts import ExplainMethod
 from export.evaluation import evaluate
-from export.onnx import torch_probabilities
+from export.onnx import to_tensors, torch_probabilities
 from export.release import Candidate, build_bundle
 from export.settings import Settings as ExportSettings
-from inference import HashedNgrams, OnnxPredictor, WordPiece
+from inference import HashedNgrams, OnnxPredictor, WordPiece, explainer_for
+from inference.explain import logits
 from training.data import load, split_validation
 from training.families import FastFamily, minilm_dir
 from training.models import MiniLMClassifier
@@ -111,3 +113,48 @@ def test_onnx_export_of_the_minilm_architecture_agrees_with_torch(tmp_path: Path
     ]
     assert "tokenizer.json" in bundle.manifest["files"]
     assert OnnxPredictor(bundle).check_reference() <= 1e-4
+
+
+def test_a_trained_fast_model_explains_exactly_and_sensibly(
+    trained: tuple[FastFamily, Fitted, float], tmp_path: Path
+) -> None:
+    family, fitted, _ = trained
+    candidate = Candidate(fitted.model, "fast", family.preprocessor())
+    bundle, _ = build_bundle(candidate, ["Great."], ExportSettings(), tmp_path, run_id="test")
+    explainer = explainer_for(OnnxPredictor(bundle))
+    texts = ["good good good", "terrible awful horrible", "The pasta was great but cold."]
+    inputs = to_tensors(family.preprocessor().encode(texts))
+    with torch.inference_mode():
+        torch_logits = fitted.model(**inputs).numpy()
+    for text, logit in zip(texts, torch_logits, strict=True):
+        explanation = explainer.explain(text)
+        total = explanation.base + sum(w.weight for w in explanation.words)
+        assert total == pytest.approx(float(logit), abs=1e-4)  # exact: the shares of the logit
+    assert all(w.weight > 0 for w in explainer.explain("good good good").words)
+    assert all(w.weight < 0 for w in explainer.explain("terrible awful horrible").words)
+
+
+def test_the_accurate_family_is_explained_by_occlusion(tmp_path: Path) -> None:
+    tokenizer = minilm_dir() / "tokenizer.json"
+    torch.manual_seed(0)
+    candidate = Candidate(
+        MiniLMClassifier.untrained(vocab_size=30522),
+        "accurate",
+        WordPiece(tokenizer, max_length=16),
+        (tokenizer,),
+    )
+    bundle, _ = build_bundle(candidate, ["Great."], ExportSettings(), tmp_path, run_id="test")
+    predictor = OnnxPredictor(bundle)
+    explainer = explainer_for(predictor)
+    text = "The soufflé wasn't great, honestly! " * 3  # longer than 16 pieces: truncated
+    explanation = explainer.explain(text)
+    assert explanation.method is ExplainMethod.OCCLUSION
+    assert explanation.logit == pytest.approx(float(logits(predictor.predict([text]))[0]), abs=1e-4)
+    words = [w.word for w in explanation.words]
+    assert words[:7] == ["The", "soufflé", "wasn", "'", "t", "great", ","]
+    assert len(words) < len(text.split()) * 3  # only the words within max_length
+    assert all(text[w.start : w.end] == w.word for w in explanation.words)
+    # One word: masking it leaves what masking every word leaves.
+    (single,) = explainer.explain("Great").words
+    alone = explainer.explain("Great")
+    assert single.weight == pytest.approx(alone.logit - alone.base, abs=1e-5)

@@ -29,7 +29,7 @@ def test_triage_keeps_good_requests_and_says_why_the_others_are_refused() -> Non
         record(encode(request("x" * 101)), 4),
         record(None, 5),
         record(encode(good), 6),
-        record(b'{"schema_version": 2, "text": "future", "source": "rest"}', 7),
+        record(b'{"schema_version": 3, "text": "future", "source": "rest"}', 7),
     ]
     accepted, rejected = triage(records, max_text_chars=100)
     assert [a.request for a in accepted] == [good]
@@ -96,7 +96,7 @@ def test_the_senders_label_travels_with_the_prediction() -> None:
     now = datetime.now(UTC)
     (reply,) = predictions([item], [0.9], model_name="m", model_version="7", worker_id="w",
                            threshold=0.5, picked_at=now, inference_ms=1.0)  # fmt: skip
-    assert (reply.label, reply.user_label, reply.schema_version) == (1, 0, 2)
+    assert (reply.label, reply.user_label, reply.schema_version) == (1, 0, 3)
 
 
 def test_a_clock_behind_the_sender_never_gives_a_negative_queue_time() -> None:
