@@ -27,6 +27,8 @@ from gateway.schemas import (
     BatchIn,
     BatchOut,
     EmptyQuery,
+    ExplainedOut,
+    ExplainIn,
     FeedbackIn,
     FeedbackOut,
     HealthOut,
@@ -100,6 +102,11 @@ def http_routes(rt: Context, guard: Guard) -> list[BaseRoute]:
         batch = await read_json(request, BatchIn, limits=rt.limits, max_bytes=s.max_body_bytes)
         predictions = await rt.classifier.classify(batch.reviews, Source.REST, idempotency(request))
         return json(BatchOut(results=[PredictionOut.of(p) for p in predictions]))
+
+    async def explain(request: Request) -> Response:
+        review = await read_json(request, ExplainIn, limits=rt.limits, max_bytes=s.max_body_bytes)
+        prediction, explanation = await rt.classifier.explain(review, Source.REST)
+        return json(ExplainedOut.explained(prediction, explanation))
 
     async def feedback(request: Request) -> Response:
         given = await read_json(request, FeedbackIn, limits=rt.limits, max_bytes=s.max_body_bytes)
@@ -191,6 +198,13 @@ def http_routes(rt: Context, guard: Guard) -> list[BaseRoute]:
             "Classify several reviews", "classify", client, body=BatchIn, ok_model=BatchOut,
             errors={**CLASSIFY, 504: "some prediction did not come in time"},
             description="One Idempotency-Key names the whole batch." + IDEMPOTENT)),
+        r("/v1/explain", explain, method="POST", op=Operation(
+            "Classify one review and say which words decided it", "classify", client,
+            body=ExplainIn, ok_model=ExplainedOut,
+            errors={**CLASSIFY, 504: "no prediction came in time"},
+            description="Like /v1/classify, with a weight per word from the version that "
+            "answered. An explanation is a question about a review, not traffic: the "
+            "statistics do not count it.")),
         r("/v1/feedback", feedback, method="POST", op=Operation(
             "Send the true label for a request or a text", "feedback", client, ok_status=202,
             body=FeedbackIn, ok_model=FeedbackOut, errors={**BAD_INPUT, 503: PUBLISH[503]})),

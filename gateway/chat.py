@@ -11,6 +11,9 @@ Messages (JSON text frames), each answer echoing the client's ``id``::
         "idempotency_key": "..." (optional: a retry with the same key gets the same answer)}
     <- {"type": "accepted", "id": "c1", "request_id": "..."}        published, awaiting reply
     <- {"type": "prediction", "id": "c1", "request_id": "...", "verdict": ..., ...}
+    -> {"type": "explain", "id": "e1", "text": "..."}
+    <- {"type": "explanation", "id": "e1", "request_id": "...", "verdict": ..., ...,
+        "explanation": {"method", "base", "logit", "words": [{"word", "start", "end", "weight"}]}}
     -> {"type": "feedback", "id": "f1", "request_id": "...", "label": 0 | 1}
     <- {"type": "feedback_ack", "id": "f1", "feedback_id": "...", "request_id": "..."}
     -> {"type": "ping", "id": "p1"}                     <- {"type": "pong", "id": "p1"}
@@ -53,11 +56,14 @@ from gateway.errors import (
     ws_message,
 )
 from gateway.schemas import (
+    ExplainedOut,
+    ExplainIn,
     FeedbackIn,
     ModelOut,
     PredictionOut,
     ReviewIn,
     WsClassify,
+    WsExplain,
     WsFeedback,
     WsIncoming,
     WsPing,
@@ -66,7 +72,7 @@ from gateway.schemas import (
 
 log = logging.getLogger(__name__)
 
-INCOMING: TypeAdapter[WsClassify | WsFeedback | WsPing] = TypeAdapter(WsIncoming)
+INCOMING: TypeAdapter[WsClassify | WsExplain | WsFeedback | WsPing] = TypeAdapter(WsIncoming)
 
 
 def chat_endpoint(rt: Context) -> Callable[[WebSocket], Awaitable[None]]:
@@ -198,7 +204,10 @@ class ChatSession:
             await self._error(busy, incoming.id)
             return
         self._classifying += 1
-        self._spawn(self._classify(incoming))
+        if isinstance(incoming, WsExplain):
+            self._spawn(self._explain(incoming))
+        else:
+            self._spawn(self._classify(incoming))
 
     async def _classify(self, message: WsClassify) -> None:
         try:
@@ -215,6 +224,17 @@ class ChatSession:
                 ticket.release()
             out = dump(PredictionOut.of(prediction))
             await self._send({"type": "prediction", "id": message.id, **out})
+        except GatewayError as exc:
+            await self._error(exc, message.id)
+        finally:
+            self._classifying -= 1
+
+    async def _explain(self, message: WsExplain) -> None:
+        try:
+            review = ExplainIn.model_construct(text=message.text)
+            prediction, explanation = await self._rt.classifier.explain(review, Source.WS)
+            out = dump(ExplainedOut.explained(prediction, explanation))
+            await self._send({"type": "explanation", "id": message.id, **out})
         except GatewayError as exc:
             await self._error(exc, message.id)
         finally:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from contracts import Feedback, Prediction, ReviewRequest, Source
+from contracts import Explanation, Feedback, Prediction, ReviewRequest, Source
 from contracts.messages import new_request_id
 from gateway.bus import RequestBus
 from gateway.deployment import ModelFeed
@@ -23,7 +23,7 @@ from gateway.errors import ModelNotDeployed, ReplyTimeout, StatsUnavailable, Wor
 from gateway.idempotency import RememberedAnswers, fingerprint, request_id_for
 from gateway.metrics import Metrics
 from gateway.replies import Replies
-from gateway.schemas import FeedbackIn, ReviewIn
+from gateway.schemas import ExplainIn, FeedbackIn, ReviewIn
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +132,12 @@ class Classifier:
         reviews: Sequence[ReviewIn],
         source: Source,
         idempotency: Idempotency | None = None,
+        *,
+        explain: bool = False,
     ) -> Ticket:
         """Published and awaited, or an error: ModelNotDeployed (at once), Overloaded,
-        KafkaUnavailable, or (a key reused for another review) ValidationFailed."""
+        KafkaUnavailable, or (a key reused for another review) ValidationFailed. With
+        ``explain``, each answer carries an Explanation (the statistics do not count it)."""
         if self.models is not None:
             try:
                 self.models.current.require(retry_after_s=self._no_model_retry_after_s)
@@ -157,6 +160,7 @@ class Classifier:
                 source=source,
                 user_label=review.label,
                 reply_to=self.instance_id,
+                explain=explain,
             )
             for request_id, review in zip(ids, reviews, strict=True)
         ]
@@ -189,6 +193,20 @@ class Classifier:
     ) -> list[Prediction]:
         ticket = await self.submit(reviews, source, idempotency)
         return await ticket.wait()
+
+    async def explain(self, review: ExplainIn, source: Source) -> tuple[Prediction, Explanation]:
+        """The answer and the words that decided it. No idempotency key: asking again
+        changes nothing."""
+        ticket = await self.submit([ReviewIn.model_construct(text=review.text, label=None)],
+                                   source, explain=True)  # fmt: skip
+        [prediction] = await ticket.wait()
+        if prediction.explanation is None:
+            raise WorkerRefused(
+                f"worker {prediction.worker_id} answered without an explanation",
+                request_id=prediction.request_id,
+                invalid=False,
+            )
+        return prediction, prediction.explanation
 
     async def feedback(self, given: FeedbackIn, source: Source) -> Feedback:
         feedback = Feedback(

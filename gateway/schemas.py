@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from contracts import Prediction
+from contracts import ExplainMethod, Explanation, Prediction
 from gateway.deployment import Deployment
 from gateway.readmodel import (
     LabelSplit,
@@ -75,6 +75,14 @@ class ReviewIn(In):
     label: LabelIn | None = Field(
         None, description="the true label if the sender knows it (0 negative, 1 positive)"
     )
+
+    _text = field_validator("text")(check_text)
+
+
+class ExplainIn(In):
+    """One review whose answer should say which words decided it."""
+
+    text: str = Field(description="the review, 1 to RS_GATEWAY_MAX_TEXT_CHARS characters")
 
     _text = field_validator("text")(check_text)
 
@@ -157,6 +165,35 @@ class PredictionOut(Out):
             model_version=p.model_version,
             worker_id=p.worker_id,
         )
+
+
+class WordWeightOut(Out):
+    word: str = Field(description="the word as written in the review")
+    start: int = Field(description="its character offset in the review")
+    end: int = Field(description="the offset just after it")
+    weight: float = Field(description="push towards positive (> 0) or negative (< 0), in logits")
+
+
+class ExplanationOut(Out):
+    method: ExplainMethod = Field(
+        description="ngram_sum: exact, base + the weights = logit (fast model); occlusion: the "
+        "logit lost when the word is masked out (accurate model)"
+    )
+    base: float = Field(description="the logit of a review with no words")
+    logit: float = Field(description="the logit of this review; probability = sigmoid(logit)")
+    words: list[WordWeightOut] = Field(description="every word the model read, in order")
+
+    @classmethod
+    def of(cls, e: Explanation) -> ExplanationOut:
+        return cls.model_validate(e.model_dump())
+
+
+class ExplainedOut(PredictionOut):
+    explanation: ExplanationOut
+
+    @classmethod
+    def explained(cls, p: Prediction, e: Explanation) -> ExplainedOut:
+        return cls(**dict(PredictionOut.of(p)), explanation=ExplanationOut.of(e))
 
 
 class BatchOut(Out):
@@ -345,6 +382,14 @@ class WsClassify(In):
     _text = field_validator("text")(check_text)
 
 
+class WsExplain(In):
+    type: Literal["explain"]
+    id: str = Field(min_length=1, max_length=64, description="the client's own message id")
+    text: str
+
+    _text = field_validator("text")(check_text)
+
+
 class WsFeedback(In):
     type: Literal["feedback"]
     id: str = Field(min_length=1, max_length=64)
@@ -357,7 +402,7 @@ class WsPing(In):
     id: str | None = Field(None, max_length=64)
 
 
-WsIncoming = Annotated[WsClassify | WsFeedback | WsPing, Field(discriminator="type")]
+WsIncoming = Annotated[WsClassify | WsExplain | WsFeedback | WsPing, Field(discriminator="type")]
 
 
 def dump(model: BaseModel) -> dict[str, Any]:

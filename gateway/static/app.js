@@ -16,6 +16,7 @@
     nextId: 1,
     reviews: new Map(), // client id -> review entry
     feedback: new Map(), // client id -> feedback entry
+    explains: new Map(), // client id -> explanation entry
     lastStats: null,
     model: null, // what the gateway says is deployed: {state, model_name, version}
   };
@@ -114,6 +115,8 @@
       for (const fb of state.feedback.values()) {
         if (fb.status === "sending") feedbackFailed(fb, "connection lost; try again");
       }
+      for (const entry of state.explains.values()) explainFailed(entry, "connection lost; try again");
+      state.explains.clear();
       scheduleReconnect();
     });
   }
@@ -242,9 +245,77 @@
     for (const button of [agree, wrong]) button.type = "button";
     agree.addEventListener("click", () => sendFeedback(p, p.label, actions, agree));
     wrong.addEventListener("click", () => sendFeedback(p, 1 - p.label, actions, wrong));
-    actions.append(agree, wrong);
+    const why = el("button", "why", "Why?");
+    why.type = "button";
+    why.title = "Show which words decided the answer";
+    why.addEventListener("click", () => askWhy(review.text, node, why));
+    actions.append(agree, wrong, why);
     node.append(actions);
     appendMessage(node);
+  }
+
+  // --- explanations ------------------------------------------------------------------------
+
+  function askWhy(text, bubble, button) {
+    const id = `e${state.nextId++}`;
+    const box = bubble.querySelector(".explanation") || el("div", "explanation");
+    box.replaceChildren(el("div", "why-note", "asking the model why…"));
+    bubble.append(box);
+    if (!connected()) {
+      box.replaceChildren(el("div", "why-note fb-error", "not connected; try again when the status is green"));
+      return;
+    }
+    button.disabled = true;
+    state.explains.set(id, { box, button, text });
+    state.ws.send(JSON.stringify({ type: "explain", id, text }));
+  }
+
+  function signed(weight) {
+    return `${weight >= 0 ? "+" : "−"}${Math.abs(weight).toFixed(2)}`;
+  }
+
+  // The review with each word marked by its push: green and underlined towards positive, red
+  // and struck-through dotted towards negative (shape as well as colour), stronger = darker;
+  // each word's weight is in its title and aria-label, and the strongest are listed in words.
+  function showExplanation(entry, message) {
+    entry.button.disabled = false;
+    const e = message.explanation;
+    const review = entry.text;
+    const strongest = Math.max(1e-9, ...e.words.map((w) => Math.abs(w.weight)));
+    const para = el("p", "highlighted");
+    let at = 0;
+    for (const w of e.words) {
+      if (w.start < at) continue;
+      para.append(document.createTextNode(review.slice(at, w.start)));
+      const side = w.weight >= 0 ? "pos" : "neg";
+      const mark = el("mark", `w ${side}`, review.slice(w.start, w.end));
+      mark.style.setProperty("--strength", (Math.abs(w.weight) / strongest).toFixed(3));
+      mark.dataset.weight = w.weight.toFixed(4);
+      const towards = w.weight >= 0 ? "towards positive" : "towards negative";
+      mark.title = `${signed(w.weight)} ${towards}`;
+      mark.setAttribute("aria-label", `${w.word}: ${signed(w.weight)} ${towards}`);
+      para.append(mark);
+      at = w.end;
+    }
+    para.append(document.createTextNode(review.slice(at)));
+    const ranked = [...e.words].sort((a, b) => b.weight - a.weight);
+    const top = (words) => words.map((w) => `${w.word} (${signed(w.weight)})`).join(", ") || "none";
+    const legend = el("div", "legend");
+    legend.append(el("span", "w pos", "towards positive"), el("span", "w neg", "towards negative"),
+      el("span", "legend-note", "darker = stronger"));
+    const method = e.method === "ngram_sum" ? "exact word shares" : "masking each word";
+    entry.box.replaceChildren(
+      el("div", "why-head", `Why ${message.verdict}? (${message.model_name} v${message.model_version}, ${method})`),
+      para,
+      legend,
+      el("div", "why-top", `Most positive: ${top(ranked.filter((w) => w.weight > 0).slice(0, 3))}`),
+      el("div", "why-top", `Most negative: ${top(ranked.filter((w) => w.weight < 0).reverse().slice(0, 3))}`),
+    );
+  }
+
+  function explainFailed(entry, reason) {
+    entry.button.disabled = false;
+    entry.box.replaceChildren(el("div", "why-note fb-error", `explanation failed: ${reason}`));
   }
 
   // --- feedback ----------------------------------------------------------------------------
@@ -302,6 +373,12 @@
         if (review && review.status !== "done") showPrediction(review, message);
         break;
       }
+      case "explanation": {
+        const entry = state.explains.get(message.id);
+        state.explains.delete(message.id);
+        if (entry) showExplanation(entry, message);
+        break;
+      }
       case "feedback_ack": {
         const fb = state.feedback.get(message.id);
         if (fb) feedbackDone(fb);
@@ -310,8 +387,11 @@
       case "error": {
         const review = state.reviews.get(message.id);
         const fb = state.feedback.get(message.id);
+        const why = state.explains.get(message.id);
+        state.explains.delete(message.id);
         if (review) fail(review, message.message);
         else if (fb) feedbackFailed(fb, message.message);
+        else if (why) explainFailed(why, message.message);
         else systemMessage(`The gateway says: ${message.message}`);
         break;
       }

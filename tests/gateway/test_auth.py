@@ -41,6 +41,7 @@ ROUTES: dict[tuple[str, str], Role | None] = {
     ("GET", "/openapi.json"): PUBLIC,
     ("POST", "/v1/classify"): Role.CLIENT,
     ("POST", "/v1/classify/batch"): Role.CLIENT,
+    ("POST", "/v1/explain"): Role.CLIENT,
     ("POST", "/v1/feedback"): Role.CLIENT,
     ("GET", "/v1/stats/summary"): Role.VIEWER,
     ("GET", "/v1/stats/windows"): Role.VIEWER,
@@ -54,11 +55,17 @@ REQUEST: dict[str, tuple[str, dict[str, Any] | None]] = {
     "/static/{path}": ("/static/app.js", None),
     "/v1/classify": ("/v1/classify", {"text": "Nice."}),
     "/v1/classify/batch": ("/v1/classify/batch", {"reviews": [{"text": "Nice."}]}),
+    "/v1/explain": ("/v1/explain", {"text": "Nice."}),
     "/v1/feedback": ("/v1/feedback", {"request_id": "r1", "label": 1}),
 }
 # What an authorized call answers over the memory bus, which never replies: classify waits
 # out the (short) reply timeout.
-AUTHORIZED_STATUS = {"/v1/classify": 504, "/v1/classify/batch": 504, "/v1/feedback": 202}
+AUTHORIZED_STATUS = {
+    "/v1/classify": 504,
+    "/v1/classify/batch": 504,
+    "/v1/explain": 504,
+    "/v1/feedback": 202,
+}
 
 KEYS = {role: new_key() for role in Role}
 CALLERS: dict[str, dict[str, str]] = {
@@ -154,6 +161,8 @@ def test_websocket_viewer_sees_stats_but_may_not_classify(client: TestClient) ->
         refused = receive_type(ws, "error")
         assert (refused["id"], refused["status"]) == ("c1", 403)
         ws.send_json({"type": "feedback", "id": "f1", "request_id": "r", "label": 1})
+        assert receive_type(ws, "error")["status"] == 403
+        ws.send_json({"type": "explain", "id": "e1", "text": "Nice."})
         assert receive_type(ws, "error")["status"] == 403
 
 

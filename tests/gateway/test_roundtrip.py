@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import re
 import signal
@@ -27,6 +28,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from mlflow import MlflowClient
 from playwright.async_api import expect
+from websockets.asyncio.client import ClientConnection, connect
 
 from contracts import Feedback, KafkaSettings, decode
 from deploy.local.launcher import ROOT, LocalStack, free_port
@@ -266,6 +268,21 @@ async def test_chat_page_with_a_worker_and_the_stats_processor(
                 # Pin the bubble by its id: `.last` would move on to the next reply.
                 verdict = page.locator(f'li.msg.bot[data-request-id="{request_id}"]')
 
+                # Why? Each word of the review marked by its push, named in words too.
+                await verdict.locator("button.why").click()
+                marks = verdict.locator(".explanation mark.w")
+                await expect(marks).to_have_count(10, timeout=30_000)
+                await expect(verdict.locator(".why-head")).to_contain_text(f"v{model[1]}")
+                await expect(verdict.locator(".explanation .legend")).to_contain_text(
+                    "towards positive"
+                )
+                await expect(verdict.locator(".why-top").first).to_contain_text("Most positive")
+                first_word = await marks.first.get_attribute("aria-label")
+                assert first_word is not None
+                signed = r"[+\u2212]\d+\.\d\d"  # the page writes a real minus sign
+                assert re.fullmatch(rf"The: {signed} towards (positive|negative)", first_word)
+                await verdict.screenshot(path=shots / "why.png")
+
                 script = "<script>window.__pwned = 1</script>"
                 await page.fill("#text", script)
                 await page.click("#send")
@@ -299,9 +316,11 @@ async def test_chat_page_with_a_worker_and_the_stats_processor(
         true_label = await conn.fetchval(
             "SELECT true_label FROM predictions WHERE request_id = $1", request_id
         )
+        stored = await conn.fetchval("SELECT count(*) FROM predictions")
     finally:
         await conn.close()
     assert true_label == feedback.label
+    assert stored == 2  # the two reviews; "Why?" asked again, and is not counted
 
 
 async def _read_feedback(kafka: KafkaSettings) -> Feedback:
@@ -452,3 +471,90 @@ async def _fetch(database_url: str, sql: str) -> list[tuple[object, ...]]:
         return [tuple(r) for r in await conn.fetch(sql)]
     finally:
         await conn.close()
+
+
+async def test_explanations_over_rest_and_websocket_follow_a_hot_reload(
+    stack: LocalStack,
+    kafka: KafkaSettings,
+    database_url: str,
+    model: tuple[str, str],
+    tmp_path: Path,
+) -> None:
+    text = "The soup was cold, the staff were wonderful!"
+    with (
+        worker(stack, kafka, model, tmp_path / "worker.log"),
+        running_gateway(gateway_env(kafka, database_url), tmp_path / "gateway.log") as gateway,
+    ):
+        async with httpx.AsyncClient(base_url=gateway.url, headers=AUTH, timeout=60) as http:
+            await wait_until_ready(http)
+            first = await http.post("/v1/explain", json={"text": text})
+            assert first.status_code == 200, first.text
+            body = first.json()
+            assert (body["model_name"], body["model_version"]) == model
+            explanation = body["explanation"]
+            assert explanation["method"] == "ngram_sum"
+            words = explanation["words"]
+            assert [w["word"] for w in words] == [
+                "The", "soup", "was", "cold", "the", "staff", "were", "wonderful", "!",
+            ]  # fmt: skip
+            assert all(text[w["start"] : w["end"]] == w["word"] for w in words)
+            total = explanation["base"] + sum(w["weight"] for w in words)
+            assert total == pytest.approx(explanation["logit"], abs=1e-4)
+            assert 1 / (1 + math.exp(-explanation["logit"])) == pytest.approx(
+                body["probability"], abs=1e-5
+            )
+
+            # Bad input gets the same clear errors as classify.
+            for bad, status, error in [
+                ({"text": "   "}, 422, "invalid_body"),
+                ({"text": text, "label": 1}, 422, "invalid_body"),
+                ({"text": "x" * 30_000}, 422, "invalid_body"),
+            ]:
+                refused = await http.post("/v1/explain", json=bad)
+                assert refused.status_code == status, refused.text
+                assert refused.json()["error"] == error
+            garbage = await http.post(
+                "/v1/explain", content=b"{", headers={"content-type": "application/json"}
+            )
+            assert garbage.status_code == 400
+
+            # The same over the WebSocket, with the same errors.
+            url = gateway.url.replace("http", "ws", 1) + "/v1/ws"
+            async with connect(url, additional_headers=AUTH) as ws:
+                await ws.send(json.dumps({"type": "explain", "id": "e1", "text": text}))
+                await ws.send(json.dumps({"type": "explain", "id": "e2", "text": ""}))
+                answers = await _ws_answers(ws, {"e1", "e2"})
+            assert answers["e1"]["type"] == "explanation"
+            assert answers["e1"]["explanation"] == explanation  # same version, same words
+            assert (answers["e2"]["type"], answers["e2"]["status"]) == ("error", 422)
+
+            # A new version goes live: explanations now come from it.
+            client = MlflowClient(tracking_uri=stack.mlflow_uri, registry_uri=stack.mlflow_uri)
+            bundle = make_fast_bundle(tmp_path / "bundle-2", seed=12)
+            run = client.create_run(client.create_experiment(f"{model[0]}-next"))
+            newer = register_bundle(client, run_id=run.info.run_id, bundle=bundle,
+                                    model_name=model[0])  # fmt: skip
+            client.set_registered_model_alias(model[0], "production", newer.version)
+            event = serving_version(client, model[0], "production")
+            assert event is not None
+            await announce(kafka, event)
+            deadline = time.monotonic() + 60
+            while (again := (await http.post("/v1/explain", json={"text": text})).json())[
+                "model_version"
+            ] != str(newer.version):
+                assert time.monotonic() < deadline, again
+                await asyncio.sleep(0.3)
+            reloaded = again["explanation"]
+            assert [w["word"] for w in reloaded["words"]] == [w["word"] for w in words]
+            assert [w["weight"] for w in reloaded["words"]] != [w["weight"] for w in words]
+
+
+async def _ws_answers(ws: ClientConnection, ids: set[str]) -> dict[str, dict[str, object]]:
+    """The answers to these message ids, skipping the pushed stats and model messages."""
+    answers: dict[str, dict[str, object]] = {}
+    async with asyncio.timeout(60):
+        while set(answers) != ids:
+            message = json.loads(await ws.recv())
+            if message.get("id") in ids:
+                answers[message["id"]] = message
+    return answers
