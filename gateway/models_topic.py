@@ -9,7 +9,6 @@ known deployment and reads the topic again from the beginning.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from types import TracebackType
@@ -53,9 +52,7 @@ class ModelsTopic:
     ) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await self._supervisor.stop(task)
 
     async def _run(self) -> None:
         s = self._settings
