@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from benchmarks.explain_latency import explain_ms
 from benchmarks.faithfulness import app, measure_review, remove_spans, summarise, top_spans
 from contracts import ExplainMethod, Explanation, WordWeight
 from contracts.reviewfiles import SAMPLE
@@ -64,3 +65,9 @@ def test_the_command_writes_json_and_a_png(bundle_dir: Path, tmp_path: Path) -> 
     assert [row["k"] for row in document["per_k"]] == [1, 2, 3, 4, 5]
     assert document["reviews"] + document["skipped_short"] == 20
     assert saved.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_explain_latency_is_one_time_per_review(bundle_dir: Path) -> None:
+    ms = explain_ms(load_bundle(bundle_dir), ["Great food.", "", "Not good at all, sadly."])
+    assert len(ms) == 3
+    assert all(0 < x < 1000 for x in ms)
