@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     # run. Occlusion runs the encoder once per word, so the accurate family explains fewer.
     insight_reviews_fast: int = Field(500, description="test reviews explained (fast family)")
     insight_reviews_accurate: int = Field(
-        64, description="test reviews explained (accurate family: occlusion is slow on a CPU)"
+        32, description="test reviews explained (accurate family: occlusion is slow on a CPU)"
     )
     insight_min_reviews: int = Field(5, description="reviews a word must occur in to be ranked")
     insight_top: int = Field(15, description="words shown on each side")
