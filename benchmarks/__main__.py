@@ -87,6 +87,17 @@ def main(
         Path | None,
         typer.Option(help="run the workers under cProfile, writing DIR/worker-N.prof on exit"),
     ] = None,
+    explain_reviews: Annotated[
+        int | None, typer.Option(min=1, help="reviews explained, fast (default 200, quick 40)")
+    ] = None,
+    explain_reviews_accurate: Annotated[
+        int | None,
+        typer.Option(min=1, help="reviews explained, accurate (default 5, quick 2)"),
+    ] = None,
+    accurate_bundle: Annotated[
+        Path | None,
+        typer.Option(help="a trained accurate bundle to explain (default: MiniLM, random head)"),
+    ] = None,
     own_stack: Annotated[
         bool,
         typer.Option(
@@ -95,7 +106,8 @@ def main(
         ),
     ] = True,
 ) -> None:
-    """Measure the limit, streaming, REST/WebSocket, mlflow serve, hot reload and memory."""
+    """Measure the limit, streaming, REST/WebSocket, mlflow serve, hot reload, memory and
+    the explain latency."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     overrides = {
         "scenarios": _scenarios(scenarios) if scenarios else None,
@@ -107,6 +119,9 @@ def main(
         "bundle": bundle,
         "reviews": reviews,
         "watcher_poll_s": watcher_poll_s,
+        "explain_reviews": explain_reviews,
+        "explain_reviews_accurate": explain_reviews_accurate,
+        "accurate_bundle": accurate_bundle,
         "own_stack": own_stack,
         "profile_workers": profile_workers,
     }

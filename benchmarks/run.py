@@ -1,9 +1,10 @@
-"""All six scenarios in one run, on the same reviews with the same load generator.
+"""All seven scenarios in one run, on the same reviews with the same load generator.
 
 Order: the limit (no service busy), then the stack's services and ``mlflow models serve`` start;
 streaming with one worker; the online scenarios, REST, WebSocket and MLflow interleaved per
 repeat so that a busy neighbour on the machine hits all three alike; a second worker joins for
-streaming with two workers and the hot reload; last, the peak memory of what ran.
+streaming with two workers and the hot reload; last, the peak memory of what ran. Explaining
+(scenario 7) runs in process right after the limit, before any service is busy.
 """
 
 from __future__ import annotations
@@ -17,13 +18,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from benchmarks.clients import mlflow_client, rest_client, websocket_client
 from benchmarks.data import DEFAULT_REVIEWS, load_reviews
+from benchmarks.explain_latency import ACCURATE_MAX_LENGTH, explain_ms, untrained_accurate_bundle
 from benchmarks.limit import measure_limit
 from benchmarks.load import LoadResult, Send, closed_loop, cycled
 from benchmarks.mlflow_peer import log_pyfunc, mlflow_serve
 from benchmarks.report import Report
 from benchmarks.stack import (
+    FAST_BUCKETS,
     BenchStack,
     Service,
     free_port,
@@ -32,12 +37,13 @@ from benchmarks.stack import (
     workdir,
 )
 from benchmarks.streaming import burst
-from inference import OnnxPredictor
+from inference import OnnxPredictor, load_bundle
+from inference.synthetic import make_fast_bundle
 from workers.settings import Settings as WorkerSettings
 
 log = logging.getLogger(__name__)
 
-SCENARIOS = ("limit", "streaming", "rest", "mlflow", "reload", "memory")
+SCENARIOS = ("limit", "streaming", "rest", "mlflow", "reload", "memory", "explain")
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / ".artifacts" / "bench"
 SETTLE_CONCURRENCY = 32
@@ -55,6 +61,9 @@ class Options:
     burst: int = 20_000  # reviews per streaming burst
     concurrency: list[int] = field(default_factory=lambda: [1, 16, 64])
     reload_concurrency: int = 8
+    explain_reviews: int = 200  # reviews explained by the fast model
+    explain_reviews_accurate: int = 5  # occlusion: one encoder row per word, ~10 s a review
+    accurate_bundle: Path | None = None  # default: the pretrained encoder with a random head
     watcher_poll_s: float = 1.0
     bundle: Path | None = None
     reviews: Path = DEFAULT_REVIEWS
@@ -66,7 +75,14 @@ class Options:
     @classmethod
     def quick_mode(cls, **overrides: Any) -> Options:
         return cls(
-            repeats=1, requests=64, settle_requests=64, burst=2000, concurrency=[1, 16], quick=True
+            repeats=1,
+            requests=64,
+            settle_requests=64,
+            burst=2000,
+            concurrency=[1, 16],
+            explain_reviews=40,
+            explain_reviews_accurate=2,
+            quick=True,
         ).replace(**overrides)
 
     def replace(self, **overrides: Any) -> Options:
@@ -105,6 +121,9 @@ class Run:
         if self.wants("limit"):
             self.echo("1 limit: in-process preprocessing and ONNX Runtime...")
             self.limit()
+        if self.wants("explain"):
+            self.echo("7 explain: one explanation per review, per family, in process...")
+            self.explain()
         if not self.wants("streaming", "rest", "mlflow", "reload", "memory"):
             return r
         async with self.stack, contextlib.AsyncExitStack() as peers:
@@ -173,6 +192,30 @@ class Run:
         ):
             self.report.add("1 limit (in-process)", metric, "reviews/s",
                             [x[key] for x in runs], note)  # fmt: skip
+
+    # -- 7 explaining ------------------------------------------------------------------------
+
+    def explain(self) -> None:
+        """Explain latency of the run's bundle's family and of the other family."""
+        bundles = {self.bundles[0].family: self.bundles[0]}
+        notes = {family: "" for family in ("fast", "accurate")}
+        if "accurate" not in bundles:
+            if self.o.accurate_bundle is not None:
+                bundles["accurate"] = load_bundle(self.o.accurate_bundle)
+            else:
+                bundles["accurate"] = untrained_accurate_bundle(self.work / "accurate")
+                notes["accurate"] = f"; untrained head, max_length {ACCURATE_MAX_LENGTH}"
+        if "fast" not in bundles:
+            bundles["fast"] = make_fast_bundle(self.work / "fast-explain", buckets=FAST_BUCKETS)
+        for family, bundle in bundles.items():
+            count = self.o.explain_reviews
+            if family == "accurate":
+                count = self.o.explain_reviews_accurate
+            ms = explain_ms(bundle, cycled(self.texts, count))
+            for q in (50, 95):
+                self.report.add(f"7 explain, {family}", f"p{q} latency per review", "ms",
+                                [float(np.percentile(ms, q))],
+                                f"{count} reviews, 1 ORT thread{notes[family]}")  # fmt: skip
 
     # -- 2 streaming -------------------------------------------------------------------------
 

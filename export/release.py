@@ -24,11 +24,20 @@ from torch import nn
 from export import gates as gate
 from export.behaviour import SuiteResult, run_suite
 from export.evaluation import Metrics, evaluate
+from export.insight_plots import bar_chart, distribution_plot
+from export.insights import Insights, insights
 from export.onnx import export_onnx, torch_probabilities
 from export.profile import ProfileData, write_profile
 from export.registry import AliasMove, promote, record_gates
 from export.settings import Settings
-from inference import Bundle, BundleError, OnnxPredictor, Preprocessor, write_bundle
+from inference import (
+    Bundle,
+    BundleError,
+    OnnxPredictor,
+    Preprocessor,
+    explainer_for,
+    write_bundle,
+)
 from inference.registry import download_bundle, register_bundle, serving_version
 
 logger = logging.getLogger(__name__)
@@ -107,6 +116,7 @@ def release(
     if production_error is not None:
         gates[1] = gate.Gate("vs_production", False, metrics.accuracy, 0.0, production_error)
     _log_to_run(client, run_id, metrics, gates, suite, parity_diff, ms_per_review, workdir)
+    log_insights(client, run_id, fast_predictor, test.texts, settings, workdir / "explanations")
     version = register_bundle(client, run_id=run_id, bundle=bundle, model_name=settings.model_name)
     for key, value in {
         "family": candidate.family,
@@ -250,3 +260,38 @@ def _log_to_run(
         json.dumps({"rows_true_0_1_columns_predicted_0_1": metrics.confusion})
     )
     client.log_artifacts(run_id, str(report), "evaluation")
+
+
+def log_insights(
+    client: MlflowClient,
+    run_id: str,
+    predictor: OnnxPredictor,
+    texts: list[str],
+    settings: Settings,
+    folder: Path,
+) -> Insights:
+    """What the version learned, from its own explainer on held-out reviews: under the run's
+    ``explanations/``, the ranked words as JSON, their bar chart and the spread of their weights.
+    """
+    found = insights(
+        explainer_for(predictor),
+        texts,
+        limit=settings.insight_reviews(predictor.bundle.family),
+        min_reviews=settings.insight_min_reviews,
+        top=settings.insight_top,
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = found.as_dict()
+    (folder / "top_words.json").write_text(json.dumps(summary, indent=1))
+    bar_chart(found, folder / "top_words.png")
+    distribution_plot(found, folder / "word_weights.png")
+    client.log_artifacts(run_id, str(folder), "explanations")
+    client.log_metric(run_id, "explain_ms_p50", summary["explain_ms_p50"])
+    logger.info(
+        "explained %d test reviews (p50 %.1f ms): top positive %s; top negative %s",
+        found.reviews,
+        summary["explain_ms_p50"],
+        [s.word for s in found.positive[:5]],
+        [s.word for s in found.negative[:5]],
+    )
+    return found

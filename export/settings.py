@@ -37,3 +37,14 @@ class Settings(BaseSettings):
         0.9, description="gate: share of the behavioural suite's cases that must pass"
     )
     reference_size: int = Field(16, description="validation reviews in the bundle's reference set")
+    # What a version learned (export.insights): explanations of held-out reviews, logged to the
+    # run. Occlusion runs the encoder once per word, so the accurate family explains fewer.
+    insight_reviews_fast: int = Field(500, description="test reviews explained (fast family)")
+    insight_reviews_accurate: int = Field(
+        32, description="test reviews explained (accurate family: occlusion is slow on a CPU)"
+    )
+    insight_min_reviews: int = Field(5, description="reviews a word must occur in to be ranked")
+    insight_top: int = Field(15, description="words shown on each side")
+
+    def insight_reviews(self, family: str) -> int:
+        return self.insight_reviews_accurate if family == "accurate" else self.insight_reviews_fast

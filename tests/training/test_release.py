@@ -4,6 +4,7 @@ a broken model is registered but never promoted; promote, rollback and lineage b
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
@@ -88,7 +89,7 @@ def test_the_pipeline_registers_a_gated_bundle_and_promotes_it(
 
 
 def test_the_run_records_data_code_params_and_metrics(
-    shipped: Outcome, client: MlflowClient
+    shipped: Outcome, client: MlflowClient, tmp_path: Path
 ) -> None:
     run_ = client.get_run(shipped.run_id)
     tags, params, metrics = run_.data.tags, run_.data.params, run_.data.metrics
@@ -114,6 +115,21 @@ def test_the_run_records_data_code_params_and_metrics(
     artifacts = {a.path for a in client.list_artifacts(shipped.run_id, "evaluation")}
     assert "evaluation/gates.json" in artifacts
     assert "evaluation/confusion_test.json" in artifacts
+    # What the version learned: its explainer on the test reviews.
+    explained = {a.path for a in client.list_artifacts(shipped.run_id, "explanations")}
+    assert explained == {
+        "explanations/top_words.json",
+        "explanations/top_words.png",
+        "explanations/word_weights.png",
+    }
+    folder = Path(client.download_artifacts(shipped.run_id, "explanations", str(tmp_path)))
+    top = json.loads((folder / "top_words.json").read_text())
+    assert top["method"] == "ngram_sum"
+    assert top["reviews"] == 300  # the whole sample test set: fewer than the 500 allowed
+    assert top["positive"][0]["mean"] > 0 > top["negative"][0]["mean"]
+    for chart in ("top_words.png", "word_weights.png"):
+        assert (folder / chart).read_bytes()[:4] == b"\x89PNG"
+    assert metrics["explain_ms_p50"] > 0
 
 
 def test_a_broken_model_is_registered_but_not_promoted(
