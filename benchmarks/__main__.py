@@ -98,6 +98,12 @@ def main(
         Path | None,
         typer.Option(help="a trained accurate bundle to explain (default: MiniLM, random head)"),
     ] = None,
+    stats_records: Annotated[
+        int | None,
+        typer.Option(
+            min=100, help="predictions through the stats path (default 20000, quick 2000)"
+        ),
+    ] = None,
     own_stack: Annotated[
         bool,
         typer.Option(
@@ -107,7 +113,7 @@ def main(
     ] = True,
 ) -> None:
     """Measure the limit, streaming, REST/WebSocket, mlflow serve, hot reload, memory and
-    the explain latency."""
+    the explain latency, and the stats path with and without the drift monitor."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     overrides = {
         "scenarios": _scenarios(scenarios) if scenarios else None,
@@ -122,6 +128,7 @@ def main(
         "explain_reviews": explain_reviews,
         "explain_reviews_accurate": explain_reviews_accurate,
         "accurate_bundle": accurate_bundle,
+        "stats_records": stats_records,
         "own_stack": own_stack,
         "profile_workers": profile_workers,
     }

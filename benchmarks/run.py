@@ -36,17 +36,20 @@ from benchmarks.stack import (
     tree_peak_rss_mib,
     workdir,
 )
+from benchmarks.stats_throughput import one_run as stats_run
 from benchmarks.streaming import burst
 from inference import OnnxPredictor, load_bundle
 from inference.synthetic import make_fast_bundle
+from runtime.database import DatabaseSettings
 from workers.settings import Settings as WorkerSettings
 
 log = logging.getLogger(__name__)
 
-SCENARIOS = ("limit", "streaming", "rest", "mlflow", "reload", "memory", "explain")
+SCENARIOS = ("limit", "streaming", "rest", "mlflow", "reload", "memory", "explain", "stats")
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / ".artifacts" / "bench"
 SETTLE_CONCURRENCY = 32
+STATS_BATCH_MAX = 500  # the stats processor's default
 
 
 @dataclass
@@ -64,6 +67,7 @@ class Options:
     explain_reviews: int = 200  # reviews explained by the fast model
     explain_reviews_accurate: int = 5  # occlusion: one encoder row per word, ~10 s a review
     accurate_bundle: Path | None = None  # default: the pretrained encoder with a random head
+    stats_records: int = 20_000  # predictions through the stats path, per run (+ half as feedback)
     watcher_poll_s: float = 1.0
     bundle: Path | None = None
     reviews: Path = DEFAULT_REVIEWS
@@ -82,6 +86,7 @@ class Options:
             concurrency=[1, 16],
             explain_reviews=40,
             explain_reviews_accurate=2,
+            stats_records=2000,
             quick=True,
         ).replace(**overrides)
 
@@ -124,7 +129,7 @@ class Run:
         if self.wants("explain"):
             self.echo("7 explain: one explanation per review, per family, in process...")
             self.explain()
-        if not self.wants("streaming", "rest", "mlflow", "reload", "memory"):
+        if not self.wants("streaming", "rest", "mlflow", "reload", "memory", "stats"):
             return r
         async with self.stack, contextlib.AsyncExitStack() as peers:
             self.echo("starting the stack on free ports and registering the model...")
@@ -146,6 +151,8 @@ class Run:
                 await self.reload()
             if self.wants("memory"):
                 self.memory()
+            if self.wants("stats"):
+                await self.stats_path()
         self.targets()
         return r
 
@@ -216,6 +223,22 @@ class Run:
                 self.report.add(f"7 explain, {family}", f"p{q} latency per review", "ms",
                                 [float(np.percentile(ms, q))],
                                 f"{count} reviews, 1 ORT thread{notes[family]}")  # fmt: skip
+
+    # -- 8 the stats path --------------------------------------------------------------------
+
+    async def stats_path(self) -> None:
+        """The stats processor into PostgreSQL, without and then with the drift monitor."""
+        self.echo("8 stats path: the stats processor without and with the drift monitor...")
+        database = self.stack.env.get("DATABASE_URL") or DatabaseSettings().url.get_secret_value()
+        for monitor in (False, True):
+            total, rate, _, _ = await stats_run(
+                self.stack.kafka.bootstrap_servers, database, self.o.stats_records,
+                STATS_BATCH_MAX, self.work, monitor=monitor, echo=self.echo,
+            )  # fmt: skip
+            self.report.add("8 stats path", f"drift monitor {'on' if monitor else 'off'}",
+                            "records/s", [rate],
+                            f"{total} records (predictions, feedback for half), "
+                            "Kafka -> PostgreSQL, 10% to 90% stored")  # fmt: skip
 
     # -- 2 streaming -------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import os
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -212,7 +213,14 @@ async def run(bootstrap: str, base_url: str, records: int, batch_max: int, workd
 
 
 async def one_run(
-    bootstrap: str, base_url: str, records: int, batch_max: int, workdir: Path, *, monitor: bool
+    bootstrap: str,
+    base_url: str,
+    records: int,
+    batch_max: int,
+    workdir: Path,
+    *,
+    monitor: bool,
+    echo: Callable[[str], None] = typer.echo,
 ) -> tuple[int, float, float, float]:
     """Fresh topics and database: (records, records/s, seconds to the last, store alone/s)."""
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
@@ -236,7 +244,7 @@ async def one_run(
         preds = predictions(prefix, records)
         started = time.perf_counter()
         total = await load(kafka, preds)
-        typer.echo(f"loaded {total} records into Kafka in {time.perf_counter() - started:.1f}s")
+        echo(f"loaded {total} records into Kafka in {time.perf_counter() - started:.1f}s")
         env = {"RS_STATS_BATCH_MAX": str(batch_max), "RS_STATS_DRIFT_ENABLED": str(monitor)}
         rate, elapsed = await processor_rate(kafka, url, total, env, workdir)
         direct = await store_rate(url, min(records, 20_000), batch_max)

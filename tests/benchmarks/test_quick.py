@@ -21,6 +21,7 @@ SCENARIO_PREFIXES = {
     "reload": "5 hot reload",
     "memory": "6 peak RSS",
     "explain": "7 explain",
+    "stats": "8 stats path",
 }
 
 
@@ -31,11 +32,11 @@ def test_quick_benchmark_saves_every_scenario_with_finite_figures(
     command = [
         sys.executable, "-m", "benchmarks", "--quick", "--no-own-stack",
         "--repeats", "1", "--requests", "24", "--burst", "600", "--concurrency", "1,8",
-        "--explain-reviews", "20", "--explain-reviews-accurate", "1",
+        "--explain-reviews", "20", "--explain-reviews-accurate", "1", "--stats-records", "500",
         "--output", str(output),
     ]  # fmt: skip
     # The explain scenario exports the accurate family's encoder (~30 s) and occludes a review.
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=420)
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=540)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     assert "preprocessing + inference" in done.stdout  # the table was printed
 
@@ -56,3 +57,5 @@ def test_quick_benchmark_saves_every_scenario_with_finite_figures(
     assert by_name[("5 hot reload, 2 workers", "failed requests")]["median"] == 0
     for family in ("fast", "accurate"):
         assert by_name[(f"7 explain, {family}", "p50 latency per review")]["median"] > 0
+    for monitor in ("off", "on"):
+        assert by_name[("8 stats path", f"drift monitor {monitor}")]["median"] > 0
