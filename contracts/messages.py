@@ -12,6 +12,7 @@ Versions in use:
   :class:`RequestFailed` answers a request that a worker could not classify.
 - 2 of :class:`ReviewRequest`, 3 of :class:`Prediction`: a request may ask ``explain``, and its
   prediction then carries an :class:`Explanation` (a weight per word).
+- 1 of :class:`Alert`: the alerts topic, new (Alertmanager's alerts, through the gateway).
 """
 
 from __future__ import annotations
@@ -195,6 +196,30 @@ class ModelChanged(Message):
     sha256: Sha256
     reason: ChangeReason = ChangeReason.ALIAS_MOVED
     changed_at: datetime = Field(default_factory=utc_now)
+
+
+class AlertStatus(StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+class Alert(Message):
+    """One alert as Alertmanager delivered it (firing, or resolved), published by the gateway's
+    webhook on the alerts topic, keyed by ``fingerprint`` (the same alert's updates in order)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+    name: str = Field(min_length=1, max_length=256, description="the rule's alertname")
+    status: AlertStatus
+    severity: str = Field("none", max_length=64)
+    labels: dict[str, str] = Field(default_factory=dict)
+    summary: str = Field("", max_length=4096)
+    description: str = Field("", max_length=16384)
+    starts_at: datetime
+    ends_at: datetime | None = Field(None, description="set once resolved")
+    fingerprint: str = Field(min_length=1, max_length=128)
+    generator_url: str = Field("", max_length=4096)
+    received_at: datetime = Field(default_factory=utc_now)
 
 
 class DeadLetter(Message):
