@@ -6,6 +6,7 @@ test with that instruction rather than skipping it, so a check can never pass by
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,6 +14,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+from deploy.local.monitoring import (
+    alertmanager_config,
+    ensure_key,
+    gateway_keys_env,
+    prometheus_config,
+    write_targets,
+    write_yaml,
+)
+from deploy.local.settings import StackSettings
+from gateway.auth import KeyRecord, Role, hash_key
 from tests.deployrender import DEPLOY, K8S
 
 MONITORING = DEPLOY / "monitoring"
@@ -65,3 +76,62 @@ def test_hardware_limits_are_the_workers_kubernetes_limits() -> None:
              for r in g["rules"]}  # fmt: skip
     assert rules["WorkerCpuNearLimit"].strip().endswith("> 0.9 * 1")
     assert rules["WorkerMemoryNearLimit"].strip().endswith(f"> 0.9 * {2**30}")
+
+
+# --- the local stack's generated configuration ----------------------------------------------
+
+
+def local_settings(tmp_path: Path, **overrides: object) -> StackSettings:
+    # Explicit over the environment (the stack fixture sets RS_STACK_MONITORING=false).
+    defaults = {"state_dir": tmp_path / "state", "monitoring": True}
+    return StackSettings.model_validate({**defaults, **overrides})
+
+
+def test_generated_prometheus_config_is_valid_and_scrapes_every_service(tmp_path: Path) -> None:
+    settings = local_settings(tmp_path, scrape_interval_s=0.5)
+    targets = write_targets(settings)
+    config = prometheus_config(settings, targets)
+    path = write_yaml(tmp_path / "prometheus.yml", config)
+    result = promtool("check", "config", path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    jobs = {job["job_name"] for job in config["scrape_configs"]}
+    assert jobs == {"prometheus", "alertmanager", "workers", "registry-watcher", "stats", "gateway"}
+    assert config["global"]["scrape_interval"] == "500ms"
+    assert config["global"]["scrape_timeout"] == "500ms"  # never longer than the interval
+    workers = json.loads((targets / "workers.json").read_text())
+    assert workers == [{"targets": ["127.0.0.1:9101"], "labels": {"__scheme__": "http"}}]
+
+
+def test_generated_alertmanager_config_is_valid_and_posts_to_the_gateway(tmp_path: Path) -> None:
+    settings = local_settings(tmp_path)
+    record = ensure_key(settings)
+    path = write_yaml(tmp_path / "alertmanager.yml", alertmanager_config(settings))
+    tool = shutil.which("amtool")
+    assert tool, "amtool is missing: run `make monitoring` (Debian's prometheus-alertmanager)"
+    result = subprocess.run(
+        [tool, "check-config", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    [receiver] = yaml.safe_load(path.read_text())["receivers"]
+    [hook] = receiver["webhook_configs"]
+    assert hook["url"] == "http://127.0.0.1:8000/v1/admin/alerts"
+    key = Path(hook["http_config"]["authorization"]["credentials_file"])
+    assert key.stat().st_mode & 0o077 == 0  # only the owner reads the key
+    assert (record.role, record.sha256) == (Role.ADMIN, hash_key(key.read_text()))
+    assert ensure_key(settings) == record  # made once, kept
+
+
+def test_the_gateway_gets_alertmanagers_key_beside_the_given_ones() -> None:
+    record = KeyRecord(name="alertmanager", role=Role.ADMIN, sha256="a" * 64)
+    given = json.dumps([{"name": "ui", "role": "client", "sha256": "b" * 64}])
+    keys = json.loads(gateway_keys_env(record, given))
+    assert [k["name"] for k in keys] == ["ui", "alertmanager"]
+    assert json.loads(gateway_keys_env(record, gateway_keys_env(record, None))) == [
+        {"name": "alertmanager", "role": "admin", "sha256": "a" * 64}
+    ]
+
+
+def test_monitoring_runs_with_the_stack_unless_turned_off_or_elsewhere(tmp_path: Path) -> None:
+    assert local_settings(tmp_path).runs_prometheus
+    assert not local_settings(tmp_path, monitoring=False).runs_alertmanager
+    assert not local_settings(tmp_path, prometheus_url="http://prom.example:9090").runs_prometheus
