@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from deploy.local.monitoring import (
+    JOBS,
     alertmanager_config,
     ensure_key,
     gateway_keys_env,
@@ -23,8 +24,9 @@ from deploy.local.monitoring import (
     write_yaml,
 )
 from deploy.local.settings import StackSettings
+from deploy.monitoring import prometheusrule
 from gateway.auth import KeyRecord, Role, hash_key
-from tests.deployrender import DEPLOY, K8S
+from tests.deployrender import DEPLOY, K8S, find, of_kind, overlay
 
 MONITORING = DEPLOY / "monitoring"
 RULES = MONITORING / "rules.yml"
@@ -135,3 +137,45 @@ def test_monitoring_runs_with_the_stack_unless_turned_off_or_elsewhere(tmp_path:
     assert local_settings(tmp_path).runs_prometheus
     assert not local_settings(tmp_path, monitoring=False).runs_alertmanager
     assert not local_settings(tmp_path, prometheus_url="http://prom.example:9090").runs_prometheus
+
+
+# --- Kubernetes: the same rules as a PrometheusRule, scrape targets as ServiceMonitors ------
+
+
+def test_the_prometheusrule_is_rules_yml() -> None:
+    """One source: the manifest's groups are the rules file's, and the file is up to date."""
+    manifest = yaml.safe_load(prometheusrule.MANIFEST.read_text())
+    assert manifest["spec"]["groups"] == yaml.safe_load(RULES.read_text())["groups"]
+    assert prometheusrule.MANIFEST.read_text() == prometheusrule.render()
+
+
+def test_the_rendered_prometheusrule_loads_in_prometheus(tmp_path: Path) -> None:
+    """What the cluster gets (after kustomize) passes promtool: no schema needed for that."""
+    [rule] = of_kind(overlay("prod"), "PrometheusRule")
+    path = tmp_path / "rules.yml"
+    path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    result = promtool("check", "rules", path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", ["prod", "prod-keda"])
+def test_a_servicemonitor_scrapes_each_service_where_it_serves_metrics(name: str) -> None:
+    manifests = overlay(name)
+    monitors = {m["metadata"]["name"]: m for m in of_kind(manifests, "ServiceMonitor")}
+    assert set(monitors) == set(JOBS.values())  # the job label is the Service's name
+    for job, monitor in monitors.items():
+        service = find(manifests, "Service", job)
+        assert monitor["spec"]["selector"]["matchLabels"].items() <= (
+            service["metadata"]["labels"].items()
+        )
+        [endpoint] = monitor["spec"]["endpoints"]
+        assert endpoint["path"] == "/metrics"
+        assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    # prod serves the gateway over HTTPS (components/gateway-backend-tls).
+    assert monitors["gateway"]["spec"]["endpoints"][0]["scheme"] == "https"
+    assert "scheme" not in monitors["workers"]["spec"]["endpoints"][0]
+
+
+def test_dev_needs_no_prometheus_operator() -> None:
+    kinds = {m["kind"] for m in overlay("dev")}
+    assert not kinds & {"PrometheusRule", "ServiceMonitor"}
