@@ -1,7 +1,8 @@
 """Alerting on the real thing: Debian's Prometheus and Alertmanager, started by the project's
-launcher (``LocalMonitoring``), watch the four real services; a worker that stops becomes a
-ServiceDown alert that reaches the gateway's webhook with Alertmanager's own API key, is on the
-alerts topic, in ``GET /v1/alerts`` and pushed over the WebSocket; a worker back resolves it.
+launcher (``LocalMonitoring``), watch the four real services; a worker that stops (SIGSTOP)
+becomes a ServiceDown alert that reaches the gateway's webhook with Alertmanager's own API key,
+is on the alerts topic, in ``GET /v1/alerts`` and pushed over the WebSocket; the worker going on
+(SIGCONT) resolves it.
 
 The rules are ``deploy/monitoring/rules.yml`` with ServiceDown's ``for`` cut to 2 s, and every
 interval is a second, so the whole chain runs in seconds (the figures are printed).
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ from deploy.local.monitoring import KEY_NAME, gateway_keys_env
 from deploy.local.settings import RULES
 from gateway.auth import KeyRecord, Role, hash_key, new_key
 from tests.gateway_harness import kafka_env, running_gateway
-from tests.serving import Processes, Service, eventually, service_env, unique, worker_env
+from tests.serving import Processes, eventually, service_env, unique, worker_env
 
 SERVICE_JOBS = {"workers", "registry-watcher", "stats", "gateway"}
 
@@ -107,19 +109,17 @@ async def test_a_stopped_worker_alerts_the_gateway_through_prometheus_and_alertm
     common = {"RS_KAFKA_ALERTS_TOPIC": kafka.alerts_topic}
     worker_settings = {"RS_WORKER_PORT": ports["workers"], **common}
 
-    def start_worker() -> Service:
-        return procs.start(
-            "workers", worker_env(stack, kafka, unique("m"), unique("g"), **worker_settings)
-        )
-
+    # The three start while the gateway does (running_gateway waits for it).
+    worker = procs.start(
+        "workers", worker_env(stack, kafka, unique("m"), unique("g"), **worker_settings)
+    )
+    procs.start("stats", service_env(
+        stack, kafka, DATABASE_URL=database_url, RS_STATS_PORT=ports["stats"],
+        RS_STATS_GROUP_ID=unique("stats"), **common))  # fmt: skip
+    procs.start("registry_watcher", service_env(
+        stack, kafka, RS_WATCHER_PORT=ports["registry-watcher"],
+        RS_WATCHER_MODEL_NAMES=unique("m"), **common))  # fmt: skip
     with running_gateway(gateway_env, tmp_path / "gateway.log") as gateway:
-        worker = start_worker()
-        procs.start("stats", service_env(
-            stack, kafka, DATABASE_URL=database_url, RS_STATS_PORT=ports["stats"],
-            RS_STATS_GROUP_ID=unique("stats"), **common))  # fmt: skip
-        procs.start("registry_watcher", service_env(
-            stack, kafka, RS_WATCHER_PORT=ports["registry-watcher"],
-            RS_WATCHER_MODEL_NAMES=unique("m"), **common))  # fmt: skip
         # Alive before Prometheus looks: a service still starting would be "down" for 2 s.
         for port in ports.values():
             await eventually(
@@ -160,7 +160,9 @@ async def test_a_stopped_worker_alerts_the_gateway_through_prometheus_and_alertm
                 httpx.AsyncClient(base_url=gateway.url, headers=auth, timeout=10) as http,
             ):
                 stopped = time.monotonic()
-                worker.process.kill()  # gone at once, as a crash or a lost node
+                # Stopped (SIGSTOP), as a hung process: its port takes connections and never
+                # answers, so every scrape fails; SIGCONT brings it back without a restart.
+                worker.signal(signal.SIGSTOP)
                 firing = await asyncio.wait_for(
                     next_alert(ws, name="ServiceDown", status="firing", job="workers"), 60
                 )
@@ -171,7 +173,7 @@ async def test_a_stopped_worker_alerts_the_gateway_through_prometheus_and_alertm
                 listed = (await http.get("/v1/alerts")).json()["alerts"]
                 assert [(a["name"], a["status"]) for a in listed][:1] == [("ServiceDown", "firing")]
 
-                worker = start_worker()  # back on the same port: the alert resolves
+                worker.signal(signal.SIGCONT)  # answering again: the alert resolves
                 back = time.monotonic()
                 resolved = await asyncio.wait_for(
                     next_alert(ws, name="ServiceDown", status="resolved", job="workers"), 90
@@ -190,6 +192,6 @@ async def test_a_stopped_worker_alerts_the_gateway_through_prometheus_and_alertm
     assert {a.status.value for a in on_topic} == {"firing", "resolved"}
     assert {a.labels["job"] for a in on_topic} == {"workers"}
     print(
-        f"\ntargets up {up_s:.1f}s after start; worker killed -> firing alert on the "
-        f"WebSocket {firing_s:.1f}s; worker back -> resolved {resolved_s:.1f}s"
+        f"\ntargets up {up_s:.1f}s after start; worker stopped -> firing alert on the "
+        f"WebSocket {firing_s:.1f}s; worker on again -> resolved {resolved_s:.1f}s"
     )
