@@ -41,9 +41,11 @@ CUSTOM_RESOURCES = {
     ("postgresql.cnpg.io/v1", "Cluster"),
     ("postgresql.cnpg.io/v1", "Database"),
     # components/monitoring: no schema vendored; tests/deploy/test_monitoring.py checks the
-    # PrometheusRule's groups with promtool and the ServiceMonitors against the Services.
+    # PrometheusRule's groups with promtool, the ServiceMonitors against the Services and
+    # the AlertmanagerConfig's webhook against the gateway Service and the Secret.
     ("monitoring.coreos.com/v1", "PrometheusRule"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1alpha1", "AlertmanagerConfig"),
 }
 
 RENDERED = [*(K8S / "overlays" / name for name in OVERLAYS), K8S / "base", K8S / "external"]

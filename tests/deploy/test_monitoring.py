@@ -179,3 +179,22 @@ def test_a_servicemonitor_scrapes_each_service_where_it_serves_metrics(name: str
 def test_dev_needs_no_prometheus_operator() -> None:
     kinds = {m["kind"] for m in overlay("dev")}
     assert not kinds & {"PrometheusRule", "ServiceMonitor"}
+
+
+@pytest.mark.parametrize("name", ["prod", "prod-keda"])
+def test_the_cluster_alertmanager_posts_to_the_gateway_with_a_key_from_the_secret(
+    name: str,
+) -> None:
+    manifests = overlay(name)
+    [config] = of_kind(manifests, "AlertmanagerConfig")
+    [receiver] = config["spec"]["receivers"]
+    assert config["spec"]["route"]["receiver"] == receiver["name"]
+    [hook] = receiver["webhookConfigs"]
+    service = find(manifests, "Service", "gateway")
+    namespace = service["metadata"]["namespace"]
+    [port] = service["spec"]["ports"]
+    # prod's gateway serves HTTPS on the Service's port (components/gateway-backend-tls).
+    assert hook["url"] == f"https://gateway.{namespace}.svc:{port['port']}/v1/admin/alerts"
+    credentials = hook["httpConfig"]["authorization"]["credentials"]
+    assert credentials == {"name": "reviewstream-secrets", "key": "alertmanager-api-key"}
+    assert hook["sendResolved"] is True
