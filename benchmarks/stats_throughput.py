@@ -3,8 +3,10 @@
     .venv/bin/python -m benchmarks.stats_throughput [--records 20000] [--batch-max 500]
 
 Starts a local stack on free ports (or uses the running one with ``--running-stack``), loads
-predictions and the feedback for half of them into fresh topics, then runs the real processor
-(``python -m stats``) and samples the database: the rate is measured between 10% and 90% of
+predictions (with the features the drift monitor reads) and the feedback for half of them into
+fresh topics, then runs the real processor (``python -m stats``) twice, on fresh topics and a
+fresh database each time: without the drift monitor, then with it (every version announced
+with a reference profile), and samples the database: the rate is measured between 10% and 90% of
 the records stored, so start-up and the tail do not count. A second figure times the store
 alone (batches straight into ``PostgresStatsStore``, no Kafka) to show where the time goes.
 Prints figures; asserts nothing.
@@ -27,7 +29,18 @@ import typer
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from contracts import Feedback, KafkaSettings, Prediction, Source, Timings, encode
+from contracts import (
+    Feedback,
+    HistogramSpec,
+    KafkaSettings,
+    ModelChanged,
+    Prediction,
+    ReferenceProfile,
+    RequestFeatures,
+    Source,
+    Timings,
+    encode,
+)
 from deploy.local.launcher import LocalStack
 from deploy.local.processes import StatsProcess
 from deploy.topics import ensure_topics
@@ -53,9 +66,39 @@ def predictions(prefix: str, n: int) -> list[Prediction]:
             predicted_at=base + timedelta(milliseconds=20 * i + 15),
             source=Source.PRODUCER,
             timings=Timings(queue_ms=float(i % 97), inference_ms=4.0, batch_size=32),
+            features=RequestFeatures(words=20 + i % 150, unknown_share=(i % 7) / 50),
         )
         for i in range(n)
     ]
+
+
+def profile() -> ReferenceProfile:
+    """A reference for the drift monitor, roughly what the loaded predictions look like."""
+    return ReferenceProfile(
+        size=3000,
+        accuracy=0.9,
+        histograms={
+            "confidence": HistogramSpec(edges=[0.5, 0.8, 0.95], shares=[0.1, 0.2, 0.7]),
+            "positive": HistogramSpec(edges=[0.0, 0.5], shares=[0.5, 0.5]),
+            "length": HistogramSpec(edges=[0.0, 50.0, 100.0], shares=[0.2, 0.4, 0.4]),
+            "unknown_share": HistogramSpec(edges=[0.0, 0.05, 0.1], shares=[0.5, 0.3, 0.2]),
+        },
+    )
+
+
+async def announce_versions(kafka: KafkaSettings) -> None:
+    """Versions 1 to 3 with a profile on the models topic, as the registry watcher would."""
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for version in ("1", "2", "3"):
+            event = ModelChanged(model_name=f"reviewstream-sentiment-{version}", version=version,
+                                 alias="production", artifact_uri="none", sha256="0" * 64,
+                                 profile=profile())  # fmt: skip
+            await producer.send_and_wait(kafka.models_topic, encode(event),
+                                         key=event.model_name.encode())  # fmt: skip
+    finally:
+        await producer.stop()
 
 
 async def load(kafka: KafkaSettings, preds: list[Prediction]) -> int:
@@ -87,7 +130,7 @@ async def stored(conn: asyncpg.Connection) -> int:
 
 
 async def processor_rate(
-    kafka: KafkaSettings, url: str, total: int, batch_max: int, workdir: Path
+    kafka: KafkaSettings, url: str, total: int, env: dict[str, str], workdir: Path
 ) -> tuple[float, float]:
     """(sustained records/s between 10% and 90%, seconds from start to the last record)."""
     conn = await asyncpg.connect(url)
@@ -98,7 +141,7 @@ async def processor_rate(
             database_url=url,
             group_id=f"bench-{uuid.uuid4().hex[:8]}",
             log_path=workdir / "stats.log",
-            extra_env={"RS_STATS_BATCH_MAX": str(batch_max)},
+            extra_env=env,
         ) as processor:
             started = time.monotonic()
             deadline = started + 600
@@ -148,6 +191,30 @@ async def bench(records: int, batch_max: int, running_stack: bool) -> None:
 
 
 async def run(bootstrap: str, base_url: str, records: int, batch_max: int, workdir: Path) -> None:
+    """The processor without and with the drift monitor, on the same load, side by side."""
+    figures = {}
+    for monitor in (False, True):
+        figures[monitor] = await one_run(
+            bootstrap, base_url, records, batch_max, workdir, monitor=monitor
+        )
+    (total, plain, plain_s, direct), (_, watched, watched_s, _) = figures[False], figures[True]
+    typer.echo(
+        f"\nstats processor, Kafka -> faust -> PostgreSQL (batch_max={batch_max}), "
+        f"{total} records ({records} predictions + {total - records} feedback) each run:\n"
+        f"  drift monitor off: {plain:,.0f} records/s sustained (10% to 90% stored), "
+        f"all stored {plain_s:.1f}s after start\n"
+        f"  drift monitor on:  {watched:,.0f} records/s sustained, all stored "
+        f"{watched_s:.1f}s after start ({watched / plain:.2f}x)\n"
+        f"store alone, PostgresStatsStore.write_predictions, {batch_max} per transaction:\n"
+        f"  {direct:,.0f} predictions/s\n"
+        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+    )
+
+
+async def one_run(
+    bootstrap: str, base_url: str, records: int, batch_max: int, workdir: Path, *, monitor: bool
+) -> tuple[int, float, float, float]:
+    """Fresh topics and database: (records, records/s, seconds to the last, store alone/s)."""
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     kafka = KafkaSettings(
         bootstrap_servers=bootstrap,
@@ -164,22 +231,16 @@ async def run(bootstrap: str, base_url: str, records: int, batch_max: int, workd
     try:
         await migrate(url)
         await ensure_topics(kafka)
+        if monitor:
+            await announce_versions(kafka)
         preds = predictions(prefix, records)
         started = time.perf_counter()
         total = await load(kafka, preds)
         typer.echo(f"loaded {total} records into Kafka in {time.perf_counter() - started:.1f}s")
-
-        rate, elapsed = await processor_rate(kafka, url, total, batch_max, workdir)
+        env = {"RS_STATS_BATCH_MAX": str(batch_max), "RS_STATS_DRIFT_ENABLED": str(monitor)}
+        rate, elapsed = await processor_rate(kafka, url, total, env, workdir)
         direct = await store_rate(url, min(records, 20_000), batch_max)
-        typer.echo(
-            f"\nstats processor, Kafka -> faust -> PostgreSQL (batch_max={batch_max}):\n"
-            f"  {total} records ({records} predictions + {total - records} feedback) stored "
-            f"in {elapsed:.1f}s from process start\n"
-            f"  sustained: {rate:,.0f} records/s (between 10% and 90% stored)\n"
-            f"store alone, PostgresStatsStore.write_predictions, {batch_max} per transaction:\n"
-            f"  {direct:,.0f} predictions/s\n"
-            f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
-        )
+        return total, rate, elapsed, direct
     finally:
         await admin_db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin_db.close()

@@ -11,7 +11,9 @@ Versions in use:
 - 2: the predictions topic. :class:`Prediction` carries the ``user_label`` of its request, and
   :class:`RequestFailed` answers a request that a worker could not classify.
 - 2 of :class:`ReviewRequest`, 3 of :class:`Prediction`: a request may ask ``explain``, and its
-  prediction then carries an :class:`Explanation` (a weight per word).
+  prediction then carries an :class:`Explanation` (a weight per word); every prediction
+  carries the review's :class:`RequestFeatures` for the drift monitor.
+- 2 of :class:`ModelChanged`: the version's :class:`ReferenceProfile`.
 - 1 of :class:`Alert`: the alerts topic, new (Alertmanager's alerts, through the gateway).
 """
 
@@ -114,6 +116,21 @@ class Explanation(BaseModel):
     words: list[WordWeight]
 
 
+class RequestFeatures(BaseModel):
+    """What the drift monitor needs of a review, computed by the worker (never the text)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    words: int = Field(ge=0, description="tokens in the review")
+    unknown_share: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="share of its n-grams or word pieces never seen in training; None when "
+        "the version has no reference profile (unmonitored)",
+    )
+
+
 class Prediction(Message):
     """The answer to one ReviewRequest. Keyed by ``request_id`` on the predictions topic."""
 
@@ -131,8 +148,10 @@ class Prediction(Message):
     reply_to: str | None = Field(default=None, max_length=256)
     # Version 2: the label the sender gave with the request, so that it counts as feedback.
     user_label: Label | None = None
-    # Version 3: the answer to a request that asked ``explain``.
+    # Version 3: the answer to a request that asked ``explain``, and the review's features
+    # for the drift monitor.
     explanation: Explanation | None = None
+    features: RequestFeatures | None = None
 
 
 class FailureKind(StrEnum):
@@ -184,10 +203,33 @@ class ChangeReason(StrEnum):
     ALIAS_MOVED = "alias_moved"
 
 
+class HistogramSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    edges: list[float] = Field(min_length=1, description="bin i is [edges[i], edges[i+1])")
+    shares: list[float] = Field(min_length=1, description="the reference share of each bin")
+
+    @model_validator(mode="after")
+    def _one_share_per_bin(self) -> HistogramSpec:
+        if len(self.edges) != len(self.shares):
+            raise ValueError("one share per bin edge")
+        return self
+
+
+class ReferenceProfile(BaseModel):
+    """What a version's live traffic is compared with: computed at export on held-out reviews."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    size: int = Field(ge=1, description="held-out reviews it was computed on")
+    accuracy: float = Field(ge=0.0, le=1.0, description="on those reviews")
+    histograms: dict[str, HistogramSpec]
+
+
 class ModelChanged(Message):
     """The serving alias now points at this version. Keyed by model name on a compacted topic."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1, 2] = 2
 
     model_name: ModelName
     version: str = Field(min_length=1, max_length=64)
@@ -196,6 +238,8 @@ class ModelChanged(Message):
     sha256: Sha256
     reason: ChangeReason = ChangeReason.ALIAS_MOVED
     changed_at: datetime = Field(default_factory=utc_now)
+    # Version 2: the version's reference profile for the drift monitor (None: unmonitored).
+    profile: ReferenceProfile | None = None
 
 
 class AlertStatus(StrEnum):

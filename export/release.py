@@ -25,6 +25,7 @@ from export import gates as gate
 from export.behaviour import SuiteResult, run_suite
 from export.evaluation import Metrics, evaluate
 from export.onnx import export_onnx, torch_probabilities
+from export.profile import ProfileData, write_profile
 from export.registry import AliasMove, promote, record_gates
 from export.settings import Settings
 from inference import Bundle, BundleError, OnnxPredictor, Preprocessor, write_bundle
@@ -81,8 +82,11 @@ def release(
     workdir: Path,
     promote_if_passed: bool,
     by: str,
+    profile: ProfileData | None = None,
 ) -> Release:
-    bundle, parity_diff = build_bundle(candidate, reference_texts, settings, workdir, run_id)
+    bundle, parity_diff = build_bundle(
+        candidate, reference_texts, settings, workdir, run_id, profile=profile
+    )
     fast_predictor = OnnxPredictor(bundle, intra_op_threads=os.cpu_count() or 1)
     probabilities = _predict_all(fast_predictor, test.texts)
     metrics = evaluate(test.labels, probabilities)
@@ -133,8 +137,11 @@ def build_bundle(
     settings: Settings,
     workdir: Path,
     run_id: str,
+    *,
+    profile: ProfileData | None = None,
 ) -> tuple[Bundle, float]:
-    """Export, write the bundle with torch's answers as its reference; return the parity gap."""
+    """Export, write the bundle with torch's answers as its reference (and, given the data, a
+    reference profile for the drift monitor); return the parity gap."""
     texts = [*reference_texts, *REFERENCE_EXTRAS]
     onnx_file = export_onnx(candidate.model, candidate.preprocessor, workdir / "model.onnx")
     expected = torch_probabilities(candidate.model, candidate.preprocessor, texts)
@@ -149,9 +156,23 @@ def build_bundle(
         tolerance=settings.parity_tolerance,
         metadata={"run_id": run_id},
     )
-    actual = OnnxPredictor(bundle).predict(texts)
+    predictor = OnnxPredictor(bundle)
+    actual = predictor.predict(texts)
     parity_diff = float(np.max(np.abs(actual - expected)))
     logger.info("parity: max |ONNX - torch| = %.3g on %d texts", parity_diff, len(texts))
+    if profile is not None:
+        profile_file = write_profile(predictor, profile, workdir)
+        bundle = write_bundle(
+            workdir / "bundle",
+            model_file=onnx_file,
+            family=candidate.family,
+            preprocessing=candidate.preprocessor.config(),
+            reference_texts=texts,
+            reference_probabilities=[float(p) for p in expected],
+            extra_files=(*candidate.bundle_files, profile_file),
+            tolerance=settings.parity_tolerance,
+            metadata={"run_id": run_id},
+        )
     return bundle, parity_diff
 
 

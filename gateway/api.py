@@ -30,6 +30,8 @@ from gateway.schemas import (
     AlertsPublishedOut,
     BatchIn,
     BatchOut,
+    DriftOut,
+    DriftQuery,
     EmptyQuery,
     ExplainedOut,
     ExplainIn,
@@ -126,6 +128,9 @@ def http_routes(rt: Context, guard: Guard) -> list[BaseRoute]:
 
     async def stats_windows(request: Request) -> Response:
         return json(await rt.stats.windows(read_query(request, WindowsQuery)))
+
+    async def stats_drift(request: Request) -> Response:
+        return json(await rt.stats.drift(read_query(request, DriftQuery)))
 
     async def stats_recent(request: Request) -> Response:
         return json(await rt.stats.recent(read_query(request, RecentQuery).limit))
@@ -230,6 +235,10 @@ def http_routes(rt: Context, guard: Guard) -> list[BaseRoute]:
         r("/v1/stats/windows", stats_windows, method="GET", op=Operation(
             "Counts and accuracy per model version and time window", "stats", viewer,
             ok_model=WindowsOut, query=WindowsQuery, errors=STATS)),
+        r("/v1/stats/drift", stats_drift, method="GET", op=Operation(
+            "Drift checks per model version: each feature against its reference profile, and "
+            "live accuracy", "stats", viewer, ok_model=DriftOut, query=DriftQuery,
+            errors=STATS)),
         r("/v1/stats/recent", stats_recent, method="GET", op=Operation(
             "The most recent predictions", "stats", viewer, ok_model=RecentListOut,
             query=RecentQuery, errors=STATS)),

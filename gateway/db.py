@@ -21,6 +21,8 @@ from contracts.statistics import WINDOW_SECONDS, Granularity
 from gateway import readmodel as queries
 from gateway.errors import StatsUnavailable
 from gateway.schemas import (
+    DriftOut,
+    DriftQuery,
     RecentListOut,
     RecentOut,
     SeriesPoint,
@@ -108,6 +110,14 @@ class PostgresStats:
             return await queries.traffic_series(
                 conn, "minute", since=windows_since("minute", minutes), limit=minutes
             )
+
+    async def drift(self, query: DriftQuery) -> DriftOut:
+        since = datetime.now(UTC) - timedelta(minutes=query.minutes)
+        async with self._connection() as conn:
+            checks = await queries.drift_series(
+                conn, since=since, model_version=query.model_version
+            )
+        return DriftOut.of(checks)
 
     async def recent(self, limit: int) -> RecentListOut:
         async with self._connection() as conn:

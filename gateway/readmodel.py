@@ -322,6 +322,36 @@ async def recent_predictions(
     return [RecentPrediction(**dict(r)) for r in rows]
 
 
+class DriftPoint(_Frozen):
+    """One check of the drift monitor (``stats/drift.py``)."""
+
+    model_version: str
+    feature: str = Field(description="confidence, positive, length, unknown_share or accuracy")
+    checked_at: datetime
+    window_size: int = Field(description="predictions in the window (accuracy: labelled ones)")
+    score: float = Field(description="PSI against the reference; for accuracy, the accuracy")
+    p_value: float | None = Field(description="chi-square test against the reference")
+    alarm: bool
+
+
+async def drift_series(
+    db: Queryable, *, since: datetime, model_version: str | None = None, limit: int = 2000
+) -> list[DriftPoint]:
+    """The drift checks since ``since``, oldest first (the latest ``limit``)."""
+    rows = await db.fetch(
+        """SELECT * FROM (
+               SELECT model_version, feature, checked_at, window_size, score, p_value, alarm
+               FROM drift_checks
+               WHERE checked_at >= $1 AND ($2::text IS NULL OR model_version = $2)
+               ORDER BY checked_at DESC, model_version, feature LIMIT $3) AS d
+           ORDER BY checked_at, model_version, feature""",
+        since,
+        model_version,
+        limit,
+    )
+    return [DriftPoint(**dict(r)) for r in rows]
+
+
 async def overview(db: Queryable) -> Overview:
     """The headline numbers over every model version."""
     rows = await db.fetch(

@@ -23,6 +23,7 @@ from pydantic import (
 from contracts import Alert, AlertStatus, ExplainMethod, Explanation, Prediction
 from gateway.deployment import Deployment
 from gateway.readmodel import (
+    DriftPoint,
     LabelSplit,
     Overview,
     RecentPrediction,
@@ -125,6 +126,13 @@ class WindowsQuery(In):
 
     granularity: Literal["minute", "hour"] = "minute"
     limit: int = Field(60, ge=1, le=1440, description="how many windows back from now")
+    model_version: str | None = Field(None, min_length=1, max_length=64)
+
+
+class DriftQuery(In):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+    minutes: int = Field(60, ge=1, le=7 * 24 * 60, description="how far back from now")
     model_version: str | None = Field(None, min_length=1, max_length=64)
 
 
@@ -397,6 +405,29 @@ class SummaryOut(Out):
 class WindowsOut(Out):
     granularity: Literal["minute", "hour"]
     windows: list[WindowPoint] = Field(description="per model version and window, oldest first")
+
+
+class DriftStateOut(Out):
+    model_version: str
+    alarm: bool = Field(description="any feature's latest check alarms")
+    latest: list[DriftPoint] = Field(description="each feature's latest check")
+
+
+class DriftOut(Out):
+    versions: list[DriftStateOut] = Field(description="each version checked in the period")
+    checks: list[DriftPoint] = Field(description="every check in the period, oldest first")
+
+    @classmethod
+    def of(cls, checks: list[DriftPoint]) -> DriftOut:
+        latest: dict[str, dict[str, DriftPoint]] = {}
+        for check in checks:  # oldest first: the last one seen is the latest
+            latest.setdefault(check.model_version, {})[check.feature] = check
+        versions = [
+            DriftStateOut(model_version=version, alarm=any(p.alarm for p in points.values()),
+                          latest=sorted(points.values(), key=lambda p: p.feature))
+            for version, points in sorted(latest.items())
+        ]  # fmt: skip
+        return cls(versions=versions, checks=checks)
 
 
 class RecentOut(Out):

@@ -18,6 +18,8 @@ from typing import Protocol, Self
 from contracts import Prediction
 from gateway.errors import StatsUnavailable
 from gateway.schemas import (
+    DriftOut,
+    DriftQuery,
     LiveStats,
     RecentListOut,
     SeriesPoint,
@@ -47,6 +49,8 @@ class StatsStore(Protocol):
     async def windows(self, query: WindowsQuery) -> WindowsOut: ...
 
     async def recent(self, limit: int) -> RecentListOut: ...
+
+    async def drift(self, query: DriftQuery) -> DriftOut: ...
 
     async def series(self, minutes: int) -> list[SeriesPoint]:
         """Minute windows of the last ``minutes``, every model version summed."""

@@ -8,7 +8,9 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
+from contracts import RequestFeatures
 from inference.bundle import Bundle
+from inference.monitoring import Profile, describe, load_profile
 from inference.preprocessing import Preprocessor, preprocessor_for
 
 
@@ -28,6 +30,7 @@ class OnnxPredictor:
             str(bundle.model_file), options, providers=["CPUExecutionProvider"]
         )
         self._input_names = {i.name for i in self.session.get_inputs()}
+        self.profile: Profile | None = load_profile(bundle.path)
 
     def run(self, inputs: dict[str, NDArray[Any]]) -> NDArray[np.float32]:
         """Inference alone, on already preprocessed inputs."""
@@ -40,6 +43,16 @@ class OnnxPredictor:
         if not texts:
             return np.zeros(0, dtype=np.float32)
         return self.run(self.preprocessor.encode(texts))
+
+    def predict_described(
+        self, texts: list[str]
+    ) -> tuple[NDArray[np.float32], list[RequestFeatures]]:
+        """Probabilities, and each text's features for the drift monitor."""
+        if not texts:
+            return np.zeros(0, dtype=np.float32), []
+        inputs = self.preprocessor.encode(texts)
+        known = self.profile.known if self.profile is not None else None
+        return self.run(inputs), describe(self.preprocessor, inputs, known)
 
     def check_reference(self) -> float:
         """Compare with the recorded reference outputs; return the max abs difference."""

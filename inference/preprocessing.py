@@ -99,6 +99,8 @@ class WordPiece:
         self._tokenizer = Tokenizer.from_file(str(tokenizer_file))
         self._tokenizer.enable_truncation(max_length=max_length)
         self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106 - a token
+        self.cls_id = self._tokenizer.token_to_id("[CLS]")
+        self.sep_id = self._tokenizer.token_to_id("[SEP]")
 
     def config(self) -> dict[str, Any]:
         return {
@@ -106,6 +108,9 @@ class WordPiece:
             "tokenizer": self.tokenizer_file.name,
             "max_length": self.max_length,
         }
+
+    def vocabulary_size(self) -> int:
+        return int(self._tokenizer.get_vocab_size())
 
     def encode_one(self, text: str) -> Encoding:
         """One text's tokens, with the word each piece belongs to and its character offsets."""

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 
@@ -15,14 +16,19 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
+from pydantic import ValidationError
 
-from contracts import ChangeReason, ModelChanged
+from contracts import ChangeReason, ModelChanged, ReferenceProfile
 from inference.bundle import Bundle, load_bundle
+from inference.monitoring import load_profile
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAME = "reviewstream-sentiment"
 DEFAULT_ALIAS = "production"
 BUNDLE_ARTIFACT_PATH = "bundle"
 SHA_TAG = "bundle_sha256"
+PROFILE_TAG = "reference_profile"
 
 
 def register_bundle(
@@ -35,9 +41,11 @@ def register_bundle(
     except MlflowException:
         client.create_registered_model(model_name)
     source = f"{client.get_run(run_id).info.artifact_uri}/{BUNDLE_ARTIFACT_PATH}"
-    return client.create_model_version(
-        model_name, source=source, run_id=run_id, tags={SHA_TAG: bundle.sha256}
-    )
+    tags = {SHA_TAG: bundle.sha256}
+    profile = load_profile(bundle.path)
+    if profile is not None:  # read by the watcher, announced to the drift monitor
+        tags[PROFILE_TAG] = profile.summary().model_dump_json()
+    return client.create_model_version(model_name, source=source, run_id=run_id, tags=tags)
 
 
 def changed_event(
@@ -50,7 +58,19 @@ def changed_event(
         artifact_uri=str(version.source),
         sha256=version.tags[SHA_TAG],
         reason=reason,
+        profile=_profile(version.tags.get(PROFILE_TAG)),
     )
+
+
+def _profile(tag: str | None) -> ReferenceProfile | None:
+    """A broken tag must not stop the version from shipping: it is served unmonitored."""
+    if tag is None:
+        return None
+    try:
+        return ReferenceProfile.model_validate_json(tag)
+    except ValidationError as exc:
+        log.warning("ignoring the version's %s tag: %s", PROFILE_TAG, exc)
+        return None
 
 
 def serving_version(client: MlflowClient, model_name: str, alias: str) -> ModelChanged | None:

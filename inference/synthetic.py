@@ -14,6 +14,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from inference import Bundle, HashedNgrams, OnnxPredictor, write_bundle
+from inference.monitoring import PROFILE_FILE, build_profile
 
 REFERENCE_TEXTS = [
     "The food was wonderful and the staff were kind.",
@@ -57,12 +58,28 @@ def tiny_onnx(path: Path, *, buckets: int, seed: int, bias: float = 0.0) -> Path
     return path
 
 
+def profile_texts(count: int, *, seed: int = 0) -> list[tuple[str, int]]:
+    """Short made-up reviews with labels, from a small vocabulary (a reference profile's data)."""
+    rng = np.random.default_rng(seed)
+    good = ["lovely", "tasty", "kind", "great", "clean", "quick"]
+    bad = ["cold", "rude", "slow", "dirty", "bland", "late"]
+    rows = []
+    for i in range(count):
+        label = i % 2
+        words = rng.choice(good if label else bad, size=int(rng.integers(3, 12)))
+        rows.append((f"the food was {' and '.join(words)}", label))
+    return rows
+
+
 def make_fast_bundle(
-    path: Path, *, seed: int = 0, bias: float = 0.0, buckets: int = 4096
+    path: Path, *, seed: int = 0, bias: float = 0.0, buckets: int = 4096, profile: bool = False
 ) -> Bundle:
+    """A tiny random fast model; with ``profile``, a reference profile computed on
+    :func:`profile_texts` (the vocabulary it knows is theirs)."""
     work = path.parent / f".{path.name}.work"
     model = tiny_onnx(work / "model.onnx", buckets=buckets, seed=seed, bias=bias)
-    preprocessing = HashedNgrams(buckets=buckets, max_tokens=64).config()
+    preprocessor = HashedNgrams(buckets=buckets, max_tokens=64)
+    preprocessing = preprocessor.config()
     draft = write_bundle(
         path,
         model_file=model,
@@ -72,7 +89,21 @@ def make_fast_bundle(
         reference_probabilities=[0.0] * len(REFERENCE_TEXTS),
     )
     # Record what ONNX Runtime answers, as export does with torch's outputs.
-    expected = OnnxPredictor(draft).predict(REFERENCE_TEXTS).tolist()
+    predictor = OnnxPredictor(draft)
+    expected = predictor.predict(REFERENCE_TEXTS).tolist()
+    extra: list[Path] = []
+    if profile:
+        held_out = profile_texts(400, seed=seed)
+        texts = [t for t, _ in held_out]
+        extra.append(
+            build_profile(
+                preprocessor,
+                training_texts=[t for t, _ in profile_texts(400, seed=seed + 1)],
+                held_out_texts=texts,
+                held_out_labels=[label for _, label in held_out],
+                held_out_probabilities=predictor.predict(texts).tolist(),
+            ).save(work / PROFILE_FILE)
+        )
     return write_bundle(
         path,
         model_file=model,
@@ -80,4 +111,5 @@ def make_fast_bundle(
         preprocessing=preprocessing,
         reference_texts=REFERENCE_TEXTS,
         reference_probabilities=expected,
+        extra_files=extra,
     )

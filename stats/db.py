@@ -43,7 +43,7 @@ from stats.aggregates import (
     latest_labels,
 )
 from stats.migrate import apply_migrations
-from stats.store import RecordRejected, StoreUnavailable, WriteResult
+from stats.store import DriftCheck, RecordRejected, StoreUnavailable, WriteResult
 
 T = TypeVar("T")
 
@@ -151,6 +151,21 @@ WHERE matched_at IS NULL AND request_id IS NOT NULL
 """
 
 
+_INSERT_DRIFT = """
+INSERT INTO drift_checks (monitor, model_version, feature, checked_at, window_size, score,
+                          p_value, alarm)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT DO NOTHING
+"""
+
+_RECENT_LABELLED = """
+SELECT coalesce(sum((label = true_label)::int), 0) AS correct, count(*) AS labelled
+FROM (SELECT label, true_label FROM predictions
+      WHERE model_version = $1 AND true_label IS NOT NULL
+      ORDER BY true_label_given_at DESC LIMIT $2) AS recent
+"""
+
+
 class PostgresStatsStore:
     """Writes batches of records, each batch in one transaction."""
 
@@ -217,6 +232,27 @@ class PostgresStatsStore:
             return int(status.rsplit(" ", 1)[-1])
 
         return await self._transaction(work)
+
+    async def write_drift(self, monitor: str, checks: Sequence[DriftCheck]) -> None:
+        """The drift monitor's checks (derived data: a check written twice is kept once)."""
+
+        async def work(conn: asyncpg.Connection) -> None:
+            await conn.executemany(
+                _INSERT_DRIFT,
+                [(monitor, c.model_version, c.feature, c.checked_at, c.window_size, c.score,
+                  c.p_value, c.alarm) for c in checks],
+            )  # fmt: skip
+
+        await self._call(work)
+
+    async def recent_labelled(self, version: str, window: int) -> tuple[int, int]:
+        """(correct, labelled) over the version's last ``window`` labelled predictions."""
+
+        async def work(conn: asyncpg.Connection) -> tuple[int, int]:
+            row = await conn.fetchrow(_RECENT_LABELLED, version, window)
+            return int(row["correct"]), int(row["labelled"])
+
+        return await self._call(work)
 
     async def ping(self) -> None:
         async def work(conn: asyncpg.Connection) -> None:

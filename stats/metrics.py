@@ -75,6 +75,33 @@ class Metrics:
             registry=r,
         )
         self.throughput.set_function(self.records_per_second)
+        # The drift monitor (stats/monitoring.py): what the alerting rules watch.
+        version_feature = ["model_version", "feature"]
+        self.drift_score = Gauge(
+            "rs_stats_drift_score",
+            "PSI of the last window of a feature against the version's reference profile",
+            version_feature, registry=r,
+        )  # fmt: skip
+        self.drift_alarm = Gauge(
+            "rs_stats_drift_alarm",
+            "1 while the feature's last window differs from the reference (test and size)",
+            version_feature, registry=r,
+        )  # fmt: skip
+        self.live_accuracy = Gauge(
+            "rs_stats_live_accuracy",
+            "Accuracy over the version's last labelled predictions", ["model_version"],
+            registry=r,
+        )  # fmt: skip
+        self.accuracy_alarm = Gauge(
+            "rs_stats_accuracy_alarm",
+            "1 while the live accuracy's upper 95% bound is below the reference minus the margin",
+            ["model_version"], registry=r,
+        )  # fmt: skip
+        self.unmonitored = Counter(
+            "rs_stats_unmonitored_predictions",
+            "Predictions of a version without a reference profile (not watched for drift)",
+            ["model_version"], registry=r,
+        )  # fmt: skip
         self._window_s = throughput_window_s
         self._recent: deque[tuple[float, int]] = deque()
 

@@ -44,6 +44,7 @@ from stats.kafka import (
     wait_for_broker,
 )
 from stats.metrics import Metrics
+from stats.monitoring import Monitor
 from stats.settings import Settings
 from stats.store import StoreUnavailable
 
@@ -73,6 +74,7 @@ class StatsService:
         self._store: PostgresStatsStore | None = None
         self._batches: BatchProcessor | None = None
         self._lag: LagMonitor | None = None
+        self._monitor: Monitor | None = None
 
         kafka = settings.kafka
         self.app.agent(source_topic(self.app, kafka.predictions_topic), name="stats.predictions")(
@@ -100,6 +102,8 @@ class StatsService:
             self.metrics,
             retry_max_backoff_s=s.retry_max_backoff_s,
         )
+        if s.drift_enabled:
+            self._monitor = Monitor(s.drift(), self.metrics, self._store)
         self._lag = LagMonitor(self.app, s.group_id, s.kafka.bootstrap_servers, self.metrics)
         self._stack.push_async_callback(self._lag.close)
         self.metrics.db_up.set(0)
@@ -161,6 +165,7 @@ class StatsService:
                     tasks.create_task(
                         self._guarded("watch", self._every(LAG_INTERVAL_S, self._watch))
                     ),
+                    *self._monitoring(tasks),
                 ]
                 await self._stopping.wait()
                 for task in background:
@@ -172,11 +177,29 @@ class StatsService:
         if self._failure is not None:
             raise ProcessorFailed(str(self._failure)) from self._failure
 
+    def _monitoring(self, tasks: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
+        """The drift monitor's background work: learn profiles, check live accuracy."""
+        s, monitor = self._settings, self._monitor
+        if monitor is None:
+            return []
+
+        async def check_accuracy() -> None:
+            if self._database_ready.is_set():  # migrated: the columns it reads exist
+                await monitor.check_accuracy()
+
+        return [
+            tasks.create_task(self._guarded("models", monitor.follow_models(s.kafka))),
+            tasks.create_task(
+                self._guarded("accuracy", self._every(s.accuracy_interval_s, check_accuracy))
+            ),
+        ]
+
     # -- the agents ---------------------------------------------------------------------------
 
     async def _consume_predictions(self, stream: Any) -> None:
         assert self._batches is not None
-        await self._consume("prediction", stream, self._batches.predictions)
+        after = self._monitor.stored if self._monitor is not None else None
+        await self._consume("prediction", stream, self._batches.predictions, after=after)
 
     async def _consume_feedback(self, stream: Any) -> None:
         assert self._batches is not None
@@ -187,6 +210,7 @@ class StatsService:
         kind: Kind,
         stream: Any,
         process: Callable[[Sequence[Record]], Awaitable[BatchOutcome]],
+        after: Callable[[Sequence[Record]], Awaitable[None]] | None = None,
     ) -> None:
         s = self._settings
         try:
@@ -194,11 +218,14 @@ class StatsService:
             # noack_take: faust acknowledges nothing by itself; we do, after the transaction.
             async for events in stream.noack_take(s.batch_max, within=s.batch_within_s):
                 async with self._inflight[kind]:
-                    outcome = await process([record_of(event) for event in events])
+                    records = [record_of(event) for event in events]
+                    outcome = await process(records)
                     # Stored (or dead-lettered) and committed in PostgreSQL: only now may faust
                     # commit these offsets.
                     for event in events:
                         await stream.ack(event)
+                if after is not None:
+                    await after(records)
                 self.metrics.processed(len(events))
                 log.debug("%s batch of %d: %s", kind, len(events), outcome)
         except asyncio.CancelledError:

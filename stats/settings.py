@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.topics import KafkaSettings
 from runtime.database import DatabaseSettings
+from stats.drift import DriftSettings
 
 
 class Settings(BaseSettings):
@@ -51,5 +52,35 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         Path(".state/stats"), description="faust's data folder (no tables, so it stays empty)"
     )
+    drift_enabled: bool = Field(
+        True, description="run the drift monitor (off: predictions are stored, not watched)"
+    )
+    drift_window: int = Field(300, ge=20, description="predictions per drift window")
+    drift_step: int = Field(25, ge=1, description="a drift check every this many predictions")
+    drift_alpha: float = Field(
+        1e-4, gt=0, lt=1, description="p-value below which a window differs (chi-square)"
+    )
+    drift_min_score: float = Field(
+        0.15, ge=0, description="PSI from which a difference is large enough to alarm"
+    )
+    accuracy_window: int = Field(200, ge=10, description="labelled predictions per check")
+    accuracy_margin: float = Field(
+        0.03, ge=0, le=1, description="how far below the reference accuracy may live go"
+    )
+    accuracy_min_labelled: int = Field(
+        50, ge=1, description="labelled predictions needed before live accuracy may alarm"
+    )
+    accuracy_interval_s: float = Field(10.0, gt=0, description="how often accuracy is checked")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+
+    def drift(self) -> DriftSettings:
+        return DriftSettings(
+            window=self.drift_window,
+            step=self.drift_step,
+            alpha=self.drift_alpha,
+            min_score=self.drift_min_score,
+            accuracy_window=self.accuracy_window,
+            accuracy_margin=self.accuracy_margin,
+            accuracy_min_labelled=self.accuracy_min_labelled,
+        )

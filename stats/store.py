@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from stats.aggregates import FeedbackRow, PredictionRow
@@ -63,3 +64,16 @@ class StatsStore(Protocol):
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers now."""
         ...
+
+
+@dataclass(frozen=True)
+class DriftCheck:
+    """One check of the drift monitor: a row of ``drift_checks``."""
+
+    model_version: str
+    feature: str
+    checked_at: datetime
+    window_size: int
+    score: float
+    p_value: float | None
+    alarm: bool

@@ -20,6 +20,7 @@ from mlflow import MlflowClient
 
 from contracts.reviewfiles import LoadReport
 from export.evaluation import Metrics, evaluate
+from export.profile import ProfileData
 from export.registry import who
 from export.release import Candidate, HeldOut, Release, release
 from training.data import Examples, load, sample, split_validation
@@ -148,6 +149,11 @@ def run(settings: Settings, *, by: str | None = None) -> Outcome:
             workdir=Path(tmp),
             promote_if_passed=settings.promote,
             by=by or who(),
+            profile=ProfileData(
+                training_texts=data.train.texts,
+                held_out_texts=data.validation.texts,
+                held_out_labels=[int(label) for label in data.validation.labels],
+            ),
         )
         mlflow.set_tags(
             {

@@ -17,6 +17,7 @@ from contracts import (
     FailureKind,
     Prediction,
     RequestFailed,
+    RequestFeatures,
     ReviewRequest,
     Timings,
     decode,
@@ -42,6 +43,16 @@ class Rejected:
     request: ReviewRequest | None = None
     """the decoded request, when there is one to answer"""
     kind: FailureKind = FailureKind.INVALID
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the model said about one accepted request."""
+
+    item: Accepted
+    probability: float
+    features: RequestFeatures | None = None
+    explanation: Explanation | None = None
 
 
 def check(request: ReviewRequest, *, max_text_chars: int) -> str | None:
@@ -74,8 +85,7 @@ def triage(
 
 
 def predictions(
-    accepted: Sequence[Accepted],
-    probabilities: Sequence[float],
+    answers: Sequence[Answer],
     *,
     model_name: str,
     model_version: str,
@@ -83,16 +93,12 @@ def predictions(
     threshold: float,
     picked_at: datetime,
     inference_ms: float,
-    explanations: Sequence[Explanation | None] | None = None,
 ) -> list[Prediction]:
-    """One Prediction per accepted request, naming the model version that produced it."""
-    if len(accepted) != len(probabilities):
-        raise ValueError(f"{len(probabilities)} probabilities for {len(accepted)} requests")
-    explained = explanations if explanations is not None else [None] * len(accepted)
+    """One Prediction per answered request, naming the model version that produced it."""
     replies = []
-    for item, probability, explanation in zip(accepted, probabilities, explained, strict=True):
-        request = item.request
-        p = min(1.0, max(0.0, float(probability)))
+    for answer in answers:
+        request = answer.item.request
+        p = min(1.0, max(0.0, float(answer.probability)))
         queue_ms = (picked_at - request.submitted_at).total_seconds() * 1000
         replies.append(
             Prediction(
@@ -106,11 +112,12 @@ def predictions(
                 source=request.source,
                 reply_to=request.reply_to,
                 user_label=request.user_label,
-                explanation=explanation,
+                explanation=answer.explanation,
+                features=answer.features,
                 timings=Timings(
                     queue_ms=max(0.0, queue_ms),
                     inference_ms=inference_ms,
-                    batch_size=len(accepted),
+                    batch_size=len(answers),
                 ),
             )
         )

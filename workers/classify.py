@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 
-from contracts import Explanation, FailureKind
-from workers.batch import Accepted, Rejected
+from contracts import FailureKind
+from workers.batch import Accepted, Answer, Rejected
 from workers.metrics import WorkerMetrics
 from workers.models import LoadedModel
 
@@ -17,61 +18,58 @@ log = logging.getLogger(__name__)
 
 async def classify(
     model: LoadedModel, accepted: list[Accepted], metrics: WorkerMetrics
-) -> tuple[list[Accepted], list[float], list[Explanation | None], list[Rejected]]:
-    """The requests answered, their probabilities and explanations, and those refused."""
-    ok, probabilities, failed = await _predict(model, accepted, metrics)
-    if not any(item.request.explain for item in ok):
-        return ok, probabilities, [None] * len(ok), failed
-    explained: list[Accepted] = []
-    kept: list[float] = []
-    explanations: list[Explanation | None] = []
-    for item, probability in zip(ok, probabilities, strict=True):
+) -> tuple[list[Answer], list[Rejected]]:
+    """The requests answered (probability, features, explanation if asked) and those refused."""
+    answers, failed = await _predict(model, accepted, metrics)
+    if not any(a.item.request.explain for a in answers):
+        return answers, failed
+    explained: list[Answer] = []
+    for answer in answers:
         try:
-            explanation = await _explain(model, item)
+            explained.append(await _explain(model, answer))
         except Exception as exc:
             metrics.errors.labels(kind="explain").inc()
+            item = answer.item
             log.exception("explaining request %s failed", item.request.request_id)
             reason = f"explaining failed: {type(exc).__name__}: {exc}"
             failed.append(
                 Rejected(item.record, reason, "InferenceError", item.request, FailureKind.INFERENCE)
             )
-            continue
-        explained.append(item)
-        kept.append(probability)
-        explanations.append(explanation)
-    return explained, kept, explanations, failed
+    return explained, failed
 
 
-async def _explain(model: LoadedModel, item: Accepted) -> Explanation | None:
-    if not item.request.explain:
-        return None
+async def _explain(model: LoadedModel, answer: Answer) -> Answer:
+    if not answer.item.request.explain:
+        return answer
     if model.explainer is None:
         raise LookupError(f"version {model.version} has no explainer")
-    return await asyncio.to_thread(model.explainer.explain, item.request.text)
+    explanation = await asyncio.to_thread(model.explainer.explain, answer.item.request.text)
+    return replace(answer, explanation=explanation)
 
 
 async def _predict(
     model: LoadedModel, accepted: list[Accepted], metrics: WorkerMetrics
-) -> tuple[list[Accepted], list[float], list[Rejected]]:
+) -> tuple[list[Answer], list[Rejected]]:
     texts = [a.request.text for a in accepted]
     try:
-        result = await asyncio.to_thread(model.predictor.predict, texts)
-        return accepted, [float(p) for p in result], []
+        result, features = await asyncio.to_thread(model.predictor.predict_described, texts)
+        return [Answer(item, float(p), f) for item, p, f in zip(accepted, result, features,
+                                                                strict=True)], []  # fmt: skip
     except Exception:
         metrics.errors.labels(kind="inference").inc()
         log.exception("batch inference failed; retrying its %d requests one by one", len(texts))
-    ok: list[Accepted] = []
-    probabilities: list[float] = []
+    answers: list[Answer] = []
     failed: list[Rejected] = []
     for item in accepted:
         try:
-            (p,) = await asyncio.to_thread(model.predictor.predict, [item.request.text])
+            (p,), (f,) = await asyncio.to_thread(
+                model.predictor.predict_described, [item.request.text]
+            )
         except Exception as exc:
             reason = f"inference failed: {type(exc).__name__}: {exc}"
             failed.append(
                 Rejected(item.record, reason, "InferenceError", item.request, FailureKind.INFERENCE)
             )
         else:
-            ok.append(item)
-            probabilities.append(float(p))
-    return ok, probabilities, failed
+            answers.append(Answer(item, float(p), f))
+    return answers, failed

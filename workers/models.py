@@ -20,13 +20,15 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from contracts import Explanation, ModelChanged
+from contracts import Explanation, ModelChanged, RequestFeatures
 
 log = logging.getLogger(__name__)
 
 
 class Predictor(Protocol):
-    def predict(self, texts: list[str]) -> NDArray[np.float32]: ...
+    def predict_described(
+        self, texts: list[str]
+    ) -> tuple[NDArray[np.float32], list[RequestFeatures]]: ...
 
 
 class Explainer(Protocol):

@@ -72,6 +72,8 @@ class MlflowModelSource:
         log.info(
             "version %s matches its reference outputs (max abs diff %.2g)", event.version, worst
         )
+        if predictor.profile is None:
+            log.warning("version %s has no reference profile: served unmonitored", event.version)
         return LoadedModel(
             name=event.model_name,
             version=event.version,

@@ -249,23 +249,20 @@ class Worker:
         replies = []
         if accepted:
             started = time.perf_counter()
-            accepted, probabilities, explanations, failed = await classify(
-                model, accepted, self.metrics
-            )
+            answers, failed = await classify(model, accepted, self.metrics)
             elapsed = time.perf_counter() - started
             rejected += failed
             self.metrics.inference_seconds.observe(elapsed)
             replies = predictions(
-                accepted,
-                probabilities,
+                answers,
                 model_name=model.name,
                 model_version=model.version,
                 worker_id=s.worker_id,
                 threshold=s.threshold,
                 picked_at=picked_at,
                 inference_ms=elapsed * 1000,
-                explanations=explanations,
             )
+            accepted = [a.item for a in answers]
         errors = [
             failure(r, worker_id=s.worker_id, model_name=model.name, model_version=model.version)
             for r in rejected

@@ -20,6 +20,8 @@
     lastStats: null,
     model: null, // what the gateway says is deployed: {state, model_name, version}
     alerts: [], // newest change first, one entry per alert (fingerprint and start)
+    driftAt: 0, // when the drift panel was last asked for (ms)
+    driftTimer: null,
   };
 
   // --- small DOM helpers -------------------------------------------------------------------
@@ -398,6 +400,7 @@
       }
       case "stats":
         renderStats(message.stats);
+        refreshDrift();
         break;
       case "model":
         showModel(message);
@@ -412,6 +415,75 @@
       default:
         break;
     }
+  }
+
+  // --- drift ------------------------------------------------------------------------------
+
+  const DRIFT_EVERY_MS = 5000;
+  const PSI_ALARM = 0.15;
+  const FEATURE_NAMES = {
+    confidence: "confidence", positive: "positive share", length: "review length",
+    unknown_share: "unknown words", accuracy: "live accuracy",
+  };
+
+  // Asked again at most every DRIFT_EVERY_MS, and always once after the last stats message
+  // (a trailing call), so the panel never stays behind the numbers.
+  function refreshDrift() {
+    if (state.driftTimer) return;
+    const wait = Math.max(0, state.driftAt + DRIFT_EVERY_MS - Date.now());
+    state.driftTimer = setTimeout(fetchDrift, wait);
+  }
+
+  async function fetchDrift() {
+    state.driftTimer = null;
+    state.driftAt = Date.now();
+    try {
+      const headers = state.key ? { "X-API-Key": state.key } : {};
+      const response = await fetch("/v1/stats/drift?minutes=60", { headers, cache: "no-store" });
+      if (response.ok) renderDrift(await response.json());
+    } catch (error) {
+      // the next stats message asks again
+    }
+  }
+
+  // One row per feature of the newest version checked: its latest value and state in words,
+  // and a line of its checks over the last hour with the alarm threshold dashed and each
+  // alarming check drawn as a red square.
+  function renderDrift(drift) {
+    const box = $("drift");
+    if (!drift.versions.length) return;
+    const newest = (v) => Math.max(...v.latest.map((p) => Date.parse(p.checked_at)));
+    const version = drift.versions.reduce((a, b) => (newest(a) >= newest(b) ? a : b));
+    $("drift-version").textContent = `v${version.model_version}${version.alarm ? " · alarm" : ""}`;
+    const rows = [];
+    for (const latest of version.latest) {
+      const points = drift.checks.filter((c) => c.model_version === version.model_version && c.feature === latest.feature);
+      const row = el("div", `drift-row ${latest.alarm ? "alarm" : "ok"}`);
+      row.dataset.feature = latest.feature;
+      const value = latest.feature === "accuracy" ? pct(latest.score) : `PSI ${latest.score.toFixed(2)}`;
+      row.append(el("span", "drift-name", FEATURE_NAMES[latest.feature] || latest.feature),
+        el("span", "drift-value", value),
+        el("span", `drift-state ${latest.alarm ? "alarm" : "ok"}`, latest.alarm ? "alarm" : "ok"),
+        driftLine(points, latest.feature));
+      rows.push(row);
+    }
+    box.replaceChildren(...rows);
+  }
+
+  function driftLine(points, feature) {
+    const W = 120, H = 24;
+    const accuracy = feature === "accuracy";
+    const top = accuracy ? 1 : Math.max(PSI_ALARM * 2, ...points.map((p) => p.score));
+    const x = (i) => (points.length > 1 ? (i / (points.length - 1)) * (W - 4) + 2 : W / 2);
+    const y = (v) => H - 2 - (Math.min(v, top) / top) * (H - 4);
+    const line = svg("svg", { class: "drift-line", viewBox: `0 0 ${W} ${H}`, role: "img",
+      "aria-label": `${FEATURE_NAMES[feature] || feature}: ${points.length} checks` });
+    if (!accuracy) line.append(svg("line", { class: "threshold", x1: 0, x2: W, y1: y(PSI_ALARM), y2: y(PSI_ALARM) }));
+    line.append(svg("polyline", { points: points.map((p, i) => `${x(i).toFixed(1)},${y(p.score).toFixed(1)}`).join(" ") }));
+    points.forEach((p, i) => {
+      if (p.alarm) line.append(svg("rect", { class: "alarm", x: x(i) - 2, y: y(p.score) - 2, width: 4, height: 4 }));
+    });
+    return line;
   }
 
   // --- the deployed model ------------------------------------------------------------------

@@ -22,6 +22,8 @@ from gateway.deployment import Deployment, Deployments, ModelState
 from gateway.errors import KafkaUnavailable, StatsUnavailable
 from gateway.metrics import Metrics
 from gateway.schemas import (
+    DriftOut,
+    DriftQuery,
     RecentListOut,
     SeriesPoint,
     SummaryOut,
@@ -130,6 +132,10 @@ class MemoryStats(Lifecycle):
     async def recent(self, limit: int) -> RecentListOut:
         self._require()
         return RecentListOut(predictions=[])
+
+    async def drift(self, query: DriftQuery) -> DriftOut:
+        self._require()
+        return DriftOut(versions=[], checks=[])
 
     async def series(self, minutes: int) -> list[SeriesPoint]:
         self._require()

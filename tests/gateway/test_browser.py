@@ -17,6 +17,7 @@ from playwright.async_api import expect
 
 from contracts import KafkaSettings
 from gateway.auth import hash_key, new_key
+from stats.store import DriftCheck
 from tests.gateway_harness import (
     ARTIFACTS,
     GatewayProcess,
@@ -113,6 +114,14 @@ async def test_chat_page_without_a_worker(
                         store, feedback_id=f"fb-{i}", request_id=ids[i], label=true
                     )
                 await record_feedback(store, feedback_id="fb-text", text="Lovely.", label=1)
+                # The drift monitor's checks of version 3: the unknown words alarm.
+                await store.write_drift("m", [
+                    DriftCheck("3", feature, now - timedelta(minutes=m), 300, score,
+                               1e-9 if alarm else 0.5, alarm)
+                    for m, (feature, score, alarm) in enumerate(
+                        [("unknown_share", 0.6, True), ("unknown_share", 0.05, False),
+                         ("length", 0.04, False), ("accuracy", 0.91, False)])
+                ])  # fmt: skip
             await expect(page.locator("#s-total")).to_have_text("6")
             await expect(page.locator("#s-positive")).to_have_text("66.7%")
             await expect(page.locator("#s-labelled")).to_have_text("4")
@@ -121,6 +130,15 @@ async def test_chat_page_without_a_worker(
             await expect(page.locator("#models tbody tr td").first).to_have_text("v3")
             await expect(page.locator("#chart rect.pos")).to_have_count(3)  # minutes 0, 1, 2
             await expect(page.locator("#chart rect.neg")).to_have_count(2)  # minutes 1, 2
+            drift = page.locator("#drift .drift-row")
+            await expect(drift).to_have_count(3, timeout=20_000)
+            await expect(page.locator("#drift-version")).to_have_text("v3 · alarm")
+            unknown = page.locator('#drift .drift-row[data-feature="unknown_share"]')
+            await expect(unknown.locator(".drift-state")).to_have_text("alarm")
+            await expect(unknown.locator(".drift-value")).to_have_text("PSI 0.60")
+            await expect(unknown.locator("rect.alarm")).to_have_count(1)
+            accuracy = page.locator('#drift .drift-row[data-feature="accuracy"]')
+            await expect(accuracy.locator(".drift-value")).to_have_text("91.0%")
             await page.screenshot(path=shots / "no-worker-timeout-and-stats.png")
 
             # The gateway goes away: the page says so, keeps what is typed, and reconnects.

@@ -14,6 +14,7 @@ from gateway.app import create_app
 from gateway.auth import KeyRecord, Role, hash_key, new_key
 from gateway.settings import Settings
 from runtime.database import DatabaseSettings
+from stats.store import DriftCheck
 from tests.gateway_harness import record_feedback, record_prediction, stats_store
 
 VIEWER = new_key()
@@ -127,3 +128,36 @@ async def test_viewer_reads_but_may_not_classify(http: httpx.AsyncClient) -> Non
     assert (await http.get("/v1/stats/summary")).status_code == 200
     refused = await http.post("/v1/classify", json={"text": "Hi."})
     assert refused.status_code == 403
+
+
+async def test_drift_checks_per_version_with_the_latest_state(
+    http: httpx.AsyncClient, database_url: str
+) -> None:
+    now = datetime.now(UTC)
+    checks = [
+        DriftCheck("1", "confidence", now - timedelta(minutes=3), 300, 0.02, 0.4, False),
+        DriftCheck("1", "confidence", now - timedelta(minutes=1), 300, 0.41, 1e-9, True),
+        DriftCheck("1", "length", now - timedelta(minutes=1), 300, 0.05, 0.2, False),
+        DriftCheck("2", "accuracy", now - timedelta(minutes=2), 200, 0.93, None, False),
+        DriftCheck("2", "length", now - timedelta(hours=3), 300, 0.9, 1e-12, True),  # too old
+    ]
+    async with stats_store(database_url) as store:
+        await store.write_drift("monitor-a", checks)
+        await store.write_drift("monitor-a", checks)  # written twice: kept once
+
+    drift = await http.get("/v1/stats/drift", params={"minutes": 60})
+    assert drift.status_code == 200, drift.text
+    body = drift.json()
+    assert [(c["model_version"], c["feature"], c["alarm"]) for c in body["checks"]] == [
+        ("1", "confidence", False), ("2", "accuracy", False),
+        ("1", "confidence", True), ("1", "length", False),
+    ]  # fmt: skip
+    versions = {v["model_version"]: v for v in body["versions"]}
+    assert versions["1"]["alarm"] is True
+    assert [p["feature"] for p in versions["1"]["latest"]] == ["confidence", "length"]
+    assert versions["1"]["latest"][0]["score"] == 0.41
+    assert versions["2"]["alarm"] is False
+    only = await http.get("/v1/stats/drift", params={"minutes": 600, "model_version": "2"})
+    assert [c["feature"] for c in only.json()["checks"]] == ["length", "accuracy"]
+    bad = await http.get("/v1/stats/drift", params={"minutes": 0})
+    assert bad.status_code == 422

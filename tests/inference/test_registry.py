@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 
 from deploy.local.launcher import LocalStack
 from inference import BundleError, OnnxPredictor
-from inference.registry import download_bundle, register_bundle, serving_version
+from inference.registry import PROFILE_TAG, download_bundle, register_bundle, serving_version
 from inference.synthetic import make_fast_bundle
 
 
@@ -42,3 +42,29 @@ def test_register_alias_download_and_verify(client: MlflowClient, tmp_path: Path
     tampered = event.model_copy(update={"sha256": "f" * 64})
     with pytest.raises(BundleError, match="expected"):
         download_bundle(tampered, tmp_path / "again")
+
+
+def test_a_versions_reference_profile_travels_with_its_event(
+    client: MlflowClient, tmp_path: Path
+) -> None:
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    run = client.create_run(client.create_experiment(name))
+    bundle = make_fast_bundle(tmp_path / "bundle", seed=3, profile=True)
+    profiled = register_bundle(client, run_id=run.info.run_id, bundle=bundle, model_name=name)
+    client.set_registered_model_alias(name, "production", profiled.version)
+    event = serving_version(client, name, "production")
+    assert event is not None
+    profile = OnnxPredictor(bundle).profile
+    assert profile is not None
+    assert event.profile == profile.summary()
+
+    # A version registered before profiles existed: announced, served unmonitored.
+    old = make_fast_bundle(tmp_path / "old", seed=4)
+    unprofiled = register_bundle(client, run_id=run.info.run_id, bundle=old, model_name=name)
+    client.set_registered_model_alias(name, "production", unprofiled.version)
+    event = serving_version(client, name, "production")
+    assert event is not None
+    assert event.profile is None
+    # A broken tag does not stop it either.
+    client.set_model_version_tag(name, str(unprofiled.version), PROFILE_TAG, "{not json")
+    assert serving_version(client, name, "production") is not None

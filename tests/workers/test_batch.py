@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from contracts import FailureKind, Prediction, ReviewRequest, Source, encode
+from contracts import FailureKind, Prediction, RequestFeatures, ReviewRequest, Source, encode
 from runtime.records import Record
-from workers.batch import Accepted, collect, failure, next_offsets, predictions, triage
+from workers.batch import Accepted, Answer, collect, failure, next_offsets, predictions, triage
 
 
 def record(value: bytes | None, offset: int = 0, partition: int = 0) -> Record:
@@ -68,9 +68,9 @@ def test_one_prediction_per_request_naming_model_worker_and_timings() -> None:
         Accepted(record(b"", 0), request("good", submitted_at=submitted, reply_to="gw-1")),
         Accepted(record(b"", 1), request("bad", submitted_at=submitted)),
     ]
+    features = RequestFeatures(words=1, unknown_share=0.5)
     replies = predictions(
-        items,
-        [0.5, 0.4999],
+        [Answer(items[0], 0.5, features), Answer(items[1], 0.4999)],
         model_name="m",
         model_version="7",
         worker_id="w-1",
@@ -89,12 +89,14 @@ def test_one_prediction_per_request_naming_model_worker_and_timings() -> None:
     assert first.timings.batch_size == 2
     assert first.timings.inference_ms == 3.0
     assert first.user_label is None
+    assert first.features == features
+    assert replies[1].features is None  # a version without a profile: unmonitored
 
 
 def test_the_senders_label_travels_with_the_prediction() -> None:
     item = Accepted(record(b"", 0), request("good").model_copy(update={"user_label": 0}))
     now = datetime.now(UTC)
-    (reply,) = predictions([item], [0.9], model_name="m", model_version="7", worker_id="w",
+    (reply,) = predictions([Answer(item, 0.9)], model_name="m", model_version="7", worker_id="w",
                            threshold=0.5, picked_at=now, inference_ms=1.0)  # fmt: skip
     assert (reply.label, reply.user_label, reply.schema_version) == (1, 0, 3)
 
@@ -103,20 +105,10 @@ def test_a_clock_behind_the_sender_never_gives_a_negative_queue_time() -> None:
     now = datetime.now(UTC)
     item = Accepted(record(b""), request(submitted_at=now + timedelta(seconds=5)))
     (reply,) = predictions(
-        [item], [0.9], model_name="m", model_version="1", worker_id="w",
+        [Answer(item, 0.9)], model_name="m", model_version="1", worker_id="w",
         threshold=0.5, picked_at=now, inference_ms=1.0,
     )  # fmt: skip
     assert reply.timings.queue_ms == 0
-
-
-def test_predictions_refuse_a_count_mismatch() -> None:
-    with pytest.raises(ValueError, match="1 probabilities for 2 requests"):
-        predictions(
-            [Accepted(record(b""), request()), Accepted(record(b""), request())],
-            [0.1],
-            model_name="m", model_version="1", worker_id="w",
-            threshold=0.5, picked_at=datetime.now(UTC), inference_ms=1.0,
-        )  # fmt: skip
 
 
 def test_commit_offsets_are_last_plus_one_per_partition() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from contracts import ExplainMethod, FailureKind, ReviewRequest, Source, encode
+from contracts import ExplainMethod, FailureKind, RequestFeatures, ReviewRequest, Source, encode
 from inference import OnnxPredictor, explainer_for
 from inference.synthetic import make_fast_bundle
 from runtime.records import Record
@@ -24,13 +24,16 @@ async def test_only_the_requests_that_ask_are_explained(tmp_path: Path) -> None:
     model = LoadedModel("m", "7", "a" * 64, predictor, explainer=explainer_for(predictor))
     batch = [accepted("Tasty food.", explain=False, offset=0),
              accepted("Rude staff, cold soup.", explain=True, offset=1)]  # fmt: skip
-    ok, probabilities, explanations, failed = await classify(model, batch, WorkerMetrics())
-    assert (ok, failed) == (batch, [])
-    assert probabilities == [
-        float(p) for p in predictor.predict(["Tasty food.", "Rude staff, cold soup."])
-    ]
-    assert explanations[0] is None
-    explanation = explanations[1]
+    answers, failed = await classify(model, batch, WorkerMetrics())
+    assert ([a.item for a in answers], failed) == (batch, [])
+    expected = predictor.predict(["Tasty food.", "Rude staff, cold soup."])
+    assert [a.probability for a in answers] == [float(p) for p in expected]
+    # A synthetic bundle has no reference profile: lengths, but no unknown share.
+    assert [a.features for a in answers] == [
+        RequestFeatures(words=2), RequestFeatures(words=4)
+    ]  # fmt: skip
+    assert answers[0].explanation is None
+    explanation = answers[1].explanation
     assert explanation is not None
     assert explanation.method is ExplainMethod.NGRAM_SUM
     assert [w.word for w in explanation.words] == ["Rude", "staff", "cold", "soup"]
@@ -43,9 +46,8 @@ async def test_a_version_that_cannot_explain_refuses_only_the_explain_requests(
     model = LoadedModel("m", "7", "a" * 64, predictor)  # no explainer
     batch = [accepted("Tasty food.", explain=False, offset=0),
              accepted("Why?", explain=True, offset=1)]  # fmt: skip
-    ok, probabilities, explanations, failed = await classify(model, batch, WorkerMetrics())
-    assert ok == batch[:1]
-    assert len(probabilities) == len(explanations) == 1
+    answers, failed = await classify(model, batch, WorkerMetrics())
+    assert [a.item for a in answers] == batch[:1]
     (refused,) = failed
     assert refused.kind is FailureKind.INFERENCE
     assert refused.request == batch[1].request

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from contracts import ModelChanged
+from contracts import ModelChanged, RequestFeatures
 from workers.models import LoadedModel, ModelRefused, ModelSlot
 
 
@@ -16,8 +16,11 @@ class ConstantPredictor:
     def __init__(self, p: float) -> None:
         self.p = p
 
-    def predict(self, texts: list[str]) -> NDArray[np.float32]:
-        return np.full(len(texts), self.p, dtype=np.float32)
+    def predict_described(
+        self, texts: list[str]
+    ) -> tuple[NDArray[np.float32], list[RequestFeatures]]:
+        features = [RequestFeatures(words=len(t.split())) for t in texts]
+        return np.full(len(texts), self.p, dtype=np.float32), features
 
 
 class FakeSource:

@@ -1,0 +1,119 @@
+"""Is live traffic still like the reviews a version was checked on? A test per feature.
+
+Per model version, the last ``window`` predictions' features are binned with the bins of the
+version's reference profile (``inference.monitoring``), and every ``step`` predictions each
+feature's window is compared with the reference shares by two measures:
+
+- Pearson's chi-square goodness-of-fit test (``scipy.stats.chisquare``): is the difference more
+  than sampling noise? Its p-value says so, whatever the number of bins.
+- The population stability index (PSI, the symmetric Kullback-Leibler divergence of the two
+  bin distributions, from ``scipy.special.rel_entr``): how large is the difference? It is the
+  score that the metrics and the charts show (rule of thumb: < 0.1 stable, > 0.25 shifted).
+
+A feature alarms when both agree: p < ``alpha`` and PSI >= ``min_score``. The test alone would
+alarm on harmless differences once windows are large, and the score alone on noise in small
+windows. Why these and not a stream change detector (ADWIN, Page-Hinkley): those find a change
+*within* the stream, so traffic that was unlike the training data from the first review never
+alarms; here the reference is what the version was validated on.
+
+Live accuracy is watched the same way over the last labelled predictions: it alarms when the
+upper end of its Wilson 95% interval (``scipy.stats.binomtest``) falls below the reference
+accuracy minus ``accuracy_margin``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import rel_entr
+from scipy.stats import binomtest, chisquare
+
+from inference.monitoring import Histogram
+
+
+@dataclass(frozen=True)
+class DriftSettings:
+    window: int = 300
+    step: int = 25
+    alpha: float = 1e-4
+    min_score: float = 0.15
+    accuracy_window: int = 200
+    accuracy_margin: float = 0.03
+    accuracy_min_labelled: int = 50
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    feature: str
+    score: float
+    """PSI of the window against the reference"""
+    p_value: float
+    alarm: bool
+
+
+def compare(counts: np.ndarray, reference: Histogram, *, reference_size: int,
+            alpha: float, min_score: float, feature: str) -> FeatureDrift:  # fmt: skip
+    """One window's bin counts against the reference shares."""
+    k, n = len(counts), counts.sum()
+    # Add half a review to every bin on both sides: a bin the reference never saw must not
+    # make the divergence infinite, nor the expected count zero.
+    expected = (np.asarray(reference.shares) * reference_size + 0.5) / (reference_size + 0.5 * k)
+    observed = (counts + 0.5) / (n + 0.5 * k)
+    score = float(rel_entr(observed, expected).sum() + rel_entr(expected, observed).sum())
+    p_value = float(chisquare(counts, f_exp=expected * n).pvalue)
+    return FeatureDrift(feature, score, p_value, p_value < alpha and score >= min_score)
+
+
+class DriftMonitor:
+    """The sliding windows of one model version."""
+
+    def __init__(
+        self, histograms: dict[str, Histogram], reference_size: int, settings: DriftSettings
+    ) -> None:
+        self.histograms = histograms
+        self.reference_size = reference_size
+        self.settings = settings
+        self._bins = {name: deque[int](maxlen=settings.window) for name in histograms}
+        self.seen = 0
+
+    def add(self, values: dict[str, float]) -> list[FeatureDrift] | None:
+        """Take one prediction's feature values; every ``step`` predictions once the window
+        is full, the comparison of each feature."""
+        for name, histogram in self.histograms.items():
+            self._bins[name].append(histogram.bin_of(values[name]))
+        self.seen += 1
+        s = self.settings
+        if self.seen < s.window or self.seen % s.step:
+            return None
+        return [self._compare(name) for name in self.histograms]
+
+    def _compare(self, name: str) -> FeatureDrift:
+        histogram = self.histograms[name]
+        counts = np.bincount(np.asarray(self._bins[name]), minlength=len(histogram.shares))
+        s = self.settings
+        return compare(counts.astype(float), histogram, reference_size=self.reference_size,
+                       alpha=s.alpha, min_score=s.min_score, feature=name)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AccuracyCheck:
+    labelled: int
+    accuracy: float
+    upper: float
+    """upper end of the Wilson 95% interval"""
+    alarm: bool
+
+
+def check_accuracy(
+    correct: int, labelled: int, *, reference: float, margin: float, min_labelled: int = 50
+) -> AccuracyCheck:
+    """Live accuracy over the last labelled predictions against the version's reference.
+    Checked again and again as labels come, so a few labels never alarm: ``min_labelled``."""
+    if labelled == 0:
+        return AccuracyCheck(0, float("nan"), 1.0, False)
+    interval = binomtest(correct, labelled).proportion_ci(confidence_level=0.95, method="wilson")
+    upper = float(interval.high)
+    alarm = labelled >= min_labelled and upper < reference - margin
+    return AccuracyCheck(labelled, correct / labelled, upper, alarm)
