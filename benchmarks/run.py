@@ -141,7 +141,7 @@ class Run:
             starting.append(self.gateway)
         if self.wants("reload") and not any(x.package == "registry_watcher" for x in s.services):
             starting.append(s.start_watcher(self.o.watcher_poll_s))
-        await asyncio.gather(*(x.wait_ready() for x in starting))
+        await asyncio.gather(*(x.wait_ready(timeout_s=180) for x in starting))
 
     @contextlib.asynccontextmanager
     async def peer(self) -> Any:

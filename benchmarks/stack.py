@@ -10,23 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-import aiohttp
 import psutil  # type: ignore[import-untyped]
 from aiokafka import AIOKafkaProducer
 from mlflow import MlflowClient
 
 from contracts import KafkaSettings, encode
 from deploy.local.launcher import LocalStack, free_port
+from deploy.local.processes import ServiceProcess
 from deploy.topics import ensure_topics
 from inference import Bundle, load_bundle
 from inference.registry import register_bundle, serving_version
@@ -34,7 +30,6 @@ from inference.synthetic import make_fast_bundle
 
 __all__ = ["BenchStack", "Service", "free_port", "make_bundles", "peak_rss_mib", "workdir"]
 
-ROOT = Path(__file__).resolve().parent.parent
 FAST_BUCKETS = 2**18
 
 
@@ -71,50 +66,12 @@ def tree_peak_rss_mib(pid: int) -> float:
     return peak_rss_mib(pid) + sum(peak_rss_mib(c.pid) for c in children)
 
 
-@dataclass
-class Service:
-    """One ``python -m <package>`` subprocess on a known port."""
-
-    package: str
-    port: int
-    log_path: Path
-    process: subprocess.Popen[bytes]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log_tail(self, chars: int = 3000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:]
-
-    async def wait_ready(self, timeout_s: float = 180) -> None:
-        deadline = time.monotonic() + timeout_s
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
-            while True:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"{self.package} exited:\n{self.log_tail()}")
-                try:
-                    async with http.get(f"{self.url}/readyz") as response:
-                        if response.status == 200:
-                            return
-                except (aiohttp.ClientError, TimeoutError):
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{self.package} not ready in {timeout_s:.0f}s:\n"
-                                       f"{self.log_tail()}")  # fmt: skip
-                await asyncio.sleep(0.3)
+class Service(ServiceProcess):
+    """A service of the benchmark, on a known port, with its peak memory read from the kernel."""
 
     def peak_rss_mib(self) -> float:
+        assert self.process is not None
         return peak_rss_mib(self.process.pid)
-
-    def stop(self, timeout_s: float = 30) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 @dataclass
@@ -210,21 +167,21 @@ class BenchStack:
         self.client().set_registered_model_alias(self.model_name, "production", version)
 
     def start_service(self, package: str, settings: dict[str, str]) -> Service:
-        command = [sys.executable, "-m", package]
+        python_args: list[str] = []
         if package == "workers" and self.profile_dir is not None:
             self.profile_dir.mkdir(parents=True, exist_ok=True)
             profile = self.profile_dir / f"worker-{len(self.services)}.prof"
-            command[1:1] = ["-m", "cProfile", "-o", str(profile)]
+            python_args = ["-m", "cProfile", "-o", str(profile)]
         port = free_port()
         prefix = {"workers": "RS_WORKER_", "gateway": "RS_GATEWAY_"}.get(package, "RS_WATCHER_")
-        env = self.env | {f"{prefix}PORT": str(port)} | settings
-        log_path = self.work / f"{package}-{len(self.services)}.log"
-        with log_path.open("wb") as out:
-            process = subprocess.Popen(
-                command, cwd=ROOT, env=env,
-                stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        service = Service(package, port, log_path, process)
+        service = Service(
+            package,
+            env=self.env | {f"{prefix}PORT": str(port)} | settings,
+            log_path=self.work / f"{package}-{len(self.services)}.log",
+            port=port,
+            python_args=python_args,
+        )
+        service.start()
         self.services.append(service)
         return service
 

@@ -112,17 +112,17 @@ class Classifier:
         *,
         instance_id: str,
         reply_timeout_s: float,
-        answers: RememberedAnswers | None = None,
+        answers: RememberedAnswers,
+        no_model_retry_after_s: int,
         stored_answer: StoredAnswer | None = None,
         models: ModelFeed | None = None,
-        no_model_retry_after_s: int = 5,
     ) -> None:
         self.bus = bus
         self.replies = replies
         self.metrics = metrics
         self.instance_id = instance_id
         self.reply_timeout_s = reply_timeout_s
-        self.answers = answers or RememberedAnswers(ttl_s=24 * 3600, max_entries=100_000)
+        self.answers = answers  # sized by the settings (gateway.app): no defaults of its own
         self._stored_answer = stored_answer
         self.models = models
         self._no_model_retry_after_s = no_model_retry_after_s

@@ -96,9 +96,7 @@ class KafkaBus:
         """Idempotent: stop reading replies, flush what was sent, close the clients."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await self._supervisor.stop(task)
         await self._close()
 
     # --- publishing -----------------------------------------------------------------------

@@ -1,26 +1,24 @@
 """The compacted models topic, followed: which model the registry watcher last announced.
 
-Read like the workers read it: every partition from the beginning, no consumer group. Once the
-reader has reached the end offsets it found when it connected, the deployment is known (none,
-or the newest announcement) and then follows each new event. A lost connection keeps the last
-known deployment and reads the topic again from the beginning.
+Read as the workers read it (``runtime.kafka.ModelEvents``): every partition from the beginning,
+no consumer group. Once the reader has reached the end offsets it found when it connected, the
+deployment is known (none, or the newest announcement) and then follows each new event; a
+tombstone forgets its model name. A lost connection keeps the last known deployment and reads
+the topic again from the beginning.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
+from aiokafka.errors import KafkaError
 
-from contracts import DecodeError, KafkaSettings, ModelChanged, decode
+from contracts import KafkaSettings
 from gateway.deployment import Deployment, Deployments, ModelState
-from runtime.kafka import wait_for_kafka
+from runtime.kafka import ModelEvents, keep_latest, wait_for_kafka
 from runtime.tasks import Supervisor
 
 log = logging.getLogger(__name__)
@@ -53,9 +51,7 @@ class ModelsTopic:
     ) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await self._supervisor.stop(task)
 
     async def _run(self) -> None:
         s = self._settings
@@ -70,55 +66,16 @@ class ModelsTopic:
 
     async def _follow(self) -> None:
         s = self._settings
-        consumer = AIOKafkaConsumer(
-            s.models_topic,
-            bootstrap_servers=s.bootstrap_servers,
-            client_id=f"{self._client_id}-models",
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-        )
+        events = ModelEvents(s, client_id=f"{self._client_id}-models")
         try:  # start() inside: a cancel while it connects must still close the client
-            await consumer.start()  # waits for the topic's metadata; no group: every partition
-            partitions = sorted(consumer.assignment())
-            if not partitions:  # never "caught up" with a topic whose partitions are unknown
-                raise UnknownTopicOrPartitionError(s.models_topic)
-            await consumer.seek_to_beginning(*partitions)
-            end = await consumer.end_offsets(partitions)
-            latest: dict[str, ModelChanged] = {}
-            caught_up = False
+            # Waits for the topic's metadata (UnknownTopicOrPartitionError without partitions).
+            await events.start()
+            latest = await events.catch_up(timeout_s=1, forget=True)
             while True:
-                if not caught_up:
-                    positions = [await consumer.position(tp) for tp in partitions]
-                    caught_up = all(
-                        p >= end[tp] for p, tp in zip(positions, partitions, strict=True)
-                    )
-                if caught_up:
-                    self._announce(Deployment.of(latest))
-                batches = await consumer.getmany(timeout_ms=1000)
-                for records in batches.values():
-                    for record in records:
-                        self._take(record, latest)
+                self._announce(Deployment.of(latest))
+                keep_latest(latest, await events.read(timeout_s=1), forget=True)
         finally:
-            await consumer.stop()
-
-    def _take(self, record: Any, latest: dict[str, ModelChanged]) -> None:
-        if record.value is None:  # a tombstone: compaction's way to forget a model name
-            if record.key is not None:
-                latest.pop(record.key.decode(errors="replace"), None)
-            return
-        try:
-            event = decode(record.value, ModelChanged)
-        except DecodeError as exc:
-            log.warning(
-                "skipping undecodable record %s[%d]@%d: %s",
-                record.topic,
-                record.partition,
-                record.offset,
-                exc.reason,
-            )
-            return
-        latest[event.model_name] = event
+            await events.stop()
 
     def _announce(self, deployment: Deployment) -> None:
         if deployment == self._board.current:

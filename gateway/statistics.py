@@ -8,7 +8,6 @@ so the panel follows traffic from any client, replica or Kafka producer.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -99,9 +98,7 @@ class StatsFeed:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await self._supervisor.stop(task)
 
     async def subscribe(self) -> AsyncIterator[LiveStats]:
         """The latest numbers at once (when known), then every change."""

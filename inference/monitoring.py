@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,7 +87,7 @@ class Histogram:
     shares: list[float]
 
     def bin_of(self, value: float) -> int:
-        return max(0, int(np.searchsorted(self.edges, value, side="right")) - 1)
+        return max(0, bisect_right(self.edges, value) - 1)
 
     @classmethod
     def of(cls, values: Sequence[float], edges: Sequence[float]) -> Histogram:

@@ -1,6 +1,7 @@
 """Kafka for every service: is it ready (:func:`wait_for_kafka`), starting a client with the one
 backoff (:func:`connect`), records as :class:`~runtime.records.Record`, and the compacted models
-topic as ModelChanged events (:class:`ModelEvents`, read by the workers and the watcher).
+topic as ModelChanged events (:class:`ModelEvents`, read by the workers, the watcher and the
+gateway).
 
 Ready means: the broker answers, its topics exist and their leaders answer, and (for a
 consumer group) the group coordinator is there.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -24,6 +26,7 @@ from aiokafka.errors import (
     KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
+    UnknownTopicOrPartitionError,
 )
 from tenacity import AsyncRetrying, RetryCallState, before_sleep_log
 
@@ -165,6 +168,28 @@ def to_record(message: Any) -> Record:
     )
 
 
+@dataclass(frozen=True)
+class Forgotten:
+    """A tombstone on the models topic: compaction's way to forget a model name."""
+
+    model_name: str
+
+
+def keep_latest(
+    latest: dict[str, ModelChanged],
+    events: list[ModelChanged | Forgotten],
+    *,
+    forget: bool,
+) -> None:
+    """Update ``latest`` (one event per model name) with ``events``, in order; with ``forget``,
+    a tombstone removes its model name."""
+    for event in events:
+        if isinstance(event, ModelChanged):
+            latest[event.model_name] = event
+        elif forget:
+            latest.pop(event.model_name, None)
+
+
 class ModelEvents:
     """The compacted models topic: every partition, from the beginning, no consumer group."""
 
@@ -181,33 +206,44 @@ class ModelEvents:
 
     async def start(self) -> None:
         await self._consumer.start()  # without a group: assigned every partition
+        # Never "caught up" on a topic whose partitions are unknown: a retriable error instead
+        # (aiokafka's seek would fail an assert).
+        if not self._consumer.assignment():
+            raise UnknownTopicOrPartitionError(self.topic)
         await self._consumer.seek_to_beginning()
 
     async def stop(self) -> None:
         await self._consumer.stop()
 
-    async def catch_up(self, *, timeout_s: float = 30) -> dict[str, ModelChanged]:
-        """Read up to the end as it is now; the latest event per model name."""
-        partitions = list(self._consumer.assignment())
+    async def catch_up(
+        self, *, timeout_s: float = 30, forget: bool = False
+    ) -> dict[str, ModelChanged]:
+        """Read up to the end as it is now; the latest event per model name. With ``forget``,
+        a tombstone removes its model name (the workers and the watcher keep the last event)."""
+        partitions = sorted(self._consumer.assignment())
         end = await self._consumer.end_offsets(partitions)
         latest: dict[str, ModelChanged] = {}
         for tp in partitions:
             while await self._consumer.position(tp) < end[tp]:
-                for event in await self._fetch(timeout_s, tp):
-                    latest[event.model_name] = event
+                keep_latest(latest, await self.read(timeout_s, tp), forget=forget)
         return latest
 
     async def fetch(self, timeout_s: float) -> list[ModelChanged]:
         """New events, in order, waiting at most ``timeout_s`` for the first."""
-        return await self._fetch(timeout_s)
+        return [e for e in await self.read(timeout_s) if isinstance(e, ModelChanged)]
 
-    async def _fetch(self, timeout_s: float, *partitions: Any) -> list[ModelChanged]:
+    async def read(
+        self, timeout_s: float, *partitions: TopicPartition
+    ) -> list[ModelChanged | Forgotten]:
+        """Like :meth:`fetch` (of ``partitions``, or all), tombstones included."""
         batches = await self._consumer.getmany(*partitions, timeout_ms=int(timeout_s * 1000))
-        events = []
+        events: list[ModelChanged | Forgotten] = []
         for messages in batches.values():
             for message in messages:
                 if message.value is None:
-                    continue  # a tombstone: compaction's way to forget a model name
+                    if message.key is not None:
+                        events.append(Forgotten(message.key.decode(errors="replace")))
+                    continue
                 try:
                     events.append(decode(message.value, ModelChanged))
                 except DecodeError as exc:

@@ -4,7 +4,8 @@ A service's side tasks (reading replies, polling statistics, following models) r
 life of the process. :class:`Supervisor` starts them; one that ends with an error is logged
 with its traceback, counted (``rs_<service>_background_task_failures_total``), and named by
 :attr:`Supervisor.failed`, which the service's readiness reports, so an orchestrator replaces
-a process whose live panel froze instead of serving it on.
+a process whose live panel froze instead of serving it on. :meth:`Supervisor.stop` cancels them
+and waits for them to end: one task (a component that stops) or all (the service that stops).
 """
 
 from __future__ import annotations
@@ -54,9 +55,13 @@ class Supervisor:
         self._failures.labels(name).inc()
         self._failed.append(name)
 
-    async def stop(self) -> None:
-        """Idempotent: cancel what still runs and wait for it to end."""
-        tasks = list(self._tasks)
+    async def stop(self, *tasks: asyncio.Task[Any]) -> None:
+        """Cancel ``tasks`` (all it started, if none is named) and wait for them to end.
+
+        Idempotent; an error a task ended with was logged and counted when it ended, so
+        stopping never raises it again.
+        """
+        tasks = tasks or tuple(self._tasks)
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -4,8 +4,10 @@ Per model version, the last ``window`` predictions' features are binned with the
 version's reference profile (``inference.monitoring``), and every ``step`` predictions each
 feature's window is compared with the reference shares by two measures:
 
-- Pearson's chi-square goodness-of-fit test (``scipy.stats.chisquare``): is the difference more
-  than sampling noise? Its p-value says so, whatever the number of bins.
+- Pearson's chi-square goodness-of-fit test: is the difference more than sampling noise? Its
+  p-value (the chi-square survival function, ``scipy.special.chdtrc``: the ufunc under
+  ``scipy.stats.chisquare``, without its per-call overhead of a millisecond) says so,
+  whatever the number of bins.
 - The population stability index (PSI, the symmetric Kullback-Leibler divergence of the two
   bin distributions, from ``scipy.special.rel_entr``): how large is the difference? It is the
   score that the metrics and the charts show (rule of thumb: < 0.1 stable, > 0.25 shifted).
@@ -27,8 +29,8 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import rel_entr
-from scipy.stats import binomtest, chisquare
+from scipy.special import chdtrc, rel_entr
+from scipy.stats import binomtest
 
 from inference.monitoring import Histogram
 
@@ -62,7 +64,9 @@ def compare(counts: np.ndarray, reference: Histogram, *, reference_size: int,
     expected = (np.asarray(reference.shares) * reference_size + 0.5) / (reference_size + 0.5 * k)
     observed = (counts + 0.5) / (n + 0.5 * k)
     score = float(rel_entr(observed, expected).sum() + rel_entr(expected, observed).sum())
-    p_value = float(chisquare(counts, f_exp=expected * n).pvalue)
+    expected_counts = expected * n
+    statistic = float(((counts - expected_counts) ** 2 / expected_counts).sum())
+    p_value = float(chdtrc(k - 1, statistic))
     return FeatureDrift(feature, score, p_value, p_value < alpha and score >= min_score)
 
 

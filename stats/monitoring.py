@@ -51,6 +51,7 @@ class Watches:
         self.settings = settings
         self.metrics = metrics
         self._versions: dict[str, VersionWatch] = {}
+        self._alarming: set[tuple[str, str]] = set()
 
     def learn(self, event: ModelChanged) -> None:
         """A version was announced: watch it if it has a profile (its windows start empty)."""
@@ -95,9 +96,11 @@ class Watches:
         labels = (p.model_version, result.feature)
         self.metrics.drift_score.labels(*labels).set(result.score)
         self.metrics.drift_alarm.labels(*labels).set(int(result.alarm))
-        if result.alarm:
-            log.warning("drift: version %s, feature %s: PSI %.3f, p %.2g", *labels,
-                        result.score, result.p_value)  # fmt: skip
+        if result.alarm != (labels in self._alarming):  # log the changes, not every check
+            self._alarming ^= {labels}
+            log.warning("drift %s: version %s, feature %s: PSI %.3f, p %.2g",
+                        "alarm" if result.alarm else "over", *labels, result.score,
+                        result.p_value)  # fmt: skip
         return DriftCheck(p.model_version, result.feature, p.predicted_at,
                           self.settings.window, result.score, result.p_value,
                           result.alarm)  # fmt: skip

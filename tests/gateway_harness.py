@@ -1,21 +1,16 @@
 """Run the real gateway (``python -m gateway``) as a subprocess, and a real headless Chromium.
 
-Readiness is polled with a deadline; every process is stopped in ``finally``. Chromium is
-Debian's package (``make test`` installs it), driven by Playwright; no browser is downloaded.
+The gateway is a ``deploy.local.processes.ServiceProcess``: readiness is polled with a deadline
+and the process is stopped when its block ends. Chromium is Debian's package (``make test``
+installs it), driven by Playwright; no browser is downloaded.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import ssl
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,8 +21,24 @@ from playwright.async_api import Browser, async_playwright
 from contracts import ChangeReason, Feedback, ModelChanged, Prediction, Source, Timings, encode
 from contracts.topics import KafkaSettings
 from deploy.local.launcher import ROOT, free_port
+from deploy.local.processes import ServiceProcess, kafka_env
 from stats.aggregates import FeedbackRow, PredictionRow
 from stats.db import PostgresStatsStore, create_pool
+
+__all__ = [
+    "ARTIFACTS",
+    "GatewayProcess",
+    "announce",
+    "chromium",
+    "kafka_env",
+    "model_event",
+    "record_feedback",
+    "record_prediction",
+    "running_gateway",
+    "stats_store",
+    "wait_for_model",
+    "wait_until_ready",
+]
 
 ARTIFACTS = ROOT / ".artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -42,75 +53,25 @@ CHROMIUM_ARGS = [
 ]
 
 
-def kafka_env(kafka: KafkaSettings) -> dict[str, str]:
-    """The RS_KAFKA_* variables that make a service use exactly these topics."""
-    return {f"RS_KAFKA_{name.upper()}": str(value) for name, value in kafka.model_dump().items()}
+class GatewayProcess(ServiceProcess):
+    """``python -m gateway`` on a free port of its own."""
 
-
-@dataclass
-class GatewayProcess:
-    env: Mapping[str, str]
-    log_path: Path
-    port: int = field(default_factory=free_port)
-    tls: bool = False
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+    def __init__(self, env: Mapping[str, str], log_path: Path, *, tls: bool = False) -> None:
+        port = free_port()
+        env = {**env, "RS_GATEWAY_PORT": str(port)}
+        super().__init__("gateway", env=env, log_path=log_path, port=port, tls=tls)
 
     @property
     def ws_url(self) -> str:
         return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}/v1/ws"
 
-    def start(self, *, timeout_s: float = 90, verify: ssl.SSLContext | bool = False) -> None:
-        env = {**os.environ, **self.env, "RS_GATEWAY_PORT": str(self.port)}
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "gateway"],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the gateway exited early:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", verify=verify, timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the gateway did not answer in time:\n{self.log()}")
-            time.sleep(0.2)
 
-    def stop(self) -> None:
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
-
-
-@contextmanager
 def running_gateway(
-    env: Mapping[str, str], log_path: Path, *, port: int | None = None
-) -> Iterator[GatewayProcess]:
-    gateway = GatewayProcess(env, log_path) if port is None else GatewayProcess(env, log_path, port)
-    try:
-        gateway.start()
-        yield gateway
-    finally:
-        gateway.stop()
+    env: Mapping[str, str], log_path: Path, *, tls: bool = False
+) -> AbstractAsyncContextManager[GatewayProcess]:
+    """The gateway until the block ends, once it answers /healthz (it is up: whether it is
+    ready, with Kafka and PostgreSQL, is the test's to ask)."""
+    return GatewayProcess(env, log_path, tls=tls).running(ready="/healthz")
 
 
 async def wait_until_ready(client: httpx.AsyncClient, *, timeout_s: float = 60) -> None:

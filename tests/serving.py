@@ -1,8 +1,8 @@
 """Real services and real traffic for the serving tests.
 
-- :class:`Processes` starts ``python -m <package>`` subprocesses (so SIGKILL and SIGTERM are
-  real), finds the port each one logged, reads its /readyz and /metrics, and kills whatever is
-  left when the test ends.
+- :class:`Processes` starts ``python -m <package>`` subprocesses
+  (``deploy.local.processes.ServiceProcess``: SIGKILL and SIGTERM are real, the port is the one
+  each logged, /readyz and /metrics are read) and kills whatever is left when the test ends.
 - :class:`Traffic` produces ReviewRequests (or raw bytes) to the requests topic and reads the
   predictions and dead-letter topics back into memory.
 - :func:`eventually` polls a condition until a deadline: the only way these tests wait.
@@ -12,24 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import re
-import signal
-import subprocess
 import sys
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from mlflow import MlflowClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from contracts import (
     DeadLetter,
@@ -42,11 +36,10 @@ from contracts import (
     decode_reply,
     encode,
 )
-from deploy.local.launcher import ROOT, LocalStack
+from deploy.local.launcher import LocalStack
+from deploy.local.processes import ServiceProcess
 from inference.registry import SHA_TAG, register_bundle
 from inference.synthetic import make_fast_bundle
-
-PORT_LINE = re.compile(r"health and metrics on http://([\d.]+):(\d+)")
 
 REVIEWS = [
     "The food was wonderful and the staff were kind.",
@@ -120,14 +113,12 @@ def service_env(
     stack: LocalStack, kafka: KafkaSettings, **settings: str | int | float
 ) -> dict[str, str]:
     env = {
-        **os.environ,
         "RS_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
         "RS_KAFKA_REQUESTS_TOPIC": kafka.requests_topic,
         "RS_KAFKA_PREDICTIONS_TOPIC": kafka.predictions_topic,
         "RS_KAFKA_FEEDBACK_TOPIC": kafka.feedback_topic,
         "RS_KAFKA_MODELS_TOPIC": kafka.models_topic,
         "MLFLOW_TRACKING_URI": stack.mlflow_uri,
-        "PYTHONUNBUFFERED": "1",
     }
     env.update({key: str(value) for key, value in settings.items()})
     return env
@@ -148,83 +139,18 @@ def worker_env(
     return service_env(stack, kafka, **(defaults | settings))
 
 
-@dataclass
-class Service:
-    package: str
-    log_path: Path
-    process: subprocess.Popen[bytes]
-    port: int | None = None
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    async def wait_port(self, timeout_s: float = 90) -> int:
-        def found() -> bool:
-            if self.process.poll() is not None:
-                raise AssertionError(f"{self.package} exited early:\n{self.log[-3000:]}")
-            match = PORT_LINE.search(self.log)
-            if match:
-                self.port = int(match.group(2))
-            return self.port is not None
-
-        await eventually(found, timeout_s=timeout_s, what=f"{self.package} to log its port")
-        assert self.port is not None
-        return self.port
-
-    async def get(self, path: str) -> httpx.Response:
-        port = await self.wait_port()
-        async with httpx.AsyncClient(timeout=5) as client:
-            return await client.get(f"http://127.0.0.1:{port}{path}")
-
-    async def wait_ready(self, timeout_s: float = 90) -> None:
-        async def ready() -> bool:
-            if self.process.poll() is not None:
-                raise AssertionError(f"{self.package} exited:\n{self.log[-3000:]}")
-            return (await self.get("/readyz")).status_code == 200
-
-        await eventually(ready, timeout_s=timeout_s, what=f"{self.package} /readyz")
-
-    async def metric(self, name: str, **labels: str) -> float:
-        """Sum of the samples called ``name`` whose labels include ``labels``."""
-        text = (await self.get("/metrics")).text
-        total = 0.0
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == name and labels.items() <= sample.labels.items():
-                    total += sample.value
-        return total
-
-    def signal(self, sig: signal.Signals) -> None:
-        self.process.send_signal(sig)
-
-    async def wait_exit(self, timeout_s: float = 60) -> int:
-        await eventually(
-            lambda: self.process.poll() is not None,
-            timeout_s=timeout_s,
-            what=f"{self.package} to exit",
-        )
-        return int(self.process.returncode)
-
-
 class Processes:
-    """Services started by one test; all killed on exit, whatever happened."""
+    """Services started by one test (each finds its own port and logs it); all killed on exit,
+    whatever happened."""
 
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
-        self.started: list[Service] = []
+        self.started: list[ServiceProcess] = []
 
-    def start(self, package: str, env: dict[str, str]) -> Service:
+    def start(self, package: str, env: Mapping[str, str]) -> ServiceProcess:
         log_path = self.log_dir / f"{package}-{len(self.started)}.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", package],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        service = Service(package, log_path, process)
+        service = ServiceProcess(package, env=env, log_path=log_path)
+        service.start()
         self.started.append(service)
         return service
 
@@ -238,12 +164,10 @@ class Processes:
         tb: TracebackType | None,
     ) -> None:
         for service in self.started:
-            if service.process.poll() is None:
-                service.process.kill()
-            service.process.wait(timeout=30)
+            service.kill()
         # pytest shows this only for a failed test: what the services said.
         for service in self.started:
-            sys.stderr.write(f"--- {service.log_path.name} ---\n{service.log[-6000:]}\n")
+            sys.stderr.write(f"--- {service.log_path.name} ---\n{service.log()[-6000:]}\n")
 
 
 # -- traffic --------------------------------------------------------------------------------

@@ -1,41 +1,21 @@
 """The real stats processor (``python -m stats``) as a child, with what the tests ask of it.
 
-The child itself is ``deploy.local.processes.StatsProcess`` (the benchmarks run it too); here it
-gains HTTP and Prometheus reads, and the Kafka offsets that say the processor has caught up.
+The child itself is ``deploy.local.processes.StatsProcess`` (the benchmarks run it too); here are
+the Kafka offsets that say the processor has caught up.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError
-from prometheus_client.parser import text_string_to_metric_families
 
 from contracts.topics import KafkaSettings
-from deploy.local import processes
-from deploy.local.processes import kafka_env, wait_for
+from deploy.local.processes import StatsProcess, kafka_env, wait_for
 
 __all__ = ["StatsProcess", "caught_up", "committed_offsets", "kafka_env", "wait_for"]
-
-
-class StatsProcess(processes.StatsProcess):
-    """The processor, with its HTTP endpoints read through httpx."""
-
-    async def get(self, path: str) -> httpx.Response:
-        async with httpx.AsyncClient(timeout=5) as client:
-            return await client.get(f"{self.url}{path}")
-
-    async def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        """Every sample of /metrics, keyed by (name, sorted labels)."""
-        text = (await self.get("/metrics")).text
-        return {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text)
-            for s in family.samples
-        }
 
 
 async def partitions(bootstrap: str, topics: Iterable[str]) -> list[TopicPartition]:

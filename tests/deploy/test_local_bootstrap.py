@@ -5,7 +5,6 @@ tests/deploy/test_first_start.py, from a fresh clone."""
 
 from __future__ import annotations
 
-import os
 import signal
 from pathlib import Path
 
@@ -24,14 +23,14 @@ async def test_a_registry_that_serves_a_version_is_left_alone(
     client = MlflowClient(tracking_uri=stack.mlflow_uri, registry_uri=stack.mlflow_uri)
     name = unique("boot")
     version = register(client, name, tmp_path, seed=5)
-    env = {**os.environ, **stack.env, "RS_EXPORT_MODEL_NAME": name, "PYTHONUNBUFFERED": "1"}
+    env = {**stack.env, "RS_EXPORT_MODEL_NAME": name}
     bootstrap = procs.start("deploy.local.bootstrap", env)
     said = f"the registry serves {name}@production version {version}: nothing to train"
-    await eventually(lambda: said in bootstrap.log, timeout_s=60, what=said)
-    assert bootstrap.process.poll() is None  # idle, not exited: an exit stops the whole stack
+    await eventually(lambda: said in bootstrap.log(), timeout_s=60, what=said)
+    assert bootstrap.alive()  # idle, not exited: an exit stops the whole stack
     bootstrap.signal(signal.SIGTERM)
     assert await bootstrap.wait_exit(timeout_s=10) == 0
-    assert "training" not in bootstrap.log
+    assert "training" not in bootstrap.log()
     assert versions(client, name) == [version]  # nothing new registered
 
 

@@ -54,6 +54,7 @@ async def test_chat_page_without_a_worker(
     gateway = GatewayProcess(env, tmp_path / "gateway.log")
     try:
         gateway.start()
+        await gateway.wait_ready(path="/healthz")
         async with chromium() as browser:
             page = await browser.new_page(viewport={"width": 1280, "height": 860})
             crashes: list[str] = []
@@ -150,6 +151,7 @@ async def test_chat_page_without_a_worker(
             await expect(waiting).to_have_attribute("data-status", "waiting")
             await page.screenshot(path=shots / "offline-waiting.png")
             gateway.start()
+            await gateway.wait_ready(path="/healthz")
             await expect(page.locator("#conn")).to_have_class(ONLINE, timeout=40_000)
             await expect(waiting).to_have_attribute("data-status", "failed", timeout=30_000)
             await expect(waiting.locator(".status-text")).to_contain_text("no prediction")

@@ -67,8 +67,13 @@ def classifier(bus_up: bool = True, timeout_s: float = 0.2) -> tuple[Classifier,
     replies = Replies(4, retry_after_s=1)
     bus = MemoryBus(replies.resolve, metrics)
     bus.up = bus_up
-    core = Classifier(bus, replies, metrics, instance_id="gw-1", reply_timeout_s=timeout_s)
+    core = Classifier(bus, replies, metrics, instance_id="gw-1", reply_timeout_s=timeout_s,
+                      answers=answers(), no_model_retry_after_s=5)  # fmt: skip
     return core, bus
+
+
+def answers() -> RememberedAnswers:
+    return RememberedAnswers(ttl_s=3600, max_entries=1000)
 
 
 async def test_a_failed_publish_frees_its_slots() -> None:
@@ -194,7 +199,8 @@ async def test_an_unanswered_retry_publishes_again_and_a_stored_answer_is_used()
         return stored
 
     elsewhere = Classifier(bus, Replies(4, retry_after_s=1), Metrics(), instance_id="gw-2",
-                           reply_timeout_s=1, stored_answer=from_database)  # fmt: skip
+                           reply_timeout_s=1, answers=answers(), no_model_retry_after_s=5,
+                           stored_answer=from_database)  # fmt: skip
     assert await elsewhere.classify([ReviewIn(text="x")], Source.REST, key) == [stored]
     assert len(bus.requests) == 2
     assert len(lookups) == 1

@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -26,7 +22,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from contracts import Feedback, KafkaSettings, ReviewRequest, decode
-from deploy.local.launcher import ROOT, free_port
+from deploy.local.launcher import free_port
+from deploy.local.processes import ServiceProcess
 from gateway.app import create_app
 from gateway.auth import hash_key, new_key
 from gateway.settings import Settings
@@ -80,35 +77,35 @@ async def test_no_worker_means_504_the_bound_means_429_and_requests_are_on_kafka
         "RS_GATEWAY_REPLY_TIMEOUT_S": "4",
     }
     await announce(kafka, model_event())  # a model is deployed; no worker runs
-    with running_gateway(env, tmp_path / "gateway.log") as gateway:
-        async with httpx.AsyncClient(base_url=gateway.url, headers=AUTH, timeout=30) as http:
-            await wait_until_ready(http)
-            await wait_for_model(http, "deployed")
-            texts = ["The waiter was charming.", "Forty minutes for a cold pizza."]
-            calls = [
-                asyncio.create_task(http.post("/v1/classify", json={"text": t})) for t in texts
-            ]
-            deadline = time.monotonic() + 20
-            while (await http.get("/v1/admin/status")).json()["in_flight"] < 2:
-                assert time.monotonic() < deadline, "the two reviews never became in flight"
-                await asyncio.sleep(0.05)
+    async with (
+        running_gateway(env, tmp_path / "gateway.log") as gateway,
+        httpx.AsyncClient(base_url=gateway.url, headers=AUTH, timeout=30) as http,
+    ):
+        await wait_until_ready(http)
+        await wait_for_model(http, "deployed")
+        texts = ["The waiter was charming.", "Forty minutes for a cold pizza."]
+        calls = [asyncio.create_task(http.post("/v1/classify", json={"text": t})) for t in texts]
+        deadline = time.monotonic() + 20
+        while (await http.get("/v1/admin/status")).json()["in_flight"] < 2:
+            assert time.monotonic() < deadline, "the two reviews never became in flight"
+            await asyncio.sleep(0.05)
 
-            refused = await http.post("/v1/classify", json={"text": "One more."})
-            assert refused.status_code == 429
-            assert refused.headers["retry-after"] == "1"
+        refused = await http.post("/v1/classify", json={"text": "One more."})
+        assert refused.status_code == 429
+        assert refused.headers["retry-after"] == "1"
 
-            for call in calls:
-                timed_out = await call
-                assert timed_out.status_code == 504
-                assert "within 4 s" in timed_out.json()["message"]
-            assert (await http.get("/v1/admin/status")).json()["in_flight"] == 0
+        for call in calls:
+            timed_out = await call
+            assert timed_out.status_code == 504
+            assert "within 4 s" in timed_out.json()["message"]
+        assert (await http.get("/v1/admin/status")).json()["in_flight"] == 0
 
-            feedback = await http.post("/v1/feedback", json={"text": "Superb!", "label": 1})
-            assert feedback.status_code == 202
+        feedback = await http.post("/v1/feedback", json={"text": "Superb!", "label": 1})
+        assert feedback.status_code == 202
 
-            metrics = (await http.get("/metrics")).text
-            assert 'rs_gateway_reviews_total{outcome="timeout",transport="rest"} 2.0' in metrics
-            assert 'rs_gateway_reviews_total{outcome="overloaded",transport="rest"} 1.0' in metrics
+        metrics = (await http.get("/metrics")).text
+        assert 'rs_gateway_reviews_total{outcome="timeout",transport="rest"} 2.0' in metrics
+        assert 'rs_gateway_reviews_total{outcome="overloaded",transport="rest"} 1.0' in metrics
 
     published = [decode(v, ReviewRequest) for v in await read_topic(kafka, kafka.requests_topic, 2)]
     assert sorted(r.text for r in published) == sorted(texts)
@@ -131,30 +128,32 @@ async def test_no_model_is_503_at_once_until_one_is_announced(
         "RS_GATEWAY_REPLY_TIMEOUT_S": "2",
     }
     log = tmp_path / "gateway.log"
-    with running_gateway(env, log) as gateway:
-        async with httpx.AsyncClient(base_url=gateway.url, headers=AUTH, timeout=30) as http:
-            await wait_until_ready(http)
-            await wait_for_model(http, "none")  # the empty models topic, read to its end
-            for path, body in [
-                ("/v1/classify", {"text": "The waiter was charming."}),
-                ("/v1/classify/batch", {"reviews": [{"text": "Cold."}, {"text": "Warm."}]}),
-            ]:
-                started = time.monotonic()
-                refused = await http.post(path, json=body)
-                elapsed = time.monotonic() - started
-                assert refused.status_code == 503, refused.text
-                assert elapsed < 1.0, f"{path} took {elapsed:.2f} s"
-                assert refused.headers["retry-after"] == "5"
-                assert refused.json()["error"] == "no_model"
-                assert refused.json()["message"].startswith("no model is deployed yet")
+    async with (
+        running_gateway(env, log) as gateway,
+        httpx.AsyncClient(base_url=gateway.url, headers=AUTH, timeout=30) as http,
+    ):
+        await wait_until_ready(http)
+        await wait_for_model(http, "none")  # the empty models topic, read to its end
+        for path, body in [
+            ("/v1/classify", {"text": "The waiter was charming."}),
+            ("/v1/classify/batch", {"reviews": [{"text": "Cold."}, {"text": "Warm."}]}),
+        ]:
+            started = time.monotonic()
+            refused = await http.post(path, json=body)
+            elapsed = time.monotonic() - started
+            assert refused.status_code == 503, refused.text
+            assert elapsed < 1.0, f"{path} took {elapsed:.2f} s"
+            assert refused.headers["retry-after"] == "5"
+            assert refused.json()["error"] == "no_model"
+            assert refused.json()["message"].startswith("no model is deployed yet")
 
-            # The watcher announces a model: the same gateway follows, no restart.
-            await announce(kafka, model_event(version="4"))
-            await wait_for_model(http, "deployed")
-            model = (await http.get("/v1/model")).json()
-            assert (model["model_name"], model["version"]) == ("reviewstream-sentiment", "4")
-            published = await http.post("/v1/classify", json={"text": "Now it is sent."})
-            assert published.status_code == 504  # sent; no worker runs here
+        # The watcher announces a model: the same gateway follows, no restart.
+        await announce(kafka, model_event(version="4"))
+        await wait_for_model(http, "deployed")
+        model = (await http.get("/v1/model")).json()
+        assert (model["model_name"], model["version"]) == ("reviewstream-sentiment", "4")
+        published = await http.post("/v1/classify", json={"text": "Now it is sent."})
+        assert published.status_code == 504  # sent; no worker runs here
     said = log.read_text()
     assert "no model announced on" in said
     assert "model deployed: reviewstream-sentiment version 4" in said
@@ -211,14 +210,13 @@ class Broker:
     def __init__(self, state: Path) -> None:
         self.state = state
         self.port = free_port()
-        self.env = {
-            **os.environ,
+        env = {
             "RS_STACK_STATE_DIR": str(state),
             "RS_STACK_KAFKA_CONTROLLER_PORT": str(free_port()),
             "RS_STACK_KAFKA_HEAP_MB": "256",
             "RS_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
         }
-        self.process: subprocess.Popen[bytes] | None = None
+        self.launcher = ServiceProcess("deploy.local.kafka", env=env, log_path=state / "broker.log")
 
     @property
     def bootstrap_servers(self) -> str:
@@ -226,25 +224,10 @@ class Broker:
 
     def start(self) -> None:
         self.state.mkdir(parents=True, exist_ok=True)
-        with (self.state / "broker.log").open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "deploy.local.kafka"],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.launcher.start()
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        self.launcher.stop(timeout_s=60)
 
 
 async def poll_readiness(http: httpx.AsyncClient, *, ready: bool, timeout_s: float) -> None:

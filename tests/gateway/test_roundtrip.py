@@ -11,15 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from pathlib import Path
 
 import asyncpg
@@ -31,7 +27,8 @@ from playwright.async_api import expect
 from websockets.asyncio.client import ClientConnection, connect
 
 from contracts import Feedback, KafkaSettings, decode
-from deploy.local.launcher import ROOT, LocalStack, free_port
+from deploy.local.launcher import LocalStack, free_port
+from deploy.local.processes import ServiceProcess
 from gateway.auth import hash_key, new_key
 from inference.registry import register_bundle, serving_version
 from inference.synthetic import make_fast_bundle
@@ -68,46 +65,10 @@ async def model(stack: LocalStack, kafka: KafkaSettings, tmp_path: Path) -> tupl
     return name, str(version.version)
 
 
-@contextmanager
-def service(package: str, env: Mapping[str, str], log: Path, ready_url: str) -> Iterator[None]:
-    """``python -m <package>`` until its /readyz answers 200; stopped in ``finally``."""
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", package],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{package} exited early: {log.read_text()[-4000:]}")
-            try:
-                if httpx.get(ready_url, timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{package} not ready: {log.read_text()[-4000:]}")
-            time.sleep(0.3)
-        yield
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-
-
-@contextmanager
 def worker(
-    stack: LocalStack, kafka: KafkaSettings, model: tuple[str, str], log: Path
-) -> Iterator[None]:
+    stack: LocalStack, kafka: KafkaSettings, model: tuple[str, str], log: Path, **extra: str
+) -> AbstractAsyncContextManager[ServiceProcess]:
+    """``python -m workers`` serving ``model``, until the block ends, once it is ready."""
     port = free_port()
     env = {
         **kafka_env(kafka),
@@ -115,9 +76,18 @@ def worker(
         "RS_WORKER_MODEL_NAME": model[0],
         "RS_WORKER_GROUP_ID": f"workers-{uuid.uuid4().hex[:8]}",
         "RS_WORKER_PORT": str(port),
+        **extra,
     }
-    with service("workers", env, log, f"http://127.0.0.1:{port}/readyz"):
-        yield
+    return ServiceProcess("workers", env=env, log_path=log, port=port).running(timeout_s=180)
+
+
+def stats(
+    kafka: KafkaSettings, database_url: str, log: Path
+) -> AbstractAsyncContextManager[ServiceProcess]:
+    """``python -m stats`` on the test's topics and database, until the block ends."""
+    port = free_port()
+    env = {**kafka_env(kafka), "DATABASE_URL": database_url, "RS_STATS_PORT": str(port)}
+    return ServiceProcess("stats", env=env, log_path=log, port=port).running(timeout_s=180)
 
 
 def gateway_env(kafka: KafkaSettings, database_url: str, **extra: str) -> dict[str, str]:
@@ -138,28 +108,28 @@ async def test_classify_round_trip_through_a_real_worker(
     tmp_path: Path,
 ) -> None:
     env = gateway_env(kafka, database_url)
-    with (
+    async with (
         worker(stack, kafka, model, tmp_path / "worker.log"),
         running_gateway(env, tmp_path / "gateway.log") as gateway,
+        httpx.AsyncClient(base_url=gateway.url, headers=AUTH, timeout=60) as http,
     ):
-        async with httpx.AsyncClient(base_url=gateway.url, headers=AUTH, timeout=60) as http:
-            await wait_until_ready(http)
-            one = await http.post("/v1/classify", json={"text": "The staff were wonderful."})
-            assert one.status_code == 200, one.text
-            body = one.json()
-            assert (body["model_name"], body["model_version"]) == model
-            assert body["label"] in (0, 1)
-            assert body["verdict"] == ("positive" if body["label"] else "negative")
-            assert 0.5 <= body["confidence"] <= 1.0
+        await wait_until_ready(http)
+        one = await http.post("/v1/classify", json={"text": "The staff were wonderful."})
+        assert one.status_code == 200, one.text
+        body = one.json()
+        assert (body["model_name"], body["model_version"]) == model
+        assert body["label"] in (0, 1)
+        assert body["verdict"] == ("positive" if body["label"] else "negative")
+        assert 0.5 <= body["confidence"] <= 1.0
 
-            texts = ["Cold fries.", "Best museum in town!", "Fine."]
-            batch = await http.post(
-                "/v1/classify/batch", json={"reviews": [{"text": t} for t in texts]}
-            )
-            assert batch.status_code == 200, batch.text
-            results = batch.json()["results"]
-            assert len(results) == 3
-            assert len({r["request_id"] for r in results}) == 3
+        texts = ["Cold fries.", "Best museum in town!", "Fine."]
+        batch = await http.post(
+            "/v1/classify/batch", json={"reviews": [{"text": t} for t in texts]}
+        )
+        assert batch.status_code == 200, batch.text
+        results = batch.json()["results"]
+        assert len(results) == 3
+        assert len({r["request_id"] for r in results}) == 3
 
 
 async def test_two_gateways_each_get_their_own_replies(
@@ -169,10 +139,10 @@ async def test_two_gateways_each_get_their_own_replies(
     model: tuple[str, str],
     tmp_path: Path,
 ) -> None:
-    with ExitStack() as stack_of:
-        stack_of.enter_context(worker(stack, kafka, model, tmp_path / "worker.log"))
+    async with AsyncExitStack() as stack_of:
+        await stack_of.enter_async_context(worker(stack, kafka, model, tmp_path / "worker.log"))
         gateways = [
-            stack_of.enter_context(
+            await stack_of.enter_async_context(
                 running_gateway(
                     gateway_env(kafka, database_url, RS_GATEWAY_INSTANCE_ID=f"gw-{name}"),
                     tmp_path / f"gateway-{name}.log",
@@ -216,25 +186,18 @@ async def test_chat_page_with_a_worker_and_the_stats_processor(
     model: tuple[str, str],
     tmp_path: Path,
 ) -> None:
-    stats_port = free_port()
-    stats_env = {
-        **kafka_env(kafka),
-        "DATABASE_URL": database_url,
-        "RS_STATS_PORT": str(stats_port),
-    }
     env = gateway_env(kafka, database_url, RS_GATEWAY_OPEN_MODE="true",
                       RS_GATEWAY_STATS_INTERVAL_S="0.5")  # fmt: skip
     shots = ARTIFACTS / "gateway"
     shots.mkdir(parents=True, exist_ok=True)
-    with (
+    async with (
         worker(stack, kafka, model, tmp_path / "worker.log"),
-        service(
-            "stats", stats_env, tmp_path / "stats.log", f"http://127.0.0.1:{stats_port}/readyz"
-        ),
+        stats(kafka, database_url, tmp_path / "stats.log"),
     ):
         gateway = GatewayProcess(env, tmp_path / "gateway.log")
         try:
             gateway.start()
+            await gateway.wait_ready(path="/healthz")
             async with chromium() as browser:
                 page = await browser.new_page(viewport={"width": 1280, "height": 860})
                 crashes: list[str] = []
@@ -354,15 +317,11 @@ async def test_labels_corrections_and_retries_count_once_through_rest(
     """A label sent with the review is one feedback row and one labelled prediction; a
     correction moves ``correct`` by exactly one; a retry with the same Idempotency-Key, on
     this replica or another, gets the identical answer and is counted once."""
-    stats_port = free_port()
-    stats_env = {**kafka_env(kafka), "DATABASE_URL": database_url,
-                 "RS_STATS_PORT": str(stats_port)}  # fmt: skip
-    with ExitStack() as running:
-        running.enter_context(worker(stack, kafka, model, tmp_path / "worker.log"))
-        running.enter_context(service("stats", stats_env, tmp_path / "stats.log",
-                                      f"http://127.0.0.1:{stats_port}/readyz"))  # fmt: skip
+    async with AsyncExitStack() as running:
+        await running.enter_async_context(worker(stack, kafka, model, tmp_path / "worker.log"))
+        await running.enter_async_context(stats(kafka, database_url, tmp_path / "stats.log"))
         gateways = [
-            running.enter_context(
+            await running.enter_async_context(
                 running_gateway(
                     gateway_env(kafka, database_url, RS_GATEWAY_INSTANCE_ID=f"gw-{name}"),
                     tmp_path / f"gateway-{name}.log",
@@ -422,38 +381,29 @@ async def test_a_request_the_worker_dead_letters_is_answered_at_once(
 ) -> None:
     """The worker's text limit is below the gateway's: its error reply reaches the client as
     a 422 right away, not as a 504 after the reply timeout (30 s here)."""
-    port = free_port()
-    env = {
-        **kafka_env(kafka),
-        "MLFLOW_TRACKING_URI": stack.mlflow_uri,
-        "RS_WORKER_MODEL_NAME": model[0],
-        "RS_WORKER_GROUP_ID": f"workers-{uuid.uuid4().hex[:8]}",
-        "RS_WORKER_PORT": str(port),
-        "RS_WORKER_MAX_TEXT_CHARS": "40",
-    }
-    with (
-        service("workers", env, tmp_path / "worker.log", f"http://127.0.0.1:{port}/readyz"),
+    async with (
+        worker(stack, kafka, model, tmp_path / "worker.log", RS_WORKER_MAX_TEXT_CHARS="40"),
         running_gateway(gateway_env(kafka, database_url), tmp_path / "gateway.log") as gateway,
+        httpx.AsyncClient(base_url=gateway.url, headers=AUTH, timeout=60) as http,
     ):
-        async with httpx.AsyncClient(base_url=gateway.url, headers=AUTH, timeout=60) as http:
-            await wait_until_ready(http)
-            ok = await http.post("/v1/classify", json={"text": "Short and sweet."})
-            assert ok.status_code == 200, ok.text
-            long_text = "A long review that the worker will refuse. " * 3
-            started = time.perf_counter()
-            refused = await http.post("/v1/classify", json={"text": long_text})
-            elapsed = time.perf_counter() - started
-            assert refused.status_code == 422, refused.text
-            body = refused.json()
-            assert body["error"] == "rejected_by_worker"
-            assert "the limit is 40" in body["message"]
-            assert elapsed < 1.0, f"the refusal took {elapsed:.2f} s"
-            batch = await http.post(
-                "/v1/classify/batch", json={"reviews": [{"text": "Fine."}, {"text": long_text}]}
-            )
-            assert batch.status_code == 422
-            assert batch.json()["details"][0]["field"] == "reviews.1"
-            print(f"worker refusal answered in {elapsed * 1000:.0f} ms")
+        await wait_until_ready(http)
+        ok = await http.post("/v1/classify", json={"text": "Short and sweet."})
+        assert ok.status_code == 200, ok.text
+        long_text = "A long review that the worker will refuse. " * 3
+        started = time.perf_counter()
+        refused = await http.post("/v1/classify", json={"text": long_text})
+        elapsed = time.perf_counter() - started
+        assert refused.status_code == 422, refused.text
+        body = refused.json()
+        assert body["error"] == "rejected_by_worker"
+        assert "the limit is 40" in body["message"]
+        assert elapsed < 1.0, f"the refusal took {elapsed:.2f} s"
+        batch = await http.post(
+            "/v1/classify/batch", json={"reviews": [{"text": "Fine."}, {"text": long_text}]}
+        )
+        assert batch.status_code == 422
+        assert batch.json()["details"][0]["field"] == "reviews.1"
+        print(f"worker refusal answered in {elapsed * 1000:.0f} ms")
 
 
 async def _until(
@@ -481,72 +431,72 @@ async def test_explanations_over_rest_and_websocket_follow_a_hot_reload(
     tmp_path: Path,
 ) -> None:
     text = "The soup was cold, the staff were wonderful!"
-    with (
+    async with (
         worker(stack, kafka, model, tmp_path / "worker.log"),
         running_gateway(gateway_env(kafka, database_url), tmp_path / "gateway.log") as gateway,
+        httpx.AsyncClient(base_url=gateway.url, headers=AUTH, timeout=60) as http,
     ):
-        async with httpx.AsyncClient(base_url=gateway.url, headers=AUTH, timeout=60) as http:
-            await wait_until_ready(http)
-            first = await http.post("/v1/explain", json={"text": text})
-            assert first.status_code == 200, first.text
-            body = first.json()
-            assert (body["model_name"], body["model_version"]) == model
-            explanation = body["explanation"]
-            assert explanation["method"] == "ngram_sum"
-            words = explanation["words"]
-            assert [w["word"] for w in words] == [
-                "The", "soup", "was", "cold", "the", "staff", "were", "wonderful", "!",
-            ]  # fmt: skip
-            assert all(text[w["start"] : w["end"]] == w["word"] for w in words)
-            total = explanation["base"] + sum(w["weight"] for w in words)
-            assert total == pytest.approx(explanation["logit"], abs=1e-4)
-            assert 1 / (1 + math.exp(-explanation["logit"])) == pytest.approx(
-                body["probability"], abs=1e-5
-            )
+        await wait_until_ready(http)
+        first = await http.post("/v1/explain", json={"text": text})
+        assert first.status_code == 200, first.text
+        body = first.json()
+        assert (body["model_name"], body["model_version"]) == model
+        explanation = body["explanation"]
+        assert explanation["method"] == "ngram_sum"
+        words = explanation["words"]
+        assert [w["word"] for w in words] == [
+            "The", "soup", "was", "cold", "the", "staff", "were", "wonderful", "!",
+        ]  # fmt: skip
+        assert all(text[w["start"] : w["end"]] == w["word"] for w in words)
+        total = explanation["base"] + sum(w["weight"] for w in words)
+        assert total == pytest.approx(explanation["logit"], abs=1e-4)
+        assert 1 / (1 + math.exp(-explanation["logit"])) == pytest.approx(
+            body["probability"], abs=1e-5
+        )
 
-            # Bad input gets the same clear errors as classify.
-            for bad, status, error in [
-                ({"text": "   "}, 422, "invalid_body"),
-                ({"text": text, "label": 1}, 422, "invalid_body"),
-                ({"text": "x" * 30_000}, 422, "invalid_body"),
-            ]:
-                refused = await http.post("/v1/explain", json=bad)
-                assert refused.status_code == status, refused.text
-                assert refused.json()["error"] == error
-            garbage = await http.post(
-                "/v1/explain", content=b"{", headers={"content-type": "application/json"}
-            )
-            assert garbage.status_code == 400
+        # Bad input gets the same clear errors as classify.
+        for bad, status, error in [
+            ({"text": "   "}, 422, "invalid_body"),
+            ({"text": text, "label": 1}, 422, "invalid_body"),
+            ({"text": "x" * 30_000}, 422, "invalid_body"),
+        ]:
+            refused = await http.post("/v1/explain", json=bad)
+            assert refused.status_code == status, refused.text
+            assert refused.json()["error"] == error
+        garbage = await http.post(
+            "/v1/explain", content=b"{", headers={"content-type": "application/json"}
+        )
+        assert garbage.status_code == 400
 
-            # The same over the WebSocket, with the same errors.
-            url = gateway.url.replace("http", "ws", 1) + "/v1/ws"
-            async with connect(url, additional_headers=AUTH) as ws:
-                await ws.send(json.dumps({"type": "explain", "id": "e1", "text": text}))
-                await ws.send(json.dumps({"type": "explain", "id": "e2", "text": ""}))
-                answers = await _ws_answers(ws, {"e1", "e2"})
-            assert answers["e1"]["type"] == "explanation"
-            assert answers["e1"]["explanation"] == explanation  # same version, same words
-            assert (answers["e2"]["type"], answers["e2"]["status"]) == ("error", 422)
+        # The same over the WebSocket, with the same errors.
+        url = gateway.url.replace("http", "ws", 1) + "/v1/ws"
+        async with connect(url, additional_headers=AUTH) as ws:
+            await ws.send(json.dumps({"type": "explain", "id": "e1", "text": text}))
+            await ws.send(json.dumps({"type": "explain", "id": "e2", "text": ""}))
+            answers = await _ws_answers(ws, {"e1", "e2"})
+        assert answers["e1"]["type"] == "explanation"
+        assert answers["e1"]["explanation"] == explanation  # same version, same words
+        assert (answers["e2"]["type"], answers["e2"]["status"]) == ("error", 422)
 
-            # A new version goes live: explanations now come from it.
-            client = MlflowClient(tracking_uri=stack.mlflow_uri, registry_uri=stack.mlflow_uri)
-            bundle = make_fast_bundle(tmp_path / "bundle-2", seed=12)
-            run = client.create_run(client.create_experiment(f"{model[0]}-next"))
-            newer = register_bundle(client, run_id=run.info.run_id, bundle=bundle,
-                                    model_name=model[0])  # fmt: skip
-            client.set_registered_model_alias(model[0], "production", newer.version)
-            event = serving_version(client, model[0], "production")
-            assert event is not None
-            await announce(kafka, event)
-            deadline = time.monotonic() + 60
-            while (again := (await http.post("/v1/explain", json={"text": text})).json())[
-                "model_version"
-            ] != str(newer.version):
-                assert time.monotonic() < deadline, again
-                await asyncio.sleep(0.3)
-            reloaded = again["explanation"]
-            assert [w["word"] for w in reloaded["words"]] == [w["word"] for w in words]
-            assert [w["weight"] for w in reloaded["words"]] != [w["weight"] for w in words]
+        # A new version goes live: explanations now come from it.
+        client = MlflowClient(tracking_uri=stack.mlflow_uri, registry_uri=stack.mlflow_uri)
+        bundle = make_fast_bundle(tmp_path / "bundle-2", seed=12)
+        run = client.create_run(client.create_experiment(f"{model[0]}-next"))
+        newer = register_bundle(client, run_id=run.info.run_id, bundle=bundle,
+                                model_name=model[0])  # fmt: skip
+        client.set_registered_model_alias(model[0], "production", newer.version)
+        event = serving_version(client, model[0], "production")
+        assert event is not None
+        await announce(kafka, event)
+        deadline = time.monotonic() + 60
+        while (again := (await http.post("/v1/explain", json={"text": text})).json())[
+            "model_version"
+        ] != str(newer.version):
+            assert time.monotonic() < deadline, again
+            await asyncio.sleep(0.3)
+        reloaded = again["explanation"]
+        assert [w["word"] for w in reloaded["words"]] == [w["word"] for w in words]
+        assert [w["weight"] for w in reloaded["words"]] != [w["weight"] for w in words]
 
 
 async def _ws_answers(ws: ClientConnection, ids: set[str]) -> dict[str, dict[str, object]]:

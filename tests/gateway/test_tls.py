@@ -17,7 +17,7 @@ from cryptography.x509.oid import NameOID
 from websockets.asyncio.client import connect
 
 from contracts import KafkaSettings
-from tests.gateway_harness import GatewayProcess, kafka_env
+from tests.gateway_harness import kafka_env, running_gateway
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:
@@ -63,9 +63,7 @@ async def test_https_and_wss_with_a_self_signed_certificate(
         "RS_GATEWAY_TLS_KEYFILE": str(key),
     }
     trust = ssl.create_default_context(cafile=str(cert))
-    gateway = GatewayProcess(env, tmp_path / "gateway.log", tls=True)
-    try:
-        gateway.start(verify=trust)
+    async with running_gateway(env, tmp_path / "gateway.log", tls=True) as gateway:
         async with httpx.AsyncClient(base_url=gateway.url, verify=trust) as https:
             assert (await https.get("/healthz")).json() == {"service": "gateway", "status": "alive"}
             assert (await https.get("/v1/session")).json()["open_mode"] is True
@@ -81,6 +79,4 @@ async def test_https_and_wss_with_a_self_signed_certificate(
         async with connect(gateway.ws_url, ssl=trust, subprotocols=["reviewstream"]) as ws:  # type: ignore[list-item]
             hello = json.loads(await ws.recv())
             assert (hello["type"], hello["role"]) == ("hello", "admin")
-    finally:
-        gateway.stop()
     assert "serving on https://" in gateway.log()

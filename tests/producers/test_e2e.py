@@ -17,8 +17,6 @@ import os
 import signal
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -33,11 +31,13 @@ from mlflow import MlflowClient
 from contracts import Feedback, KafkaSettings, ReviewRequest, Source, decode, encode
 from contracts.reviewfiles import ReviewFile, shared_data
 from deploy.local.launcher import ROOT, LocalStack, free_port
+from deploy.local.processes import ServiceProcess
 from gateway import readmodel as queries
 from inference import Bundle, OnnxPredictor
 from inference.registry import register_bundle
 from inference.synthetic import make_fast_bundle
 from tests.reviewfiles import labelled_rows, write_labelled_csv_gz
+from tests.serving import service_env
 from tests.statsprocess import StatsProcess, wait_for
 from tests.topicdump import dump_topic
 
@@ -53,21 +53,6 @@ class Worker:
     version: str
 
 
-async def _wait_ready(port: int, process: asyncio.subprocess.Process, timeout_s: float) -> None:
-    def ready() -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as reply:
-                return bool(reply.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
-
-    deadline = time.monotonic() + timeout_s
-    while not await asyncio.to_thread(ready):
-        assert process.returncode is None, "the worker exited before it was ready"
-        assert time.monotonic() < deadline, f"the worker was not ready in {timeout_s:g} s"
-        await asyncio.sleep(0.3)
-
-
 @pytest.fixture
 async def worker(stack: LocalStack, kafka: KafkaSettings, tmp_path: Path) -> AsyncIterator[Worker]:
     """A real worker serving a freshly registered fast bundle on this test's topics."""
@@ -79,34 +64,16 @@ async def worker(stack: LocalStack, kafka: KafkaSettings, tmp_path: Path) -> Asy
     client.set_registered_model_alias(name, "production", version.version)
 
     port = free_port()
-    env = {
-        **os.environ,
-        "RS_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "RS_KAFKA_REQUESTS_TOPIC": kafka.requests_topic,
-        "RS_KAFKA_PREDICTIONS_TOPIC": kafka.predictions_topic,
-        "RS_KAFKA_FEEDBACK_TOPIC": kafka.feedback_topic,
-        "RS_KAFKA_MODELS_TOPIC": kafka.models_topic,
-        "MLFLOW_TRACKING_URI": stack.mlflow_uri,
-        "RS_WORKER_MODEL_NAME": name,
-        "RS_WORKER_GROUP_ID": f"workers-{uuid.uuid4().hex[:8]}",
-        "RS_WORKER_PORT": str(port),
-    }
-    log = (tmp_path / "worker.log").open("wb")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "workers", cwd=ROOT, env=env, stdout=log, stderr=log
+    env = service_env(
+        stack,
+        kafka,
+        RS_WORKER_MODEL_NAME=name,
+        RS_WORKER_GROUP_ID=f"workers-{uuid.uuid4().hex[:8]}",
+        RS_WORKER_PORT=port,
     )
-    try:
-        await _wait_ready(port, process, timeout_s=120)
+    process = ServiceProcess("workers", env=env, log_path=tmp_path / "worker.log", port=port)
+    async with process.running(timeout_s=120):
         yield Worker(bundle=bundle, model_name=name, version=str(version.version))
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), 30)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-        log.close()
 
 
 def producer_env(kafka: KafkaSettings) -> dict[str, str]:

@@ -1,6 +1,7 @@
 """The start-up wait for Kafka on the real broker: it passes when the topics (and the group's
 coordinator) are there, names what is missing while they are not, and keeps aiokafka's own
-connection errors out of the log while it waits."""
+connection errors out of the log while it waits. The models topic read as ModelEvents: the
+latest event per model name, tombstones forgotten only when asked."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import time
 from collections.abc import Callable
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
-from contracts import KafkaSettings
+from contracts import ChangeReason, KafkaSettings, ModelChanged, encode
 from deploy.local.launcher import free_port
-from runtime.kafka import wait_for_kafka
+from runtime.kafka import Forgotten, ModelEvents, wait_for_kafka
 from runtime.startup import QuietProbes
 
 log = logging.getLogger("tests.runtime_kafka")
@@ -68,3 +70,46 @@ async def test_no_broker_is_one_line_and_no_aiokafka_errors(
     assert not [
         r for r in caplog.records if r.name.startswith("aiokafka") and r.levelno >= logging.WARNING
     ]
+
+
+async def test_model_events_keep_the_latest_and_forget_a_tombstone_only_when_asked(
+    kafka: KafkaSettings,
+) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for name, version in [("a", "1"), ("b", "1"), ("a", "2")]:
+            event = ModelChanged(
+                model_name=name,
+                version=version,
+                alias="production",
+                artifact_uri=f"models:/{name}/{version}",
+                sha256="0" * 64,
+                reason=ChangeReason.PROMOTED,
+            )
+            await producer.send_and_wait(kafka.models_topic, encode(event), key=name.encode())
+        await producer.send_and_wait(kafka.models_topic, None, key=b"b")
+    finally:
+        await producer.stop()
+
+    async def caught_up(*, forget: bool) -> dict[str, str]:
+        events = ModelEvents(kafka, client_id="rs-test-models")
+        await events.start()
+        try:
+            return {n: e.version for n, e in (await events.catch_up(forget=forget)).items()}
+        finally:
+            await events.stop()
+
+    assert await caught_up(forget=False) == {"a": "2", "b": "1"}
+    assert await caught_up(forget=True) == {"a": "2"}
+
+    events = ModelEvents(kafka, client_id="rs-test-models")
+    await events.start()
+    try:
+        read: list[ModelChanged | Forgotten] = []
+        while batch := await events.read(timeout_s=2):
+            read += batch
+        assert [getattr(e, "version", None) for e in read] == ["1", "1", "2", None]
+        assert read[-1] == Forgotten("b")
+    finally:
+        await events.stop()

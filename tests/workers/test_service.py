@@ -46,14 +46,14 @@ async def test_worker_waits_for_a_model_then_answers_and_dead_letters_bad_input(
     worker = procs.start("workers", worker_env(stack, kafka, name, unique("group")))
 
     # No model anywhere: alive, not ready, and it says why.
-    assert (await worker.get("/healthz")).status_code == 200
+    assert (await worker.get("/healthz")).status == 200
     not_ready = await worker.get("/readyz")
-    assert not_ready.status_code == 503
+    assert not_ready.status == 503
     assert "no model" in not_ready.json()["reason"]
     await eventually(
-        lambda: "not ready: no model" in worker.log, timeout_s=60, what="the not-ready log"
+        lambda: "not ready: no model" in worker.log(), timeout_s=60, what="the not-ready log"
     )
-    assert worker.process.poll() is None
+    assert worker.alive()
 
     # Promote a version, with the registry watcher announcing it: the worker becomes ready.
     version = register(client, name, tmp_path, seed=1)
@@ -103,10 +103,10 @@ async def test_worker_waits_for_a_model_then_answers_and_dead_letters_bad_input(
         "text is empty (only whitespace)",
     ]
     assert {f.reply_to for f in traffic.failures} == {None}
-    assert worker.process.poll() is None
+    assert worker.alive()
     assert await worker.metric("rs_worker_dead_letters_total") == len(poison)
     assert await worker.metric("rs_worker_batches_total") >= 1
-    assert (await worker.get("/readyz")).status_code == 200
+    assert (await worker.get("/readyz")).status == 200
 
 
 async def test_sigterm_drains_commits_and_leaves_the_group(
@@ -136,7 +136,7 @@ async def test_sigterm_drains_commits_and_leaves_the_group(
         await eventually(lambda: len(traffic.predictions) >= 100, timeout_s=60, what="answers")
         worker.signal(signal.SIGTERM)
         assert await worker.wait_exit(timeout_s=30) == 0
-    assert "left consumer group" in worker.log
+    assert "left consumer group" in worker.log()
 
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
     await admin.start()
@@ -205,4 +205,4 @@ async def test_two_workers_share_the_load_and_a_sigkill_loses_nothing(
     workers = Counter(traffic.predictions[i][-1].worker_id for i in sent)
     assert len(workers) == 2, workers
     assert {p.model_version for ps in traffic.predictions.values() for p in ps} == {version}
-    assert second.process.poll() is None
+    assert second.alive()
