@@ -119,7 +119,7 @@ async def test_a_stopped_worker_alerts_the_gateway_through_prometheus_and_alertm
     procs.start("registry_watcher", service_env(
         stack, kafka, RS_WATCHER_PORT=ports["registry-watcher"],
         RS_WATCHER_MODEL_NAMES=unique("m"), **common))  # fmt: skip
-    with running_gateway(gateway_env, tmp_path / "gateway.log") as gateway:
+    async with running_gateway(gateway_env, tmp_path / "gateway.log") as gateway:
         # Alive before Prometheus looks: a service still starting would be "down" for 2 s.
         for port in ports.values():
             await eventually(

@@ -40,12 +40,14 @@ async def test_another_replica_lists_the_alerts_from_the_topic(
         "RS_GATEWAY_API_KEYS": json.dumps(keys),
     }
     auth = {"Authorization": f"Bearer {admin}"}
-    with running_gateway(env, tmp_path / "a.log") as first:
-        async with httpx.AsyncClient(base_url=first.url, headers=auth, timeout=10) as a:
-            assert (await a.post("/v1/admin/alerts", json=webhook("firing"))).status_code == 202
-            assert (await a.post("/v1/admin/alerts", json=webhook("resolved"))).status_code == 202
-            await listed(a, "resolved")
-    with running_gateway(env, tmp_path / "b.log") as second:
+    async with (
+        running_gateway(env, tmp_path / "a.log") as first,
+        httpx.AsyncClient(base_url=first.url, headers=auth, timeout=10) as a,
+    ):
+        assert (await a.post("/v1/admin/alerts", json=webhook("firing"))).status_code == 202
+        assert (await a.post("/v1/admin/alerts", json=webhook("resolved"))).status_code == 202
+        await listed(a, "resolved")
+    async with running_gateway(env, tmp_path / "b.log") as second:
         async with httpx.AsyncClient(base_url=second.url, headers=auth, timeout=10) as b:
             [alert] = await listed(b, "resolved")
             assert (alert["name"], alert["labels"]["job"]) == ("ServiceDown", "workers")

@@ -54,37 +54,35 @@ async def test_alerts_panel_shows_firing_then_resolved(
     }
     shots = ARTIFACTS / "gateway"
     shots.mkdir(parents=True, exist_ok=True)
-    with running_gateway(env, tmp_path / "gateway.log") as gateway:
-        async with (
-            chromium() as browser,
-            httpx.AsyncClient(
-                base_url=gateway.url, headers={"Authorization": f"Bearer {admin}"}, timeout=10
-            ) as alertmanager,
-        ):
-            page = await browser.new_page(viewport={"width": 1280, "height": 900})
-            await page.goto(gateway.url)
-            await page.fill("#key-input", viewer)
-            await page.click("#key-form button")
-            alerts = page.locator("#alerts li")
-            await expect(alerts).to_have_text(["no alerts"])
+    async with (
+        running_gateway(env, tmp_path / "gateway.log") as gateway,
+        chromium() as browser,
+        httpx.AsyncClient(
+            base_url=gateway.url, headers={"Authorization": f"Bearer {admin}"}, timeout=10
+        ) as alertmanager,
+    ):
+        page = await browser.new_page(viewport={"width": 1280, "height": 900})
+        await page.goto(gateway.url)
+        await page.fill("#key-input", viewer)
+        await page.click("#key-form button")
+        alerts = page.locator("#alerts li")
+        await expect(alerts).to_have_text(["no alerts"])
 
-            posted = await alertmanager.post("/v1/admin/alerts", json=webhook("firing"))
-            assert posted.status_code == 202, posted.text
-            firing = page.locator("#alerts li.alert.firing")
-            await expect(firing).to_have_count(1, timeout=20_000)
-            await expect(firing.locator(".alert-status")).to_have_text("firing")
-            await expect(firing.locator(".alert-summary")).to_have_text(HOSTILE)
-            red = await firing.evaluate("e => getComputedStyle(e).borderLeftColor")
-            assert red == "rgb(214, 69, 69)"  # --neg
-            await page.locator(".stats").screenshot(path=shots / "alert-firing.png")
+        posted = await alertmanager.post("/v1/admin/alerts", json=webhook("firing"))
+        assert posted.status_code == 202, posted.text
+        firing = page.locator("#alerts li.alert.firing")
+        await expect(firing).to_have_count(1, timeout=20_000)
+        await expect(firing.locator(".alert-status")).to_have_text("firing")
+        await expect(firing.locator(".alert-summary")).to_have_text(HOSTILE)
+        red = await firing.evaluate("e => getComputedStyle(e).borderLeftColor")
+        assert red == "rgb(214, 69, 69)"  # --neg
+        await page.locator(".stats").screenshot(path=shots / "alert-firing.png")
 
-            assert (
-                await alertmanager.post("/v1/admin/alerts", json=webhook("resolved"))
-            ).is_success
-            resolved = page.locator("#alerts li.alert.resolved")
-            await expect(resolved).to_have_count(1, timeout=20_000)
-            await expect(alerts).to_have_count(1)  # the same alert, now resolved
-            grey = await resolved.evaluate("e => getComputedStyle(e).color")
-            assert grey == "rgb(107, 115, 133)"  # --muted
-            await page.locator(".stats").screenshot(path=shots / "alert-resolved.png")
-            assert await page.evaluate("window.__pwned") is None
+        assert (await alertmanager.post("/v1/admin/alerts", json=webhook("resolved"))).is_success
+        resolved = page.locator("#alerts li.alert.resolved")
+        await expect(resolved).to_have_count(1, timeout=20_000)
+        await expect(alerts).to_have_count(1)  # the same alert, now resolved
+        grey = await resolved.evaluate("e => getComputedStyle(e).color")
+        assert grey == "rgb(107, 115, 133)"  # --muted
+        await page.locator(".stats").screenshot(path=shots / "alert-resolved.png")
+        assert await page.evaluate("window.__pwned") is None
