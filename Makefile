@@ -14,19 +14,26 @@ PY := $(VENV)/bin/python
 KUSTOMIZE_VERSION := v5.8.2
 COMPOSE_VERSION := v5.6.0
 
-.PHONY: up test lint format install tools browser bench clean-state train
+.PHONY: up test lint format install tools browser monitoring bench clean-state train
 
 # The gateway's open mode (no API keys, every caller is admin) is for local development:
 # `make up` turns it on here, explicitly; it is off everywhere else.
-up: install ## Run Kafka, PostgreSQL, MLflow and every service until Ctrl-C (a first start trains a model)
+up: install monitoring ## Run Kafka, PostgreSQL, MLflow and every service until Ctrl-C (a first start trains a model)
 	RS_GATEWAY_OPEN_MODE=true $(PY) -m deploy.local
 
-test: install tools browser lint ## Lint, type-check, then the whole test suite on a real stack
+test: install tools browser monitoring lint ## Lint, type-check, then the whole test suite on a real stack
 	$(PY) -m pytest
 
 # The browser tests drive Debian's Chromium with Playwright; no browser build is downloaded.
 browser: ## Install Debian's chromium if it is missing
 	@command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium)
+
+# Prometheus and Alertmanager are Debian's packages (the local stack runs them; the tests run
+# promtool and amtool). Their postinst may try to start a service: without systemd it cannot,
+# and the stack runs its own servers on its own ports and state anyway.
+monitoring: ## Install Debian's prometheus and prometheus-alertmanager if missing
+	@command -v prometheus >/dev/null 2>&1 && command -v prometheus-alertmanager >/dev/null 2>&1 || \
+	    (apt-get update && apt-get install -y --no-install-recommends prometheus prometheus-alertmanager)
 
 train: install ## Retrain the fast model on the full data, gate it, register and promote it (needs `make up`)
 	$(PY) -m training train --family fast

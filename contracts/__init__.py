@@ -3,6 +3,8 @@
 from contracts.codec import DecodeError, dead_letter, decode, decode_reply, encode
 from contracts.messages import (
     SCHEMA_VERSION,
+    Alert,
+    AlertStatus,
     ChangeReason,
     DeadLetter,
     ExplainMethod,
@@ -26,6 +28,8 @@ from contracts.topics import KafkaSettings, TopicSpec
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Alert",
+    "AlertStatus",
     "ChangeReason",
     "DeadLetter",
     "DecodeError",

@@ -14,6 +14,7 @@ Versions in use:
   prediction then carries an :class:`Explanation` (a weight per word); every prediction
   carries the review's :class:`RequestFeatures` for the drift monitor.
 - 2 of :class:`ModelChanged`: the version's :class:`ReferenceProfile`.
+- 1 of :class:`Alert`: the alerts topic, new (Alertmanager's alerts, through the gateway).
 """
 
 from __future__ import annotations
@@ -239,6 +240,30 @@ class ModelChanged(Message):
     changed_at: datetime = Field(default_factory=utc_now)
     # Version 2: the version's reference profile for the drift monitor (None: unmonitored).
     profile: ReferenceProfile | None = None
+
+
+class AlertStatus(StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+class Alert(Message):
+    """One alert as Alertmanager delivered it (firing, or resolved), published by the gateway's
+    webhook on the alerts topic, keyed by ``fingerprint`` (the same alert's updates in order)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+    name: str = Field(min_length=1, max_length=256, description="the rule's alertname")
+    status: AlertStatus
+    severity: str = Field("none", max_length=64)
+    labels: dict[str, str] = Field(default_factory=dict)
+    summary: str = Field("", max_length=4096)
+    description: str = Field("", max_length=16384)
+    starts_at: datetime
+    ends_at: datetime | None = Field(None, description="set once resolved")
+    fingerprint: str = Field(min_length=1, max_length=128)
+    generator_url: str = Field("", max_length=4096)
+    received_at: datetime = Field(default_factory=utc_now)
 
 
 class DeadLetter(Message):

@@ -26,6 +26,8 @@ class KafkaSettings(BaseSettings):
     predictions_topic: str = "reviews.predictions"
     feedback_topic: str = "reviews.feedback"
     models_topic: str = "models.events"
+    alerts_topic: str = "models.alerts"
+    alerts_retention_ms: int = 30 * 24 * 3600 * 1000
     # More partitions than workers lets the group grow without re-partitioning.
     requests_partitions: int = 6
     predictions_partitions: int = 6
@@ -48,4 +50,7 @@ class KafkaSettings(BaseSettings):
         dlqs = [TopicSpec(self.dlq(t.name), 1, dlq_retention) for t in data]
         # Compacted and keyed by model name: a late starter reads the current model per name.
         models = TopicSpec(self.models_topic, 1, {"cleanup.policy": "compact"})
-        return [*data, *dlqs, models]
+        # Alertmanager's alerts as the gateway received them: the record of what fired, kept
+        # 30 days, one partition so every reader sees them in the order they came.
+        alerts = TopicSpec(self.alerts_topic, 1, {"retention.ms": str(self.alerts_retention_ms)})
+        return [*data, *dlqs, models, alerts]

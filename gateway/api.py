@@ -24,6 +24,10 @@ from gateway.openapi import openapi_document
 from gateway.routing import ApiMount, Guard, Operation, principal_of
 from gateway.schemas import (
     AdminStatusOut,
+    AlertListOut,
+    AlertmanagerWebhookIn,
+    AlertOut,
+    AlertsPublishedOut,
     BatchIn,
     BatchOut,
     DriftOut,
@@ -159,6 +163,18 @@ def http_routes(rt: Context, guard: Guard) -> list[BaseRoute]:
             )
         )
 
+    async def alerts_webhook(request: Request) -> Response:
+        hook = await read_json(
+            request, AlertmanagerWebhookIn, limits=rt.limits, max_bytes=s.max_body_bytes
+        )
+        alerts = [a.alert() for a in hook.alerts]
+        await rt.bus.publish_alerts(alerts)
+        return json(AlertsPublishedOut(published=len(alerts)), status=202)
+
+    async def alerts(request: Request) -> Response:
+        read_query(request, EmptyQuery)
+        return json(AlertListOut(alerts=[AlertOut.of(a) for a in rt.alerts.board.recent()]))
+
     async def model(request: Request) -> Response:
         return json(ModelOut.of(rt.models.current))
 
@@ -235,6 +251,17 @@ def http_routes(rt: Context, guard: Guard) -> list[BaseRoute]:
             "at once until a model version is promoted.")),
         r("/v1/admin/status", admin_status, method="GET", op=Operation(
             "This instance's operational state", "admin", admin, ok_model=AdminStatusOut)),
+        r("/v1/admin/alerts", alerts_webhook, method="POST", op=Operation(
+            "Alertmanager's webhook: publish its alerts on the alerts topic", "admin", admin,
+            ok_status=202, body=AlertmanagerWebhookIn, ok_model=AlertsPublishedOut,
+            errors={**BAD_INPUT, 503: PUBLISH[503]},
+            description="Takes Alertmanager's webhook body (version 4) and publishes each "
+            "alert as an Alert message on RS_KAFKA_ALERTS_TOPIC, where every gateway reads "
+            "it back. A 4xx is final for Alertmanager; a 503 makes it retry.")),
+        r("/v1/alerts", alerts, method="GET", op=Operation(
+            "The recent alerts, firing or resolved", "session", viewer, ok_model=AlertListOut,
+            query=EmptyQuery, description="Read back from the alerts topic: the last "
+            "RS_GATEWAY_ALERTS_KEPT alerts, one entry per alert with its latest status.")),
         r("/healthz", healthz, method="GET", op=Operation(
             "Alive", "operations", None, ok_model=HealthOut)),
         r("/readyz", readyz, method="GET", op=Operation(

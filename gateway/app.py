@@ -11,6 +11,7 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contracts import Prediction, RequestFailed
+from gateway.alerts import AlertFeed, AlertsTopic
 from gateway.api import http_routes
 from gateway.auth import KeyRing, load_key_file
 from gateway.bus import RequestBus
@@ -26,7 +27,7 @@ from gateway.metrics import Metrics
 from gateway.models_topic import ModelsTopic
 from gateway.replies import Replies
 from gateway.routing import ApiWebSocketRoute, Guard, Operation
-from gateway.schemas import LiveStats, PredictionOut, WsClassify, WsFeedback, WsPing
+from gateway.schemas import AlertOut, LiveStats, PredictionOut, WsClassify, WsFeedback, WsPing
 from gateway.settings import Settings
 from gateway.statistics import StatsFeed, StatsStore
 from runtime.tasks import Supervisor
@@ -49,7 +50,7 @@ SECURITY_HEADERS = [
 ]
 
 WS_OPERATION = Operation(
-    "The chat WebSocket: classify, feedback, live statistics",
+    "The chat WebSocket: classify, feedback, live statistics, alerts",
     "ui",
     None,  # checked by the endpoint at the handshake: viewer to connect, client to classify
     ok_status=101,
@@ -57,7 +58,7 @@ WS_OPERATION = Operation(
     description="Authenticate with an Authorization/X-API-Key header, or offer the subprotocols "
     "'reviewstream' and 'bearer.<key>'. Needs viewer; classify and feedback need client. "
     "Message types are in x-messages; see gateway/chat.py.",
-    extra_models=(WsClassify, WsFeedback, WsPing, PredictionOut, LiveStats),
+    extra_models=(WsClassify, WsFeedback, WsPing, PredictionOut, LiveStats, AlertOut),
     extensions={"x-websocket": True, "x-required-role": "viewer"},
 )
 
@@ -90,8 +91,10 @@ def create_app(
     bus: BusFactory | None = None,
     stats: StatsStore | None = None,
     models: ModelFeed | None = None,
+    alerts: AlertFeed | None = None,
 ) -> Starlette:
-    """The real Kafka bus, models topic and PostgreSQL store unless tests hand in their own."""
+    """The real Kafka bus, models and alerts topics and PostgreSQL store unless tests hand in
+    their own."""
     keyring = load_keyring(settings)
     metrics = Metrics()
     # The side tasks (replies, models topic, live statistics) must not die quietly.
@@ -101,6 +104,12 @@ def create_app(
     store = stats or PostgresStats(settings.database)
     deployed = models or ModelsTopic(
         settings.kafka, client_id=settings.instance_id, supervisor=supervisor
+    )
+    followed = alerts or AlertsTopic(
+        settings.kafka,
+        client_id=settings.instance_id,
+        supervisor=supervisor,
+        keep=settings.alerts_kept,
     )
     classifier = Classifier(
         the_bus,
@@ -121,7 +130,9 @@ def create_app(
         window_minutes=settings.stats_window_minutes,
         supervisor=supervisor,
     )
-    rt = Context(settings, keyring, metrics, the_bus, classifier, store, feed, deployed, supervisor)
+    rt = Context(
+        settings, keyring, metrics, the_bus, classifier, store, feed, deployed, supervisor, followed
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -135,6 +146,7 @@ def create_app(
         async with AsyncExitStack() as stack:
             await stack.enter_async_context(the_bus)
             await stack.enter_async_context(deployed)
+            await stack.enter_async_context(followed)
             await stack.enter_async_context(store)
             await stack.enter_async_context(feed)
             stack.push_async_callback(supervisor.stop)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Protocol, Self
 
-from contracts import Feedback, ReviewRequest
+from contracts import Alert, Feedback, ReviewRequest
 
 
 class RequestBus(Protocol):
@@ -31,6 +31,10 @@ class RequestBus(Protocol):
         ...
 
     async def publish_feedback(self, feedback: Feedback) -> None: ...
+
+    async def publish_alerts(self, alerts: Sequence[Alert]) -> None:
+        """On the alerts topic, keyed by fingerprint; durably or KafkaUnavailable."""
+        ...
 
     async def check(self) -> bool:
         """The broker answers a metadata request now (readiness)."""

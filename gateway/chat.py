@@ -20,6 +20,9 @@ Messages (JSON text frames), each answer echoing the client's ``id``::
     <- {"type": "stats", "stats": {...}}                 whenever the numbers change
     <- {"type": "model", "state": "none" | "deployed" | "unknown", "model_name", "version"}
        at once, then whenever it changes (with none, classify answers 503 no_model at once)
+    <- {"type": "alerts", "alerts": [...]}  the recent alerts at once (GET /v1/alerts' list)
+    <- {"type": "alert", "name", "status": "firing" | "resolved", "severity", "summary", ...}
+       each new alert, or a change of status, as it comes from the alerts topic
     <- {"type": "error", "id": ..., "status": 504, "error": "reply_timeout", "message": ...}
        (422 rejected_by_worker / 502 inference_failed at once when a worker refuses the review)
 """
@@ -56,6 +59,7 @@ from gateway.errors import (
     ws_message,
 )
 from gateway.schemas import (
+    AlertOut,
     ExplainedOut,
     ExplainIn,
     FeedbackIn,
@@ -141,6 +145,7 @@ class ChatSession:
             )
             self._spawn(self._push_stats())
             self._spawn(self._push_model())
+            self._spawn(self._push_alerts())
             await self._receive()
         finally:
             # The socket is gone: cancel what still runs for it. The tasks clean up (free
@@ -267,6 +272,17 @@ class ChatSession:
         async for deployment in self._rt.models.changes():
             if not await self._send({"type": "model", **dump(ModelOut.of(deployment))}):
                 return
+
+    async def _push_alerts(self) -> None:
+        board = self._rt.alerts.board
+        with board.follow() as news:  # before the list: nothing falls between the two
+            recent = [dump(AlertOut.of(a)) for a in board.recent()]
+            if not await self._send({"type": "alerts", "alerts": recent}):
+                return
+            while True:
+                alert = await news.get()
+                if not await self._send({"type": "alert", **dump(AlertOut.of(alert))}):
+                    return
 
     async def _error(self, exc: GatewayError, message_id: str | None) -> None:
         await self._send(ws_message(exc, message_id))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway.alerts import AlertFeed
 from gateway.auth import KeyRing
 from gateway.bus import RequestBus
 from gateway.classifier import Classifier
@@ -26,6 +27,7 @@ class Context:
     feed: StatsFeed
     models: ModelFeed
     supervisor: Supervisor
+    alerts: AlertFeed
     websockets: int = 0
 
     @property

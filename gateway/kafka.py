@@ -29,6 +29,7 @@ from aiokafka.errors import KafkaError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from contracts import (
+    Alert,
     DecodeError,
     Feedback,
     KafkaSettings,
@@ -108,6 +109,11 @@ class KafkaBus:
     async def publish_feedback(self, feedback: Feedback) -> None:
         key = feedback.request_id or feedback.feedback_id
         await self._publish(self._settings.feedback_topic, [(key, feedback)], "the feedback")
+
+    async def publish_alerts(self, alerts: Sequence[Alert]) -> None:
+        await self._publish(
+            self._settings.alerts_topic, [(a.fingerprint, a) for a in alerts], "the alerts"
+        )
 
     async def _publish(self, topic: str, messages: list[tuple[str, Message]], what: str) -> None:
         with contextlib.suppress(TimeoutError):

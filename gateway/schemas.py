@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from contracts import ExplainMethod, Explanation, Prediction
+from contracts import Alert, AlertStatus, ExplainMethod, Explanation, Prediction
 from gateway.deployment import Deployment
 from gateway.readmodel import (
     DriftPoint,
@@ -280,6 +280,86 @@ class AdminStatusOut(Out):
     reply_timeout_s: float
     api_keys: int
     model: ModelOut
+
+
+# --- alerts (Alertmanager's webhook in, the recent alerts out) ------------------------------
+
+
+class WebhookAlertIn(BaseModel):
+    """One alert of Alertmanager's webhook body. Fields Alertmanager may add later are
+    ignored (not refused): a newer Alertmanager must not have its notifications bounced."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    starts_at: datetime = Field(alias="startsAt")
+    ends_at: datetime | None = Field(None, alias="endsAt")
+    generator_url: str = Field("", alias="generatorURL", max_length=4096)
+    fingerprint: str = Field(min_length=1, max_length=128)
+
+    @field_validator("labels")
+    @classmethod
+    def _named(cls, labels: dict[str, str]) -> dict[str, str]:
+        if not labels.get("alertname"):
+            raise ValueError("an alert needs the label alertname")
+        return labels
+
+    def alert(self) -> Alert:
+        return Alert(
+            name=self.labels["alertname"],
+            status=AlertStatus(self.status),
+            severity=self.labels.get("severity", "none"),
+            labels=self.labels,
+            summary=self.annotations.get("summary", ""),
+            description=self.annotations.get("description", ""),
+            starts_at=self.starts_at,
+            # A firing alert's endsAt is Alertmanager's guess (or year 1): only a resolved
+            # alert has really ended.
+            ends_at=self.ends_at if self.status == "resolved" else None,
+            fingerprint=self.fingerprint,
+            generator_url=self.generator_url,
+        )
+
+
+class AlertmanagerWebhookIn(BaseModel):
+    """Alertmanager's webhook body, version 4 (https://prometheus.io/docs/alerting/latest/
+    configuration/#webhook_config); one notification of one group of alerts."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    version: Literal["4"]
+    status: Literal["firing", "resolved"]
+    receiver: str = ""
+    group_key: str = Field("", alias="groupKey")
+    alerts: list[WebhookAlertIn] = Field(min_length=1, max_length=1000)
+
+
+class AlertsPublishedOut(Out):
+    published: int = Field(description="alerts published on the alerts topic")
+
+
+class AlertOut(Out):
+    name: str
+    status: Literal["firing", "resolved"]
+    severity: str
+    labels: dict[str, str]
+    summary: str
+    description: str
+    starts_at: datetime
+    ends_at: datetime | None
+    fingerprint: str
+    generator_url: str
+    received_at: datetime
+
+    @classmethod
+    def of(cls, alert: Alert) -> AlertOut:
+        return cls.model_validate(alert.model_dump(exclude={"schema_version"}))
+
+
+class AlertListOut(Out):
+    alerts: list[AlertOut] = Field(description="newest change first; one entry per alert")
 
 
 # --- statistics -----------------------------------------------------------------------------

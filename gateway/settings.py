@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     )
     stats_interval_s: float = Field(2.0, gt=0, description="how often the live panel polls")
     stats_window_minutes: int = Field(30, ge=1, le=1440, description="the live chart's span")
+    alerts_kept: int = Field(
+        100, ge=1, le=10_000, description="recent alerts kept in memory for /v1/alerts and the UI"
+    )
     api_keys_file: Path | None = Field(None, description="JSON file of hashed API keys")
     api_keys: list[KeyRecord] = Field(
         default_factory=list, description="hashed API keys as JSON, added to the file's"

@@ -19,7 +19,7 @@ from types import TracebackType
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import Counter, Gauge
 
 from contracts import ModelChanged, encode
 from registry_watcher.changes import change
@@ -27,6 +27,7 @@ from registry_watcher.registry import MlflowRegistry, Registry
 from registry_watcher.settings import Settings
 from runtime.health import HealthServer, Readiness
 from runtime.kafka import ModelEvents, connect, producer, wait_for_kafka
+from runtime.metrics import service_registry
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ NOT_POLLED = "not polled yet"
 
 class WatcherMetrics:
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        self.registry = service_registry()
         r = self.registry
         self.polls = Counter(
             "rs_watcher_polls", "Registry polls by outcome", ["outcome"], registry=r

@@ -5,14 +5,16 @@ from __future__ import annotations
 import time
 from collections import deque
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
+
+from runtime.metrics import service_registry
 
 
 class Metrics:
     """What an operator watches: progress, lag, throughput, database retries, dead letters."""
 
     def __init__(self, *, throughput_window_s: float = 10.0) -> None:
-        self.registry = CollectorRegistry()
+        self.registry = service_registry()
         r = self.registry
         self.records = Counter(
             "rs_stats_records",

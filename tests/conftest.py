@@ -66,6 +66,7 @@ async def kafka(stack: LocalStack) -> KafkaSettings:
         predictions_topic=f"{prefix}.predictions",
         feedback_topic=f"{prefix}.feedback",
         models_topic=f"{prefix}.models",
+        alerts_topic=f"{prefix}.alerts",
         requests_partitions=3,
         predictions_partitions=3,
         feedback_partitions=2,

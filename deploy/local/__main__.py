@@ -1,7 +1,8 @@
 """``python -m deploy.local``: run the whole local stack under honcho until Ctrl-C.
 
-Kafka, PostgreSQL and MLflow start here unless their settings point at another host; the
-reviewstream services start beside them and wait for what they need. On a first start with an
+Kafka, PostgreSQL, MLflow, Prometheus and Alertmanager start here unless their settings point at
+another host (or ``RS_STACK_MONITORING=false`` for the last two); the reviewstream services start
+beside them and wait for what they need. On a first start with an
 empty registry, ``deploy.local.bootstrap`` trains and promotes the fast model, so the chat UI
 answers with nothing else typed. Everything persists in the state folder, so running it again
 reuses data, jars and registered models.
@@ -16,6 +17,7 @@ from typing import Annotated
 import typer
 from honcho.manager import Manager
 
+from deploy.local.monitoring import ensure_key, gateway_keys_env
 from deploy.local.ports import check_free
 from deploy.local.settings import StackSettings
 
@@ -47,6 +49,14 @@ def infrastructure(settings: StackSettings) -> dict[str, str]:
         host, port = settings.mlflow_address
         check_free(host, port, what="MLflow", setting="MLFLOW_TRACKING_URI")
         processes["mlflow"] = f"{python} -m deploy.local.mlflow_server"
+    if settings.runs_prometheus:
+        host, port = settings.prometheus_address
+        check_free(host, port, what="Prometheus", setting="RS_STACK_PROMETHEUS_URL")
+        processes["prometheus"] = f"{python} -m deploy.local.prometheus"
+    if settings.runs_alertmanager:
+        host, port = settings.alertmanager_address
+        check_free(host, port, what="Alertmanager", setting="RS_STACK_ALERTMANAGER_URL")
+        processes["alertmanager"] = f"{python} -m deploy.local.alertmanager"
     return processes
 
 
@@ -62,7 +72,11 @@ def services(settings: StackSettings) -> dict[str, str]:
 @app.command()
 def up(
     infra_only: Annotated[
-        bool, typer.Option("--infra-only", help="Kafka, PostgreSQL and MLflow without the services")
+        bool,
+        typer.Option(
+            "--infra-only",
+            help="Kafka, PostgreSQL, MLflow, Prometheus and Alertmanager without the services",
+        ),
     ] = False,
 ) -> None:
     """Run the stack in the foreground; Ctrl-C stops everything cleanly."""
@@ -74,6 +88,16 @@ def up(
         f"  PostgreSQL: {_redacted(settings.database.url.get_secret_value())}",
         f"  MLflow UI:  {settings.mlflow_tracking_uri}",
     ]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if settings.runs_prometheus:
+        lines.append(
+            f"  Prometheus: {settings.prometheus_url} (alerts: /alerts, targets: /targets)"
+        )
+    if settings.runs_alertmanager:
+        lines.append(f"  Alertmanager: {settings.alertmanager_url}")
+        # The gateway accepts Alertmanager's key (admin), made once in the state folder.
+        record = ensure_key(settings)
+        env["RS_GATEWAY_API_KEYS"] = gateway_keys_env(record, env.get("RS_GATEWAY_API_KEYS"))
     if not infra_only:
         from gateway.settings import Settings as GatewaySettings
 
@@ -87,7 +111,6 @@ def up(
         processes |= services(settings)
     lines += [f"  state:      {settings.state_dir.resolve()}", "Ctrl-C stops everything."]
     typer.echo("\n".join(lines))
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
     manager = Manager()
     for name, command in processes.items():
         manager.add_process(name, command, env=env)

@@ -50,6 +50,8 @@ class LocalStack:
             "RS_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
             "DATABASE_URL": self.database_url,
             "MLFLOW_TRACKING_URI": self.mlflow_uri,
+            # Prometheus and Alertmanager only for the tests that ask (LocalMonitoring).
+            "RS_STACK_MONITORING": "false",
         }
 
     @property
@@ -125,3 +127,80 @@ class LocalStack:
                 return bool(response.status == 200)
 
         return await asyncio.to_thread(get)
+
+
+@dataclass
+class LocalMonitoring:
+    """The local stack's Prometheus and Alertmanager (``deploy.local.prometheus`` and
+    ``deploy.local.alertmanager``) on free ports, started on demand beside a LocalStack.
+
+    ``settings`` are more ``RS_STACK_*`` variables: the tests' short intervals, the targets to
+    scrape, the webhook to call. Readiness is each server's ``/-/ready``.
+    """
+
+    state_dir: Path
+    settings: dict[str, str] = field(default_factory=dict)
+    prometheus_port: int = field(default_factory=free_port)
+    alertmanager_port: int = field(default_factory=free_port)
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.prometheus_port}"
+
+    @property
+    def alertmanager_url(self) -> str:
+        return f"http://127.0.0.1:{self.alertmanager_port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "RS_STACK_STATE_DIR": str(self.state_dir),
+            "RS_STACK_MONITORING": "true",
+            "RS_STACK_PROMETHEUS_URL": self.prometheus_url,
+            "RS_STACK_ALERTMANAGER_URL": self.alertmanager_url,
+            **self.settings,
+        }
+
+    def start(self, timeout_s: float = 60) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        for module in ("deploy.local.prometheus", "deploy.local.alertmanager"):
+            name = module.rpartition(".")[2]
+            with (self.state_dir.parent / f"{self.state_dir.name}-{name}.log").open("ab") as log:
+                self.processes.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", module],
+                        cwd=ROOT,
+                        env={**os.environ, **self.env},
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
+        deadline = time.monotonic() + timeout_s
+        for url in (self.prometheus_url, self.alertmanager_url):
+            while not self._ready(f"{url}/-/ready"):
+                if any(p.poll() is not None for p in self.processes):
+                    raise RuntimeError(f"monitoring exited early; see {self.state_dir}-*.log")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{url} was not ready in time")
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGINT)
+        for process in self.processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+    @staticmethod
+    def _ready(url: str) -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - built here
+                return bool(response.status == 200)
+        except OSError:
+            return False

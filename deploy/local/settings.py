@@ -10,12 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, HttpUrl
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.topics import KafkaSettings
 from runtime.database import DatabaseSettings
 
+RULES = Path(__file__).resolve().parents[1] / "monitoring" / "rules.yml"
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}  # noqa: S104 - names, not a bind
 DEFAULT_TRACKING_URI = "http://127.0.0.1:5000"
 
@@ -35,6 +36,34 @@ class StackSettings(BaseSettings):
         "registry serves none (deploy.local.bootstrap)",
     )
     mlflow_tracking_uri: str = Field(DEFAULT_TRACKING_URI, alias="MLFLOW_TRACKING_URI")
+    # Monitoring (deploy/local/monitoring.py): Debian's Prometheus and Alertmanager.
+    monitoring: bool = Field(True, description="run Prometheus and Alertmanager with the stack")
+    prometheus_url: HttpUrl = Field(HttpUrl("http://127.0.0.1:9090"), description="Prometheus")
+    # Not Alertmanager's usual 9093: that is the local Kafka controller's port.
+    alertmanager_url: HttpUrl = Field(HttpUrl("http://127.0.0.1:9095"), description="Alertmanager")
+    scrape_interval_s: float = Field(15.0, gt=0, description="how often every /metrics is read")
+    evaluation_interval_s: float = Field(15.0, gt=0, description="how often the rules run")
+    alert_group_wait_s: float = Field(
+        30.0, ge=0, description="Alertmanager waits this long to gather a new group's alerts"
+    )
+    alert_group_interval_s: float = Field(
+        300.0, gt=0, description="then notifies a group's changes at most this often"
+    )
+    alert_repeat_interval_s: float = Field(
+        4 * 3600.0, gt=0, description="and repeats a firing group this often"
+    )
+    alert_rules: list[Path] = Field(
+        default_factory=lambda: [RULES], description="rule files Prometheus loads"
+    )
+    scrape_targets: dict[str, list[str]] | None = Field(
+        None,
+        description='{"job": ["host:port", ...]} scraped instead of the services\' own '
+        "settings (tests)",
+    )
+    alert_webhook_url: str | None = Field(
+        None,
+        description="where Alertmanager posts alerts; default the gateway's /v1/admin/alerts",
+    )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
 
@@ -53,6 +82,22 @@ class StackSettings(BaseSettings):
     def mlflow_address(self) -> tuple[str, int]:
         url = urlsplit(self.mlflow_tracking_uri)
         return url.hostname or "127.0.0.1", url.port or 80
+
+    @property
+    def prometheus_address(self) -> tuple[str, int]:
+        return self.prometheus_url.host or "127.0.0.1", self.prometheus_url.port or 80
+
+    @property
+    def alertmanager_address(self) -> tuple[str, int]:
+        return self.alertmanager_url.host or "127.0.0.1", self.alertmanager_url.port or 80
+
+    @property
+    def runs_prometheus(self) -> bool:
+        return self.monitoring and self.prometheus_address[0] in LOCAL_HOSTS
+
+    @property
+    def runs_alertmanager(self) -> bool:
+        return self.monitoring and self.alertmanager_address[0] in LOCAL_HOSTS
 
     @property
     def runs_kafka(self) -> bool:

@@ -19,6 +19,7 @@
     explains: new Map(), // client id -> explanation entry
     lastStats: null,
     model: null, // what the gateway says is deployed: {state, model_name, version}
+    alerts: [], // newest change first, one entry per alert (fingerprint and start)
     driftAt: 0, // when the drift panel was last asked for (ms)
     driftTimer: null,
   };
@@ -404,6 +405,13 @@
       case "model":
         showModel(message);
         break;
+      case "alerts":
+        state.alerts = message.alerts;
+        renderAlerts();
+        break;
+      case "alert":
+        addAlert(message);
+        break;
       default:
         break;
     }
@@ -495,6 +503,36 @@
     banner.hidden = true;
     if (model.state === "deployed" && before && before.state === "none") {
       systemMessage(`Model ${model.model_name} v${model.version} is deployed: write a review.`);
+    }
+  }
+
+  // --- alerts ------------------------------------------------------------------------------
+
+  const ALERTS_SHOWN = 10;
+
+  function addAlert(alert) {
+    const same = (a) => a.fingerprint === alert.fingerprint && a.starts_at === alert.starts_at;
+    state.alerts = [alert, ...state.alerts.filter((a) => !same(a))];
+    renderAlerts();
+  }
+
+  function renderAlerts() {
+    const list = $("alerts");
+    list.replaceChildren();
+    if (!state.alerts.length) {
+      list.append(el("li", "muted", "no alerts"));
+      return;
+    }
+    for (const a of state.alerts.slice(0, ALERTS_SHOWN)) {
+      // Firing in red, resolved in grey; the status is written too, not only coloured.
+      const item = el("li", `alert ${a.status}`);
+      const head = el("div", "alert-head");
+      head.append(el("span", "alert-status", a.status), el("strong", "", a.name));
+      const when = a.status === "resolved" && a.ends_at ? a.ends_at : a.starts_at;
+      head.append(el("span", "muted", new Date(when).toLocaleTimeString()));
+      item.append(head, el("div", "alert-summary", a.summary || a.description || ""));
+      item.title = a.description || "";
+      list.append(item);
     }
   }
 

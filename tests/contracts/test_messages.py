@@ -8,6 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from contracts import (
+    Alert,
+    AlertStatus,
     ChangeReason,
     DecodeError,
     ExplainMethod,
@@ -74,6 +76,15 @@ EXAMPLES: list[Message] = [
         artifact_uri="models:/reviewstream-sentiment/4",
         sha256="a" * 64,
         reason=ChangeReason.ROLLED_BACK,
+    ),
+    Alert(
+        name="ServiceDown",
+        status=AlertStatus.FIRING,
+        severity="critical",
+        labels={"alertname": "ServiceDown", "job": "workers", "instance": "w:9101"},
+        summary="workers at w:9101 is down",
+        starts_at=NOW,
+        fingerprint="a1b2c3d4e5f60718",
     ),
     RequestFailed(
         request_id="r-1",

@@ -55,6 +55,8 @@ def newcomer_env(clone: Path) -> tuple[dict[str, str], int]:
             f"postgresql://reviewstream:reviewstream@127.0.0.1:{free_port()}/reviewstream"
         ),
         "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
+        "RS_STACK_PROMETHEUS_URL": f"http://127.0.0.1:{free_port()}",
+        "RS_STACK_ALERTMANAGER_URL": f"http://127.0.0.1:{free_port()}",
         "RS_GATEWAY_PORT": str(gateway),
         "RS_WORKER_PORT": str(free_port()),
         "RS_STATS_PORT": str(free_port()),

@@ -120,6 +120,8 @@ def _read_row(url: str) -> str:
         ("DATABASE_URL", "postgresql://u:p@127.0.0.1:{port}/db"),
         ("RS_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:{port}"),
         ("MLFLOW_TRACKING_URI", "http://127.0.0.1:{port}"),
+        ("RS_STACK_PROMETHEUS_URL", "http://127.0.0.1:{port}"),
+        ("RS_STACK_ALERTMANAGER_URL", "http://127.0.0.1:{port}"),
     ],
 )
 def test_a_taken_port_names_the_setting_to_change(
@@ -135,6 +137,8 @@ def test_a_taken_port_names_the_setting_to_change(
             "RS_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
             "RS_STACK_KAFKA_CONTROLLER_PORT": str(free_port()),
             "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
+            "RS_STACK_PROMETHEUS_URL": f"http://127.0.0.1:{free_port()}",
+            "RS_STACK_ALERTMANAGER_URL": f"http://127.0.0.1:{free_port()}",
             variable: value.format(port=port),
         }
         result = subprocess.run(

@@ -15,7 +15,8 @@ from typing import Any, Self
 from starlette.applications import Starlette
 from starlette.testclient import WebSocketTestSession
 
-from contracts import Feedback, Prediction, RequestFailed, ReviewRequest, Timings
+from contracts import Alert, Feedback, Prediction, RequestFailed, ReviewRequest, Timings
+from gateway.alerts import AlertBoard
 from gateway.app import create_app
 from gateway.deployment import Deployment, Deployments, ModelState
 from gateway.errors import KafkaUnavailable, StatsUnavailable
@@ -52,6 +53,7 @@ class MemoryBus(Lifecycle):
         self.deliver = deliver
         self.requests: list[ReviewRequest] = []
         self.feedback: list[Feedback] = []
+        self.alerts: list[Alert] = []
         self.up = True
 
     @property
@@ -65,6 +67,10 @@ class MemoryBus(Lifecycle):
     async def publish_feedback(self, feedback: Feedback) -> None:
         self._require()
         self.feedback.append(feedback)
+
+    async def publish_alerts(self, alerts: Sequence[Alert]) -> None:
+        self._require()
+        self.alerts += alerts
 
     async def check(self) -> bool:
         return self.up
@@ -165,13 +171,22 @@ class MemoryModels(Lifecycle):
         self.board.set(deployment)
 
 
+class MemoryAlerts(Lifecycle):
+    """The alerts topic as the test says: ``board.add`` is an alert read back from it."""
+
+    def __init__(self, keep: int = 100) -> None:
+        self.board = AlertBoard(keep)
+
+
 def memory_app(**overrides: object) -> tuple[Starlette, MemoryBus, MemoryStats]:
     """The real app and core over the in-memory ports; settings default to open mode off.
     The models feed (``app.state.runtime.models``) says model 7 is deployed."""
     stats = MemoryStats()
     defaults = {"instance_id": "gw-unit", "reply_timeout_s": 0.3, "stats_interval_s": 0.05}
     settings = Settings.model_validate({**defaults, **overrides})
-    app = create_app(settings, bus=MemoryBus, stats=stats, models=MemoryModels())
+    app = create_app(
+        settings, bus=MemoryBus, stats=stats, models=MemoryModels(), alerts=MemoryAlerts()
+    )
     bus = app.state.runtime.bus
     assert isinstance(bus, MemoryBus)
     return app, bus, stats

@@ -23,6 +23,7 @@ from gateway.auth import KeyRecord, Role, hash_key, new_key
 from gateway.keys import app as keys_cli
 from gateway.settings import Settings
 from tests.gateway.memory import (
+    MemoryAlerts,
     MemoryBus,
     MemoryModels,
     MemoryStats,
@@ -49,7 +50,9 @@ ROUTES: dict[tuple[str, str], Role | None] = {
     ("GET", "/v1/stats/drift"): Role.VIEWER,
     ("GET", "/v1/session"): Role.VIEWER,
     ("GET", "/v1/model"): Role.VIEWER,
+    ("GET", "/v1/alerts"): Role.VIEWER,
     ("GET", "/v1/admin/status"): Role.ADMIN,
+    ("POST", "/v1/admin/alerts"): Role.ADMIN,
     ("GET", "/v1/ws"): Role.VIEWER,  # the WebSocket handshake, tested below
 }
 REQUEST: dict[str, tuple[str, dict[str, Any] | None]] = {
@@ -58,7 +61,11 @@ REQUEST: dict[str, tuple[str, dict[str, Any] | None]] = {
     "/v1/classify/batch": ("/v1/classify/batch", {"reviews": [{"text": "Nice."}]}),
     "/v1/explain": ("/v1/explain", {"text": "Nice."}),
     "/v1/feedback": ("/v1/feedback", {"request_id": "r1", "label": 1}),
-}
+    "/v1/admin/alerts": ("/v1/admin/alerts", {
+        "version": "4", "status": "firing", "alerts": [{
+            "status": "firing", "labels": {"alertname": "ServiceDown"},
+            "startsAt": "2026-12-02T10:00:00Z", "fingerprint": "f1"}]}),
+}  # fmt: skip
 # What an authorized call answers over the memory bus, which never replies: classify waits
 # out the (short) reply timeout.
 AUTHORIZED_STATUS = {
@@ -66,6 +73,7 @@ AUTHORIZED_STATUS = {
     "/v1/classify/batch": 504,
     "/v1/explain": 504,
     "/v1/feedback": 202,
+    "/v1/admin/alerts": 202,
 }
 
 KEYS = {role: new_key() for role in Role}
@@ -203,7 +211,11 @@ def test_keys_cli_stores_only_the_hash_and_the_file_authenticates(tmp_path: Path
     assert refused.exit_code != 0
 
     app = create_app(
-        Settings(api_keys_file=file), bus=MemoryBus, stats=MemoryStats(), models=MemoryModels()
+        Settings(api_keys_file=file),
+        bus=MemoryBus,
+        stats=MemoryStats(),
+        models=MemoryModels(),
+        alerts=MemoryAlerts(),
     )
     with TestClient(app) as test_client:
         assert test_client.get("/v1/session", headers={"X-API-Key": key}).json()["role"] == "client"
@@ -216,7 +228,9 @@ def test_keys_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RS_GATEWAY_API_KEYS", json.dumps([entry]))
     settings = Settings()
     assert settings.api_keys == [KeyRecord(name="ops", role=Role.ADMIN, sha256=hash_key(key))]
-    app = create_app(settings, bus=MemoryBus, stats=MemoryStats(), models=MemoryModels())
+    app = create_app(
+        settings, bus=MemoryBus, stats=MemoryStats(), models=MemoryModels(), alerts=MemoryAlerts()
+    )
     with TestClient(app) as test_client:
         status = test_client.get("/v1/admin/status", headers={"Authorization": f"Bearer {key}"})
         assert status.status_code == 200
@@ -227,7 +241,7 @@ def test_open_mode_is_off_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RS_GATEWAY_OPEN_MODE", raising=False)
     assert Settings().open_mode is False
     app: Starlette = create_app(
-        Settings(), bus=MemoryBus, stats=MemoryStats(), models=MemoryModels()
+        Settings(), bus=MemoryBus, stats=MemoryStats(), models=MemoryModels(), alerts=MemoryAlerts()
     )
     with TestClient(app) as test_client:
         assert test_client.get("/v1/stats/summary").status_code == 401

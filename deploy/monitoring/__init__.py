@@ -1,0 +1,1 @@
+"""Monitoring: the alerting rules (rules.yml, one source) and their Kubernetes form."""
