@@ -155,34 +155,27 @@ def build_bundle(
     texts = [*reference_texts, *REFERENCE_EXTRAS]
     onnx_file = export_onnx(candidate.model, candidate.preprocessor, workdir / "model.onnx")
     expected = torch_probabilities(candidate.model, candidate.preprocessor, texts)
-    bundle = write_bundle(
-        workdir / "bundle",
-        model_file=onnx_file,
-        family=candidate.family,
-        preprocessing=candidate.preprocessor.config(),
-        reference_texts=texts,
-        reference_probabilities=[float(p) for p in expected],
-        extra_files=candidate.bundle_files,
-        tolerance=settings.parity_tolerance,
-        metadata={"run_id": run_id},
-    )
-    predictor = OnnxPredictor(bundle)
-    actual = predictor.predict(texts)
-    parity_diff = float(np.max(np.abs(actual - expected)))
-    logger.info("parity: max |ONNX - torch| = %.3g on %d texts", parity_diff, len(texts))
-    if profile is not None:
-        profile_file = write_profile(predictor, profile, workdir)
-        bundle = write_bundle(
+
+    def write(extra_files: tuple[Path, ...]) -> Bundle:
+        return write_bundle(
             workdir / "bundle",
             model_file=onnx_file,
             family=candidate.family,
             preprocessing=candidate.preprocessor.config(),
             reference_texts=texts,
             reference_probabilities=[float(p) for p in expected],
-            extra_files=(*candidate.bundle_files, profile_file),
+            extra_files=extra_files,
             tolerance=settings.parity_tolerance,
             metadata={"run_id": run_id},
         )
+
+    bundle = write(candidate.bundle_files)
+    predictor = OnnxPredictor(bundle)
+    actual = predictor.predict(texts)
+    parity_diff = float(np.max(np.abs(actual - expected)))
+    logger.info("parity: max |ONNX - torch| = %.3g on %d texts", parity_diff, len(texts))
+    if profile is not None:  # measured on the model as it serves, then shipped beside it
+        bundle = write((*candidate.bundle_files, write_profile(predictor, profile, workdir)))
     return bundle, parity_diff
 
 

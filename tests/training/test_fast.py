@@ -12,6 +12,7 @@ import torch
 from contracts import ExplainMethod
 from export.evaluation import evaluate
 from export.onnx import to_tensors, torch_probabilities
+from export.profile import ProfileData
 from export.release import Candidate, build_bundle
 from export.settings import Settings as ExportSettings
 from inference import HashedNgrams, OnnxPredictor, WordPiece, explainer_for
@@ -158,3 +159,26 @@ def test_the_accurate_family_is_explained_by_occlusion(tmp_path: Path) -> None:
     (single,) = explainer.explain("Great").words
     alone = explainer.explain("Great")
     assert single.weight == pytest.approx(alone.logit - alone.base, abs=1e-5)
+
+
+def test_the_bundle_ships_a_reference_profile_measured_on_the_onnx_model(
+    trained: tuple[FastFamily, Fitted, float], tmp_path: Path
+) -> None:
+    family, fitted, _ = trained
+    train, _ = load(SAMPLE / "train.csv.gz", name="train")
+    held_out, _ = load(SAMPLE / "test.csv.gz", name="test")
+    data = ProfileData(train.texts[:800], held_out.texts, [int(y) for y in held_out.labels])
+    candidate = Candidate(fitted.model, "fast", family.preprocessor())
+    bundle, _ = build_bundle(candidate, ["Great."], ExportSettings(), tmp_path, run_id="t",
+                             profile=data)  # fmt: skip
+    assert "profile.json" in bundle.manifest["files"]
+    predictor = OnnxPredictor(bundle)
+    profile = predictor.profile
+    assert profile is not None
+    assert profile.size == len(held_out.texts)
+    expected = evaluate(held_out.labels, predictor.predict(held_out.texts)).accuracy
+    assert profile.accuracy == pytest.approx(expected)
+    _, (seen, unseen) = predictor.predict_described([train.texts[0], "qwxz vbnm plkj"])
+    assert seen.unknown_share == 0.0  # every n-gram of a training review is known
+    assert unseen.unknown_share is not None
+    assert unseen.unknown_share > 0.5
