@@ -10,7 +10,10 @@ explanation (the accurate model: a few), so they work in the workers on any bund
   logit. A bigram's share is split evenly between its two words.
 - :class:`Occlusion` (the accurate model). A word's weight is the logit minus the logit with
   the word's pieces masked out of attention (and of the mean pooling); ``base`` is the logit with
-  every word masked. Weights need not add up to the logit: words interact in an encoder.
+  every word masked. Weights need not add up to the logit: words interact in an encoder. A
+  review longer than ``MAX_OCCLUDED`` words is masked in that many runs of neighbouring words,
+  each word getting an equal part of its run's weight, so one explanation costs a bounded
+  number of encoder passes.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ from inference.preprocessing import HashedNgrams, WordPiece, token_spans
 
 # Rows per ONNX Runtime call when occluding: bounds the memory of one call on long reviews.
 OCCLUSION_ROWS = 64
+# Most encoder passes one explanation may cost (about 0.1 s each for MiniLM on one CPU core at
+# 256 pieces): beyond it, neighbouring words are masked together.
+MAX_OCCLUDED = 48
 MAX_WORD_CHARS = 256
 
 
@@ -87,9 +93,12 @@ class NgramSum:
 
 
 class Occlusion:
-    def __init__(self, predictor: OnnxPredictor, preprocessor: WordPiece) -> None:
+    def __init__(
+        self, predictor: OnnxPredictor, preprocessor: WordPiece, max_occluded: int = MAX_OCCLUDED
+    ) -> None:
         self.predictor = predictor
         self.preprocessor = preprocessor
+        self.max_occluded = max_occluded
 
     def explain(self, text: str) -> Explanation:
         encoding = self.preprocessor.encode_one(text)
@@ -101,18 +110,24 @@ class Occlusion:
                 pieces.setdefault(word, []).append(position)
         groups = list(pieces.values())
         spans = [(encoding.offsets[g[0]][0], encoding.offsets[g[-1]][1]) for g in groups]
-        # Row 0: the review; row 1: every word masked; then one row per word masked.
-        masks = np.repeat(attention[None, :], len(groups) + 2, axis=0)
-        for row, group in enumerate(groups, start=2):
-            masks[row, group] = 0
+        # Each row costs a full encoder pass: a long review is masked in at most
+        # max_occluded runs of neighbouring words, each word weighing its run's share.
+        runs = np.array_split(np.arange(len(groups)), min(len(groups), self.max_occluded))
+        # Row 0: the review; row 1: every word masked; then one row per run masked.
+        masks = np.repeat(attention[None, :], len(runs) + 2, axis=0)
+        for row, run in enumerate(runs, start=2):
+            masks[row, [p for w in run for p in groups[w]]] = 0
         masks[1, [p for g in groups for p in g]] = 0
         out = self._logits(input_ids, masks)
         full, base = float(out[0]), float(out[1])
+        weights = np.zeros(len(groups))
+        for run, lost in zip(runs, full - out[2:], strict=True):
+            weights[run] = lost / len(run)
         return Explanation(
             method=ExplainMethod.OCCLUSION,
             base=base,
             logit=full,
-            words=words(text, spans, (full - out[2:]).tolist()),
+            words=words(text, spans, weights.tolist()),
         )
 
     def _logits(self, input_ids: NDArray[np.int64], masks: NDArray[np.int64]) -> NDArray[Any]:

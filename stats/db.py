@@ -158,6 +158,10 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT DO NOTHING
 """
 
+_PURGE_DRIFT = """
+DELETE FROM drift_checks WHERE checked_at < now() - make_interval(secs => $1)
+"""
+
 _RECENT_LABELLED = """
 SELECT coalesce(sum((label = true_label)::int), 0) AS correct, count(*) AS labelled
 FROM (SELECT label, true_label FROM predictions
@@ -244,6 +248,16 @@ class PostgresStatsStore:
             )  # fmt: skip
 
         await self._call(work)
+
+    async def purge_drift(self, older_than_s: float) -> int:
+        """Forget drift checks older than the retention (they are many: one per feature and
+        step of every version's window)."""
+
+        async def work(conn: asyncpg.Connection) -> int:
+            status: str = await conn.execute(_PURGE_DRIFT, older_than_s)
+            return int(status.rsplit(" ", 1)[-1])
+
+        return await self._call(work)
 
     async def recent_labelled(self, version: str, window: int) -> tuple[int, int]:
         """(correct, labelled) over the version's last ``window`` labelled predictions."""

@@ -318,6 +318,13 @@ class StatsService:
         if purged:
             log.info("purged %d feedback records that never met their prediction", purged)
             self.metrics.purged.inc(purged)
+        try:
+            checks = await self._store.purge_drift(self._settings.drift_retention_s)
+        except StoreUnavailable as exc:
+            log.warning("purge of old drift checks skipped: %s", exc)
+            return
+        if checks:
+            log.info("purged %d drift checks older than the retention", checks)
 
     async def _watch(self) -> None:
         """Stop when faust has crashed; refresh the lag gauges."""

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     accuracy_min_labelled: int = Field(
         50, ge=1, description="labelled predictions needed before live accuracy may alarm"
     )
+    drift_retention_s: float = Field(
+        7 * 24 * 3600.0, gt=0, description="how long drift checks are kept in drift_checks"
+    )
     accuracy_interval_s: float = Field(10.0, gt=0, description="how often accuracy is checked")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)

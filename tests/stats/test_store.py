@@ -15,6 +15,7 @@ from contracts import Feedback, Prediction, Source, Timings
 from gateway import readmodel as queries
 from stats.aggregates import FeedbackRow, PredictionRow
 from stats.db import PostgresStatsStore, create_pool
+from stats.store import DriftCheck
 
 
 @pytest.fixture
@@ -258,3 +259,18 @@ async def test_concurrent_corrections_leave_the_aggregates_equal_to_a_recount(
         " AS c, count(user_label) AS u FROM predictions"
     )
     assert await window_counts(pool) == tuple(recount)
+
+
+async def test_drift_checks_are_kept_once_for_the_retention_then_purged(
+    store: tuple[PostgresStatsStore, asyncpg.Pool],
+) -> None:
+    writer, pool = store
+    now = datetime.now(UTC)
+    old = DriftCheck("1", "length", now - timedelta(days=8), 300, 0.4, 1e-9, True)
+    recent = DriftCheck("1", "length", now - timedelta(hours=1), 300, 0.02, 0.6, False)
+    await writer.write_drift("a", [old, recent])
+    await writer.write_drift("a", [recent])  # the same check again (a replayed batch)
+    await writer.write_drift("b", [recent])  # another replica's check of its partitions
+    assert await pool.fetchval("SELECT count(*) FROM drift_checks") == 3
+    assert await writer.purge_drift(7 * 24 * 3600) == 1
+    assert await pool.fetchval("SELECT count(*) FROM drift_checks") == 2

@@ -16,7 +16,7 @@ from export.profile import ProfileData
 from export.release import Candidate, build_bundle
 from export.settings import Settings as ExportSettings
 from inference import HashedNgrams, OnnxPredictor, WordPiece, explainer_for
-from inference.explain import logits
+from inference.explain import Occlusion, logits
 from training.data import load, split_validation
 from training.families import FastFamily, minilm_dir
 from training.models import MiniLMClassifier
@@ -141,7 +141,7 @@ def test_the_accurate_family_is_explained_by_occlusion(tmp_path: Path) -> None:
     candidate = Candidate(
         MiniLMClassifier.untrained(vocab_size=30522),
         "accurate",
-        WordPiece(tokenizer, max_length=16),
+        pieces := WordPiece(tokenizer, max_length=16),
         (tokenizer,),
     )
     bundle, _ = build_bundle(candidate, ["Great."], ExportSettings(), tmp_path, run_id="test")
@@ -159,6 +159,13 @@ def test_the_accurate_family_is_explained_by_occlusion(tmp_path: Path) -> None:
     (single,) = explainer.explain("Great").words
     alone = explainer.explain("Great")
     assert single.weight == pytest.approx(alone.logit - alone.base, abs=1e-5)
+    # A long review costs at most max_occluded masked rows: runs of neighbours share a weight.
+    bounded = Occlusion(predictor, pieces, max_occluded=3).explain(text)
+    assert [w.word for w in bounded.words] == words
+    weights = [round(w.weight, 6) for w in bounded.words]
+    first_run = -(-len(words) // 3)  # np.array_split puts the longer runs first
+    assert len(set(weights[:first_run])) == 1
+    assert len(set(weights)) <= 3
 
 
 def test_the_bundle_ships_a_reference_profile_measured_on_the_onnx_model(
