@@ -101,6 +101,7 @@ class BenchStack:
             predictions_topic=f"{prefix}.predictions",
             feedback_topic=f"{prefix}.feedback",
             models_topic=f"{prefix}.models",
+            alerts_topic=f"{prefix}.alerts",
         )
         await ensure_topics(self.kafka)
         self.env = env | {
@@ -109,6 +110,7 @@ class BenchStack:
             "RS_KAFKA_PREDICTIONS_TOPIC": self.kafka.predictions_topic,
             "RS_KAFKA_FEEDBACK_TOPIC": self.kafka.feedback_topic,
             "RS_KAFKA_MODELS_TOPIC": self.kafka.models_topic,
+            "RS_KAFKA_ALERTS_TOPIC": self.kafka.alerts_topic,
             "MLFLOW_TRACKING_URI": self.tracking_uri_of(env),
             "PYTHONUNBUFFERED": "1",
         }

@@ -230,6 +230,7 @@ async def one_run(
         predictions_topic=f"{prefix}.predictions",
         feedback_topic=f"{prefix}.feedback",
         models_topic=f"{prefix}.models",
+        alerts_topic=f"{prefix}.alerts",
     )
     name = prefix.replace("-", "_")
     admin_url = urlsplit(base_url)._replace(path="/postgres").geturl()

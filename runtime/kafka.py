@@ -205,12 +205,17 @@ class ModelEvents:
         )
 
     async def start(self) -> None:
-        await self._consumer.start()  # without a group: assigned every partition
-        # Never "caught up" on a topic whose partitions are unknown: a retriable error instead
-        # (aiokafka's seek would fail an assert).
-        if not self._consumer.assignment():
-            raise UnknownTopicOrPartitionError(self.topic)
-        await self._consumer.seek_to_beginning()
+        """Connect and read from the beginning; on any failure the client is closed again."""
+        try:
+            await self._consumer.start()  # without a group: assigned every partition
+            # Never "caught up" on a topic whose partitions are unknown: a retriable error
+            # instead (aiokafka's seek would fail an assert).
+            if not self._consumer.assignment():
+                raise UnknownTopicOrPartitionError(self.topic)
+            await self._consumer.seek_to_beginning()
+        except BaseException:
+            await self._consumer.stop()
+            raise
 
     async def stop(self) -> None:
         await self._consumer.stop()
