@@ -15,7 +15,13 @@ from gateway.auth import KeyRecord, Role, hash_key, new_key
 from gateway.settings import Settings
 from runtime.database import DatabaseSettings
 from stats.store import DriftCheck
-from tests.gateway_harness import record_feedback, record_prediction, stats_store
+from tests.gateway_harness import (
+    record_feedback,
+    record_prediction,
+    stats_store,
+    wait_for_model,
+    wait_until_ready,
+)
 
 VIEWER = new_key()
 
@@ -34,6 +40,10 @@ async def http(kafka: KafkaSettings, database_url: str) -> AsyncIterator[httpx.A
         async with httpx.AsyncClient(
             transport=transport, base_url="http://gw", headers=headers
         ) as client:
+            # Started for real before the test (and so before the shutdown): a gateway stopped
+            # while its Kafka clients are still connecting leaves aiokafka connections behind.
+            await wait_until_ready(client)
+            await wait_for_model(client, "none")
             yield client
 
 
