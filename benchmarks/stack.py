@@ -22,7 +22,7 @@ from mlflow import MlflowClient
 
 from contracts import KafkaSettings, encode
 from deploy.local.launcher import LocalStack, free_port
-from deploy.local.processes import ServiceProcess
+from deploy.local.processes import ServiceProcess, kafka_env
 from deploy.topics import ensure_topics
 from inference import Bundle, load_bundle
 from inference.registry import register_bundle, serving_version
@@ -95,22 +95,12 @@ class BenchStack:
             await asyncio.to_thread(self.local.start)
             env |= self.local.env
         prefix = self.model_name
-        self.kafka = KafkaSettings(
-            bootstrap_servers=env.get("RS_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
-            requests_topic=f"{prefix}.requests",
-            predictions_topic=f"{prefix}.predictions",
-            feedback_topic=f"{prefix}.feedback",
-            models_topic=f"{prefix}.models",
-            alerts_topic=f"{prefix}.alerts",
+        self.kafka = KafkaSettings().prefixed(
+            prefix, bootstrap_servers=env.get("RS_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
         )
         await ensure_topics(self.kafka)
         self.env = env | {
-            "RS_KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
-            "RS_KAFKA_REQUESTS_TOPIC": self.kafka.requests_topic,
-            "RS_KAFKA_PREDICTIONS_TOPIC": self.kafka.predictions_topic,
-            "RS_KAFKA_FEEDBACK_TOPIC": self.kafka.feedback_topic,
-            "RS_KAFKA_MODELS_TOPIC": self.kafka.models_topic,
-            "RS_KAFKA_ALERTS_TOPIC": self.kafka.alerts_topic,
+            **kafka_env(self.kafka),
             "MLFLOW_TRACKING_URI": self.tracking_uri_of(env),
             "PYTHONUNBUFFERED": "1",
         }

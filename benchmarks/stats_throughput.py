@@ -224,14 +224,7 @@ async def one_run(
 ) -> tuple[int, float, float, float]:
     """Fresh topics and database: (records, records/s, seconds to the last, store alone/s)."""
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
-    kafka = KafkaSettings(
-        bootstrap_servers=bootstrap,
-        requests_topic=f"{prefix}.requests",
-        predictions_topic=f"{prefix}.predictions",
-        feedback_topic=f"{prefix}.feedback",
-        models_topic=f"{prefix}.models",
-        alerts_topic=f"{prefix}.alerts",
-    )
+    kafka = KafkaSettings().prefixed(prefix, bootstrap_servers=bootstrap)
     name = prefix.replace("-", "_")
     admin_url = urlsplit(base_url)._replace(path="/postgres").geturl()
     url = urlsplit(base_url)._replace(path=f"/{name}").geturl()

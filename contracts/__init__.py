@@ -23,6 +23,8 @@ from contracts.messages import (
     Source,
     Timings,
     WordWeight,
+    WorkerState,
+    WorkerStatus,
 )
 from contracts.topics import KafkaSettings, TopicSpec
 
@@ -51,6 +53,8 @@ __all__ = [
     "Timings",
     "TopicSpec",
     "WordWeight",
+    "WorkerState",
+    "WorkerStatus",
     "dead_letter",
     "decode",
     "decode_reply",

@@ -15,6 +15,7 @@ Versions in use:
   carries the review's :class:`RequestFeatures` for the drift monitor.
 - 2 of :class:`ModelChanged`: the version's :class:`ReferenceProfile`.
 - 1 of :class:`Alert`: the alerts topic, new (Alertmanager's alerts, through the gateway).
+- 1 of :class:`WorkerStatus`: the fleet topic, new (what each worker serves, as a heartbeat).
 """
 
 from __future__ import annotations
@@ -264,6 +265,37 @@ class Alert(Message):
     fingerprint: str = Field(min_length=1, max_length=128)
     generator_url: str = Field("", max_length=4096)
     received_at: datetime = Field(default_factory=utc_now)
+
+
+class WorkerState(StrEnum):
+    STARTING = "starting"  # no model in service yet
+    SERVING = "serving"  # serves ``version``, and it is the one the alias names
+    LOADING = "loading"  # serves ``version`` (or nothing) while it loads ``wanted_version``
+    FAILED = "failed"  # the last load of ``wanted_version`` failed; retrying with backoff
+    STOPPED = "stopped"  # said once on a clean shutdown
+
+
+class WorkerStatus(Message):
+    """What one worker serves, published on the compacted fleet topic keyed by ``worker_id``:
+    on every change and as a heartbeat. A promotion is acknowledged when every live worker
+    reports the new version; a report older than a few heartbeats means the worker is gone."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+    worker_id: str = Field(min_length=1, max_length=256)
+    model_name: ModelName
+    alias: str = Field(min_length=1, max_length=128)
+    role: Literal["serving", "shadow"] = "serving"
+    state: WorkerState
+    version: str | None = Field(None, max_length=64, description="the version in service")
+    sha256: Sha256 | None = None
+    wanted_version: str | None = Field(None, max_length=64, description="the alias's, as heard")
+    load_attempts: int = Field(0, ge=0, description="failed loads of wanted_version so far")
+    error: str | None = Field(None, max_length=4096, description="why the last load failed")
+    lag: int | None = Field(None, ge=0, description="requests not yet consumed by this worker")
+    heartbeat_s: float = Field(gt=0, description="the next report comes within this")
+    started_at: datetime
+    reported_at: datetime = Field(default_factory=utc_now)
 
 
 class DeadLetter(Message):

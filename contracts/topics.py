@@ -27,6 +27,9 @@ class KafkaSettings(BaseSettings):
     feedback_topic: str = "reviews.feedback"
     models_topic: str = "models.events"
     alerts_topic: str = "models.alerts"
+    fleet_topic: str = "models.fleet"
+    # A challenger answers here, never on the predictions topic: no client sees a shadow answer.
+    shadow_predictions_topic: str = "reviews.predictions.shadow"
     alerts_retention_ms: int = 30 * 24 * 3600 * 1000
     # More partitions than workers lets the group grow without re-partitioning.
     requests_partitions: int = 6
@@ -34,6 +37,16 @@ class KafkaSettings(BaseSettings):
     feedback_partitions: int = 3
     retention_ms: int = 7 * 24 * 3600 * 1000
     dlq_retention_ms: int = 30 * 24 * 3600 * 1000
+
+    def prefixed(self, prefix: str, **changes: object) -> KafkaSettings:
+        """The same settings with every topic named ``<prefix>.<kind>``: tests and benchmarks
+        get topics of their own."""
+        names = {
+            field: f"{prefix}.{field.removesuffix('_topic').replace('_', '.')}"
+            for field in type(self).model_fields
+            if field.endswith("_topic")
+        }
+        return self.model_copy(update=names | changes)
 
     @staticmethod
     def dlq(topic: str) -> str:
@@ -46,6 +59,7 @@ class KafkaSettings(BaseSettings):
             TopicSpec(self.requests_topic, self.requests_partitions, retention),
             TopicSpec(self.predictions_topic, self.predictions_partitions, retention),
             TopicSpec(self.feedback_topic, self.feedback_partitions, retention),
+            TopicSpec(self.shadow_predictions_topic, self.predictions_partitions, retention),
         ]
         dlqs = [TopicSpec(self.dlq(t.name), 1, dlq_retention) for t in data]
         # Compacted and keyed by model name: a late starter reads the current model per name.
@@ -53,4 +67,7 @@ class KafkaSettings(BaseSettings):
         # Alertmanager's alerts as the gateway received them: the record of what fired, kept
         # 30 days, one partition so every reader sees them in the order they came.
         alerts = TopicSpec(self.alerts_topic, 1, {"retention.ms": str(self.alerts_retention_ms)})
-        return [*data, *dlqs, models, alerts]
+        # Keyed by worker id, compacted to the last report of each worker; a worker gone for
+        # longer than the retention (its heartbeat stopped) ages out.
+        fleet = TopicSpec(self.fleet_topic, 1, {"cleanup.policy": "compact,delete", **retention})
+        return [*data, *dlqs, models, alerts, fleet]

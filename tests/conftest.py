@@ -60,13 +60,9 @@ def unique(prefix: str) -> str:
 async def kafka(stack: LocalStack) -> KafkaSettings:
     """Kafka settings whose topics are new and belong to this test alone."""
     prefix = unique("t")
-    settings = KafkaSettings(
+    settings = KafkaSettings().prefixed(
+        prefix,
         bootstrap_servers=stack.bootstrap_servers,
-        requests_topic=f"{prefix}.requests",
-        predictions_topic=f"{prefix}.predictions",
-        feedback_topic=f"{prefix}.feedback",
-        models_topic=f"{prefix}.models",
-        alerts_topic=f"{prefix}.alerts",
         requests_partitions=3,
         predictions_partitions=3,
         feedback_partitions=2,

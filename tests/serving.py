@@ -37,7 +37,7 @@ from contracts import (
     encode,
 )
 from deploy.local.launcher import LocalStack
-from deploy.local.processes import ServiceProcess
+from deploy.local.processes import ServiceProcess, kafka_env
 from inference.registry import SHA_TAG, register_bundle
 from inference.synthetic import make_fast_bundle
 
@@ -112,14 +112,7 @@ def corrupt(client: MlflowClient, name: str, version: str) -> None:
 def service_env(
     stack: LocalStack, kafka: KafkaSettings, **settings: str | int | float
 ) -> dict[str, str]:
-    env = {
-        "RS_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "RS_KAFKA_REQUESTS_TOPIC": kafka.requests_topic,
-        "RS_KAFKA_PREDICTIONS_TOPIC": kafka.predictions_topic,
-        "RS_KAFKA_FEEDBACK_TOPIC": kafka.feedback_topic,
-        "RS_KAFKA_MODELS_TOPIC": kafka.models_topic,
-        "MLFLOW_TRACKING_URI": stack.mlflow_uri,
-    }
+    env = kafka_env(kafka) | {"MLFLOW_TRACKING_URI": stack.mlflow_uri}
     env.update({key: str(value) for key, value in settings.items()})
     return env
 
