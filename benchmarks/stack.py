@@ -24,6 +24,8 @@ from contracts import KafkaSettings, encode
 from deploy.local.launcher import LocalStack, free_port
 from deploy.local.processes import ServiceProcess, kafka_env
 from deploy.topics import ensure_topics
+from export.gates import Gate
+from export.registry import record_gates
 from inference import Bundle, load_bundle
 from inference.registry import register_bundle, serving_version
 from inference.synthetic import make_fast_bundle
@@ -133,6 +135,8 @@ class BenchStack:
             version = register_bundle(
                 client, run_id=run_id, bundle=bundle, model_name=self.model_name
             )
+            # The watcher ships only a gated version; these are the benchmark's own models.
+            record_gates(client, version, [Gate("benchmark", True, 1.0, 1.0, "benchmark model")])
             client.set_terminated(run_id)
             versions.append(str(version.version))
         self.move_alias(versions[0])

@@ -1,6 +1,7 @@
 """``python -m export``: move the serving alias by hand, and show where a version came from.
 
     python -m export promote 7 --reason "reviewed the gate report"
+    python -m export promote 8 --override --reason "known gate flake, approved by J."
     python -m export rollback --reason "complaints about v7"
     python -m export lineage 7          # or without a version: the one the alias names
 
@@ -32,6 +33,14 @@ def promote_command(
     version: Annotated[str, typer.Argument(help="model version to serve")],
     reason: Annotated[str, typer.Option(help="why; recorded on the version")],
     by: Annotated[str | None, typer.Option(help="who; default user@host")] = None,
+    override: Annotated[
+        bool,
+        typer.Option(
+            "--override",
+            help="ship it although its gates failed or it was rolled back (recorded, with the"
+            " reason, on the version and in its lineage)",
+        ),
+    ] = False,
 ) -> None:
     """Point the serving alias at VERSION, if every one of its gates passed."""
     settings = Settings()
@@ -43,6 +52,7 @@ def promote_command(
             alias=settings.alias,
             by=by or who(),
             reason=reason,
+            override=override,
         )
     except RegistryError as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -21,6 +21,13 @@ HISTORY_TAGS = (
     "restored_reason",
     "restored_at",
     "serving_reason",
+    "shipped_at",
+    "override.by",
+    "override.reason",
+    "override.at",
+    "release.refused",
+    "release.refused_at",
+    "rollback.automatic",
 )
 
 

@@ -4,12 +4,14 @@ Conventions (on top of ``inference.registry``'s ``bundle/`` artifact and ``bundl
 
 - every gate is recorded on the model version as tags ``gate.<name>`` = pass | fail with
   ``gate.<name>.value``, ``.threshold`` and ``.detail``; ``gates`` = passed | failed sums them up.
-- promotion moves the serving alias only to a version whose ``gates`` tag is ``passed``, and tags
-  it ``promoted_by``, ``promoted_reason``, ``promoted_at`` and ``previous_production`` (the
-  version the alias named before, or empty).
-- rollback moves the alias back to ``previous_production`` of the version it names now, and tags
-  both versions with who, why and when. ``serving_reason`` on the served version says whether
-  it got there by promotion or by rollback.
+- promotion moves the serving alias only to a version whose ``gates`` tag is ``passed`` and that
+  was never rolled back, and tags it ``promoted_by``, ``promoted_reason``, ``promoted_at`` and
+  ``previous_production`` (the version the alias named before, or empty). ``--override`` ships
+  any version, recorded as ``override.by/reason/at`` (``inference.release``).
+- rollback (``inference.release``, shared with the watcher's automatic rollback) moves the
+  alias back to ``previous_production`` of the version it names now, and tags both versions
+  with who, why and when. ``serving_reason`` on the served version says whether it got there
+  by promotion or by rollback.
 """
 
 from __future__ import annotations
@@ -17,47 +19,49 @@ from __future__ import annotations
 import getpass
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
-from mlflow.exceptions import MlflowException
 
 from contracts import ChangeReason
 from export.gates import Gate
+from inference.release import (
+    FAILED,
+    GATES_TAG,
+    PASSED,
+    AliasMove,
+    NothingToRollBack,
+    RegistryError,
+    current,
+    failed_gates,
+    get_version,
+    now,
+    record_override,
+    rollback,
+    rolled_back_at,
+    tag,
+)
 
-GATES_TAG = "gates"
-PASSED, FAILED = "passed", "failed"
-
-
-class RegistryError(Exception):
-    """A promotion or rollback that cannot be done; the message says why."""
+__all__ = [
+    "GATES_TAG",
+    "AliasMove",
+    "NotPromotable",
+    "NothingToRollBack",
+    "RegistryError",
+    "current",
+    "promote",
+    "record_gates",
+    "rollback",
+    "who",
+]
 
 
 class NotPromotable(RegistryError):
     pass
 
 
-class NothingToRollBack(RegistryError):
-    pass
-
-
-@dataclass(frozen=True)
-class AliasMove:
-    model_name: str
-    alias: str
-    version: str
-    previous: str | None
-    reason: ChangeReason
-
-
 def who() -> str:
     return f"{getpass.getuser()}@{socket.gethostname()}"
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def record_gates(client: MlflowClient, version: ModelVersion, gates: Sequence[Gate]) -> bool:
@@ -65,31 +69,14 @@ def record_gates(client: MlflowClient, version: ModelVersion, gates: Sequence[Ga
     passed = all(g.passed for g in gates)
     for gate in gates:
         prefix = f"gate.{gate.name}"
-        _tag(client, version, prefix, gate.status)
-        _tag(client, version, f"{prefix}.value", f"{gate.value:.6g}")
-        _tag(client, version, f"{prefix}.threshold", f"{gate.threshold:.6g}")
-        _tag(client, version, f"{prefix}.detail", gate.detail)
+        tag(client, version, prefix, gate.status)
+        tag(client, version, f"{prefix}.value", f"{gate.value:.6g}")
+        tag(client, version, f"{prefix}.threshold", f"{gate.threshold:.6g}")
+        tag(client, version, f"{prefix}.detail", gate.detail)
     failed = [g.name for g in gates if not g.passed]
-    _tag(client, version, "gates.failed", ",".join(failed))
-    _tag(client, version, GATES_TAG, PASSED if passed else FAILED)
+    tag(client, version, "gates.failed", ",".join(failed))
+    tag(client, version, GATES_TAG, PASSED if passed else FAILED)
     return passed
-
-
-def failed_gates(version: ModelVersion) -> list[str]:
-    """The failing gates, each with its detail; ['no gate results'] for an ungated version."""
-    if version.tags.get(GATES_TAG) not in {PASSED, FAILED}:
-        return ["no gate results recorded on this version"]
-    names = [n for n in version.tags.get("gates.failed", "").split(",") if n]
-    return [f"{n}: {version.tags.get(f'gate.{n}.detail', 'failed')}" for n in names]
-
-
-def current(client: MlflowClient, model_name: str, alias: str) -> ModelVersion | None:
-    try:
-        return client.get_model_version_by_alias(model_name, alias)
-    except MlflowException as exc:
-        if exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}:
-            return None
-        raise
 
 
 def promote(
@@ -100,60 +87,35 @@ def promote(
     alias: str,
     by: str,
     reason: str,
+    override: bool = False,
 ) -> AliasMove:
-    """Point the alias at ``version`` if every gate passed; else raise NotPromotable."""
-    target = _version(client, model_name, version)
+    """Point the alias at ``version`` if every gate passed (and it was never rolled back);
+    else raise NotPromotable. ``override`` ships it anyway, recorded on the version as who and
+    why: the watcher ships an overridden version, and lineage shows the override."""
+    target = get_version(client, model_name, version)
     failures = failed_gates(target)
-    if failures:
+    if rolled_back_at(target) is not None:
+        failures.append(
+            f"rolled back at {target.tags.get('rolled_back_at')} "
+            f"({target.tags.get('rolled_back_reason', 'no reason recorded')})"
+        )
+    if failures and not override:
         raise NotPromotable(
-            f"{model_name} v{version} is not promoted, gates failed: " + "; ".join(failures)
+            f"{model_name} v{version} is not promoted: "
+            + "; ".join(failures)
+            + " (--override ships it anyway, with a reason)"
         )
     before = current(client, model_name, alias)
     previous = str(before.version) if before is not None else None
-    if previous == str(target.version):
+    if previous == str(target.version) and not override:
         raise NotPromotable(f"{model_name} v{version} already holds the alias {alias!r}")
-    client.set_registered_model_alias(model_name, alias, str(target.version))
-    _tag(client, target, "previous_production", previous or "")
-    _tag(client, target, "promoted_by", by)
-    _tag(client, target, "promoted_reason", reason)
-    _tag(client, target, "promoted_at", now())
-    _tag(client, target, "serving_reason", ChangeReason.PROMOTED.value)
+    if override:  # before the move, so that the watcher never sees the move without it
+        record_override(client, target, by=by, reason=reason)
+    if previous != str(target.version):
+        tag(client, target, "previous_production", previous or "")
+        tag(client, target, "promoted_by", by)
+        tag(client, target, "promoted_reason", reason)
+        tag(client, target, "promoted_at", now())
+        tag(client, target, "serving_reason", ChangeReason.PROMOTED.value)
+        client.set_registered_model_alias(model_name, alias, str(target.version))
     return AliasMove(model_name, alias, str(target.version), previous, ChangeReason.PROMOTED)
-
-
-def rollback(
-    client: MlflowClient, model_name: str, *, alias: str, by: str, reason: str
-) -> AliasMove:
-    """Point the alias back at the version that served before the current one."""
-    serving = current(client, model_name, alias)
-    if serving is None:
-        raise NothingToRollBack(f"{model_name} has no {alias!r} alias to roll back")
-    previous = serving.tags.get("previous_production", "")
-    if not previous:
-        raise NothingToRollBack(
-            f"{model_name} v{serving.version} has no previous {alias} version to return to"
-        )
-    target = _version(client, model_name, previous)
-    client.set_registered_model_alias(model_name, alias, str(target.version))
-    stamp = now()
-    _tag(client, serving, "rolled_back_by", by)
-    _tag(client, serving, "rolled_back_reason", reason)
-    _tag(client, serving, "rolled_back_at", stamp)
-    _tag(client, target, "restored_by", by)
-    _tag(client, target, "restored_reason", reason)
-    _tag(client, target, "restored_at", stamp)
-    _tag(client, target, "serving_reason", ChangeReason.ROLLED_BACK.value)
-    return AliasMove(
-        model_name, alias, str(target.version), str(serving.version), ChangeReason.ROLLED_BACK
-    )
-
-
-def _version(client: MlflowClient, model_name: str, version: str) -> ModelVersion:
-    try:
-        return client.get_model_version(model_name, str(version))
-    except MlflowException as exc:
-        raise RegistryError(f"{model_name} v{version} does not exist ({exc.message})") from None
-
-
-def _tag(client: MlflowClient, version: ModelVersion, key: str, value: str) -> None:
-    client.set_model_version_tag(version.name, str(version.version), key, value)

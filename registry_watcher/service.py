@@ -1,10 +1,17 @@
-"""The registry watcher: polls where the serving alias points and announces each move.
+"""The registry watcher: the release component. It polls where the serving alias points,
+verifies the version, announces each move, and rolls back a version on probation that alerts.
 
 On start it reads the compacted models topic to learn the last event per model, so a restart
 announces only what changed while it was away. Then, every ``poll_interval_s``, it asks the
-registry where the alias points and publishes a ModelChanged (keyed by model name, acks=all)
-when that differs from the last event. A registry or broker that is away costs a poll, is
-logged and counted, and the next poll tries again: the watcher never exits for it.
+registry where the alias points. A move is shipped (a ModelChanged, keyed by model name,
+acks=all) only if the version passed its gates or carries an override, was not rolled back, and
+its bundle checks out (sha256, reference outputs); otherwise the fleet stays where it is, and
+the version gets a ``release.refused`` tag and the alerts topic a ReleaseRefused alert.
+A registry or broker that is away costs a poll, is logged and counted, and the next poll tries
+again: the watcher never exits for it.
+
+Beside the polls it reads the alerts topic: a firing alert on the version it shipped, within
+``probation_s``, moves the alias back (``registry_watcher.probation``).
 
 The health server and the models-topic reader are every service's (``runtime``).
 """
@@ -15,19 +22,27 @@ import asyncio
 import contextlib
 import logging
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 from types import TracebackType
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
+from tenacity import AsyncRetrying
 
-from contracts import ModelChanged, encode
+from contracts import Alert, AlertStatus, ModelChanged, encode
+from inference.release import AliasMove, release_problem
+from registry_watcher.alerts import alerts_since
 from registry_watcher.changes import change
-from registry_watcher.registry import MlflowRegistry, Registry
+from registry_watcher.probation import rollback_reason
+from registry_watcher.registry import MlflowRegistry, Target
+from registry_watcher.release import key
 from registry_watcher.settings import Settings
+from runtime.backoff import backoff
 from runtime.health import HealthServer, Readiness
 from runtime.kafka import ModelEvents, connect, producer, wait_for_kafka
 from runtime.metrics import service_registry
+from runtime.tasks import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +68,18 @@ class WatcherMetrics:
         self.serving_version = Gauge(
             "rs_watcher_serving_version", "Version the alias points at", ["model_name"], registry=r
         )
+        self.refused = Counter(
+            "rs_watcher_releases_refused", "Alias moves not shipped (gates, rollback, artifact)",
+            ["model_name"], registry=r,
+        )  # fmt: skip
+        self.rollbacks = Counter(
+            "rs_watcher_rollbacks", "Automatic rollbacks of a version on probation",
+            ["model_name", "alert"], registry=r,
+        )  # fmt: skip
 
 
 class Watcher:
-    def __init__(self, settings: Settings, *, registry: Registry | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = WatcherMetrics()
         self.health = HealthServer(
@@ -66,13 +89,18 @@ class Watcher:
             registry=self.metrics.registry,
             readiness=self.readiness,
         )
-        self._registry = registry
         self._stack = AsyncExitStack()
+        self._supervisor = Supervisor(SERVICE, self.metrics.registry)
         self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()  # poll now: a rollback moved the alias
         self._producer: AIOKafkaProducer | None = None
         self._registry_error: str | None = NOT_POLLED
         self._registry_reached = False
         self.published: dict[str, ModelChanged] = {}
+        # Per model: the verdict key of the version verified for shipping, and of the one
+        # refused with the alert that said so (each is decided once, not on every poll).
+        self._verified: dict[str, tuple[str, ...]] = {}
+        self._refused: dict[str, tuple[tuple[str, ...], Alert]] = {}
 
     async def __aenter__(self) -> Watcher:
         await self.health.start()
@@ -91,9 +119,16 @@ class Watcher:
         if not self._stopping.is_set():
             log.info("stopping")
             self._stopping.set()
+            self._wake.set()
 
     async def readiness(self) -> Readiness:
-        checks = {"kafka": self._producer is not None, "registry": self._registry_error is None}
+        checks = {
+            "kafka": self._producer is not None,
+            "registry": self._registry_error is None,
+            "tasks": not self._supervisor.failed,
+        }
+        if self._supervisor.failed:
+            return Readiness(checks, f"background task died: {', '.join(self._supervisor.failed)}")
         if self._producer is None:
             return Readiness(checks, "not connected to Kafka yet")
         if self._registry_error is not None:
@@ -102,9 +137,7 @@ class Watcher:
 
     async def run(self) -> None:
         s = self.settings
-        registry = self._registry
-        if registry is None:
-            registry = await asyncio.to_thread(MlflowRegistry, s.mlflow_tracking_uri)
+        registry = await asyncio.to_thread(MlflowRegistry, s.mlflow_tracking_uri)
         stopping = self._stopping.is_set
         if not await wait_for_kafka(
             s.kafka, topics=[s.kafka.models_topic], log=log, give_up=stopping
@@ -133,6 +166,8 @@ class Watcher:
             give_up=stopping,
         )
         self._stack.push_async_callback(self._producer.stop)
+        self._stack.push_async_callback(self._supervisor.stop)
+        self._supervisor.start(self._watch_alerts(registry), name="alerts")
         log.info(
             "watching %s@%s in %s every %.1fs",
             ",".join(s.model_names),
@@ -141,17 +176,18 @@ class Watcher:
             s.poll_interval_s,
         )
         while not self._stopping.is_set():
+            self._wake.clear()
             await self.poll(registry)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=s.poll_interval_s)
+                await asyncio.wait_for(self._wake.wait(), timeout=s.poll_interval_s)
         log.info("registry watcher stopped")
 
-    async def poll(self, registry: Registry) -> None:
-        """Ask once per model; publish what changed."""
+    async def poll(self, registry: MlflowRegistry) -> None:
+        """Ask once per model; ship what changed and may ship."""
         s = self.settings
         for name in s.model_names:
             try:
-                current = await asyncio.to_thread(registry.serving, name, s.alias)
+                target = await asyncio.to_thread(registry.target, name, s.alias)
             except Exception as exc:
                 if self._registry_error == NOT_POLLED:  # at start-up: the stack is still coming up
                     log.info(
@@ -179,11 +215,159 @@ class Watcher:
             self._registry_error = None
             self.metrics.polls.labels(outcome="ok").inc()
             self.metrics.registry_up.set(1)
-            if current is not None and current.version.isdigit():
-                self.metrics.serving_version.labels(model_name=name).set(int(current.version))
-            event = change(self.published.get(name), current)
-            if event is not None:
-                await self._publish(event)
+            if target is not None and target.event.version.isdigit():
+                self.metrics.serving_version.labels(model_name=name).set(int(target.event.version))
+            await self._consider(registry, name, target)
+
+    async def _consider(self, registry: MlflowRegistry, name: str, target: Target | None) -> None:
+        """Ship the version the alias names if it is news and may ship; refuse it once if not."""
+        published = self.published.get(name)
+        event = change(published, target.event if target is not None else None)
+        verdict = key(target.version) if target is not None else None
+        if name in self._refused and self._refused[name][0] != verdict:
+            await self._resolve_refusal(name)  # the alias left the refused version
+        if event is None or target is None or verdict is None:
+            return
+        if name in self._refused:
+            return  # refused, and said so; a new override or tag makes a new verdict
+        try:
+            problem = release_problem(target.version)
+            if problem is None and self._verified.get(name) != verdict:
+                if self.settings.verify_artifacts:
+                    problem = await asyncio.to_thread(registry.artifact_problem, event)
+                if problem is None:
+                    self._verified[name] = verdict
+            if problem is not None:
+                await self._refuse(registry, target, problem)
+                return
+            # Tagged before the event: probation starts, and the version to return to is
+            # known, before any worker serves it.
+            await asyncio.to_thread(
+                registry.mark_shipped, target, published.version if published else None
+            )
+        except Exception as exc:  # the registry or its artifact store is away: poll again
+            log.warning(
+                "could not verify %s v%s (%s: %s); next poll tries again",
+                name, target.event.version, type(exc).__name__, exc,
+            )  # fmt: skip
+            return
+        await self._publish(event)
+
+    async def _refuse(self, registry: MlflowRegistry, target: Target, problem: str) -> None:
+        event = target.event
+        was = self.published.get(event.model_name)
+        log.error(
+            "not shipping %s v%s: %s; the fleet stays on %s",
+            event.model_name, event.version, problem, f"v{was.version}" if was else "nothing",
+        )  # fmt: skip
+        await asyncio.to_thread(registry.mark_refused, target, problem)
+        alert = Alert(
+            name="ReleaseRefused",
+            status=AlertStatus.FIRING,
+            severity="critical",
+            labels={
+                "model_name": event.model_name,
+                "model_version": event.version,
+                "alias": event.alias,
+            },
+            summary=f"{event.model_name}@{event.alias} names v{event.version}, which was not "
+            f"shipped; the fleet stays on {f'v{was.version}' if was else 'nothing'}",
+            description=problem,
+            starts_at=datetime.now(UTC),
+            fingerprint=f"release-refused:{event.model_name}:{event.version}"[-128:],
+        )
+        if await self._send_alert(alert):
+            self.metrics.refused.labels(model_name=event.model_name).inc()
+            self._refused[event.model_name] = (key(target.version), alert)
+
+    async def _resolve_refusal(self, name: str) -> None:
+        _, alert = self._refused[name]
+        now = datetime.now(UTC)
+        resolved = alert.model_copy(
+            update={"status": AlertStatus.RESOLVED, "ends_at": now, "received_at": now}
+        )
+        if await self._send_alert(resolved):
+            del self._refused[name]
+
+    async def _watch_alerts(self, registry: MlflowRegistry) -> None:
+        """Roll back a version on probation that an alert names, for the life of the watcher."""
+        s = self.settings
+        while True:
+            try:
+                async for alert in alerts_since(
+                    s.kafka, lookback_s=s.probation_s, client_id="rs-registry-watcher-alerts"
+                ):
+                    await self._on_alert(registry, alert)
+            except (KafkaError, OSError) as exc:
+                log.warning("reading %s failed (%r); reading it again", s.kafka.alerts_topic, exc)
+                await asyncio.sleep(1)
+
+    async def _on_alert(self, registry: MlflowRegistry, alert: Alert) -> None:
+        s = self.settings
+        if alert.status != AlertStatus.FIRING or alert.name not in s.rollback_on:
+            return
+        for name in s.model_names:
+            # An alert must not be lost to an MLflow outage: wait for the registry.
+            async for attempt in AsyncRetrying(wait=backoff(), reraise=True):
+                with attempt:
+                    outcome = await asyncio.to_thread(self._roll_back_if_due, registry, name, alert)
+            if outcome is None:
+                continue
+            moved, reason = outcome
+            log.warning(
+                "rolled back %s@%s from v%s to v%s: %s",
+                name, s.alias, moved.previous, moved.version, reason,
+            )  # fmt: skip
+            self.metrics.rollbacks.labels(model_name=name, alert=alert.name).inc()
+            await self._send_alert(
+                Alert(
+                    name="ModelRolledBack",
+                    status=AlertStatus.FIRING,
+                    severity="warning",
+                    labels={
+                        "model_name": name,
+                        "model_version": str(moved.previous),
+                        "restored_version": moved.version,
+                        "alias": s.alias,
+                    },
+                    summary=f"{name}@{s.alias} rolled back from v{moved.previous} to "
+                    f"v{moved.version}",
+                    description=reason,
+                    starts_at=datetime.now(UTC),
+                    fingerprint=f"rolled-back:{name}:{moved.previous}"[-128:],
+                )
+            )
+            self._wake.set()  # announce the rollback now, not at the next poll
+
+    def _roll_back_if_due(
+        self, registry: MlflowRegistry, name: str, alert: Alert
+    ) -> tuple[AliasMove, str] | None:
+        """Blocking: the rollback ``alert`` calls for, done; None when it calls for none."""
+        s = self.settings
+        target = registry.target(name, s.alias)
+        if target is None:
+            return None
+        reason = rollback_reason(
+            alert,
+            target.version,
+            rollback_on=s.rollback_on,
+            probation_s=s.probation_s,
+            now=datetime.now(UTC),
+        )
+        if reason is None:
+            return None
+        return registry.roll_back(name, s.alias, reason), reason
+
+    async def _send_alert(self, alert: Alert) -> bool:
+        assert self._producer is not None
+        try:
+            await self._producer.send_and_wait(
+                self.settings.kafka.alerts_topic, encode(alert), key=alert.fingerprint.encode()
+            )
+        except KafkaError as exc:
+            log.warning("could not publish the %s alert: %s; trying again later", alert.name, exc)
+            return False
+        return True
 
     async def _publish(self, event: ModelChanged) -> None:
         assert self._producer is not None

@@ -22,10 +22,22 @@ class Settings(BaseSettings):
         description="registered models to watch, comma-separated",
     )
     alias: str = Field(DEFAULT_ALIAS, description="the serving alias that workers follow")
+    verify_artifacts: bool = Field(
+        True,
+        description="download each version before shipping it to re-check its sha256 and "
+        "reference outputs (the gates' tags are always checked)",
+    )
+    probation_s: float = Field(
+        3600.0, ge=0, description="after shipping a version, how long an alert rolls it back"
+    )
+    rollback_on: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["LiveAccuracyDrop", "InferenceErrors"],
+        description="alert names that roll back a version on probation, comma-separated",
+    )
     mlflow_tracking_uri: str = Field("http://127.0.0.1:5000", alias="MLFLOW_TRACKING_URI")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
-    @field_validator("model_names", mode="before")
+    @field_validator("model_names", "rollback_on", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):

@@ -38,6 +38,8 @@ from contracts import (
 )
 from deploy.local.launcher import LocalStack
 from deploy.local.processes import ServiceProcess, kafka_env
+from export.gates import Gate
+from export.registry import record_gates
 from inference.registry import SHA_TAG, register_bundle
 from inference.synthetic import make_fast_bundle
 
@@ -85,20 +87,33 @@ def mlflow_client(stack: LocalStack) -> MlflowClient:
 
 
 def register(
-    client: MlflowClient, name: str, tmp_path: Path, *, seed: int, promote: bool = True
+    client: MlflowClient,
+    name: str,
+    tmp_path: Path,
+    *,
+    seed: int,
+    promote: bool = True,
+    gates_pass: bool = True,
+    profile: bool = False,
 ) -> str:
-    """Register a small real bundle as a new version of ``name``; optionally point the alias."""
+    """Register a small real bundle as a new version of ``name``, with one gate result (the
+    watcher ships only a version that passed); optionally point the alias."""
     experiment = client.get_experiment_by_name(name)
     experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
     run = client.create_run(experiment_id)
-    bundle = make_fast_bundle(tmp_path / f"{name}-{seed}", seed=seed)
-    version = str(
-        register_bundle(client, run_id=run.info.run_id, bundle=bundle, model_name=name).version
-    )
+    bundle = make_fast_bundle(tmp_path / f"{name}-{seed}", seed=seed, profile=profile)
+    registered = register_bundle(client, run_id=run.info.run_id, bundle=bundle, model_name=name)
+    record_gates(client, registered, [synthetic_gate(gates_pass)])
+    version = str(registered.version)
     client.set_terminated(run.info.run_id)
     if promote:
         client.set_registered_model_alias(name, "production", version)
     return version
+
+
+def synthetic_gate(passed: bool) -> Gate:
+    detail = "a test's synthetic model" + ("" if passed else ", failing on purpose")
+    return Gate("accuracy_floor", passed, 0.96 if passed else 0.5, 0.95, detail)
 
 
 def corrupt(client: MlflowClient, name: str, version: str) -> None:

@@ -20,7 +20,8 @@ from tenacity import (
 
 from contracts import ModelChanged
 from inference import Bundle, BundleError, OnnxPredictor, ReferenceMismatch, explainer_for
-from inference.registry import download_bundle, serving_version
+from inference.registry import changed_event, download_bundle
+from inference.release import current, release_problem
 from runtime.backoff import backoff
 from workers.models import LoadedModel, ModelRefused
 
@@ -46,7 +47,22 @@ class MlflowModelSource:
         self.download_attempts = download_attempts
 
     def serving(self, name: str, alias: str) -> ModelChanged | None:
-        return serving_version(self.client, name, alias)
+        """Where the alias points, if that version may ship: this fallback runs only while the
+        models topic names nothing, and must not load what the release refused."""
+        version = current(self.client, name, alias)
+        if version is None:
+            return None
+        problem = release_problem(version)
+        if problem is not None:
+            log.warning(
+                "the registry names %s@%s v%s, not loaded: %s",
+                name,
+                alias,
+                version.version,
+                problem,
+            )
+            return None
+        return changed_event(version, alias)
 
     def load(self, event: ModelChanged) -> LoadedModel:
         target = Path(

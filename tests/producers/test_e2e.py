@@ -32,12 +32,13 @@ from contracts import Feedback, KafkaSettings, ReviewRequest, Source, decode, en
 from contracts.reviewfiles import ReviewFile, shared_data
 from deploy.local.launcher import ROOT, LocalStack, free_port
 from deploy.local.processes import ServiceProcess
+from export.registry import record_gates
 from gateway import readmodel as queries
 from inference import Bundle, OnnxPredictor
 from inference.registry import register_bundle
 from inference.synthetic import make_fast_bundle
 from tests.reviewfiles import labelled_rows, write_labelled_csv_gz
-from tests.serving import service_env
+from tests.serving import service_env, synthetic_gate
 from tests.statsprocess import StatsProcess, wait_for
 from tests.topicdump import dump_topic
 
@@ -61,6 +62,7 @@ async def worker(stack: LocalStack, kafka: KafkaSettings, tmp_path: Path) -> Asy
     run = client.create_run(client.create_experiment(name))
     bundle = make_fast_bundle(tmp_path / "bundle", seed=11)
     version = register_bundle(client, run_id=run.info.run_id, bundle=bundle, model_name=name)
+    record_gates(client, version, [synthetic_gate(passed=True)])
     client.set_registered_model_alias(name, "production", version.version)
 
     port = free_port()
