@@ -93,16 +93,18 @@ def promote(
     else raise NotPromotable. ``override`` ships it anyway, recorded on the version as who and
     why: the watcher ships an overridden version, and lineage shows the override."""
     target = get_version(client, model_name, version)
-    failures = failed_gates(target)
+    problems = []
+    if gates := failed_gates(target):
+        problems.append("gates failed: " + "; ".join(gates))
     if rolled_back_at(target) is not None:
-        failures.append(
+        problems.append(
             f"rolled back at {target.tags.get('rolled_back_at')} "
             f"({target.tags.get('rolled_back_reason', 'no reason recorded')})"
         )
-    if failures and not override:
+    if problems and not override:
         raise NotPromotable(
-            f"{model_name} v{version} is not promoted: "
-            + "; ".join(failures)
+            f"{model_name} v{version} is not promoted, "
+            + "; ".join(problems)
             + " (--override ships it anyway, with a reason)"
         )
     before = current(client, model_name, alias)
