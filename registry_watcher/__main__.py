@@ -12,5 +12,10 @@ if __name__ == "__main__":
         name="registry_watcher",
         # A poll that fails should fail fast and be retried by the next poll, not by MLflow's
         # own long retry ladder.
-        environ={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"},
+        # Its bundle downloads (the release check) are logged, not drawn as progress bars.
+        environ={
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        },
     )

@@ -28,6 +28,7 @@ from mlflow import MlflowClient
 from contracts import (
     DeadLetter,
     KafkaSettings,
+    Label,
     Prediction,
     RequestFailed,
     ReviewRequest,
@@ -238,9 +239,21 @@ class Traffic:
     def _on_dead(self, value: bytes) -> None:
         self.dead_letters.append(decode(value, DeadLetter))
 
-    async def send(self, texts: Iterable[str], *, key: bytes | None = None) -> list[str]:
-        """One ReviewRequest per text, keyed by request_id unless ``key``; waits for the acks."""
-        requests = [ReviewRequest(text=t, source=Source.PRODUCER, reply_to="t") for t in texts]
+    async def send(
+        self,
+        texts: Iterable[str],
+        *,
+        key: bytes | None = None,
+        labels: Iterable[Label] | None = None,
+    ) -> list[str]:
+        """One ReviewRequest per text (with the user's label, given ``labels``), keyed by
+        request_id unless ``key``; waits for the acks."""
+        texts = list(texts)
+        given: list[Label | None] = list(labels) if labels is not None else [None] * len(texts)
+        requests = [
+            ReviewRequest(text=t, source=Source.PRODUCER, reply_to="t", user_label=label)
+            for t, label in zip(texts, given, strict=True)
+        ]
         futures = []
         for request in requests:
             self.sent_at[request.request_id] = time.monotonic()
