@@ -11,14 +11,21 @@ Settings: ``RS_EXPORT_MODEL_NAME``, ``RS_EXPORT_ALIAS``, ``MLFLOW_TRACKING_URI``
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from mlflow import MlflowClient
 
+from export.gates import Gate
 from export.lineage import lineage, render
-from export.registry import RegistryError, current, promote, rollback, who
+from export.registry import RegistryError, current, promote, record_gate, rollback, who
+from export.replay import replay_gate
 from export.settings import Settings
+from inference import OnnxPredictor
+from inference.registry import changed_event, download_bundle
+from inference.release import get_version
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)
 
@@ -42,11 +49,16 @@ def promote_command(
         ),
     ] = False,
 ) -> None:
-    """Point the serving alias at VERSION, if every one of its gates passed."""
+    """Point the serving alias at VERSION, if every one of its gates passed, the live replay
+    gate included (scored now when DATABASE_URL is set)."""
     settings = Settings()
+    client = _client(settings)
     try:
+        gate = live_gate(client, settings, version)
+        if gate is not None:
+            typer.echo(f"gate {gate.name}: {gate.status} - {gate.detail}")
         moved = promote(
-            _client(settings),
+            client,
             settings.model_name,
             version,
             alias=settings.alias,
@@ -59,6 +71,26 @@ def promote_command(
         raise typer.Exit(1) from None
     was = f"v{moved.previous}" if moved.previous else "none"
     typer.echo(f"{moved.model_name} '{moved.alias}' -> v{moved.version} (was {was})")
+
+
+def live_gate(client: MlflowClient, settings: Settings, version: str) -> Gate | None:
+    """Score VERSION against the serving one on the latest labelled live reviews, and record
+    the result on it; None when no database is configured."""
+    target = get_version(client, settings.model_name, version)
+    with tempfile.TemporaryDirectory(prefix="live-replay-") as folder:
+        try:
+            bundle = download_bundle(
+                changed_event(target, settings.alias), Path(folder) / "candidate"
+            )
+            gate = replay_gate(
+                client, settings, OnnxPredictor(bundle), Path(folder), candidate_version=version
+            )
+        except Exception as exc:  # a gate that cannot run does not pass
+            gate = Gate("live_replay", False, 0.0, 0.0, f"could not run: {type(exc).__name__}: "
+                        f"{exc}")  # fmt: skip
+    if gate is not None:
+        record_gate(client, target, gate)
+    return gate
 
 
 @app.command("rollback")

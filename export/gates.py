@@ -86,3 +86,34 @@ def behaviour(result: SuiteResult, min_pass_rate: float) -> Gate:
         shown = "; ".join(f"{o.case.describe()} scored {o.score:.2f}" for o in failures[:3])
         detail += f"; failing e.g. {shown}"
     return Gate("behaviour", rate >= min_pass_rate, rate, min_pass_rate, detail)
+
+
+def live_replay(
+    accuracy: float,
+    production_accuracy: float | None,
+    production_version: str | None,
+    *,
+    reviews: int,
+    min_reviews: int,
+    margin: float,
+) -> Gate:
+    """The candidate against production on the most recent labelled live reviews."""
+    if production_version is None or production_accuracy is None:
+        return Gate("live_replay", True, accuracy, 0.0, "no production version to compare with")
+    if reviews < min_reviews:
+        detail = f"{reviews} labelled live reviews, fewer than the {min_reviews} needed to judge"
+        return Gate("live_replay", True, float(reviews), float(min_reviews), detail)
+    least = production_accuracy - margin
+    gap = accuracy - least
+    versus = (
+        f"production v{production_version} {production_accuracy:.4f} on the {reviews} most "
+        "recent labelled live reviews"
+    )
+    if gap >= 0:
+        detail = f"live accuracy {accuracy:.4f} vs {versus}: within the margin {margin:.4f}"
+    else:
+        detail = (
+            f"live accuracy {accuracy:.4f} is worse than {versus} by "
+            f"{production_accuracy - accuracy:.4f}, more than the margin {margin:.4f}"
+        )
+    return Gate("live_replay", gap >= 0, accuracy, least, detail)

@@ -50,6 +50,7 @@ __all__ = [
     "RegistryError",
     "current",
     "promote",
+    "record_gate",
     "record_gates",
     "rollback",
     "who",
@@ -66,17 +67,36 @@ def who() -> str:
 
 def record_gates(client: MlflowClient, version: ModelVersion, gates: Sequence[Gate]) -> bool:
     """Tag the version with every gate's result; True when all passed."""
-    passed = all(g.passed for g in gates)
     for gate in gates:
-        prefix = f"gate.{gate.name}"
-        tag(client, version, prefix, gate.status)
-        tag(client, version, f"{prefix}.value", f"{gate.value:.6g}")
-        tag(client, version, f"{prefix}.threshold", f"{gate.threshold:.6g}")
-        tag(client, version, f"{prefix}.detail", gate.detail)
-    failed = [g.name for g in gates if not g.passed]
+        _record(client, version, gate)
+    return _sum_up(client, version, {g.name: g.passed for g in gates})
+
+
+def record_gate(client: MlflowClient, version: ModelVersion, gate: Gate) -> bool:
+    """Add (or redo) one gate on a registered version, e.g. the live replay at promotion, and
+    sum up again with the gates recorded before; True when all passed."""
+    _record(client, version, gate)
+    earlier = {
+        key.removeprefix("gate."): value == "pass"
+        for key, value in version.tags.items()
+        if key.startswith("gate.") and key.count(".") == 1
+    }
+    return _sum_up(client, version, earlier | {gate.name: gate.passed})
+
+
+def _record(client: MlflowClient, version: ModelVersion, gate: Gate) -> None:
+    prefix = f"gate.{gate.name}"
+    tag(client, version, prefix, gate.status)
+    tag(client, version, f"{prefix}.value", f"{gate.value:.6g}")
+    tag(client, version, f"{prefix}.threshold", f"{gate.threshold:.6g}")
+    tag(client, version, f"{prefix}.detail", gate.detail)
+
+
+def _sum_up(client: MlflowClient, version: ModelVersion, passed: dict[str, bool]) -> bool:
+    failed = [name for name, ok in passed.items() if not ok]
     tag(client, version, "gates.failed", ",".join(failed))
-    tag(client, version, GATES_TAG, PASSED if passed else FAILED)
-    return passed
+    tag(client, version, GATES_TAG, FAILED if failed else PASSED)
+    return not failed
 
 
 def promote(

@@ -29,6 +29,7 @@ from export.insights import Insights, insights
 from export.onnx import export_onnx, torch_probabilities
 from export.profile import ProfileData, write_profile
 from export.registry import AliasMove, promote, record_gates
+from export.replay import replay_gate
 from export.settings import Settings
 from inference import (
     Bundle,
@@ -115,6 +116,9 @@ def release(
     ]
     if production_error is not None:
         gates[1] = gate.Gate("vs_production", False, metrics.accuracy, 0.0, production_error)
+    live = _live_replay(client, settings, fast_predictor, workdir)
+    if live is not None:
+        gates.append(live)
     _log_to_run(client, run_id, metrics, gates, suite, parity_diff, ms_per_review, workdir)
     log_insights(client, run_id, fast_predictor, test.texts, settings, workdir / "explanations")
     version = register_bundle(client, run_id=run_id, bundle=bundle, model_name=settings.model_name)
@@ -214,6 +218,16 @@ def _production_accuracy(
         return None, None, f"the production version could not be evaluated: {exc}"
     logger.info("production v%s: test accuracy %.4f", event.version, accuracy)
     return accuracy, event.version, None
+
+
+def _live_replay(
+    client: MlflowClient, settings: Settings, predictor: OnnxPredictor, workdir: Path
+) -> gate.Gate | None:
+    try:
+        return replay_gate(client, settings, predictor, workdir)
+    except Exception as exc:  # a gate that cannot run does not pass
+        detail = f"could not run: {type(exc).__name__}: {exc}"
+        return gate.Gate("live_replay", False, 0.0, 0.0, detail)
 
 
 def _log_to_run(

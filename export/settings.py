@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contracts.topics import KafkaSettings
+
 # The same defaults as inference.registry's, repeated so that settings import without MLflow
 # (training runs on machines that have torch but no MLflow client; tests check they agree).
 DEFAULT_MODEL_NAME = "reviewstream-sentiment"
@@ -45,6 +47,23 @@ class Settings(BaseSettings):
     )
     insight_min_reviews: int = Field(5, description="reviews a word must occur in to be ranked")
     insight_top: int = Field(15, description="words shown on each side")
+    # The live replay gate: labels from the statistics database, texts from the requests topic.
+    database_url: str | None = Field(
+        None,
+        alias="DATABASE_URL",
+        description="the statistics database; unset, the live replay gate is skipped",
+    )
+    replay_reviews: int = Field(1000, ge=1, description="most recent labelled live reviews scored")
+    replay_min_reviews: int = Field(
+        50, ge=1, description="fewer labelled live reviews than this: the gate cannot judge"
+    )
+    replay_margin: float = Field(
+        0.01, ge=0, description="how much worse than production on them the candidate may be"
+    )
+    replay_scan: int = Field(
+        200_000, ge=1, description="requests read from the topic's tail to find their texts"
+    )
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
     def insight_reviews(self, family: str) -> int:
         return self.insight_reviews_accurate if family == "accurate" else self.insight_reviews_fast
