@@ -27,8 +27,9 @@ from types import TracebackType
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from mlflow.exceptions import MlflowException
 from prometheus_client import Counter, Gauge
-from tenacity import AsyncRetrying
+from tenacity import AsyncRetrying, retry_if_exception_type
 
 from contracts import Alert, AlertStatus, ModelChanged, encode
 from inference.release import AliasMove, release_problem
@@ -308,7 +309,9 @@ class Watcher:
             return
         for name in s.model_names:
             # An alert must not be lost to an MLflow outage: wait for the registry.
-            async for attempt in AsyncRetrying(wait=backoff(), reraise=True):
+            async for attempt in AsyncRetrying(
+                wait=backoff(), retry=retry_if_exception_type((MlflowException, OSError))
+            ):
                 with attempt:
                     outcome = await asyncio.to_thread(self._roll_back_if_due, registry, name, alert)
             if outcome is None:
