@@ -1,7 +1,8 @@
-"""The peer we compare with: ``mlflow models serve`` of the same bundle, as an MLflow pyfunc.
+"""The peer we compare with: ``mlflow models serve`` of the registered version itself.
 
-The pyfunc wraps exactly the bundle the workers serve (same ONNX file, same preprocessing), so
-the comparison measures the serving stacks, not the models.
+Every registered version is an MLflow pyfunc model whose artifact is the bundle the workers
+serve (same ONNX file, same preprocessing, same code), so the comparison measures the serving
+stacks, not the models.
 """
 
 from __future__ import annotations
@@ -16,40 +17,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import mlflow
-import mlflow.pyfunc
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
-class BundleModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
-    """Text in, positive-class probability out, through the reviewstream bundle."""
-
-    def load_context(self, context: Any) -> None:
-        from inference import OnnxPredictor, load_bundle
-
-        self.predictor = OnnxPredictor(load_bundle(Path(context.artifacts["bundle"])))
-
-    def predict(self, context: Any, model_input: Any, params: Any = None) -> list[float]:
-        texts = [str(t) for t in model_input["text"]]
-        return [float(p) for p in self.predictor.predict(texts)]
-
-
-def log_pyfunc(bundle_dir: Path, tracking_uri: str, experiment: str = "benchmarks") -> str:
-    """Log the bundle as a pyfunc model; returns its model URI."""
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment(experiment)
-    with mlflow.start_run(run_name="mlflow-serve-peer"):
-        info = mlflow.pyfunc.log_model(
-            name="peer",
-            python_model=BundleModel(),
-            artifacts={"bundle": str(bundle_dir)},
-            code_paths=[str(ROOT / "inference")],
-            pip_requirements=["onnxruntime", "numpy", "tokenizers"],
-        )
-    return str(info.model_uri)
+def registered_uri(model_name: str, alias: str) -> str:
+    """The version an alias names, as MLflow's tools take it."""
+    return f"models:/{model_name}@{alias}"
 
 
 @dataclass(frozen=True)

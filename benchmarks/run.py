@@ -25,7 +25,7 @@ from benchmarks.data import DEFAULT_REVIEWS, load_reviews
 from benchmarks.explain_latency import ACCURATE_MAX_LENGTH, explain_ms, untrained_accurate_bundle
 from benchmarks.limit import measure_limit
 from benchmarks.load import LoadResult, Send, closed_loop, cycled
-from benchmarks.mlflow_peer import log_pyfunc, mlflow_serve
+from benchmarks.mlflow_peer import mlflow_serve, registered_uri
 from benchmarks.report import Report
 from benchmarks.stack import (
     FAST_BUCKETS,
@@ -171,8 +171,9 @@ class Run:
 
     @contextlib.asynccontextmanager
     async def peer(self) -> Any:
-        """``mlflow models serve`` of the same bundle, logged as a pyfunc, until the run ends."""
-        uri = await asyncio.to_thread(log_pyfunc, self.bundles[0].path, self.stack.tracking_uri)
+        """``mlflow models serve`` of the version the workers start on (the alias names it
+        until the reload scenario, and the peer loads it once), until the run ends."""
+        uri = registered_uri(self.stack.model_name, "production")
         serving = mlflow_serve(uri, free_port(), self.stack.tracking_uri)
         served = await asyncio.to_thread(serving.__enter__)
         self.peer_url, self.peer_pid = served.url, served.pid

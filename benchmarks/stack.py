@@ -125,7 +125,7 @@ class BenchStack:
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
     def _register(self, bundles: tuple[Bundle, Bundle]) -> list[str]:
-        """Both versions registered (a run each: the artifact path is fixed); the serving
+        """Both versions registered (a run each, as training does); the serving
         alias on the first."""
         client = self.client()
         experiment = client.create_experiment(self.model_name)

@@ -1,7 +1,10 @@
 """How bundles live in the MLflow model registry: the conventions export, watcher and workers share.
 
-- A bundle is logged as the run artifact folder ``bundle/`` and registered as a model version
-  whose ``source`` is that folder; the version carries the tag ``bundle_sha256``.
+- A bundle is logged as an MLflow pyfunc model of its run (:mod:`inference.mlflow_model`), so
+  MLflow's own tools load and serve any version; the version's ``source`` is that model, the
+  tag ``bundle_path`` says where the bundle folder lies inside it, and ``bundle_sha256`` is the
+  bundle's identity. Workers download only that folder.
+- Versions registered before (no ``bundle_path`` tag) have the bundle folder itself as source.
 - The serving alias (``production`` by default) names the version to serve. Moving it is how a
   model ships; :func:`serving_version` reads where it points as a ModelChanged event.
 """
@@ -26,26 +29,31 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAME = "reviewstream-sentiment"
 DEFAULT_ALIAS = "production"
-BUNDLE_ARTIFACT_PATH = "bundle"
 SHA_TAG = "bundle_sha256"
+BUNDLE_PATH_TAG = "bundle_path"
 PROFILE_TAG = "reference_profile"
 
 
 def register_bundle(
     client: MlflowClient, *, run_id: str, bundle: Bundle, model_name: str
 ) -> ModelVersion:
-    """Log the bundle to the run and register it as a new version of ``model_name``."""
-    client.log_artifacts(run_id, str(bundle.path), BUNDLE_ARTIFACT_PATH)
+    """Log the bundle as an MLflow model of the run and register it as a new version of
+    ``model_name``."""
+    # Imported here: workers import this module, and must not load MLflow's pyfunc and pandas.
+    from inference.mlflow_model import log_bundle_model
+
+    logged = log_bundle_model(client, run_id=run_id, bundle=bundle)
     try:
         client.get_registered_model(model_name)
     except MlflowException:
         client.create_registered_model(model_name)
-    source = f"{client.get_run(run_id).info.artifact_uri}/{BUNDLE_ARTIFACT_PATH}"
-    tags = {SHA_TAG: bundle.sha256}
+    tags = {SHA_TAG: bundle.sha256, BUNDLE_PATH_TAG: logged.bundle_path}
     profile = load_profile(bundle.path)
     if profile is not None:  # read by the watcher, announced to the drift monitor
         tags[PROFILE_TAG] = profile.summary().model_dump_json()
-    return client.create_model_version(model_name, source=source, run_id=run_id, tags=tags)
+    return client.create_model_version(
+        model_name, source=logged.source, run_id=run_id, tags=tags, model_id=logged.model_id
+    )
 
 
 def changed_event(
@@ -55,11 +63,19 @@ def changed_event(
         model_name=version.name,
         version=str(version.version),
         alias=alias,
-        artifact_uri=str(version.source),
+        artifact_uri=bundle_uri(version),
         sha256=version.tags[SHA_TAG],
         reason=reason,
         profile=_profile(version.tags.get(PROFILE_TAG)),
     )
+
+
+def bundle_uri(version: ModelVersion) -> str:
+    """The bundle folder of a version: inside its MLflow model, or (registered before versions
+    were MLflow models) the source itself."""
+    inside = version.tags.get(BUNDLE_PATH_TAG)
+    source = str(version.source)
+    return f"{source.rstrip('/')}/{inside.strip('/')}" if inside else source
 
 
 def _profile(tag: str | None) -> ReferenceProfile | None:

@@ -10,7 +10,15 @@ from mlflow import MlflowClient
 
 from deploy.local.launcher import LocalStack
 from inference import BundleError, OnnxPredictor
-from inference.registry import PROFILE_TAG, download_bundle, register_bundle, serving_version
+from inference.registry import (
+    BUNDLE_PATH_TAG,
+    PROFILE_TAG,
+    SHA_TAG,
+    changed_event,
+    download_bundle,
+    register_bundle,
+    serving_version,
+)
 from inference.synthetic import make_fast_bundle
 
 
@@ -68,3 +76,41 @@ def test_a_versions_reference_profile_travels_with_its_event(
     # A broken tag does not stop it either.
     client.set_model_version_tag(name, str(unprofiled.version), PROFILE_TAG, "{not json")
     assert serving_version(client, name, "production") is not None
+
+
+def test_the_event_names_the_bundle_inside_the_mlflow_model(
+    client: MlflowClient, tmp_path: Path
+) -> None:
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    run = client.create_run(client.create_experiment(name))
+    bundle = make_fast_bundle(tmp_path / "bundle", seed=3)
+    version = register_bundle(client, run_id=run.info.run_id, bundle=bundle, model_name=name)
+    assert version.tags[BUNDLE_PATH_TAG] == "artifacts/bundle"  # MLflow's place for artifacts
+
+    event = changed_event(version, "production")
+    assert event.artifact_uri == f"{version.source}/artifacts/bundle"
+    assert download_bundle(event, tmp_path / "download").sha256 == bundle.sha256
+
+
+def test_a_version_registered_before_mlflow_models_still_serves(
+    client: MlflowClient, tmp_path: Path
+) -> None:
+    """Older versions' source is the bundle folder itself, with no bundle_path tag."""
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    run = client.create_run(client.create_experiment(name))
+    bundle = make_fast_bundle(tmp_path / "bundle", seed=4)
+    client.log_artifacts(run.info.run_id, str(bundle.path), "bundle")
+    client.create_registered_model(name)
+    old = client.create_model_version(
+        name,
+        source=f"{run.info.artifact_uri}/bundle",
+        run_id=run.info.run_id,
+        tags={SHA_TAG: bundle.sha256},
+    )
+    client.set_registered_model_alias(name, "production", old.version)
+
+    event = serving_version(client, name, "production")
+    assert event is not None
+    assert event.artifact_uri == old.source
+    downloaded = download_bundle(event, tmp_path / "download")
+    assert OnnxPredictor(downloaded).check_reference() <= 1e-6

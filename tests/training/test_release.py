@@ -83,8 +83,11 @@ def test_the_pipeline_registers_a_gated_bundle_and_promotes_it(
     assert tags["promoted_by"] == "pytest"
     assert tags["family"] == "fast"
     assert tags["bundle_sha256"] == shipped.release.bundle.sha256
-    local = Path(mlflow.artifacts.download_artifacts(version.source, dst_path=str(tmp_path)))
-    files = {p.name for p in local.iterdir()}
+    # The version is an MLflow model; the bundle the workers download lies inside it.
+    model = Path(mlflow.artifacts.download_artifacts(version.source, dst_path=str(tmp_path)))
+    assert (model / "MLmodel").is_file()
+    assert event.artifact_uri == f"{version.source}/{tags['bundle_path']}"
+    files = {p.name for p in (model / tags["bundle_path"]).iterdir()}
     assert {"bundle.json", "model.onnx", "reference.json"} <= files
 
 
