@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contracts.topics import KafkaSettings
-from inference.registry import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
+from inference.registry import CHALLENGER_ALIAS, DEFAULT_ALIAS, DEFAULT_MODEL_NAME
 
 
 class Settings(BaseSettings):
@@ -21,13 +21,23 @@ class Settings(BaseSettings):
         default_factory=lambda: [DEFAULT_MODEL_NAME],
         description="registered models to watch, comma-separated",
     )
-    alias: str = Field(DEFAULT_ALIAS, description="the serving alias that workers follow")
+    # RS_WATCHER_ALIAS (one alias, as before) still works: it is read as the list.
+    aliases: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [DEFAULT_ALIAS, CHALLENGER_ALIAS],
+        validation_alias=AliasChoices("RS_WATCHER_ALIASES", "RS_WATCHER_ALIAS", "aliases"),
+        description="aliases to announce, comma-separated: the serving alias the workers "
+        "follow, and the challenger that shadow workers follow (env RS_WATCHER_ALIASES)",
+    )
     mlflow_tracking_uri: str = Field("http://127.0.0.1:5000", alias="MLFLOW_TRACKING_URI")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
-    @field_validator("model_names", mode="before")
+    @field_validator("model_names", "aliases", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
             return [name.strip() for name in value.split(",") if name.strip()]
         return value
+
+    def watched(self) -> list[tuple[str, str]]:
+        """Every (model name, alias) the watcher asks the registry about, in order."""
+        return [(name, alias) for name in self.model_names for alias in self.aliases]
