@@ -24,6 +24,7 @@ from stats.aggregates import (
 from stats.batches import BatchProcessor, DeadLetterUnavailable
 from stats.metrics import Metrics
 from stats.settings import Settings
+from stats.shadow import ShadowRow
 from stats.store import RecordRejected, StoreUnavailable, WriteResult
 from stats.windows import window_start
 
@@ -171,6 +172,9 @@ class FakeStore:
             raise RecordRejected(f"invalid byte sequence in {sorted(refused)}")
         self.writes.append(keys)
         return WriteResult(inserted=len(keys), duplicates=0, labelled=0)
+
+    async def write_shadow_predictions(self, batch: Sequence[ShadowRow]) -> WriteResult:
+        return self._write([row.request_id for row in batch])
 
     async def purge_unmatched(self, older_than_s: float) -> int:
         return 0
