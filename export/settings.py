@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The same defaults as inference.registry's, repeated so that settings import without MLflow
 # (training runs on machines that have torch but no MLflow client; tests check they agree).
 DEFAULT_MODEL_NAME = "reviewstream-sentiment"
 DEFAULT_ALIAS = "production"
+CHALLENGER_ALIAS = "challenger"
 DEFAULT_TRACKING_URI = "http://127.0.0.1:5000"
 
 
@@ -22,6 +23,20 @@ class Settings(BaseSettings):
     )
     model_name: str = Field(DEFAULT_MODEL_NAME, description="registered model name")
     alias: str = Field(DEFAULT_ALIAS, description="the serving alias that promotion moves")
+    challenger_alias: str = Field(
+        CHALLENGER_ALIAS, description="the alias that shadow workers follow (export shadow)"
+    )
+    shadow_min_labelled: int = Field(
+        0, ge=0, description="promotion needs this many labelled reviews in shadow (0: none)"
+    )
+    shadow_min_s: float = Field(
+        0.0, ge=0, description="promotion needs this long a shadow, in seconds (0: none)"
+    )
+    database_url: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("DATABASE_URL", "RS_DATABASE_URL", "database_url"),
+        description="the statistics database, read when a shadow requirement is set",
+    )
     accuracy_floor: float = Field(0.95, description="gate: least test accuracy of the ONNX model")
     production_margin: float = Field(
         0.005, description="gate: how much worse than production on the same test set is allowed"
