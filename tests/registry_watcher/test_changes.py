@@ -7,6 +7,7 @@ import pytest
 from contracts import ChangeReason, ModelChanged
 from registry_watcher.changes import change
 from registry_watcher.settings import Settings
+from registry_watcher.withdrawals import withdrawn
 
 
 def event(version: str, sha: str = "a", uri: str | None = None) -> ModelChanged:
@@ -60,7 +61,29 @@ def test_model_names_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> Non
     assert settings.poll_interval_s == 0.5
 
 
-def test_default_model_name_and_alias() -> None:
+def test_default_model_name_and_aliases() -> None:
     settings = Settings()
     assert settings.model_names == ["reviewstream-sentiment"]
-    assert settings.alias == "production"
+    assert settings.aliases == ["production", "challenger"]
+    assert settings.watched() == [
+        ("reviewstream-sentiment", "production"),
+        ("reviewstream-sentiment", "challenger"),
+    ]
+
+
+def test_aliases_from_the_environment_and_the_old_single_alias(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RS_WATCHER_ALIASES", "production, challenger ,")
+    assert Settings().aliases == ["production", "challenger"]
+    monkeypatch.delenv("RS_WATCHER_ALIASES")
+    monkeypatch.setenv("RS_WATCHER_ALIAS", "production")  # the setting before issue 15
+    assert Settings().aliases == ["production"]
+
+
+def test_a_withdrawn_challenger_is_news_a_vanished_serving_alias_is_not() -> None:
+    v1 = event("1").model_copy(update={"alias": "challenger"})
+    assert withdrawn("challenger", v1, None)
+    assert not withdrawn("challenger", None, None)  # never announced: nothing to withdraw
+    assert not withdrawn("challenger", v1, v1)
+    assert not withdrawn("production", event("1"), None)  # workers keep serving
