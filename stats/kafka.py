@@ -4,9 +4,9 @@ The app owns no topic of its own. It has no tables (the windowed state is in Pos
 same transaction as the records, which a table's changelog could not be), the leader topic is
 disabled, and faust never declares topics: the broker's auto-creation is off and
 ``deploy.topics`` creates every topic the processor touches (the predictions, feedback
-and shadow predictions topics and their ``.dlq`` topics). The consumer group is the app id; offsets are committed by
-faust for acknowledged records only, and records are acknowledged in ``stats.service`` after
-their transaction has committed.
+and shadow predictions topics and their ``.dlq`` topics). The consumer group is the app id;
+offsets are committed by faust for acknowledged records only, and records are acknowledged in
+``stats.service`` after their transaction has committed.
 """
 
 from __future__ import annotations
