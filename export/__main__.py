@@ -21,17 +21,9 @@ import typer
 from mlflow import MlflowClient
 
 from export.lineage import lineage, render
-from export.registry import (
-    NotPromotable,
-    RegistryError,
-    current,
-    promote,
-    rollback,
-    shadow,
-    stop_shadow,
-    who,
-)
+from export.registry import NotPromotable, RegistryError, current, promote, rollback, who
 from export.settings import Settings
+from export.shadow import shadow, stop_shadow
 from export.shadow_requirement import ShadowRequirementError, shadow_record, unmet
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)

@@ -10,9 +10,6 @@ Conventions (on top of ``inference.registry``'s ``bundle/`` artifact and ``bundl
 - rollback moves the alias back to ``previous_production`` of the version it names now, and tags
   both versions with who, why and when. ``serving_reason`` on the served version says whether
   it got there by promotion or by rollback.
-- shadow points the ``challenger`` alias at a version whose gates passed (the same rule as
-  promotion) and tags it ``shadow_by``, ``shadow_reason``, ``shadow_at``; stopping the shadow
-  removes the alias and tags the version ``shadow_stopped_by``, ``..._reason``, ``..._at``.
 """
 
 from __future__ import annotations
@@ -43,10 +40,6 @@ class NotPromotable(RegistryError):
 
 
 class NothingToRollBack(RegistryError):
-    pass
-
-
-class NoChallenger(RegistryError):
     pass
 
 
@@ -153,40 +146,6 @@ def rollback(
     return AliasMove(
         model_name, alias, str(target.version), str(serving.version), ChangeReason.ROLLED_BACK
     )
-
-
-def shadow(
-    client: MlflowClient, model_name: str, version: str, *, alias: str, by: str, reason: str
-) -> AliasMove:
-    """Point the challenger ``alias`` at ``version`` if every gate passed: shadow workers then
-    run it on live traffic, answering no one."""
-    target = _version(client, model_name, version)
-    failures = failed_gates(target)
-    if failures:
-        raise NotPromotable(
-            f"{model_name} v{version} is not shadowed, gates failed: " + "; ".join(failures)
-        )
-    before = current(client, model_name, alias)
-    previous = str(before.version) if before is not None else None
-    if previous == str(target.version):
-        raise NotPromotable(f"{model_name} v{version} already holds the alias {alias!r}")
-    client.set_registered_model_alias(model_name, alias, str(target.version))
-    _tag(client, target, "shadow_by", by)
-    _tag(client, target, "shadow_reason", reason)
-    _tag(client, target, "shadow_at", now())
-    return AliasMove(model_name, alias, str(target.version), previous, ChangeReason.ALIAS_MOVED)
-
-
-def stop_shadow(client: MlflowClient, model_name: str, *, alias: str, by: str, reason: str) -> str:
-    """Remove the challenger ``alias`` (its shadow workers stop); the version it named."""
-    challenger = current(client, model_name, alias)
-    if challenger is None:
-        raise NoChallenger(f"{model_name} has no {alias!r} alias: nothing is in shadow")
-    client.delete_registered_model_alias(model_name, alias)
-    _tag(client, challenger, "shadow_stopped_by", by)
-    _tag(client, challenger, "shadow_stopped_reason", reason)
-    _tag(client, challenger, "shadow_stopped_at", now())
-    return str(challenger.version)
 
 
 def _version(client: MlflowClient, model_name: str, version: str) -> ModelVersion:

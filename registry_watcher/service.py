@@ -2,10 +2,8 @@
 
 On start it reads the compacted models topic to learn the last event per model, so a restart
 announces only what changed while it was away. Then, every ``poll_interval_s``, it asks the
-registry where each alias points and publishes a ModelChanged (keyed by ``models_key``: the
-model name for the serving alias, ``<model>@<alias>`` for a challenger; acks=all) when that
-differs from the last event, and a tombstone when a challenger is withdrawn
-(``registry_watcher.withdrawals``). A registry or broker that is away costs a poll, is
+registry where the alias points and publishes a ModelChanged (keyed by model name, acks=all)
+when that differs from the last event. A registry or broker that is away costs a poll, is
 logged and counted, and the next poll tries again: the watcher never exits for it.
 
 The health server and the models-topic reader are every service's (``runtime``).
@@ -24,11 +22,10 @@ from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
 from contracts import ModelChanged, encode
-from contracts.topics import models_key
+from registry_watcher.challengers import Challengers
 from registry_watcher.changes import change
 from registry_watcher.registry import MlflowRegistry, Registry
 from registry_watcher.settings import Settings
-from registry_watcher.withdrawals import withdrawn
 from runtime.health import HealthServer, Readiness
 from runtime.kafka import ModelEvents, connect, producer, wait_for_kafka
 from runtime.metrics import service_registry
@@ -77,6 +74,8 @@ class Watcher:
         self._registry_error: str | None = NOT_POLLED
         self._registry_reached = False
         self.published: dict[str, ModelChanged] = {}
+        m = self.metrics
+        self.challengers = Challengers(settings, published=m.published, errors=m.publish_errors)
 
     async def __aenter__(self) -> Watcher:
         await self.health.start()
@@ -124,16 +123,14 @@ class Watcher:
             latest = await events.catch_up()
         finally:
             await events.stop()
-        watched = s.watched()
         self.published = {
-            key: event
-            for key, event in latest.items()
-            if (event.model_name, event.alias) in watched
+            name: event
+            for name, event in latest.items()
+            if name in s.model_names and event.alias == s.alias
         }
         for event in self.published.values():
-            log.info(
-                "models topic: %s@%s is version %s", event.model_name, event.alias, event.version
-            )
+            log.info("models topic: %s@%s is version %s", event.model_name, s.alias, event.version)
+        self.challengers.learn(latest)
         self._producer = await connect(
             lambda: producer(s.kafka, client_id="rs-registry-watcher"),
             what="producer",
@@ -143,12 +140,13 @@ class Watcher:
         log.info(
             "watching %s@%s in %s every %.1fs",
             ",".join(s.model_names),
-            ",".join(s.aliases),
+            s.alias,
             s.mlflow_tracking_uri,
             s.poll_interval_s,
         )
         while not self._stopping.is_set():
             await self.poll(registry)
+            await self.challengers.poll(self._producer)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=s.poll_interval_s)
         log.info("registry watcher stopped")
@@ -156,9 +154,9 @@ class Watcher:
     async def poll(self, registry: Registry) -> None:
         """Ask once per model; publish what changed."""
         s = self.settings
-        for name, alias in s.watched():
+        for name in s.model_names:
             try:
-                current = await asyncio.to_thread(registry.serving, name, alias)
+                current = await asyncio.to_thread(registry.serving, name, s.alias)
             except Exception as exc:
                 if self._registry_error == NOT_POLLED:  # at start-up: the stack is still coming up
                     log.info(
@@ -186,13 +184,9 @@ class Watcher:
             self._registry_error = None
             self.metrics.polls.labels(outcome="ok").inc()
             self.metrics.registry_up.set(1)
-            serving = alias == s.aliases[0]  # the gauge is the serving alias's
-            if serving and current is not None and current.version.isdigit():
+            if current is not None and current.version.isdigit():
                 self.metrics.serving_version.labels(model_name=name).set(int(current.version))
-            key = models_key(name, alias)
-            if withdrawn(alias, self.published.get(key), current):
-                await self._withdraw(key)
-            event = change(self.published.get(key), current)
+            event = change(self.published.get(name), current)
             if event is not None:
                 await self._publish(event)
 
@@ -200,13 +194,12 @@ class Watcher:
         assert self._producer is not None
         topic = self.settings.kafka.models_topic
         try:
-            key = models_key(event.model_name, event.alias)
-            await self._producer.send_and_wait(topic, encode(event), key=key.encode())
+            await self._producer.send_and_wait(topic, encode(event), key=event.model_name.encode())
         except KafkaError as exc:
             self.metrics.publish_errors.inc()
             log.warning("could not publish %s: %s; next poll tries again", event.version, exc)
             return
-        self.published[key] = event
+        self.published[event.model_name] = event
         self.metrics.published.labels(model_name=event.model_name, reason=event.reason).inc()
         log.info(
             "published %s: %s@%s -> version %s (sha256 %s)",
@@ -216,16 +209,3 @@ class Watcher:
             event.version,
             event.sha256[:12],
         )
-
-    async def _withdraw(self, key: str) -> None:
-        """A tombstone for a withdrawn challenger's key: its shadow workers stop shadowing."""
-        assert self._producer is not None
-        topic = self.settings.kafka.models_topic
-        try:
-            await self._producer.send_and_wait(topic, None, key=key.encode())
-        except KafkaError as exc:
-            self.metrics.publish_errors.inc()
-            log.warning("could not withdraw %s: %s; next poll tries again", key, exc)
-            return
-        del self.published[key]
-        log.info("published a tombstone: %s withdrawn", key)

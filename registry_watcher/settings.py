@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contracts.topics import KafkaSettings
@@ -21,23 +21,26 @@ class Settings(BaseSettings):
         default_factory=lambda: [DEFAULT_MODEL_NAME],
         description="registered models to watch, comma-separated",
     )
-    # RS_WATCHER_ALIAS (one alias, as before) still works: it is read as the list.
-    aliases: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: [DEFAULT_ALIAS, CHALLENGER_ALIAS],
-        validation_alias=AliasChoices("RS_WATCHER_ALIASES", "RS_WATCHER_ALIAS", "aliases"),
-        description="aliases to announce, comma-separated: the serving alias the workers "
-        "follow, and the challenger that shadow workers follow (env RS_WATCHER_ALIASES)",
+    # Beside the serving alias, never through its release path (registry_watcher.challengers).
+    shadow_aliases: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [CHALLENGER_ALIAS],
+        description="challenger aliases announced for shadow workers, comma-separated "
+        "(empty: none)",
     )
+    alias: str = Field(DEFAULT_ALIAS, description="the serving alias that workers follow")
     mlflow_tracking_uri: str = Field("http://127.0.0.1:5000", alias="MLFLOW_TRACKING_URI")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
-    @field_validator("model_names", "aliases", mode="before")
+    @field_validator("model_names", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
             return [name.strip() for name in value.split(",") if name.strip()]
         return value
 
-    def watched(self) -> list[tuple[str, str]]:
-        """Every (model name, alias) the watcher asks the registry about, in order."""
-        return [(name, alias) for name in self.model_names for alias in self.aliases]
+    @field_validator("shadow_aliases", mode="before")
+    @classmethod
+    def _split_aliases(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [alias.strip() for alias in value.split(",") if alias.strip()]
+        return value

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from contracts import ChangeReason, ModelChanged
+from registry_watcher.challengers import Challengers, withdrawn
 from registry_watcher.changes import change
+from registry_watcher.service import WatcherMetrics
 from registry_watcher.settings import Settings
-from registry_watcher.withdrawals import withdrawn
 
 
 def event(version: str, sha: str = "a", uri: str | None = None) -> ModelChanged:
@@ -64,26 +65,26 @@ def test_model_names_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_default_model_name_and_aliases() -> None:
     settings = Settings()
     assert settings.model_names == ["reviewstream-sentiment"]
-    assert settings.aliases == ["production", "challenger"]
-    assert settings.watched() == [
-        ("reviewstream-sentiment", "production"),
-        ("reviewstream-sentiment", "challenger"),
-    ]
+    assert settings.alias == "production"
+    assert settings.shadow_aliases == ["challenger"]
 
 
-def test_aliases_from_the_environment_and_the_old_single_alias(
+def test_challengers_are_announced_beside_the_serving_alias(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("RS_WATCHER_ALIASES", "production, challenger ,")
-    assert Settings().aliases == ["production", "challenger"]
-    monkeypatch.delenv("RS_WATCHER_ALIASES")
-    monkeypatch.setenv("RS_WATCHER_ALIAS", "production")  # the setting before issue 15
-    assert Settings().aliases == ["production"]
+    monkeypatch.setenv("RS_WATCHER_MODEL_NAMES", "a,b")
+    monkeypatch.setenv("RS_WATCHER_SHADOW_ALIASES", " challenger, production ,")
+    metrics = WatcherMetrics()
+    found = Challengers(Settings(), published=metrics.published, errors=metrics.publish_errors)
+    # The serving alias is never a challenger, whatever the list says.
+    assert found.targets() == [("a", "challenger"), ("b", "challenger")]
+    monkeypatch.setenv("RS_WATCHER_SHADOW_ALIASES", "")
+    assert Challengers(Settings(), published=metrics.published,
+                       errors=metrics.publish_errors).targets() == []  # fmt: skip
 
 
-def test_a_withdrawn_challenger_is_news_a_vanished_serving_alias_is_not() -> None:
+def test_a_withdrawn_challenger_is_news() -> None:
     v1 = event("1").model_copy(update={"alias": "challenger"})
-    assert withdrawn("challenger", v1, None)
-    assert not withdrawn("challenger", None, None)  # never announced: nothing to withdraw
-    assert not withdrawn("challenger", v1, v1)
-    assert not withdrawn("production", event("1"), None)  # workers keep serving
+    assert withdrawn(v1, None)
+    assert not withdrawn(None, None)  # never announced: nothing to withdraw
+    assert not withdrawn(v1, v1)
