@@ -73,9 +73,9 @@ class Watcher:
         self._producer: AIOKafkaProducer | None = None
         self._registry_error: str | None = NOT_POLLED
         self._registry_reached = False
-        self.published: dict[str, ModelChanged] = {}
         m = self.metrics
         self.challengers = Challengers(settings, published=m.published, errors=m.publish_errors)
+        self.published: dict[str, ModelChanged] = {}
 
     async def __aenter__(self) -> Watcher:
         await self.health.start()
