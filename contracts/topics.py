@@ -10,6 +10,16 @@ from dataclasses import dataclass
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The models topic is compacted by key: one record per key survives. The serving alias keeps the
+# bare model name (what every consumer and every old record knows); any other alias (a
+# challenger in shadow) gets a key of its own, so that its event never erases the serving one.
+SERVING_ALIAS = "production"
+
+
+def models_key(model_name: str, alias: str) -> str:
+    """The models topic's key of the events about ``model_name``'s ``alias``."""
+    return model_name if alias == SERVING_ALIAS else f"{model_name}@{alias}"
+
 
 @dataclass(frozen=True)
 class TopicSpec:
@@ -62,7 +72,7 @@ class KafkaSettings(BaseSettings):
             TopicSpec(self.shadow_predictions_topic, self.predictions_partitions, retention),
         ]
         dlqs = [TopicSpec(self.dlq(t.name), 1, dlq_retention) for t in data]
-        # Compacted and keyed by model name: a late starter reads the current model per name.
+        # Compacted, keyed by models_key: a late starter reads the current model per name/alias.
         models = TopicSpec(self.models_topic, 1, {"cleanup.policy": "compact"})
         # Alertmanager's alerts as the gateway received them: the record of what fired, kept
         # 30 days, one partition so every reader sees them in the order they came.

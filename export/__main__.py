@@ -4,12 +4,17 @@
     python -m export promote 8 --override --reason "known gate flake, approved by J."
     python -m export rollback --reason "complaints about v7"
     python -m export lineage 7          # or without a version: the one the alias names
+    python -m export shadow 8 --reason "try the new tokenizer on live traffic"
+    python -m export shadow --stop --reason "seen enough"
 
-Settings: ``RS_EXPORT_MODEL_NAME``, ``RS_EXPORT_ALIAS``, ``MLFLOW_TRACKING_URI``.
+Settings: ``RS_EXPORT_MODEL_NAME``, ``RS_EXPORT_ALIAS``, ``RS_EXPORT_CHALLENGER_ALIAS``,
+``MLFLOW_TRACKING_URI``; promotion's shadow requirement: ``RS_EXPORT_SHADOW_MIN_LABELLED``,
+``RS_EXPORT_SHADOW_MIN_S`` (0: none) and ``DATABASE_URL`` (the statistics database).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import tempfile
 from pathlib import Path
@@ -20,9 +25,19 @@ from mlflow import MlflowClient
 
 from export.gates import Gate
 from export.lineage import lineage, render
-from export.registry import RegistryError, current, promote, record_gate, rollback, who
+from export.registry import (
+    NotPromotable,
+    RegistryError,
+    current,
+    promote,
+    record_gate,
+    rollback,
+    who,
+)
 from export.replay import replay_gate
 from export.settings import Settings
+from export.shadow import shadow, stop_shadow
+from export.shadow_requirement import ShadowRequirementError, shadow_record, unmet
 from inference import OnnxPredictor
 from inference.registry import changed_event, download_bundle
 from inference.release import get_version
@@ -54,6 +69,7 @@ def promote_command(
     settings = Settings()
     client = _client(settings)
     try:
+        _shadowed_enough(settings, version)
         gate = live_gate(client, settings, version)
         if gate is not None:
             typer.echo(f"gate {gate.name}: {gate.status} - {gate.detail}")
@@ -66,6 +82,70 @@ def promote_command(
             reason=reason,
             override=override,
         )
+    except RegistryError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    was = f"v{moved.previous}" if moved.previous else "none"
+    typer.echo(f"{moved.model_name} '{moved.alias}' -> v{moved.version} (was {was})")
+    _end_shadow_of_promoted(settings, moved.version, by=by or who())
+
+
+def _shadowed_enough(settings: Settings, version: str) -> None:
+    """Raise NotPromotable unless the version met the shadow requirement (when one is set)."""
+    s = settings
+    if not s.shadow_min_labelled and not s.shadow_min_s:
+        return
+    if s.database_url is None:
+        raise RegistryError(
+            "RS_EXPORT_SHADOW_MIN_LABELLED/RS_EXPORT_SHADOW_MIN_S require a shadow period, "
+            "but DATABASE_URL (the statistics database) is not set"
+        )
+    url = s.database_url.get_secret_value()
+    try:
+        record = asyncio.run(shadow_record(url, s.model_name, version))
+    except ShadowRequirementError as exc:
+        raise RegistryError(f"the shadow requirement cannot be checked: {exc}") from None
+    reasons = unmet(record, min_labelled=s.shadow_min_labelled, min_s=s.shadow_min_s)
+    if reasons:
+        raise NotPromotable(
+            f"{s.model_name} v{version} is not promoted, not shadowed enough: " + "; ".join(reasons)
+        )
+
+
+def _end_shadow_of_promoted(settings: Settings, version: str, *, by: str) -> None:
+    """A challenger now in production has nothing left to be compared with: stop its shadow."""
+    client = _client(settings)
+    challenger = current(client, settings.model_name, settings.challenger_alias)
+    if challenger is not None and str(challenger.version) == version:
+        stop_shadow(client, settings.model_name, alias=settings.challenger_alias, by=by,
+                    reason=f"promoted to {settings.alias}")  # fmt: skip
+        typer.echo(f"{settings.model_name} '{settings.challenger_alias}' removed (now serving)")
+
+
+@app.command("shadow")
+def shadow_command(
+    reason: Annotated[str, typer.Option(help="why; recorded on the version")],
+    version: Annotated[str | None, typer.Argument(help="model version to run in shadow")] = None,
+    stop: Annotated[bool, typer.Option("--stop", help="end the shadow: remove the alias")] = False,
+    by: Annotated[str | None, typer.Option(help="who; default user@host")] = None,
+) -> None:
+    """Run VERSION in shadow (the challenger alias): it answers live traffic into the shadow
+    predictions topic only, never a client. With --stop, remove the challenger."""
+    settings = Settings()
+    client = _client(settings)
+    alias = settings.challenger_alias
+    try:
+        if stop:
+            if version is not None:
+                raise RegistryError("--stop takes no version")
+            stopped = stop_shadow(client, settings.model_name, alias=alias, by=by or who(),
+                                  reason=reason)  # fmt: skip
+            typer.echo(f"{settings.model_name} '{alias}' removed (was v{stopped})")
+            return
+        if version is None:
+            raise RegistryError("which version? python -m export shadow VERSION --reason ...")
+        moved = shadow(client, settings.model_name, version, alias=alias, by=by or who(),
+                       reason=reason)  # fmt: skip
     except RegistryError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

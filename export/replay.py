@@ -51,7 +51,7 @@ def replay_gate(
     reviews = asyncio.run(
         recent_labelled(
             settings.kafka,
-            settings.database_url,
+            settings.database_url.get_secret_value(),
             limit=settings.replay_reviews,
             scan=settings.replay_scan,
         )

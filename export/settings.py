@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.topics import KafkaSettings
@@ -11,6 +11,7 @@ from contracts.topics import KafkaSettings
 # (training runs on machines that have torch but no MLflow client; tests check they agree).
 DEFAULT_MODEL_NAME = "reviewstream-sentiment"
 DEFAULT_ALIAS = "production"
+CHALLENGER_ALIAS = "challenger"
 DEFAULT_TRACKING_URI = "http://127.0.0.1:5000"
 
 
@@ -24,6 +25,21 @@ class Settings(BaseSettings):
     )
     model_name: str = Field(DEFAULT_MODEL_NAME, description="registered model name")
     alias: str = Field(DEFAULT_ALIAS, description="the serving alias that promotion moves")
+    challenger_alias: str = Field(
+        CHALLENGER_ALIAS, description="the alias that shadow workers follow (export shadow)"
+    )
+    shadow_min_labelled: int = Field(
+        0, ge=0, description="promotion needs this many labelled reviews in shadow (0: none)"
+    )
+    shadow_min_s: float = Field(
+        0.0, ge=0, description="promotion needs this long a shadow, in seconds (0: none)"
+    )
+    database_url: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("DATABASE_URL", "RS_DATABASE_URL", "database_url"),
+        description="the statistics database: read by the live replay gate (skipped when unset)"
+        " and when a shadow requirement is set",
+    )
     accuracy_floor: float = Field(0.95, description="gate: least test accuracy of the ONNX model")
     production_margin: float = Field(
         0.005, description="gate: how much worse than production on the same test set is allowed"
@@ -48,11 +64,6 @@ class Settings(BaseSettings):
     insight_min_reviews: int = Field(5, description="reviews a word must occur in to be ranked")
     insight_top: int = Field(15, description="words shown on each side")
     # The live replay gate: labels from the statistics database, texts from the requests topic.
-    database_url: str | None = Field(
-        None,
-        alias="DATABASE_URL",
-        description="the statistics database; unset, the live replay gate is skipped",
-    )
     replay_reviews: int = Field(1000, ge=1, description="most recent labelled live reviews scored")
     replay_min_reviews: int = Field(
         50, ge=1, description="fewer labelled live reviews than this: the gate cannot judge"

@@ -45,6 +45,8 @@ from gateway.schemas import (
     RecentQuery,
     ReviewIn,
     SessionOut,
+    ShadowOut,
+    ShadowQuery,
     SummaryOut,
     WindowsOut,
     WindowsQuery,
@@ -131,6 +133,9 @@ def http_routes(rt: Context, guard: Guard) -> list[BaseRoute]:
 
     async def stats_drift(request: Request) -> Response:
         return json(await rt.stats.drift(read_query(request, DriftQuery)))
+
+    async def stats_shadow(request: Request) -> Response:
+        return json(await rt.stats.shadow(read_query(request, ShadowQuery)))
 
     async def stats_recent(request: Request) -> Response:
         return json(await rt.stats.recent(read_query(request, RecentQuery).limit))
@@ -239,6 +244,13 @@ def http_routes(rt: Context, guard: Guard) -> list[BaseRoute]:
             "Drift checks per model version: each feature against its reference profile, and "
             "live accuracy", "stats", viewer, ok_model=DriftOut, query=DriftQuery,
             errors=STATS)),
+        r("/v1/stats/shadow", stats_shadow, method="GET", op=Operation(
+            "A challenger in shadow beside production: agreement and live accuracy on the same "
+            "reviews", "stats", viewer, ok_model=ShadowOut, query=ShadowQuery, errors=STATS,
+            description="Per challenger version (python -m export shadow V) and production "
+            "version: reviews both answered, the share given the same label, and each one's "
+            "accuracy on those that got feedback (the latest feedback wins). No client ever "
+            "gets a shadow answer.")),
         r("/v1/stats/recent", stats_recent, method="GET", op=Operation(
             "The most recent predictions", "stats", viewer, ok_model=RecentListOut,
             query=RecentQuery, errors=STATS)),

@@ -26,6 +26,8 @@ from gateway.schemas import (
     RecentListOut,
     RecentOut,
     SeriesPoint,
+    ShadowOut,
+    ShadowQuery,
     SummaryOut,
     WindowsOut,
     WindowsQuery,
@@ -118,6 +120,13 @@ class PostgresStats:
                 conn, since=since, model_version=query.model_version
             )
         return DriftOut.of(checks)
+
+    async def shadow(self, query: ShadowQuery) -> ShadowOut:
+        async with self._connection() as conn:
+            comparisons = await queries.shadow_comparisons(
+                conn, challenger_version=query.model_version
+            )
+        return ShadowOut(comparisons=comparisons)
 
     async def recent(self, limit: int) -> RecentListOut:
         async with self._connection() as conn:

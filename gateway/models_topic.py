@@ -3,8 +3,9 @@
 Read as the workers read it (``runtime.kafka.ModelEvents``): every partition from the beginning,
 no consumer group. Once the reader has reached the end offsets it found when it connected, the
 deployment is known (none, or the newest announcement) and then follows each new event; a
-tombstone forgets its model name. A lost connection keeps the last known deployment and reads
-the topic again from the beginning.
+tombstone forgets its key. Only the serving alias's events count: a challenger's (keyed
+``<model>@<alias>``) is no deployment. A lost connection keeps the last known deployment and
+reads the topic again from the beginning.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from aiokafka.errors import KafkaError
 
 from contracts import KafkaSettings
 from gateway.deployment import Deployment, Deployments, ModelState
-from runtime.kafka import ModelEvents, keep_latest, wait_for_kafka
+from runtime.kafka import ModelEvents, keep_latest, serving_only, wait_for_kafka
 from runtime.tasks import Supervisor
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,8 @@ class ModelsTopic:
             await events.start()
             latest = await events.catch_up(timeout_s=1, forget=True)
             while True:
-                self._announce(Deployment.of(latest))
+                # A challenger in shadow answers no client: never the gateway's deployment.
+                self._announce(Deployment.of(serving_only(latest)))
                 keep_latest(latest, await events.read(timeout_s=1), forget=True)
         finally:
             await events.stop()

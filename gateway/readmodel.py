@@ -352,6 +352,57 @@ async def drift_series(
     return [DriftPoint(**dict(r)) for r in rows]
 
 
+class ShadowComparison(_Frozen):
+    """A challenger version in shadow against the production version that answered the same
+    reviews: agreement on every review both answered, accuracy on those that got feedback."""
+
+    model_name: str
+    challenger_version: str
+    production_version: str
+    compared: int = Field(description="reviews both versions answered")
+    agreed: int = Field(description="of those, reviews given the same label")
+    agreement: float | None = Field(description="agreed / compared")
+    labelled: int = Field(description="compared reviews with a true label (latest feedback)")
+    challenger_correct: int
+    production_correct: int
+    challenger_accuracy: float | None = Field(description="on the labelled compared reviews")
+    production_accuracy: float | None = Field(description="on the same reviews")
+    first_seen: datetime = Field(description="the challenger's first stored shadow prediction")
+    last_seen: datetime = Field(description="its latest")
+
+
+async def shadow_comparisons(
+    db: Queryable, *, challenger_version: str | None = None
+) -> list[ShadowComparison]:
+    """Per (challenger version, production version): the side-by-side numbers, computed at
+    read time by a join on request_id (both primary keys), so the latest label always counts.
+    A shadow prediction whose production answer is not stored (yet) is not compared."""
+    rows = await db.fetch(
+        """SELECT s.model_name, s.model_version AS challenger_version,
+                  p.model_version AS production_version,
+                  count(*) AS compared,
+                  count(*) FILTER (WHERE s.label = p.label) AS agreed,
+                  count(p.true_label) AS labelled,
+                  count(*) FILTER (WHERE s.label = p.true_label) AS challenger_correct,
+                  count(*) FILTER (WHERE p.label = p.true_label) AS production_correct,
+                  min(s.recorded_at) AS first_seen, max(s.recorded_at) AS last_seen
+           FROM shadow_predictions AS s JOIN predictions AS p USING (request_id)
+           WHERE $1::text IS NULL OR s.model_version = $1
+           GROUP BY s.model_name, s.model_version, p.model_version
+           ORDER BY s.model_name, max(s.recorded_at) DESC, p.model_version""",
+        challenger_version,
+    )
+    return [
+        ShadowComparison(
+            **dict(r),
+            agreement=_share(r["agreed"], r["compared"]),
+            challenger_accuracy=_share(r["challenger_correct"], r["labelled"]),
+            production_accuracy=_share(r["production_correct"], r["labelled"]),
+        )
+        for r in rows
+    ]
+
+
 async def overview(db: Queryable) -> Overview:
     """The headline numbers over every model version."""
     rows = await db.fetch(

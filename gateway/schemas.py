@@ -27,6 +27,7 @@ from gateway.readmodel import (
     LabelSplit,
     Overview,
     RecentPrediction,
+    ShadowComparison,
     TrafficPoint,
     VersionStats,
     WindowPoint,
@@ -134,6 +135,14 @@ class DriftQuery(In):
 
     minutes: int = Field(60, ge=1, le=7 * 24 * 60, description="how far back from now")
     model_version: str | None = Field(None, min_length=1, max_length=64)
+
+
+class ShadowQuery(In):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+    model_version: str | None = Field(
+        None, min_length=1, max_length=64, description="one challenger version; default: all"
+    )
 
 
 class EmptyQuery(In):
@@ -428,6 +437,13 @@ class DriftOut(Out):
             for version, points in sorted(latest.items())
         ]  # fmt: skip
         return cls(versions=versions, checks=checks)
+
+
+class ShadowOut(Out):
+    """Every challenger version seen in shadow, side by side with the production version that
+    answered the same reviews (a challenger that shadowed two production versions has two)."""
+
+    comparisons: list[ShadowComparison] = Field(description="latest challenger first")
 
 
 class RecentOut(Out):

@@ -22,6 +22,8 @@ from gateway.schemas import (
     LiveStats,
     RecentListOut,
     SeriesPoint,
+    ShadowOut,
+    ShadowQuery,
     SummaryOut,
     WindowsOut,
     WindowsQuery,
@@ -50,6 +52,10 @@ class StatsStore(Protocol):
     async def recent(self, limit: int) -> RecentListOut: ...
 
     async def drift(self, query: DriftQuery) -> DriftOut: ...
+
+    async def shadow(self, query: ShadowQuery) -> ShadowOut:
+        """Each challenger in shadow against production: agreement and live accuracy."""
+        ...
 
     async def series(self, minutes: int) -> list[SeriesPoint]:
         """Minute windows of the last ``minutes``, every model version summed."""

@@ -22,13 +22,16 @@ from mlflow.exceptions import MlflowException
 from pydantic import ValidationError
 
 from contracts import ChangeReason, ModelChanged, ReferenceProfile
+from contracts.topics import SERVING_ALIAS
 from inference.bundle import Bundle, load_bundle
 from inference.monitoring import load_profile
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAME = "reviewstream-sentiment"
-DEFAULT_ALIAS = "production"
+DEFAULT_ALIAS = SERVING_ALIAS  # "production"
+# The version in shadow: answers into the shadow predictions topic only, never to a client.
+CHALLENGER_ALIAS = "challenger"
 SHA_TAG = "bundle_sha256"
 BUNDLE_PATH_TAG = "bundle_path"
 PROFILE_TAG = "reference_profile"

@@ -34,6 +34,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type
 from contracts import Alert, AlertStatus, ModelChanged, encode
 from inference.release import AliasMove, release_problem
 from registry_watcher.alerts import alerts_since
+from registry_watcher.challengers import Challengers
 from registry_watcher.changes import change
 from registry_watcher.probation import rollback_reason
 from registry_watcher.registry import MlflowRegistry, Target
@@ -97,6 +98,8 @@ class Watcher:
         self._producer: AIOKafkaProducer | None = None
         self._registry_error: str | None = NOT_POLLED
         self._registry_reached = False
+        m = self.metrics
+        self.challengers = Challengers(settings, published=m.published, errors=m.publish_errors)
         self.published: dict[str, ModelChanged] = {}
         # Per model: the verdict key of the version verified for shipping, and of the one
         # refused with the alert that said so (each is decided once, not on every poll).
@@ -161,6 +164,7 @@ class Watcher:
         }
         for event in self.published.values():
             log.info("models topic: %s@%s is version %s", event.model_name, s.alias, event.version)
+        self.challengers.learn(latest)
         self._producer = await connect(
             lambda: producer(s.kafka, client_id="rs-registry-watcher"),
             what="producer",
@@ -179,6 +183,7 @@ class Watcher:
         while not self._stopping.is_set():
             self._wake.clear()
             await self.poll(registry)
+            await self.challengers.poll(self._producer)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=s.poll_interval_s)
         log.info("registry watcher stopped")

@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contracts.topics import KafkaSettings
-from inference.registry import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
+from inference.registry import CHALLENGER_ALIAS, DEFAULT_ALIAS, DEFAULT_MODEL_NAME
 
 
 class Settings(BaseSettings):
@@ -20,6 +20,12 @@ class Settings(BaseSettings):
     model_names: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: [DEFAULT_MODEL_NAME],
         description="registered models to watch, comma-separated",
+    )
+    # Beside the serving alias, never through its release path (registry_watcher.challengers).
+    shadow_aliases: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [CHALLENGER_ALIAS],
+        description="challenger aliases announced for shadow workers, comma-separated "
+        "(empty: none)",
     )
     alias: str = Field(DEFAULT_ALIAS, description="the serving alias that workers follow")
     verify_artifacts: bool = Field(
@@ -42,4 +48,11 @@ class Settings(BaseSettings):
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
             return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @field_validator("shadow_aliases", mode="before")
+    @classmethod
+    def _split_aliases(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [alias.strip() for alias in value.split(",") if alias.strip()]
         return value

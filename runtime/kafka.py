@@ -31,7 +31,7 @@ from aiokafka.errors import (
 from tenacity import AsyncRetrying, RetryCallState, before_sleep_log
 
 from contracts import DecodeError, ModelChanged, decode
-from contracts.topics import KafkaSettings
+from contracts.topics import SERVING_ALIAS, KafkaSettings, models_key
 from runtime.backoff import backoff
 from runtime.records import Record
 from runtime.startup import NotYet, Probe, wait_for
@@ -170,9 +170,10 @@ def to_record(message: Any) -> Record:
 
 @dataclass(frozen=True)
 class Forgotten:
-    """A tombstone on the models topic: compaction's way to forget a model name."""
+    """A tombstone on the models topic: compaction's way to forget a key (a model name, or
+    ``<model>@<alias>`` for a challenger that was withdrawn)."""
 
-    model_name: str
+    key: str
 
 
 def keep_latest(
@@ -181,13 +182,22 @@ def keep_latest(
     *,
     forget: bool,
 ) -> None:
-    """Update ``latest`` (one event per model name) with ``events``, in order; with ``forget``,
-    a tombstone removes its model name."""
+    """Update ``latest`` (one event per ``models_key(model, alias)``: the bare model name for
+    the serving alias) with ``events``, in order; with ``forget``, a tombstone removes its key.
+
+    The key comes from the event, not from its record: an old record of another alias, keyed
+    by the bare name, still lands under its own alias."""
     for event in events:
         if isinstance(event, ModelChanged):
-            latest[event.model_name] = event
+            latest[models_key(event.model_name, event.alias)] = event
         elif forget:
-            latest.pop(event.model_name, None)
+            latest.pop(event.key, None)
+
+
+def serving_only(latest: dict[str, ModelChanged]) -> dict[str, ModelChanged]:
+    """The events of the serving alias, by model name: what a reader that serves clients
+    (the gateway) follows, never a challenger's."""
+    return {e.model_name: e for e in latest.values() if e.alias == SERVING_ALIAS}
 
 
 class ModelEvents:
@@ -223,8 +233,9 @@ class ModelEvents:
     async def catch_up(
         self, *, timeout_s: float = 30, forget: bool = False
     ) -> dict[str, ModelChanged]:
-        """Read up to the end as it is now; the latest event per model name. With ``forget``,
-        a tombstone removes its model name (the workers and the watcher keep the last event)."""
+        """Read up to the end as it is now; the latest event per ``models_key`` (so
+        ``latest[model_name]`` is the serving alias's). With ``forget``, a tombstone removes
+        its key (the serving workers and the watcher keep the last event)."""
         partitions = sorted(self._consumer.assignment())
         end = await self._consumer.end_offsets(partitions)
         latest: dict[str, ModelChanged] = {}

@@ -38,12 +38,13 @@ from runtime.backoff import backoff
 from runtime.records import Record
 from stats.aggregates import FeedbackRow, PredictionRow
 from stats.metrics import Metrics
+from stats.shadow import ShadowRow, shadow_row
 from stats.store import RecordRejected, StatsStore, StoreUnavailable, WriteResult
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["prediction", "feedback"]
-Row = TypeVar("Row", PredictionRow, FeedbackRow)
+Kind = Literal["prediction", "feedback", "shadow"]
+Row = TypeVar("Row", PredictionRow, FeedbackRow, ShadowRow)
 T = TypeVar("T")
 
 SERVICE_NAME = "stats"
@@ -95,6 +96,12 @@ class BatchProcessor:
             records,
             lambda raw: FeedbackRow.from_message(decode(raw, Feedback)),
             self._store.write_feedback,
+        )
+
+    async def shadow(self, records: Sequence[Record]) -> BatchOutcome:
+        """A challenger's predictions (the shadow predictions topic)."""
+        return await self._process(
+            "shadow", records, shadow_row, self._store.write_shadow_predictions
         )
 
     async def _process(

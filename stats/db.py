@@ -43,6 +43,7 @@ from stats.aggregates import (
     latest_labels,
 )
 from stats.migrate import apply_migrations
+from stats.shadow import ShadowRow
 from stats.store import DriftCheck, RecordRejected, StoreUnavailable, WriteResult
 
 T = TypeVar("T")
@@ -144,6 +145,16 @@ ON CONFLICT (model_name, model_version, granularity, window_start, le_ms) DO UPD
     count = h.count + excluded.count
 """
 
+# A challenger's predictions: stored once per (request_id, version), no aggregate to keep.
+_INSERT_SHADOW = """
+INSERT INTO shadow_predictions (request_id, model_name, model_version, label, probability,
+                                worker_id, predicted_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[], $5::float8[],
+                     $6::text[], $7::timestamptz[])
+ON CONFLICT (request_id, model_version) DO NOTHING
+RETURNING request_id
+"""
+
 _PURGE_UNMATCHED = """
 DELETE FROM feedback
 WHERE matched_at IS NULL AND request_id IS NOT NULL
@@ -227,6 +238,24 @@ class PostgresStatsStore:
                 await conn.execute(_PAIR_NEW_FEEDBACK, [row.feedback_id for row in answering])
             await _upsert_deltas(conn, deltas)
             return WriteResult(len(inserted), len(batch) - len(inserted), labelled)
+
+        return await self._transaction(work)
+
+    async def write_shadow_predictions(self, batch: Sequence[ShadowRow]) -> WriteResult:
+        rows = first_by(batch, lambda row: (row.request_id, row.model_version))
+
+        async def work(conn: asyncpg.Connection) -> WriteResult:
+            returned = await conn.fetch(
+                _INSERT_SHADOW,
+                [row.request_id for row in rows],
+                [row.model_name for row in rows],
+                [row.model_version for row in rows],
+                [row.label for row in rows],
+                [row.probability for row in rows],
+                [row.worker_id for row in rows],
+                [row.predicted_at for row in rows],
+            )
+            return WriteResult(len(returned), len(batch) - len(returned), 0)
 
         return await self._transaction(work)
 

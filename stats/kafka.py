@@ -3,10 +3,10 @@
 The app owns no topic of its own. It has no tables (the windowed state is in PostgreSQL, in the
 same transaction as the records, which a table's changelog could not be), the leader topic is
 disabled, and faust never declares topics: the broker's auto-creation is off and
-``deploy.topics`` creates every topic the processor touches (the predictions and feedback
-topics and their ``.dlq`` topics). The consumer group is the app id; offsets are committed by
-faust for acknowledged records only, and records are acknowledged in ``stats.service`` after
-their transaction has committed.
+``deploy.topics`` creates every topic the processor touches (the predictions, feedback
+and shadow predictions topics and their ``.dlq`` topics). The consumer group is the app id;
+offsets are committed by faust for acknowledged records only, and records are acknowledged in
+``stats.service`` after their transaction has committed.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ async def wait_for_broker(settings: Settings) -> None:
     """Return once the broker serves the source and dead-letter topics and the group's
     coordinator, for as long as it takes; quietly (``runtime.startup``)."""
     kafka = settings.kafka
-    sources = [kafka.predictions_topic, kafka.feedback_topic]
+    sources = [kafka.predictions_topic, kafka.feedback_topic, kafka.shadow_predictions_topic]
     await wait_for_kafka(
         kafka,
         topics=[*sources, *(KafkaSettings.dlq(t) for t in sources)],

@@ -1,4 +1,5 @@
-"""The stats processor: two faust agents, predictions and feedback, into PostgreSQL.
+"""The stats processor: three faust agents, predictions, feedback and a challenger's shadow
+predictions, into PostgreSQL.
 
 Each agent is one plain loop that shows its acknowledgements::
 
@@ -70,6 +71,7 @@ class StatsService:
         self._inflight: dict[Kind, asyncio.Lock] = {
             "prediction": asyncio.Lock(),
             "feedback": asyncio.Lock(),
+            "shadow": asyncio.Lock(),
         }
         self._store: PostgresStatsStore | None = None
         self._batches: BatchProcessor | None = None
@@ -82,6 +84,9 @@ class StatsService:
         )
         self.app.agent(source_topic(self.app, kafka.feedback_topic), name="stats.feedback")(
             self._consume_feedback
+        )
+        self.app.agent(source_topic(self.app, kafka.shadow_predictions_topic), name="stats.shadow")(
+            self._consume_shadow
         )
         self.health = HealthServer(
             service="stats",
@@ -150,9 +155,10 @@ class StatsService:
             raise
         self._running = True
         log.info(
-            "consuming %s and %s as group %s",
+            "consuming %s, %s and %s as group %s",
             s.kafka.predictions_topic,
             s.kafka.feedback_topic,
+            s.kafka.shadow_predictions_topic,
             s.group_id,
         )
         try:
@@ -204,6 +210,10 @@ class StatsService:
     async def _consume_feedback(self, stream: Any) -> None:
         assert self._batches is not None
         await self._consume("feedback", stream, self._batches.feedback)
+
+    async def _consume_shadow(self, stream: Any) -> None:
+        assert self._batches is not None
+        await self._consume("shadow", stream, self._batches.shadow)
 
     async def _consume(
         self,
@@ -346,8 +356,9 @@ class StatsService:
         except (StoreUnavailable, TimeoutError):
             database = False
         kafka = self._running and not self.app.crashed
+        k = self._settings.kafka
         topics = kafka and topics_known(
-            self.app, self._settings.kafka.predictions_topic, self._settings.kafka.feedback_topic
+            self.app, k.predictions_topic, k.feedback_topic, k.shadow_predictions_topic
         )
         database = database and self._database_ready.is_set()  # reachable *and* migrated
         return Readiness({"database": database, "kafka": kafka, "topics": topics})

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Protocol
 
 from stats.aggregates import FeedbackRow, PredictionRow
+from stats.shadow import ShadowRow
 
 
 class StoreError(Exception):
@@ -55,6 +56,10 @@ class StatsStore(Protocol):
 
     async def write_feedback(self, batch: Sequence[FeedbackRow]) -> WriteResult:
         """Store the batch, pair them with their predictions, in one transaction; idempotent."""
+        ...
+
+    async def write_shadow_predictions(self, batch: Sequence[ShadowRow]) -> WriteResult:
+        """Store a challenger's predictions; idempotent per (request_id, model_version)."""
         ...
 
     async def purge_unmatched(self, older_than_s: float) -> int:

@@ -14,12 +14,13 @@ log = logging.getLogger("workers")
 def make() -> Worker:
     settings = Settings()
     log.info(
-        "worker %s for %s@%s, requests %s -> predictions %s",
+        "%s worker %s for %s@%s, requests %s -> %s",
+        settings.role,
         settings.worker_id,
         settings.model_name,
         settings.model_alias,
         settings.kafka.requests_topic,
-        settings.kafka.predictions_topic,
+        settings.answers_topic,
     )
     return Worker(settings)
 

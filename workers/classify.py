@@ -17,11 +17,12 @@ log = logging.getLogger(__name__)
 
 
 async def classify(
-    model: LoadedModel, accepted: list[Accepted], metrics: WorkerMetrics
+    model: LoadedModel, accepted: list[Accepted], metrics: WorkerMetrics, *, explain: bool = True
 ) -> tuple[list[Answer], list[Rejected]]:
-    """The requests answered (probability, features, explanation if asked) and those refused."""
+    """The requests answered (probability, features, explanation if asked and ``explain``)
+    and those refused."""
     answers, failed = await _predict(model, accepted, metrics)
-    if not any(a.item.request.explain for a in answers):
+    if not explain or not any(a.item.request.explain for a in answers):
         return answers, failed
     explained: list[Answer] = []
     for answer in answers:

@@ -5,6 +5,10 @@
 Until a model is in service, :meth:`ModelFollower.wait_for_model` also asks the registry where
 the alias points, every ``registry_poll_interval_s``: a worker started before any event, or
 after the topic was compacted away, still finds its model.
+
+A shadow worker follows the challenger alias (key ``<model>@challenger``): when the challenger
+is withdrawn the watcher publishes a tombstone for that key, and the shadow worker drops its
+model and stops shadowing (a serving worker ignores tombstones: it keeps serving what it has).
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from typing import Any
 from aiokafka.errors import KafkaError
 
 from contracts import ModelChanged
-from runtime.kafka import ModelEvents
+from contracts.topics import models_key
+from runtime.kafka import Forgotten, ModelEvents
 from runtime.startup import http_ok, wait_for
 from workers.metrics import WorkerMetrics
 from workers.models import ModelSlot
@@ -34,20 +39,23 @@ class ModelFollower:
         *,
         stopping: asyncio.Event,
         registry_over_http: bool,
+        withdraw_on_tombstone: bool = False,
     ) -> None:
         self.slot = slot
         self._settings = settings
         self._metrics = metrics
         self._stopping = stopping
         self._registry_over_http = registry_over_http
+        self._withdraw_on_tombstone = withdraw_on_tombstone
+        self._key = models_key(settings.model_name, settings.model_alias)
         self._caught_up = asyncio.Event()
         # Said "waiting for MLflow" at start-up: say so once it first answers.
         self._registry_waited = self._registry_answered = False
 
     async def follow(self, events: ModelEvents) -> None:
         """Read the topic to its end (the current event), then every new event, forever."""
-        latest = await events.catch_up()
-        event = latest.get(self._settings.model_name)
+        latest = await events.catch_up(forget=self._withdraw_on_tombstone)
+        event = latest.get(self._key)
         if event is not None and self.slot.concerns(event):
             log.info("models topic names version %s", event.version)
             await self._registry_up()
@@ -55,15 +63,25 @@ class ModelFollower:
         self._caught_up.set()  # only now may the registry be asked (if nothing loaded)
         while True:
             try:
-                batch = await events.fetch(timeout_s=1.0)
+                batch = await events.read(timeout_s=1.0)
             except KafkaError as exc:
                 self._metrics.errors.labels(kind="models_topic").inc()
                 log.warning("models topic: %s; retrying", exc)
                 await asyncio.sleep(1)
                 continue
-            mine = [e for e in batch if self.slot.concerns(e)]
-            if mine:  # only the newest matters; older ones in the same fetch are superseded
-                await self.slot.offer(mine[-1])
+            mine = [e for e in batch if self._concerns(e)]
+            if not mine:  # only the newest matters; older ones in the same fetch are superseded
+                continue
+            newest = mine[-1]
+            if isinstance(newest, Forgotten):
+                self.slot.withdraw()
+            else:
+                await self.slot.offer(newest)
+
+    def _concerns(self, event: ModelChanged | Forgotten) -> bool:
+        if isinstance(event, Forgotten):
+            return self._withdraw_on_tombstone and event.key == self._key
+        return self.slot.concerns(event)
 
     async def _registry_up(self) -> None:
         """The bundle comes from MLflow's artifact store, and at start-up MLflow may still be

@@ -77,6 +77,7 @@ class ModelSlot:
     alias: str
     on_swap: Listener = lambda old, new: None
     on_refuse: RefusalListener = lambda event, error: None
+    on_withdraw: Callable[[LoadedModel], None] = lambda old: None
     current: LoadedModel | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -131,6 +132,16 @@ class ModelSlot:
             if old is not None and old.path is not None and old.path != loaded.path:
                 shutil.rmtree(old.path, ignore_errors=True)
             return True
+
+    def withdraw(self) -> None:
+        """The alias is gone (a challenger withdrawn): serve nothing from the next batch on."""
+        if self.current is None:
+            return
+        log.info("alias %s withdrawn: no longer serving %s version %s", self.alias,
+                 self.current.name, self.current.version)  # fmt: skip
+        old, self.current = self.current, None
+        self.ready.clear()
+        self.on_withdraw(old)
 
     def _refuse(self, event: ModelChanged, error: ModelRefused) -> None:
         log.error(

@@ -1,5 +1,8 @@
 """What a batch sends: its predictions and error replies to the predictions topic, and its
-refused records to the requests topic's DLQ, as futures that its settlement awaits."""
+refused records to the requests topic's DLQ, as futures that its settlement awaits.
+
+A shadow worker sends to the shadow predictions topic and no dead letters (``dlq_topic`` None):
+the serving workers already dead-letter every bad request once."""
 
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ async def send(
     *,
     predictions_topic: str,
     reply_partitions: int,
-    dlq_topic: str,
+    dlq_topic: str | None,
     answered: Sequence[tuple[Accepted, Prediction]],
     refused: Sequence[tuple[Rejected, RequestFailed | None]],
     service: str,
@@ -38,6 +41,8 @@ async def send(
         predictions_topic,
         ((partition % reply_partitions, rid.encode(), value) for partition, rid, value in replies),
     )
+    if dlq_topic is None:
+        return sends
     for r, _ in refused:
         log.warning(
             "dead-lettering %s[%d]@%d: %s", r.record.topic, r.record.partition, r.record.offset,

@@ -12,6 +12,11 @@ uncommitted batches (here or, after a rebalance, on another worker): at-least-on
 Beside it, a :class:`~workers.follower.ModelFollower` reads the compacted models topic and
 hands each ModelChanged to the :class:`~workers.models.ModelSlot`, which loads and checks the
 version off the event loop and swaps it in between batches.
+
+A shadow worker (``role`` shadow, the default for the ``challenger`` alias) is the same loop in
+a consumer group of its own: it answers into the shadow predictions topic only, so no client
+ever gets a shadow answer; it sends no dead letters and explains nothing. When its challenger
+is withdrawn it commits the requests it reads without answering them.
 """
 
 from __future__ import annotations
@@ -115,14 +120,24 @@ class Worker:
         if source is None:
             source = await asyncio.to_thread(self._registry)
         slot = ModelSlot(
-            source, s.model_name, s.model_alias, on_swap=self._swapped, on_refuse=self._refused
+            source,
+            s.model_name,
+            s.model_alias,
+            on_swap=self._swapped,
+            on_refuse=self._refused,
+            on_withdraw=self._withdrawn,
         )
         self.follower = ModelFollower(
-            slot, s, self.metrics, stopping=self._stopping, registry_over_http=self._source is None
+            slot,
+            s,
+            self.metrics,
+            stopping=self._stopping,
+            registry_over_http=self._source is None,
+            withdraw_on_tombstone=s.shadow,
         )
         client_id = f"rs-worker-{s.worker_id}"
         stopping = self._stopping.is_set
-        topics = [s.kafka.requests_topic, s.kafka.predictions_topic, s.kafka.models_topic]
+        topics = [s.kafka.requests_topic, s.answers_topic, s.kafka.models_topic]
         if not await wait_for_kafka(
             s.kafka, topics=topics, group=s.group_id, log=log, give_up=stopping
         ):
@@ -132,7 +147,7 @@ class Worker:
             lambda: kafka.producer(s.kafka, client_id=client_id), what="producer", give_up=stopping
         )
         self._stack.push_async_callback(self._producer.stop)
-        self._reply_partitions = len(await self._producer.partitions_for(s.kafka.predictions_topic))
+        self._reply_partitions = len(await self._producer.partitions_for(s.answers_topic))
         events = await connect(
             lambda: ModelEvents(s.kafka, client_id=f"{client_id}-models"),
             what=f"models topic {s.kafka.models_topic}",
@@ -190,6 +205,10 @@ class Worker:
         self.metrics.model_version.set(float(new.version) if new.version.isdigit() else -1)
         self.metrics.model_loads.labels(outcome="loaded", stage="").inc()
 
+    def _withdrawn(self, old: LoadedModel) -> None:
+        self.metrics.model_info.remove(old.name, old.version, old.sha256)
+        self.metrics.model_version.set(-1)
+
     def _refused(self, event: ModelChanged, error: ModelRefused) -> None:
         self.metrics.model_loads.labels(outcome="refused", stage=error.stage).inc()
 
@@ -205,8 +224,9 @@ class Worker:
             return [to_record(m) for messages in data.values() for m in messages]
 
         log.info(
-            "consuming %s as group %s (batches of up to %d, %.0f ms wait)",
-            s.kafka.requests_topic, s.group_id, s.max_batch_size, s.max_wait_ms,
+            "consuming %s as group %s (%s, answers to %s; batches of up to %d, %.0f ms wait)",
+            s.kafka.requests_topic, s.group_id, s.role, s.answers_topic, s.max_batch_size,
+            s.max_wait_ms,
         )  # fmt: skip
         try:
             while not self._stopping.is_set():
@@ -241,15 +261,17 @@ class Worker:
         their acknowledgements, after the settlement of the batch before."""
         s = self.settings
         assert self.slot is not None
-        assert self.slot.current is not None
         assert self._producer is not None
         picked_at = utc_now()
         model = self.slot.current  # read once: a swap takes effect from the next batch
+        if model is None:  # a shadow worker whose challenger was withdrawn: nothing to compare
+            self.settlements.add([], records)
+            return
         accepted, rejected = triage(records, max_text_chars=s.max_text_chars)
         replies = []
         if accepted:
             started = time.perf_counter()
-            answers, failed = await classify(model, accepted, self.metrics)
+            answers, failed = await classify(model, accepted, self.metrics, explain=not s.shadow)
             elapsed = time.perf_counter() - started
             rejected += failed
             self.metrics.inference_seconds.observe(elapsed)
@@ -269,9 +291,9 @@ class Worker:
         ]
         sends = await outbox.send(
             self._producer,
-            predictions_topic=s.kafka.predictions_topic,
+            predictions_topic=s.answers_topic,
             reply_partitions=self._reply_partitions,
-            dlq_topic=KafkaSettings.dlq(s.kafka.requests_topic),
+            dlq_topic=None if s.shadow else KafkaSettings.dlq(s.kafka.requests_topic),
             answered=list(zip(accepted, replies, strict=True)),
             refused=list(zip(rejected, errors, strict=True)),
             service=f"{SERVICE}/{s.worker_id}",
@@ -280,8 +302,9 @@ class Worker:
         self.metrics.batches.inc()
         self.metrics.batch_size.observe(len(records))
         self.metrics.predictions.labels(model_version=model.version).inc(len(replies))
-        for r in rejected:
-            self.metrics.dead_letters.labels(error_type=r.error_type).inc()
+        if not s.shadow:  # a shadow worker sends no dead letters
+            for r in rejected:
+                self.metrics.dead_letters.labels(error_type=r.error_type).inc()
 
     async def on_revoked(self, revoked: Any) -> None:
         """Before partitions move: the batch in hand is sent, every batch sent is settled (a

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.topics import KafkaSettings
-from inference.registry import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
+from inference.registry import CHALLENGER_ALIAS, DEFAULT_ALIAS, DEFAULT_MODEL_NAME
+
+SERVING_GROUP = "reviewstream-workers"
+SHADOW_GROUP = "reviewstream-shadow"
 
 
 def default_worker_id() -> str:
@@ -26,7 +30,16 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("RS_WORKER_ID", "worker_id"),
         description="named in every prediction (env RS_WORKER_ID)",
     )
-    group_id: str = Field("reviewstream-workers", description="consumer group on requests topic")
+    group_id: str = Field(
+        SERVING_GROUP,
+        description="consumer group on the requests topic (a shadow worker's default: "
+        f"{SHADOW_GROUP}, so that it reads every request beside the serving group)",
+    )
+    role: Literal["serving", "shadow"] = Field(
+        "serving",
+        description="shadow: answer into the shadow predictions topic only, never a client, "
+        f"no DLQ, no explanations (the default when model_alias is {CHALLENGER_ALIAS!r})",
+    )
 
     model_name: str = DEFAULT_MODEL_NAME
     model_alias: str = DEFAULT_ALIAS
@@ -60,3 +73,25 @@ class Settings(BaseSettings):
     heartbeat_interval_ms: int = Field(3_000, description="consumer group heartbeat interval")
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shadow_defaults(cls, data: Any) -> Any:
+        """Following the challenger means shadowing it, in a group of its own, unless said
+        otherwise: a challenger in the serving group would take requests from production."""
+        if not isinstance(data, dict):
+            return data
+        if data.get("role") is None and data.get("model_alias") == CHALLENGER_ALIAS:
+            data = {**data, "role": "shadow"}
+        if data.get("role") == "shadow" and data.get("group_id") is None:
+            data = {**data, "group_id": SHADOW_GROUP}
+        return data
+
+    @property
+    def shadow(self) -> bool:
+        return self.role == "shadow"
+
+    @property
+    def answers_topic(self) -> str:
+        """Where this worker's predictions and error replies go."""
+        return self.kafka.shadow_predictions_topic if self.shadow else self.kafka.predictions_topic

@@ -441,9 +441,28 @@
       const headers = state.key ? { "X-API-Key": state.key } : {};
       const response = await fetch("/v1/stats/drift?minutes=60", { headers, cache: "no-store" });
       if (response.ok) renderDrift(await response.json());
+      const shadow = await fetch("/v1/stats/shadow", { headers, cache: "no-store" });
+      if (shadow.ok) renderShadow(await shadow.json());
     } catch (error) {
       // the next stats message asks again
     }
+  }
+
+  // One row per challenger version and the production version that answered the same
+  // reviews: side by side, agreement and each one's accuracy on the same labelled reviews.
+  function renderShadow(shadow) {
+    if (!shadow.comparisons.length) return;
+    const share = (v) => (v === null ? "–" : pct(v));
+    const rows = shadow.comparisons.map((c) => {
+      const row = el("tr");
+      row.dataset.challenger = c.challenger_version;
+      row.append(el("td", "", `v${c.challenger_version} vs v${c.production_version}`),
+        el("td", "", String(c.compared)), el("td", "", share(c.agreement)),
+        el("td", "", String(c.labelled)), el("td", "challenger", share(c.challenger_accuracy)),
+        el("td", "production", share(c.production_accuracy)));
+      return row;
+    });
+    document.querySelector("#shadow tbody").replaceChildren(...rows);
   }
 
   // One row per feature of the newest version checked: its latest value and state in words,

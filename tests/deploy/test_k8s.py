@@ -134,7 +134,7 @@ def test_every_container_has_requests_limits_and_runs_unprivileged(name: str) ->
     manifests = overlay(name)
     pods = [m["spec"]["template"] for m in of_kind(manifests, "Deployment")]
     pods += [m["spec"]["template"] for m in of_kind(manifests, "Job")]
-    assert len(pods) == len(DEPLOYED) + 1
+    assert len(pods) == len(DEPLOYED) + 2  # and the shadow workers, and the init Job
     for pod in pods:
         spec = pod["spec"]
         assert spec["securityContext"]["runAsNonRoot"] is True

@@ -7,7 +7,7 @@ from numpy.typing import NDArray
 
 from export import gates
 from export.behaviour import cases, run_suite
-from export.settings import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
+from export.settings import CHALLENGER_ALIAS, DEFAULT_ALIAS, DEFAULT_MODEL_NAME
 from inference import registry
 
 
@@ -61,3 +61,7 @@ def test_the_behaviour_suite_tells_a_sensible_model_from_a_random_one() -> None:
     assert not chance.passed
     assert "below the 90% needed by" in chance.detail
     assert "failing e.g." in chance.detail
+
+
+def test_the_challenger_alias_agrees_with_the_registry_conventions() -> None:
+    assert CHALLENGER_ALIAS == registry.CHALLENGER_ALIAS

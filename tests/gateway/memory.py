@@ -26,6 +26,8 @@ from gateway.schemas import (
     DriftQuery,
     RecentListOut,
     SeriesPoint,
+    ShadowOut,
+    ShadowQuery,
     SummaryOut,
     WindowsOut,
     WindowsQuery,
@@ -136,6 +138,10 @@ class MemoryStats(Lifecycle):
     async def drift(self, query: DriftQuery) -> DriftOut:
         self._require()
         return DriftOut(versions=[], checks=[])
+
+    async def shadow(self, query: ShadowQuery) -> ShadowOut:
+        self._require()
+        return ShadowOut(comparisons=[])
 
     async def series(self, minutes: int) -> list[SeriesPoint]:
         self._require()

@@ -48,6 +48,7 @@ ROUTES: dict[tuple[str, str], Role | None] = {
     ("GET", "/v1/stats/windows"): Role.VIEWER,
     ("GET", "/v1/stats/recent"): Role.VIEWER,
     ("GET", "/v1/stats/drift"): Role.VIEWER,
+    ("GET", "/v1/stats/shadow"): Role.VIEWER,
     ("GET", "/v1/session"): Role.VIEWER,
     ("GET", "/v1/model"): Role.VIEWER,
     ("GET", "/v1/alerts"): Role.VIEWER,

@@ -17,6 +17,7 @@ from playwright.async_api import expect
 
 from contracts import KafkaSettings
 from gateway.auth import hash_key, new_key
+from stats.shadow import ShadowRow
 from stats.store import DriftCheck
 from tests.gateway_harness import (
     ARTIFACTS,
@@ -115,6 +116,11 @@ async def test_chat_page_without_a_worker(
                         store, feedback_id=f"fb-{i}", request_id=ids[i], label=true
                     )
                 await record_feedback(store, feedback_id="fb-text", text="Lovely.", label=1)
+                # Challenger v4 in shadow on the first four (production said 1, 1, 1, 1).
+                await store.write_shadow_predictions([
+                    ShadowRow(ids[i], "m", "4", label, 0.5, "shadow-1", now)
+                    for i, label in enumerate([1, 0, 1, 1])
+                ])  # fmt: skip
                 # The drift monitor's checks of version 3: the unknown words alarm.
                 await store.write_drift("m", [
                     DriftCheck("3", feature, now - timedelta(minutes=m), 300, score,
@@ -140,6 +146,11 @@ async def test_chat_page_without_a_worker(
             await expect(unknown.locator("rect.alarm")).to_have_count(1)
             accuracy = page.locator('#drift .drift-row[data-feature="accuracy"]')
             await expect(accuracy.locator(".drift-value")).to_have_text("91.0%")
+            # Side by side: 3 of 4 agree; on the 3 labelled, v4 is right 3 times, v3 twice.
+            shadow = page.locator('#shadow tbody tr[data-challenger="4"] td')
+            await expect(shadow).to_have_text(
+                ["v4 vs v3", "4", "75.0%", "3", "100.0%", "66.7%"], timeout=20_000
+            )
             await page.screenshot(path=shots / "no-worker-timeout-and-stats.png")
 
             # The gateway goes away: the page says so, keeps what is typed, and reconnects.

@@ -14,6 +14,7 @@ from gateway.app import create_app
 from gateway.auth import KeyRecord, Role, hash_key, new_key
 from gateway.settings import Settings
 from runtime.database import DatabaseSettings
+from stats.shadow import ShadowRow
 from stats.store import DriftCheck
 from tests.gateway_harness import (
     record_feedback,
@@ -171,3 +172,30 @@ async def test_drift_checks_per_version_with_the_latest_state(
     assert [c["feature"] for c in only.json()["checks"]] == ["length", "accuracy"]
     bad = await http.get("/v1/stats/drift", params={"minutes": 0})
     assert bad.status_code == 422
+
+
+async def test_shadow_shows_the_challenger_beside_production(
+    http: httpx.AsyncClient, rows: dict[str, str], database_url: str
+) -> None:
+    empty = await http.get("/v1/stats/shadow")
+    assert empty.status_code == 200, empty.text
+    assert empty.json() == {"comparisons": []}
+    # Challenger v3 in shadow on a, b, c (production v1 said 1, 1, 0; truth a=1, b=0).
+    now = datetime.now(UTC)
+    shadow = [
+        ShadowRow(rows[name], "m", "3", label, 0.6, "shadow-1", now)
+        for name, label in [("a", 1), ("b", 0), ("c", 1)]
+    ]
+    async with stats_store(database_url) as store:
+        await store.write_shadow_predictions(shadow)
+
+    reply = await http.get("/v1/stats/shadow")
+    assert reply.status_code == 200, reply.text
+    (c,) = reply.json()["comparisons"]
+    assert (c["challenger_version"], c["production_version"]) == ("3", "1")
+    assert (c["compared"], c["agreed"], c["labelled"]) == (3, 1, 2)
+    assert (c["challenger_accuracy"], c["production_accuracy"]) == (1.0, 0.5)
+    assert (await http.get("/v1/stats/shadow", params={"model_version": "4"})).json() == {
+        "comparisons": []
+    }
+    assert (await http.get("/v1/stats/shadow", params={"version": "3"})).status_code == 422

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from contracts import ChangeReason, ModelChanged
+from registry_watcher.challengers import Challengers, withdrawn
 from registry_watcher.changes import change
+from registry_watcher.service import WatcherMetrics
 from registry_watcher.settings import Settings
 
 
@@ -60,7 +62,29 @@ def test_model_names_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> Non
     assert settings.poll_interval_s == 0.5
 
 
-def test_default_model_name_and_alias() -> None:
+def test_default_model_name_and_aliases() -> None:
     settings = Settings()
     assert settings.model_names == ["reviewstream-sentiment"]
     assert settings.alias == "production"
+    assert settings.shadow_aliases == ["challenger"]
+
+
+def test_challengers_are_announced_beside_the_serving_alias(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RS_WATCHER_MODEL_NAMES", "a,b")
+    monkeypatch.setenv("RS_WATCHER_SHADOW_ALIASES", " challenger, production ,")
+    metrics = WatcherMetrics()
+    found = Challengers(Settings(), published=metrics.published, errors=metrics.publish_errors)
+    # The serving alias is never a challenger, whatever the list says.
+    assert found.targets() == [("a", "challenger"), ("b", "challenger")]
+    monkeypatch.setenv("RS_WATCHER_SHADOW_ALIASES", "")
+    assert Challengers(Settings(), published=metrics.published,
+                       errors=metrics.publish_errors).targets() == []  # fmt: skip
+
+
+def test_a_withdrawn_challenger_is_news() -> None:
+    v1 = event("1").model_copy(update={"alias": "challenger"})
+    assert withdrawn(v1, None)
+    assert not withdrawn(None, None)  # never announced: nothing to withdraw
+    assert not withdrawn(v1, v1)

@@ -13,8 +13,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from contracts import ChangeReason, KafkaSettings, ModelChanged, encode
+from contracts.topics import models_key
 from deploy.local.launcher import free_port
-from runtime.kafka import Forgotten, ModelEvents, wait_for_kafka
+from runtime.kafka import Forgotten, ModelEvents, keep_latest, serving_only, wait_for_kafka
 from runtime.startup import QuietProbes
 
 log = logging.getLogger("tests.runtime_kafka")
@@ -113,3 +114,18 @@ async def test_model_events_keep_the_latest_and_forget_a_tombstone_only_when_ask
         assert read[-1] == Forgotten("b")
     finally:
         await events.stop()
+
+
+def test_a_challenger_is_kept_beside_the_serving_event_never_over_it() -> None:
+    def changed(version: str, alias: str) -> ModelChanged:
+        return ModelChanged(model_name="m", version=version, alias=alias,
+                            artifact_uri=f"models:/m/{version}", sha256="0" * 64)  # fmt: skip
+
+    assert models_key("m", "production") == "m"  # as every record before issue 15
+    assert models_key("m", "challenger") == "m@challenger"
+    latest: dict[str, ModelChanged] = {}
+    keep_latest(latest, [changed("1", "production"), changed("2", "challenger")], forget=True)
+    assert {k: e.version for k, e in latest.items()} == {"m": "1", "m@challenger": "2"}
+    assert {k: e.version for k, e in serving_only(latest).items()} == {"m": "1"}
+    keep_latest(latest, [Forgotten("m@challenger")], forget=True)  # the challenger withdrawn
+    assert list(latest) == ["m"]

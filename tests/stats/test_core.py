@@ -9,7 +9,17 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from contracts import DeadLetter, Feedback, Prediction, Source, Timings, decode, encode
+from contracts import (
+    DeadLetter,
+    FailureKind,
+    Feedback,
+    Prediction,
+    RequestFailed,
+    Source,
+    Timings,
+    decode,
+    encode,
+)
 from contracts.statistics import LATENCY_BUCKETS_MS, latency_bucket, latency_quantile
 from runtime.records import Record
 from stats.aggregates import (
@@ -24,6 +34,7 @@ from stats.aggregates import (
 from stats.batches import BatchProcessor, DeadLetterUnavailable
 from stats.metrics import Metrics
 from stats.settings import Settings
+from stats.shadow import ShadowRow, shadow_row
 from stats.store import RecordRejected, StoreUnavailable, WriteResult
 from stats.windows import window_start
 
@@ -172,6 +183,9 @@ class FakeStore:
         self.writes.append(keys)
         return WriteResult(inserted=len(keys), duplicates=0, labelled=0)
 
+    async def write_shadow_predictions(self, batch: Sequence[ShadowRow]) -> WriteResult:
+        return self._write([row.request_id for row in batch])
+
     async def purge_unmatched(self, older_than_s: float) -> int:
         return 0
 
@@ -233,6 +247,36 @@ async def test_malformed_records_go_to_the_dlq_and_the_rest_in_one_write() -> No
         == 3
     )
     assert sample(metrics, "rs_stats_records_total", kind="prediction", outcome="stored") == 2
+
+
+async def test_shadow_predictions_stored_error_replies_ignored_garbage_dead_lettered() -> None:
+    store, sink, metrics = FakeStore(), FakeSink(), Metrics()
+    failed = RequestFailed(
+        request_id="f",
+        error=FailureKind.INVALID,
+        reason="too long",
+        worker_id="w",
+        submitted_at=T0,
+        source=Source.REPLAY,
+    )
+    batch = records(
+        "t.predictions.shadow",
+        [encode(prediction("a")), b"not json", encode(failed), encode(prediction("b"))],
+    )
+    outcome = await BatchProcessor(store, sink, metrics).shadow(batch)
+
+    assert store.writes == [["a", "b"]]
+    assert (outcome.stored, outcome.dead_lettered, outcome.ignored) == (2, 1, 1)
+    ((topic, _, value),) = sink.letters
+    assert topic == "t.predictions.shadow.dlq"
+    assert "not JSON" in decode(value, DeadLetter).reason
+    assert sample(metrics, "rs_stats_records_total", kind="shadow", outcome="stored") == 2
+
+
+def test_a_shadow_row_keeps_what_the_comparison_needs() -> None:
+    row = shadow_row(encode(prediction("a")))
+    assert row is not None
+    assert (row.request_id, row.model_version, row.label) == ("a", "1", 1)
 
 
 async def test_a_database_outage_is_retried_until_the_write_succeeds() -> None:

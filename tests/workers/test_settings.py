@@ -34,3 +34,26 @@ def test_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.intra_op_threads == 2
     assert settings.kafka.requests_topic == "r"
     assert settings.mlflow_tracking_uri == "http://mlflow:5000"
+
+
+def test_the_challenger_alias_shadows_in_a_group_of_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RS_WORKER_MODEL_ALIAS", "challenger")
+    settings = Settings()
+    assert settings.shadow
+    assert settings.group_id == "reviewstream-shadow"
+    assert settings.answers_topic == settings.kafka.shadow_predictions_topic
+    # Said explicitly, both win over the defaults.
+    monkeypatch.setenv("RS_WORKER_GROUP_ID", "mine")
+    assert Settings().group_id == "mine"
+    monkeypatch.setenv("RS_WORKER_ROLE", "serving")
+    assert not Settings().shadow
+
+
+def test_a_serving_worker_answers_on_the_predictions_topic() -> None:
+    settings = Settings()
+    assert settings.role == "serving"
+    assert settings.answers_topic == settings.kafka.predictions_topic
+    shadow = Settings(role="shadow")
+    assert (shadow.group_id, shadow.model_alias) == ("reviewstream-shadow", "production")
