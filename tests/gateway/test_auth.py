@@ -53,6 +53,7 @@ ROUTES: dict[tuple[str, str], Role | None] = {
     ("GET", "/v1/alerts"): Role.VIEWER,
     ("GET", "/v1/admin/status"): Role.ADMIN,
     ("POST", "/v1/admin/alerts"): Role.ADMIN,
+    ("GET", "/v1/admin/fleet"): Role.ADMIN,
     ("GET", "/v1/ws"): Role.VIEWER,  # the WebSocket handshake, tested below
 }
 REQUEST: dict[str, tuple[str, dict[str, Any] | None]] = {
