@@ -81,6 +81,7 @@ async def test_workers_retry_while_mlflow_is_away_and_acknowledge_once_it_is_bac
 
             def model_of(body: dict[str, Any]) -> dict[str, Any]:
                 [model] = [m for m in body["models"] if m["model_name"] == name]
+                assert isinstance(model, dict)
                 return model
 
             async def acknowledged(version: str) -> bool:
