@@ -1,20 +1,25 @@
 """``python -m export``: move the serving alias by hand, and show where a version came from.
 
     python -m export promote 7 --reason "reviewed the gate report"
+    python -m export promote 7 --reason "..." --wait-s 60   # until every live worker serves it
     python -m export rollback --reason "complaints about v7"
     python -m export lineage 7          # or without a version: the one the alias names
 
-Settings: ``RS_EXPORT_MODEL_NAME``, ``RS_EXPORT_ALIAS``, ``MLFLOW_TRACKING_URI``.
+Settings: ``RS_EXPORT_MODEL_NAME``, ``RS_EXPORT_ALIAS``, ``MLFLOW_TRACKING_URI`` (and the
+``RS_KAFKA_*`` settings for ``--wait-s``, which reads the fleet topic).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Annotated
 
 import typer
 from mlflow import MlflowClient
 
+from contracts import KafkaSettings
+from export.fleet import wait_for_fleet
 from export.lineage import lineage, render
 from export.registry import RegistryError, current, promote, rollback, who
 from export.settings import Settings
@@ -32,6 +37,12 @@ def promote_command(
     version: Annotated[str, typer.Argument(help="model version to serve")],
     reason: Annotated[str, typer.Option(help="why; recorded on the version")],
     by: Annotated[str | None, typer.Option(help="who; default user@host")] = None,
+    wait_s: Annotated[
+        float,
+        typer.Option(
+            help="then wait up to this long for every live worker to serve it (exit 2 if not)"
+        ),
+    ] = 0,
 ) -> None:
     """Point the serving alias at VERSION, if every one of its gates passed."""
     settings = Settings()
@@ -49,6 +60,15 @@ def promote_command(
         raise typer.Exit(1) from None
     was = f"v{moved.previous}" if moved.previous else "none"
     typer.echo(f"{moved.model_name} '{moved.alias}' -> v{moved.version} (was {was})")
+    if wait_s > 0:
+        answer = asyncio.run(
+            wait_for_fleet(
+                KafkaSettings(), moved.model_name, moved.alias, moved.version, timeout_s=wait_s
+            )
+        )
+        typer.echo(answer.describe(moved.version), err=not answer.done)
+        if not answer.done:
+            raise typer.Exit(2)
 
 
 @app.command("rollback")
