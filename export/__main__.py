@@ -2,6 +2,7 @@
 
     python -m export promote 7 --reason "reviewed the gate report"
     python -m export promote 8 --override --reason "known gate flake, approved by J."
+    python -m export promote 7 --reason "..." --wait-s 60   # until every live worker serves it
     python -m export rollback --reason "complaints about v7"
     python -m export lineage 7          # or without a version: the one the alias names
     python -m export shadow 8 --reason "try the new tokenizer on live traffic"
@@ -9,7 +10,9 @@
 
 Settings: ``RS_EXPORT_MODEL_NAME``, ``RS_EXPORT_ALIAS``, ``RS_EXPORT_CHALLENGER_ALIAS``,
 ``MLFLOW_TRACKING_URI``; promotion's shadow requirement: ``RS_EXPORT_SHADOW_MIN_LABELLED``,
-``RS_EXPORT_SHADOW_MIN_S`` (0: none) and ``DATABASE_URL`` (the statistics database).
+``RS_EXPORT_SHADOW_MIN_S`` (0: none) and ``DATABASE_URL`` (the statistics database, also read
+by the live replay gate); the ``RS_KAFKA_*`` settings for the live replay gate and for
+``--wait-s``, which reads the fleet topic.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Annotated
 import typer
 from mlflow import MlflowClient
 
+from export.fleet import wait_for_fleet
 from export.gates import Gate
 from export.lineage import lineage, render
 from export.registry import (
@@ -63,13 +67,20 @@ def promote_command(
             " reason, on the version and in its lineage)",
         ),
     ] = False,
+    wait_s: Annotated[
+        float,
+        typer.Option(
+            help="then wait up to this long for every live worker to serve it (exit 2 if not)"
+        ),
+    ] = 0,
 ) -> None:
     """Point the serving alias at VERSION, if every one of its gates passed, the live replay
     gate included (scored now when DATABASE_URL is set)."""
     settings = Settings()
     client = _client(settings)
     try:
-        _shadowed_enough(settings, version)
+        if not override:
+            _shadowed_enough(settings, version)
         gate = live_gate(client, settings, version)
         if gate is not None:
             typer.echo(f"gate {gate.name}: {gate.status} - {gate.detail}")
@@ -88,6 +99,15 @@ def promote_command(
     was = f"v{moved.previous}" if moved.previous else "none"
     typer.echo(f"{moved.model_name} '{moved.alias}' -> v{moved.version} (was {was})")
     _end_shadow_of_promoted(settings, moved.version, by=by or who())
+    if wait_s > 0:
+        answer = asyncio.run(
+            wait_for_fleet(
+                settings.kafka, moved.model_name, moved.alias, moved.version, timeout_s=wait_s
+            )
+        )
+        typer.echo(answer.describe(moved.version), err=not answer.done)
+        if not answer.done:
+            raise typer.Exit(2)
 
 
 def _shadowed_enough(settings: Settings, version: str) -> None:

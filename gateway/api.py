@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute
 from starlette.staticfiles import StaticFiles
 
 from contracts import Source
+from contracts.messages import utc_now
 from gateway.auth import Role
 from gateway.classifier import Idempotency
 from gateway.context import Context
@@ -37,6 +38,7 @@ from gateway.schemas import (
     ExplainIn,
     FeedbackIn,
     FeedbackOut,
+    FleetOut,
     HealthOut,
     ModelOut,
     PredictionOut,
@@ -180,6 +182,10 @@ def http_routes(rt: Context, guard: Guard) -> list[BaseRoute]:
         read_query(request, EmptyQuery)
         return json(AlertListOut(alerts=[AlertOut.of(a) for a in rt.alerts.board.recent()]))
 
+    async def fleet(request: Request) -> Response:
+        read_query(request, EmptyQuery)
+        return json(FleetOut.of(rt.fleet.view, rt.fleet.announced, utc_now()))
+
     async def model(request: Request) -> Response:
         return json(ModelOut.of(rt.models.current))
 
@@ -270,6 +276,13 @@ def http_routes(rt: Context, guard: Guard) -> list[BaseRoute]:
             description="Takes Alertmanager's webhook body (version 4) and publishes each "
             "alert as an Alert message on RS_KAFKA_ALERTS_TOPIC, where every gateway reads "
             "it back. A 4xx is final for Alertmanager; a 503 makes it retry.")),
+        r("/v1/admin/fleet", fleet, method="GET", op=Operation(
+            "Every worker, the version it serves, and whether the fleet acknowledged the "
+            "announced version", "admin", admin, ok_model=FleetOut, query=EmptyQuery,
+            description="Read back from the fleet topic (each worker's WorkerStatus, sent on "
+            "every change and every RS_WORKER_HEARTBEAT_S) and the models topic. A worker is "
+            "live while it reported within 3 heartbeats and did not stop; a promotion is "
+            "complete when every live worker serves the announced version.")),
         r("/v1/alerts", alerts, method="GET", op=Operation(
             "The recent alerts, firing or resolved", "session", viewer, ok_model=AlertListOut,
             query=EmptyQuery, description="Read back from the alerts topic: the last "

@@ -21,6 +21,7 @@ from gateway.context import Context
 from gateway.db import PostgresStats
 from gateway.deployment import ModelFeed
 from gateway.errors import EXCEPTION_HANDLERS
+from gateway.fleet import FleetFeed, FleetTopics
 from gateway.idempotency import RememberedAnswers
 from gateway.kafka import KafkaBus
 from gateway.metrics import Metrics
@@ -92,9 +93,10 @@ def create_app(
     stats: StatsStore | None = None,
     models: ModelFeed | None = None,
     alerts: AlertFeed | None = None,
+    fleet: FleetFeed | None = None,
 ) -> Starlette:
-    """The real Kafka bus, models and alerts topics and PostgreSQL store unless tests hand in
-    their own."""
+    """The real Kafka bus, models, alerts and fleet topics and PostgreSQL store unless tests
+    hand in their own."""
     keyring = load_keyring(settings)
     metrics = Metrics()
     # The side tasks (replies, models topic, live statistics) must not die quietly.
@@ -110,6 +112,9 @@ def create_app(
         client_id=settings.instance_id,
         supervisor=supervisor,
         keep=settings.alerts_kept,
+    )
+    workers = fleet or FleetTopics(
+        settings.kafka, client_id=settings.instance_id, supervisor=supervisor
     )
     classifier = Classifier(
         the_bus,
@@ -131,7 +136,17 @@ def create_app(
         supervisor=supervisor,
     )
     rt = Context(
-        settings, keyring, metrics, the_bus, classifier, store, feed, deployed, supervisor, followed
+        settings,
+        keyring,
+        metrics,
+        the_bus,
+        classifier,
+        store,
+        feed,
+        deployed,
+        supervisor,
+        followed,
+        workers,
     )
 
     @asynccontextmanager
@@ -147,6 +162,7 @@ def create_app(
             await stack.enter_async_context(the_bus)
             await stack.enter_async_context(deployed)
             await stack.enter_async_context(followed)
+            await stack.enter_async_context(workers)
             await stack.enter_async_context(store)
             await stack.enter_async_context(feed)
             stack.push_async_callback(supervisor.stop)

@@ -9,6 +9,7 @@ from gateway.auth import KeyRing
 from gateway.bus import RequestBus
 from gateway.classifier import Classifier
 from gateway.deployment import ModelFeed
+from gateway.fleet import FleetFeed
 from gateway.metrics import Metrics
 from gateway.schemas import Limits
 from gateway.settings import Settings
@@ -28,6 +29,7 @@ class Context:
     models: ModelFeed
     supervisor: Supervisor
     alerts: AlertFeed
+    fleet: FleetFeed
     websockets: int = 0
 
     @property

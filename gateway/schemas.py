@@ -6,6 +6,7 @@ Size limits are settings, passed in the validation context as :class:`Limits`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -20,7 +21,15 @@ from pydantic import (
     model_validator,
 )
 
-from contracts import Alert, AlertStatus, ExplainMethod, Explanation, Prediction
+from contracts import (
+    Alert,
+    AlertStatus,
+    ExplainMethod,
+    Explanation,
+    ModelChanged,
+    Prediction,
+    WorkerStatus,
+)
 from gateway.deployment import Deployment
 from gateway.readmodel import (
     DriftPoint,
@@ -32,6 +41,7 @@ from gateway.readmodel import (
     VersionStats,
     WindowPoint,
 )
+from runtime.fleet import FleetView, acknowledged, is_live, seconds_since
 
 
 def _not_bool(value: object) -> object:
@@ -289,6 +299,85 @@ class AdminStatusOut(Out):
     reply_timeout_s: float
     api_keys: int
     model: ModelOut
+
+
+# --- the fleet (what every worker serves, from the fleet topic) ------------------------------
+
+
+class FleetWorkerOut(Out):
+    """One worker's latest report on the fleet topic (``contracts.WorkerStatus``)."""
+
+    worker_id: str
+    model_name: str
+    alias: str
+    role: Literal["serving", "shadow"]
+    state: Literal["starting", "serving", "loading", "failed", "stopped"]
+    version: str | None = Field(description="the version in service")
+    wanted_version: str | None = Field(description="the version the alias names, as heard")
+    load_attempts: int = Field(description="failed loads of wanted_version so far")
+    error: str | None = Field(description="why the last load failed")
+    lag: int | None = Field(description="requests not yet consumed by this worker")
+    reported_at: datetime
+    seconds_since_report: float
+    live: bool = Field(description="reported within 3 heartbeats and not stopped")
+
+    @classmethod
+    def of(cls, status: WorkerStatus, now: datetime) -> FleetWorkerOut:
+        return cls(
+            **status.model_dump(
+                include={
+                    "worker_id", "model_name", "alias", "role", "state", "version",
+                    "wanted_version", "load_attempts", "error", "lag", "reported_at",
+                }
+            ),
+            seconds_since_report=round(seconds_since(status, now), 3),
+            live=is_live(status, now),
+        )  # fmt: skip
+
+
+class FleetModelOut(Out):
+    """Per model and alias: the version the models topic names, and who serves it."""
+
+    model_name: str
+    alias: str
+    version: str | None = Field(description="named by the models topic; null if none")
+    acknowledged: bool = Field(
+        description="every live worker serves it (false with no live worker)"
+    )
+    pending: list[str] = Field(description="live workers that do not serve it yet")
+    live_workers: int
+
+
+class FleetOut(Out):
+    workers: list[FleetWorkerOut] = Field(description="every worker that reported, by id")
+    models: list[FleetModelOut]
+
+    @classmethod
+    def of(cls, view: FleetView, announced: Mapping[str, ModelChanged], now: datetime) -> FleetOut:
+        pairs = {(e.model_name, e.alias) for e in announced.values()}
+        pairs |= {(s.model_name, s.alias) for s in view.workers.values()}
+        models = []
+        for name, alias in sorted(pairs):
+            event = announced.get(name)
+            version = event.version if event is not None and event.alias == alias else None
+            done, pending = (
+                acknowledged(view, name, alias, version, now=now)
+                if version is not None
+                else (False, [])
+            )
+            live = [s for s in view.live(now) if s.model_name == name and s.alias == alias]
+            models.append(
+                FleetModelOut(
+                    model_name=name,
+                    alias=alias,
+                    version=version,
+                    acknowledged=done,
+                    pending=pending,
+                    live_workers=len(live),
+                )
+            )
+        workers = [FleetWorkerOut.of(view.workers[w], now) for w in sorted(view.workers)]
+        return cls(workers=workers, models=models)
 
 
 # --- alerts (Alertmanager's webhook in, the recent alerts out) ------------------------------

@@ -1,10 +1,11 @@
 """Following the serving model: the compacted models topic first, the registry when it is silent.
 
 :class:`ModelFollower` hands every ModelChanged for this worker's model to the
-:class:`~workers.models.ModelSlot` (which loads, checks and swaps it in between batches).
-Until a model is in service, :meth:`ModelFollower.wait_for_model` also asks the registry where
-the alias points, every ``registry_poll_interval_s``: a worker started before any event, or
-after the topic was compacted away, still finds its model.
+:class:`~workers.reload.Reloader` (which loads it through the :class:`~workers.models.ModelSlot`,
+retrying with backoff, and the slot swaps it in between batches). Until a model is in service,
+:meth:`ModelFollower.wait_for_model` also asks the registry where the alias points, every
+``registry_poll_interval_s``: a worker started before any event, or after the topic was
+compacted away, still finds its model.
 
 A shadow worker follows the challenger alias (key ``<model>@challenger``): when the challenger
 is withdrawn the watcher publishes a tombstone for that key, and the shadow worker drops its
@@ -24,7 +25,7 @@ from contracts.topics import models_key
 from runtime.kafka import Forgotten, ModelEvents
 from runtime.startup import http_ok, wait_for
 from workers.metrics import WorkerMetrics
-from workers.models import ModelSlot
+from workers.reload import Reloader
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 class ModelFollower:
     def __init__(
         self,
-        slot: ModelSlot,
+        reloader: Reloader,
         settings: Settings,
         metrics: WorkerMetrics,
         *,
@@ -41,7 +42,8 @@ class ModelFollower:
         registry_over_http: bool,
         withdraw_on_tombstone: bool = False,
     ) -> None:
-        self.slot = slot
+        self.reloader = reloader
+        self.slot = reloader.slot
         self._settings = settings
         self._metrics = metrics
         self._stopping = stopping
@@ -59,8 +61,8 @@ class ModelFollower:
         if event is not None and self.slot.concerns(event):
             log.info("models topic names version %s", event.version)
             await self._registry_up()
-            await self.slot.offer(event)
-        self._caught_up.set()  # only now may the registry be asked (if nothing loaded)
+            self.reloader.want(event)
+        self._caught_up.set()  # only now may the registry be asked (if nothing is wanted)
         while True:
             try:
                 batch = await events.read(timeout_s=1.0)
@@ -74,9 +76,9 @@ class ModelFollower:
                 continue
             newest = mine[-1]
             if isinstance(newest, Forgotten):
-                self.slot.withdraw()
+                self.reloader.withdraw()
             else:
-                await self.slot.offer(newest)
+                self.reloader.want(newest)
 
     def _concerns(self, event: ModelChanged | Forgotten) -> bool:
         if isinstance(event, Forgotten):
@@ -103,13 +105,14 @@ class ModelFollower:
         s = self._settings
         stopping = self._stopping
         await first(self._caught_up.wait(), stopping.wait())
-        tried: set[tuple[str, str]] = set()
         said = False  # say it once, not every poll
         while not stopping.is_set() and self.slot.current is None:
-            event = await self._ask_registry(quiet=said)
-            if event is not None and (event.version, event.sha256) not in tried:
-                tried.add((event.version, event.sha256))
-                await self.slot.offer(event, only_if_empty=True)
+            # The registry is asked only while no version from the models topic is being tried
+            # (the reloader retries that one itself).
+            if not self.reloader.trying:
+                event = await self._ask_registry(quiet=said)
+                if event is not None:
+                    self.reloader.want(event, from_registry=True)
             if self.slot.current is None:
                 log.log(
                     logging.DEBUG if said else logging.INFO,

@@ -32,7 +32,7 @@ class WorkerMetrics:
         )
         self.errors = Counter(
             "rs_worker_errors",
-            "Errors by kind (commit, inference, explain, models_topic)",
+            "Errors by kind (commit, inference, explain, models_topic, status)",
             ["kind"],
             registry=r,
         )  # fmt: skip
@@ -46,6 +46,16 @@ class WorkerMetrics:
         self.model_loads = Counter(
             "rs_worker_model_loads", "Model versions offered, by outcome and failed stage",
             ["outcome", "stage"], registry=r,
+        )  # fmt: skip
+        self.model_load_failures = Counter(
+            "rs_worker_model_load_failures",
+            "Failed loads of the wanted version, by stage (retried ones count each attempt)",
+            ["stage", "permanent"], registry=r,
+        )  # fmt: skip
+        self.wanted_model_version = Gauge(
+            "rs_worker_wanted_model_version",
+            "Version number the alias names, as heard (differs from model_version while a new "
+            "version loads or fails)", registry=r,
         )  # fmt: skip
         self.consumer_lag = Gauge(
             "rs_worker_consumer_lag", "Records behind the high watermark, assigned partitions",

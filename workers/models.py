@@ -100,6 +100,14 @@ class ModelSlot:
         """
         if not self.concerns(event):
             return False
+        try:
+            return await self.load(event, only_if_empty=only_if_empty)
+        except ModelRefused:
+            return False
+
+    async def load(self, event: ModelChanged, *, only_if_empty: bool = False) -> bool:
+        """Like :meth:`offer` for an event of this slot, but a refusal raises ModelRefused
+        (logged and reported first), so a caller can retry it (``workers.reload``)."""
         async with self._lock:  # one load at a time, in the order offered
             if self.serves(event):
                 return True
@@ -116,10 +124,11 @@ class ModelSlot:
                 loaded = await asyncio.to_thread(self.source.load, event)
             except ModelRefused as exc:
                 self._refuse(event, exc)
-                return False
+                raise
             except Exception as exc:  # any other failure also keeps the old model
-                self._refuse(event, ModelRefused("load", f"{type(exc).__name__}: {exc}"))
-                return False
+                refused = ModelRefused("load", f"{type(exc).__name__}: {exc}")
+                self._refuse(event, refused)
+                raise refused from exc
             old, self.current = self.current, loaded  # the swap: one assignment
             self.ready.set()
             log.info(

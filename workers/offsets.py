@@ -3,6 +3,7 @@ and measure the lag behind the high watermark."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable
@@ -66,3 +67,21 @@ class Offsets:
                 lag += max(0, highwater - self._committed[tp])
         self._metrics.consumer_lag.set(lag)
         self._metrics.assigned_partitions.set(len(assigned))
+
+
+async def requests_lag(consumer: AIOKafkaConsumer | None, *, timeout_s: float = 1.0) -> int | None:
+    """Records not consumed yet on the assigned partitions (high watermark - position, summed);
+    None while unknown (not consuming, no fetch yet, or a rebalance under way)."""
+    if consumer is None:
+        return None
+    lag = 0
+    for tp in consumer.assignment():
+        try:
+            highwater = consumer.highwater(tp)
+            position = await asyncio.wait_for(consumer.position(tp), timeout=timeout_s)
+        except (IllegalStateError, AssertionError, TimeoutError):
+            return None
+        if highwater is None:
+            return None
+        lag += max(0, highwater - position)
+    return lag

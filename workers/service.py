@@ -10,8 +10,10 @@ idle, before a rebalance and on stop. A crash anywhere before the commit replays
 uncommitted batches (here or, after a rebalance, on another worker): at-least-once.
 
 Beside it, a :class:`~workers.follower.ModelFollower` reads the compacted models topic and
-hands each ModelChanged to the :class:`~workers.models.ModelSlot`, which loads and checks the
-version off the event loop and swaps it in between batches.
+hands each ModelChanged to the :class:`~workers.reload.Reloader`, which has the
+:class:`~workers.models.ModelSlot` load and check the version off the event loop (retrying with
+backoff) and swap it in between batches; a :class:`~workers.status.StatusReporter` tells the
+fleet topic what this worker serves, on every change and every ``heartbeat_s``.
 
 A shadow worker (``role`` shadow, the default for the ``challenger`` alias) is the same loop in
 a consumer group of its own: it answers into the shadow predictions topic only, so no client
@@ -43,9 +45,11 @@ from workers.classify import classify
 from workers.follower import ModelFollower
 from workers.metrics import WorkerMetrics
 from workers.models import LoadedModel, ModelRefused, ModelSlot, ModelSource
-from workers.offsets import Offsets
+from workers.offsets import Offsets, requests_lag
+from workers.reload import Failure, Reloader
 from workers.settings import Settings
 from workers.settlement import Settlements
+from workers.status import StatusReporter
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +70,10 @@ class Worker:
         self.settlements = Settlements()
         self.offsets = Offsets(self.metrics)
         self.follower: ModelFollower | None = None
+        self.reloader: Reloader | None = None
+        self.status = StatusReporter(
+            settings, self.metrics, lag=lambda: requests_lag(self._consumer)
+        )
         self._source = source
         self._stack = AsyncExitStack()
         self._stopping = asyncio.Event()
@@ -127,8 +135,11 @@ class Worker:
             on_refuse=self._refused,
             on_withdraw=self._withdrawn,
         )
+        self.reloader = Reloader(
+            slot, cap_s=s.load_retry_cap_s, on_loading=self._loading, on_failure=self._failed
+        )
         self.follower = ModelFollower(
-            slot,
+            self.reloader,
             s,
             self.metrics,
             stopping=self._stopping,
@@ -137,7 +148,12 @@ class Worker:
         )
         client_id = f"rs-worker-{s.worker_id}"
         stopping = self._stopping.is_set
-        topics = [s.kafka.requests_topic, s.answers_topic, s.kafka.models_topic]
+        topics = [
+            s.kafka.requests_topic,
+            s.answers_topic,
+            s.kafka.models_topic,
+            s.kafka.fleet_topic,
+        ]
         if not await wait_for_kafka(
             s.kafka, topics=topics, group=s.group_id, log=log, give_up=stopping
         ):
@@ -154,8 +170,13 @@ class Worker:
             give_up=stopping,
         )
         self._stack.push_async_callback(events.stop)
+        producer = self._producer
         async with asyncio.TaskGroup() as tasks:
-            following = tasks.create_task(self.follower.follow(events), name="follow-models")
+            side = [
+                tasks.create_task(self.status.run(producer), name="fleet-status"),
+                tasks.create_task(self.reloader.run(), name="reload-model"),
+                tasks.create_task(self.follower.follow(events), name="follow-models"),
+            ]
             if await self.follower.wait_for_model():
                 self._consumer = await connect(
                     self._requests_consumer, what="requests consumer", give_up=stopping
@@ -168,7 +189,9 @@ class Worker:
                     # Leaves the group at once, so the partitions move without a session timeout.
                     await self._consumer.stop()
                     log.info("left consumer group %s", s.group_id)
-            following.cancel()
+            for task in side:
+                task.cancel()
+        await self.status.stopped(producer)
         log.info("worker %s stopped", s.worker_id)
 
     def _registry(self) -> ModelSource:
@@ -204,13 +227,26 @@ class Worker:
         self.metrics.model_info.labels(new.name, new.version, new.sha256).set(1)
         self.metrics.model_version.set(float(new.version) if new.version.isdigit() else -1)
         self.metrics.model_loads.labels(outcome="loaded", stage="").inc()
+        self.status.serving(new, None if self.reloader is None else self.reloader.wanted)
 
     def _withdrawn(self, old: LoadedModel) -> None:
         self.metrics.model_info.remove(old.name, old.version, old.sha256)
         self.metrics.model_version.set(-1)
+        self.status.withdrawn()
 
     def _refused(self, event: ModelChanged, error: ModelRefused) -> None:
         self.metrics.model_loads.labels(outcome="refused", stage=error.stage).inc()
+
+    def _loading(self, event: ModelChanged, failed_so_far: int) -> None:
+        self.metrics.wanted_model_version.set(
+            float(event.version) if event.version.isdigit() else -1
+        )
+        self.status.loading(event, failed_so_far)
+
+    def _failed(self, failure: Failure) -> None:
+        permanent = "false" if failure.retrying else "true"
+        self.metrics.model_load_failures.labels(failure.error.stage, permanent).inc()
+        self.status.failed(failure)
 
     # -- the loop ----------------------------------------------------------------------------
 

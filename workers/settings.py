@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     registry_poll_interval_s: float = Field(
         5.0, gt=0, description="while no model is served, how often to ask the registry"
     )
+    load_retry_cap_s: float = Field(
+        30.0, gt=0, description="a failed load is retried with backoff, at most this far apart"
+    )
+    heartbeat_s: float = Field(
+        5.0, gt=0, description="publish this worker's status on the fleet topic this often"
+    )
 
     max_batch_size: int = Field(
         256, ge=1, description="records per ONNX Runtime call (and per fetch) at most"

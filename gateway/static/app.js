@@ -22,6 +22,7 @@
     alerts: [], // newest change first, one entry per alert (fingerprint and start)
     driftAt: 0, // when the drift panel was last asked for (ms)
     driftTimer: null,
+    fleetTimer: null,
   };
 
   // --- small DOM helpers -------------------------------------------------------------------
@@ -161,6 +162,8 @@
       ? "The pasta was fresh and the staff were lovely…"
       : "This key is a viewer key: statistics only.";
     updateCount();
+    $("fleet-panel").hidden = session.role !== "admin";
+    if (session.role === "admin" && !state.fleetTimer) fetchFleet();
   }
 
   // --- reviews -----------------------------------------------------------------------------
@@ -552,6 +555,56 @@
       item.append(head, el("div", "alert-summary", a.summary || a.description || ""));
       item.title = a.description || "";
       list.append(item);
+    }
+  }
+
+  // --- fleet (admin keys only) ----------------------------------------------------------------
+
+  const FLEET_EVERY_MS = 5000;
+
+  // Polled while the page has an admin key: the workers' reports change on their heartbeat,
+  // not on traffic, so the stats push is no clock for them.
+  async function fetchFleet() {
+    state.fleetTimer = null;
+    try {
+      const headers = state.key ? { "X-API-Key": state.key } : {};
+      const response = await fetch("/v1/admin/fleet", { headers, cache: "no-store" });
+      if (response.status === 401 || response.status === 403) {
+        $("fleet-panel").hidden = true;
+        return; // not an admin key (any more): stop asking
+      }
+      if (response.ok) renderFleet(await response.json());
+    } catch (error) {
+      // asked again below
+    }
+    state.fleetTimer = setTimeout(fetchFleet, FLEET_EVERY_MS);
+  }
+
+  function renderFleet(fleet) {
+    const acks = fleet.models.filter((m) => m.version !== null).map((m) =>
+      `${m.model_name}@${m.alias} v${m.version}: ${m.acknowledged ? "acknowledged" : `waiting for ${m.pending.length}`}`);
+    $("fleet-summary").textContent = acks.length ? `(${acks.join("; ")})` : "";
+    const body = $("fleet").querySelector("tbody");
+    body.replaceChildren();
+    if (!fleet.workers.length) {
+      const row = el("tr");
+      const cell = el("td", "muted", "no worker has reported yet");
+      cell.colSpan = 7;
+      row.append(cell);
+      body.append(row);
+      return;
+    }
+    for (const w of fleet.workers) {
+      const row = el("tr", `fleet-row ${w.live ? w.state : "gone"}`);
+      row.title = w.error || "";
+      const state = w.live ? w.state : `${w.state} · gone`;
+      row.append(el("td", "", w.worker_id), el("td", "fleet-state", state),
+        el("td", "", w.version ? `v${w.version}` : "–"),
+        el("td", "", w.wanted_version ? `v${w.wanted_version}` : "–"),
+        el("td", "", String(w.load_attempts)),
+        el("td", "", w.lag === null ? "?" : String(w.lag)),
+        el("td", "muted", `${Math.round(w.seconds_since_report)}s ago`));
+      body.append(row);
     }
   }
 

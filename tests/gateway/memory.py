@@ -15,7 +15,15 @@ from typing import Any, Self
 from starlette.applications import Starlette
 from starlette.testclient import WebSocketTestSession
 
-from contracts import Alert, Feedback, Prediction, RequestFailed, ReviewRequest, Timings
+from contracts import (
+    Alert,
+    Feedback,
+    ModelChanged,
+    Prediction,
+    RequestFailed,
+    ReviewRequest,
+    Timings,
+)
 from gateway.alerts import AlertBoard
 from gateway.app import create_app
 from gateway.deployment import Deployment, Deployments, ModelState
@@ -33,6 +41,7 @@ from gateway.schemas import (
     WindowsQuery,
 )
 from gateway.settings import Settings
+from runtime.fleet import FleetView
 
 
 class Lifecycle:
@@ -184,6 +193,15 @@ class MemoryAlerts(Lifecycle):
         self.board = AlertBoard(keep)
 
 
+class MemoryFleet(Lifecycle):
+    """The fleet and models topics as the test says: ``view`` and ``announced`` are what was
+    read back from them."""
+
+    def __init__(self) -> None:
+        self.view = FleetView()
+        self.announced: dict[str, ModelChanged] = {}
+
+
 def memory_app(**overrides: object) -> tuple[Starlette, MemoryBus, MemoryStats]:
     """The real app and core over the in-memory ports; settings default to open mode off.
     The models feed (``app.state.runtime.models``) says model 7 is deployed."""
@@ -191,7 +209,12 @@ def memory_app(**overrides: object) -> tuple[Starlette, MemoryBus, MemoryStats]:
     defaults = {"instance_id": "gw-unit", "reply_timeout_s": 0.3, "stats_interval_s": 0.05}
     settings = Settings.model_validate({**defaults, **overrides})
     app = create_app(
-        settings, bus=MemoryBus, stats=stats, models=MemoryModels(), alerts=MemoryAlerts()
+        settings,
+        bus=MemoryBus,
+        stats=stats,
+        models=MemoryModels(),
+        alerts=MemoryAlerts(),
+        fleet=MemoryFleet(),
     )
     bus = app.state.runtime.bus
     assert isinstance(bus, MemoryBus)

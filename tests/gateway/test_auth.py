@@ -25,6 +25,7 @@ from gateway.settings import Settings
 from tests.gateway.memory import (
     MemoryAlerts,
     MemoryBus,
+    MemoryFleet,
     MemoryModels,
     MemoryStats,
     memory_app,
@@ -54,6 +55,7 @@ ROUTES: dict[tuple[str, str], Role | None] = {
     ("GET", "/v1/alerts"): Role.VIEWER,
     ("GET", "/v1/admin/status"): Role.ADMIN,
     ("POST", "/v1/admin/alerts"): Role.ADMIN,
+    ("GET", "/v1/admin/fleet"): Role.ADMIN,
     ("GET", "/v1/ws"): Role.VIEWER,  # the WebSocket handshake, tested below
 }
 REQUEST: dict[str, tuple[str, dict[str, Any] | None]] = {
@@ -217,6 +219,7 @@ def test_keys_cli_stores_only_the_hash_and_the_file_authenticates(tmp_path: Path
         stats=MemoryStats(),
         models=MemoryModels(),
         alerts=MemoryAlerts(),
+        fleet=MemoryFleet(),
     )
     with TestClient(app) as test_client:
         assert test_client.get("/v1/session", headers={"X-API-Key": key}).json()["role"] == "client"
@@ -230,7 +233,12 @@ def test_keys_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings()
     assert settings.api_keys == [KeyRecord(name="ops", role=Role.ADMIN, sha256=hash_key(key))]
     app = create_app(
-        settings, bus=MemoryBus, stats=MemoryStats(), models=MemoryModels(), alerts=MemoryAlerts()
+        settings,
+        bus=MemoryBus,
+        stats=MemoryStats(),
+        models=MemoryModels(),
+        alerts=MemoryAlerts(),
+        fleet=MemoryFleet(),
     )
     with TestClient(app) as test_client:
         status = test_client.get("/v1/admin/status", headers={"Authorization": f"Bearer {key}"})
@@ -242,7 +250,12 @@ def test_open_mode_is_off_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RS_GATEWAY_OPEN_MODE", raising=False)
     assert Settings().open_mode is False
     app: Starlette = create_app(
-        Settings(), bus=MemoryBus, stats=MemoryStats(), models=MemoryModels(), alerts=MemoryAlerts()
+        Settings(),
+        bus=MemoryBus,
+        stats=MemoryStats(),
+        models=MemoryModels(),
+        alerts=MemoryAlerts(),
+        fleet=MemoryFleet(),
     )
     with TestClient(app) as test_client:
         assert test_client.get("/v1/stats/summary").status_code == 401
