@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from types import TracebackType
@@ -33,6 +34,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type
 
 from contracts import Alert, AlertStatus, ModelChanged, encode
 from inference.release import AliasMove, release_problem
+from registry_watcher.acknowledgement import overdue
 from registry_watcher.alerts import alerts_since
 from registry_watcher.challengers import Challengers
 from registry_watcher.changes import change
@@ -41,6 +43,7 @@ from registry_watcher.registry import MlflowRegistry, Target
 from registry_watcher.release import key
 from registry_watcher.settings import Settings
 from runtime.backoff import backoff
+from runtime.fleet import FleetReader, FleetView
 from runtime.health import HealthServer, Readiness
 from runtime.kafka import ModelEvents, connect, producer, wait_for_kafka
 from runtime.metrics import service_registry
@@ -105,6 +108,10 @@ class Watcher:
         # refused with the alert that said so (each is decided once, not on every poll).
         self._verified: dict[str, tuple[str, ...]] = {}
         self._refused: dict[str, tuple[tuple[str, ...], Alert]] = {}
+        # Per model: when (monotonic) the event now on the models topic was shipped or learned,
+        # and whether the fleet's failure to follow it was said already.
+        self._shipped_at: dict[str, float] = {}
+        self._ack_said: set[tuple[str, str]] = set()
 
     async def __aenter__(self) -> Watcher:
         await self.health.start()
@@ -173,6 +180,7 @@ class Watcher:
         self._stack.push_async_callback(self._producer.stop)
         self._stack.push_async_callback(self._supervisor.stop)
         self._supervisor.start(self._watch_alerts(registry), name="alerts")
+        self._supervisor.start(self._watch_fleet(), name="fleet")
         log.info(
             "watching %s@%s in %s every %.1fs",
             ",".join(s.model_names),
@@ -347,6 +355,35 @@ class Watcher:
             )
             self._wake.set()  # announce the rollback now, not at the next poll
 
+    async def _watch_fleet(self) -> None:
+        """Say FleetNotAcknowledging (on the alerts topic, where the rollback reads it) when live
+        workers do not serve a shipped version ``ack_deadline_s`` after it shipped."""
+        s = self.settings
+        while True:
+            reader = FleetReader(s.kafka, client_id="rs-registry-watcher-fleet")
+            try:
+                await reader.start()
+                try:
+                    view = await reader.catch_up()
+                    while True:
+                        await self._check_fleet(view)
+                        view = await reader.read(timeout_s=1.0)
+                finally:
+                    await reader.stop()
+            except (KafkaError, OSError) as exc:
+                log.warning("reading %s failed (%r); reading it again", s.kafka.fleet_topic, exc)
+                await asyncio.sleep(1)
+
+    async def _check_fleet(self, view: FleetView) -> None:
+        for name, event in list(self.published.items()):
+            if (name, event.version) in self._ack_said:
+                continue
+            waited = time.monotonic() - self._shipped_at.setdefault(name, time.monotonic())
+            late = overdue(view, event, waited_s=waited, deadline_s=self.settings.ack_deadline_s)
+            if late is not None and await self._send_alert(late.alert()):
+                log.warning("%s", late.alert().summary)
+                self._ack_said.add((name, event.version))
+
     def _roll_back_if_due(
         self, registry: MlflowRegistry, name: str, alert: Alert
     ) -> tuple[AliasMove, str] | None:
@@ -387,6 +424,7 @@ class Watcher:
             log.warning("could not publish %s: %s; next poll tries again", event.version, exc)
             return
         self.published[event.model_name] = event
+        self._shipped_at[event.model_name] = time.monotonic()
         self.metrics.published.labels(model_name=event.model_name, reason=event.reason).inc()
         log.info(
             "published %s: %s@%s -> version %s (sha256 %s)",

@@ -37,8 +37,14 @@ class Settings(BaseSettings):
         3600.0, ge=0, description="after shipping a version, how long an alert rolls it back"
     )
     rollback_on: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["LiveAccuracyDrop", "InferenceErrors"],
+        default_factory=lambda: ["LiveAccuracyDrop", "InferenceErrors", "FleetNotAcknowledging"],
         description="alert names that roll back a version on probation, comma-separated",
+    )
+    ack_deadline_s: float = Field(
+        600.0,
+        gt=0,
+        description="live workers not serving a shipped version this long after: the "
+        "FleetNotAcknowledging alert (a rollback during probation)",
     )
     mlflow_tracking_uri: str = Field("http://127.0.0.1:5000", alias="MLFLOW_TRACKING_URI")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)

@@ -10,7 +10,16 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from contracts import Alert, AlertStatus, ChangeReason, KafkaSettings, decode, encode
+from contracts import (
+    Alert,
+    AlertStatus,
+    ChangeReason,
+    KafkaSettings,
+    WorkerState,
+    WorkerStatus,
+    decode,
+    encode,
+)
 from deploy.local.launcher import LocalStack
 from export.lineage import lineage
 from export.registry import promote
@@ -155,3 +164,49 @@ async def test_an_alert_during_probation_rolls_back_once_and_never_flaps(
             "rs_watcher_rollbacks_total", {"model_name": name, "alert": "LiveAccuracyDrop"}
         )
         assert rollbacks == 1
+
+
+async def report(kafka: KafkaSettings, status: WorkerStatus) -> None:
+    """A worker's report on the fleet topic, as workers.status publishes it."""
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            kafka.fleet_topic, encode(status), key=status.worker_id.encode()
+        )
+    finally:
+        await producer.stop()
+
+
+async def test_a_fleet_that_does_not_follow_within_the_deadline_rolls_the_version_back(
+    stack: LocalStack, kafka: KafkaSettings, tmp_path: Path
+) -> None:
+    client = mlflow_client(stack)
+    name = unique("model")
+    v1 = register(client, name, tmp_path, seed=1)
+    settings = settings_for(kafka, stack, name).model_copy(update={"ack_deadline_s": 2.0})
+
+    def stuck_on(version: str) -> WorkerStatus:
+        return WorkerStatus(
+            worker_id="w-stuck", model_name=name, alias="production", state=WorkerState.FAILED,
+            version=version, wanted_version=str(int(version) + 1), load_attempts=3,
+            error="download: ConnectionError", heartbeat_s=30, started_at=datetime.now(UTC),
+        )  # fmt: skip
+
+    async with running(settings):
+        await eventually(events_are(kafka, [(v1, ChangeReason.PROMOTED)]), timeout_s=30,
+                         what="v1 shipped")  # fmt: skip
+        v2 = register(client, name, tmp_path, seed=2, promote=False)
+        client.set_registered_model_alias(name, "production", v2)
+        shipped = [(v1, ChangeReason.PROMOTED), (v2, ChangeReason.ALIAS_MOVED)]
+        await eventually(events_are(kafka, shipped), timeout_s=30, what="v2 shipped")
+        await report(kafka, stuck_on(v1))  # a live worker that cannot load v2
+
+        rolled_back = [*shipped, (v1, ChangeReason.ROLLED_BACK)]
+        await eventually(events_are(kafka, rolled_back), timeout_s=30, what="the rollback")
+        said = [a for a in await alerts_on(kafka) if a.name == "FleetNotAcknowledging"]
+        assert [(a.labels["model_version"], a.description) for a in said] == [
+            (v2, f"not on v{v2}: w-stuck (GET /v1/admin/fleet says why)")
+        ]
+        reason = client.get_model_version(name, v2).tags["rolled_back_reason"]
+        assert reason.startswith("alert FleetNotAcknowledging during probation: 1 live worker")

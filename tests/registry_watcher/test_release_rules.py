@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
 
-from contracts import Alert, AlertStatus
+from contracts import Alert, AlertStatus, ModelChanged, WorkerState, WorkerStatus
 from inference.release import release_problem as tag_problem
+from registry_watcher.acknowledgement import overdue
 from registry_watcher.probation import on_probation, rollback_reason
 from registry_watcher.release import key
+from runtime.fleet import FleetView
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 PASSED = {"gates": "passed", "gates.failed": ""}
@@ -108,3 +111,27 @@ def test_an_alert_without_a_version_counts_only_if_it_fired_after_the_version_sh
     assert rollback(alert(), version(**ON_PROBATION)) is not None
     shipped_just_now = version(**{**ON_PROBATION, "shipped_at": ago(0.5)})
     assert rollback(alert(), shipped_just_now) is None
+
+
+def test_a_fleet_is_overdue_only_with_live_workers_off_the_version_after_the_deadline() -> None:
+    event = ModelChanged(
+        model_name="m", version="3", alias="production", artifact_uri="x", sha256="a" * 64
+    )
+
+    def worker(worker_id: str, version: str, **more: Any) -> WorkerStatus:
+        fields: dict[str, Any] = {"state": WorkerState.SERVING, "heartbeat_s": 5.0}
+        return WorkerStatus(
+            worker_id=worker_id, model_name="m", alias="production", version=version,
+            started_at=datetime.now(UTC), **(fields | more),
+        )  # fmt: skip
+
+    behind = FleetView({"a": worker("a", "3"), "b": worker("b", "2")})
+    late = overdue(behind, event, waited_s=61, deadline_s=60)
+    assert late is not None
+    assert late.pending == ["b"]
+    assert late.alert().labels == {"model_name": "m", "model_version": "3", "alias": "production"}
+    assert overdue(behind, event, waited_s=59, deadline_s=60) is None  # not yet
+    along = FleetView({"a": worker("a", "3")})
+    assert overdue(along, event, waited_s=61, deadline_s=60) is None
+    gone = FleetView({"b": worker("b", "2", reported_at=datetime.now(UTC) - timedelta(hours=1))})
+    assert overdue(gone, event, waited_s=61, deadline_s=60) is None  # nobody live: not ours
