@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from deploy.local.launcher import LocalStack
 from export.__main__ import app
-from inference.release import GATES_TAG, PASSED
-from tests.serving import mlflow_client, register, unique
+from export.registry import record_gates
+from tests.serving import mlflow_client, register, synthetic_gate, unique
 
 
 def run(*args: str) -> tuple[int, str]:
@@ -26,13 +26,13 @@ def test_shadow_points_the_challenger_at_a_gated_version_and_stop_removes_it(
     name = unique("model")
     monkeypatch.setenv("RS_EXPORT_MODEL_NAME", name)
     v1 = register(client, name, tmp_path, seed=1)
-    v2 = register(client, name, tmp_path, seed=2, promote=False)
+    v2 = register(client, name, tmp_path, seed=2, promote=False, gates_pass=False)
 
     code, out = run("shadow", v2, "--reason", "try it")
     assert code == 1
     assert "not shadowed, gates failed" in out  # the same rule as promotion
 
-    client.set_model_version_tag(name, v2, GATES_TAG, PASSED)
+    record_gates(client, client.get_model_version(name, v2), [synthetic_gate(passed=True)])
     code, out = run("shadow", v2, "--reason", "try it", "--by", "ana")
     assert code == 0, out
     assert f"'challenger' -> v{v2}" in out
@@ -58,7 +58,7 @@ def test_promotion_that_requires_a_shadow_needs_the_statistics_database(
     monkeypatch.setenv("RS_EXPORT_MODEL_NAME", name)
     register(client, name, tmp_path, seed=1)
     v2 = register(client, name, tmp_path, seed=2, promote=False)
-    client.set_model_version_tag(name, v2, GATES_TAG, PASSED)
+    record_gates(client, client.get_model_version(name, v2), [synthetic_gate(passed=True)])
     monkeypatch.setenv("RS_EXPORT_SHADOW_MIN_LABELLED", "50")
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.delenv("RS_DATABASE_URL", raising=False)
