@@ -96,9 +96,10 @@ def retrain(
     ] = False,
     family: Annotated[str | None, typer.Option(help="fast | accurate")] = None,
     promote: Annotated[
-        bool, typer.Option("--promote/--no-promote", help="move the alias if every gate passes")
-    ] = True,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+        bool | None,
+        typer.Option("--promote/--no-promote", help="move the alias if every gate passes"),
+    ] = None,
+    progress: Annotated[bool | None, typer.Option("--progress/--no-progress")] = None,
 ) -> None:
     """Train only when the code, data snapshot, parameters or lock file changed (or an alert
     or enough new feedback asks for fresh data); otherwise say which run covers them."""
