@@ -38,10 +38,11 @@ SNAPSHOT_FORMAT = 1
 
 @dataclass(frozen=True)
 class Data:
-    """The snapshot a retrain uses, where its file lies, and why it was taken or reused."""
+    """The snapshot a retrain uses, why it was taken or reused, and where its file lies (a
+    reused one is fetched only if it is trained on: most scheduled runs skip)."""
 
     snapshot: StoredSnapshot
-    path: Path
+    path: Path | None
     taken: bool
     reason: str
 
@@ -145,12 +146,11 @@ def choose_data(
     if last is not None and fresh is None:
         grown = labelled_count(settings, policy) - last.live_labelled
         if grown < policy.min_new_feedback:
-            path = store.fetch(last.digest, workdir / file_name(last.digest))
             why = (
                 f"reused snapshot {last.digest}: {grown} new labelled reviews since it, "
                 f"fewer than {policy.min_new_feedback}"
             )
-            return Data(last, path, taken=False, reason=why)
+            return Data(last, None, taken=False, reason=why)
         fresh = f"{grown} new labelled reviews since snapshot {last.digest}"
     stored, path = store_new(settings, policy, store, workdir)
     why = fresh or "no snapshot of these files, rules and sources yet"
@@ -205,9 +205,12 @@ def retrain(
             "retrain.trigger": trigger,
             "retrain.changed": ",".join(changed),
         }
+        path = data.path or store.fetch(
+            data.snapshot.digest, Path(tmp) / file_name(data.snapshot.digest)
+        )
         # The snapshot is the training file; its label rule is applied already.
         on_snapshot = settings.model_copy(
-            update={"train_path": data.path, "data_format": "reviewstream", "skip_malformed": False}
+            update={"train_path": path, "data_format": "reviewstream", "skip_malformed": False}
         )
         outcome = run(on_snapshot, by=by, tags=tags)
     return Decision(current, data, changed=changed, trained=outcome)
