@@ -27,7 +27,7 @@ from training.feedback import count_allowed, live_labels
 from training.fingerprint import PARTS, TAG, Fingerprint, fingerprint, sha256_json
 from training.pipeline import Outcome, run
 from training.settings import RetrainSettings, Settings
-from training.snapshot import Snapshot, build, file_name
+from training.snapshot import Snapshot, build, carried_labels, file_name
 from training.snapshot_store import DIGEST_TAG, SnapshotStore, StoredSnapshot
 
 log = logging.getLogger(__name__)
@@ -81,9 +81,11 @@ def labelled_count(settings: Settings, policy: RetrainSettings) -> int:
     return asyncio.run(count_allowed(url, policy.feedback_sources)) if url else 0
 
 
-def take_snapshot(settings: Settings, policy: RetrainSettings) -> Snapshot:
-    """Build a snapshot from the files and every labelled live review (none without a
-    database)."""
+def take_snapshot(
+    settings: Settings, policy: RetrainSettings, previous: Path | None = None
+) -> Snapshot:
+    """Build a snapshot from the files, every labelled live review (none without a database)
+    and the live reviews of the ``previous`` snapshot file."""
 
     def rows(path: Path) -> list[Row]:
         found, _ = read_dataset(
@@ -108,6 +110,8 @@ def take_snapshot(settings: Settings, policy: RetrainSettings) -> Snapshot:
         if url
         else []
     )
+    if previous is not None:
+        live += carried_labels(previous)
     snapshot = build(
         [(settings.train_path.name, train)],
         live,
@@ -121,9 +125,14 @@ def take_snapshot(settings: Settings, policy: RetrainSettings) -> Snapshot:
 def store_new(
     settings: Settings, policy: RetrainSettings, store: SnapshotStore, workdir: Path
 ) -> tuple[StoredSnapshot, Path]:
+    """Take a snapshot (carrying the last one of its recipe forward) and store it."""
     # Counted before reading: a label given meanwhile counts towards the next snapshot.
     count = labelled_count(settings, policy)
-    snapshot = take_snapshot(settings, policy)
+    last = store.latest(recipe(settings, policy))
+    previous = None
+    if last is not None:
+        previous = store.fetch(last.digest, workdir / "previous" / file_name(last.digest))
+    snapshot = take_snapshot(settings, policy, previous)
     stored = store.put(
         snapshot,
         recipe=recipe(settings, policy),

@@ -3,6 +3,8 @@
 A snapshot is the shared training file(s) (their star rule applied) plus the labelled reviews
 users gave, from allowed feedback sources only (one noisy client cannot poison training):
 
+- the live reviews of the previous snapshot of the same recipe carried forward (the requests
+  topic keeps a prediction's text only for its retention; the snapshot keeps it for good);
 - de-duplicated by normalised text (case and spacing); the files come first and keep their
   label (curated data over a user's click), and among live reviews the latest label wins, as
   in the statistics (a correction replaces a mistake);
@@ -24,7 +26,7 @@ import io
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from contracts.reviewfiles import Row
@@ -32,6 +34,7 @@ from contracts.reviewfiles import Row
 FILE_SOURCE = "file:"
 FEEDBACK_SOURCE = "feedback:"
 HEADER = ("text", "label", "stars", "source")
+CARRIED = datetime(1970, 1, 1, tzinfo=UTC)  # older than any label given
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,18 @@ def build(
     for text, label, source in sorted(kept.values()):
         writer.writerow((text, label, "", source))
     return Snapshot(out.getvalue().encode("utf-8"), counts)
+
+
+def carried_labels(path: Path) -> list[LiveLabel]:
+    """The live reviews of an earlier snapshot file, as the oldest labels there are: a review
+    whose request text has left the topic's retention stays in the data, and any label given
+    since replaces it."""
+    reader = csv.DictReader(io.StringIO(gzip.decompress(path.read_bytes()).decode("utf-8")))
+    return [
+        LiveLabel(row["text"], int(row["label"]), row["source"][len(FEEDBACK_SOURCE) :], CARRIED)
+        for row in reader
+        if row["source"].startswith(FEEDBACK_SOURCE)
+    ]
 
 
 def content_digest(gzipped: bytes) -> str:

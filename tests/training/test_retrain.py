@@ -24,6 +24,7 @@ from typer.testing import CliRunner, Result
 from contracts import Alert, AlertStatus, KafkaSettings, Label, ReviewRequest, Source, encode
 from contracts.reviewfiles import read_dataset
 from deploy.local.launcher import LocalStack
+from deploy.topics import ensure_topics
 from export.__main__ import app as export_app
 from training.__main__ import GATES_FAILED
 from training.__main__ import app as training_app
@@ -265,6 +266,17 @@ async def test_enough_new_feedback_makes_a_new_snapshot_and_version(
     assert shown.exit_code == 0, shown.output
     assert f"data snapshot: {fed.data.snapshot.digest}" in shown.output
     assert "(changed: data; trigger: inputs)" in shown.output
+
+    # The requests' texts leave the topic (here: another, empty one): a fresh snapshot still
+    # holds those reviews, carried forward; the same data, nothing to train.
+    elsewhere = KafkaSettings().prefixed(unique("t"), bootstrap_servers=kafka.bootstrap_servers)
+    await ensure_topics(elsewhere)
+    monkeypatch.setenv("RS_KAFKA_REQUESTS_TOPIC", elsewhere.requests_topic)
+    kept = await run_retrain(fresh="the requests have left the topic")
+    assert kept.data.taken
+    assert kept.data.snapshot.digest == fed.data.snapshot.digest
+    assert kept.covered_by is not None
+    assert kept.covered_by.info.run_id == fed_run
 
     # What went into it: every allowed review, nothing refused, no test text.
     fetched = tmp_path / "fed.csv.gz"

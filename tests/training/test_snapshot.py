@@ -9,7 +9,7 @@ from pathlib import Path
 from contracts import Label
 from contracts.reviewfiles import Row, read_dataset
 from training.data import load
-from training.snapshot import LiveLabel, build, content_digest, normalize
+from training.snapshot import LiveLabel, build, carried_labels, content_digest, normalize
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -97,3 +97,23 @@ def test_training_reads_a_snapshot_like_any_data_file(tmp_path: Path) -> None:
 def test_normalize() -> None:
     assert normalize("  Great\tFOOD \n") == "great food"
     assert normalize(" \n") == ""
+
+
+def test_live_reviews_carry_forward_and_newer_labels_replace_them(tmp_path: Path) -> None:
+    files = [("train.csv", rows(("Great food", 1)))]
+    feedback = [live("Lovely staff", 1), live("Slow service", 0, source="ws")]
+    first = build(files, feedback, test_texts=[], allowed_sources=["rest", "ws"])
+    carried = carried_labels(first.write(tmp_path))
+    assert sorted((c.text, c.label, c.source) for c in carried) == [
+        ("Lovely staff", 1, "rest"),
+        ("Slow service", 0, "ws"),
+    ]
+    # The texts left the topic: the next snapshot still holds them, to the byte.
+    again = build(files, carried, test_texts=[], allowed_sources=["rest", "ws"])
+    assert again.csv == first.csv
+    # A label given since (any date is newer) replaces the carried one.
+    corrected = build(
+        files, [*carried, live("slow service", 1)], test_texts=[], allowed_sources=["rest", "ws"]
+    )
+    assert "slow service,1,,feedback:rest" in corrected.csv.decode()
+    assert "Slow service" not in corrected.csv.decode()
