@@ -22,8 +22,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from training.families import family_for
-from training.pipeline import run_params
 from training.settings import Settings
 
 TAG = "fingerprint"
@@ -83,8 +81,16 @@ def code_digest(root: Path, packages: Iterable[str]) -> str:
 
 
 def training_params(settings: Settings) -> dict[str, Any]:
-    """The parameters the run logs (the family's own included), less ``NOT_PARAMS``."""
-    params = run_params(settings, family_for(settings))
+    """The run's parameters as it logs them (general, the chosen family's, the gates'), less
+    ``NOT_PARAMS``. Read from the settings alone: a run that skips never imports torch."""
+    general = settings.model_dump(exclude={"fast", "accurate", "export"})
+    family = getattr(settings, settings.family).model_dump()
+    gates = settings.export.model_dump()
+    params = {
+        **general,
+        **{f"{settings.family}.{k}": v for k, v in family.items()},
+        **{f"export.{k}": v for k, v in gates.items()},
+    }
     return {key: value for key, value in params.items() if key not in NOT_PARAMS}
 
 

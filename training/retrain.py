@@ -18,6 +18,7 @@ import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlflow import MlflowClient
 from mlflow.entities import Run
@@ -25,10 +26,12 @@ from mlflow.entities import Run
 from contracts.reviewfiles import Row, file_digest, read_dataset
 from training.feedback import count_allowed, live_labels
 from training.fingerprint import PARTS, TAG, Fingerprint, fingerprint, sha256_json
-from training.pipeline import Outcome, run
 from training.settings import RetrainSettings, Settings
 from training.snapshot import Snapshot, build, carried_labels, file_name
 from training.snapshot_store import DIGEST_TAG, SnapshotStore, StoredSnapshot
+
+if TYPE_CHECKING:
+    from training.pipeline import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +217,8 @@ def retrain(
             "retrain.trigger": trigger,
             "retrain.changed": ",".join(changed),
         }
+        from training.pipeline import run  # torch and the exporter: only when it trains
+
         path = data.path or store.fetch(
             data.snapshot.digest, Path(tmp) / file_name(data.snapshot.digest)
         )

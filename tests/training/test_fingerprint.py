@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from training.fingerprint import PARTS, Fingerprint, code_digest, fingerprint, training_params
+from training.fingerprint import (
+    NOT_PARAMS,
+    PARTS,
+    Fingerprint,
+    code_digest,
+    fingerprint,
+    training_params,
+)
 from training.settings import CODE_PACKAGES, ROOT, FastSettings, Settings
 
 PACKAGES = ("training", "contracts")
@@ -80,3 +87,15 @@ def test_the_default_code_packages_exist() -> None:
     assert code_digest(ROOT, CODE_PACKAGES)
     with pytest.raises(FileNotFoundError):
         code_digest(ROOT, ("no_such_package",))
+
+
+@pytest.mark.parametrize("family", ["fast", "accurate"])
+def test_the_parameters_are_the_ones_the_run_logs(family: str) -> None:
+    """Read from the settings (no torch), they are what ``run_params`` logs on the run."""
+    from training.families import family_for
+    from training.pipeline import run_params
+
+    settings = Settings(family=family)
+    logged = run_params(settings, family_for(settings))
+    logged.pop("accurate.encoder", None)  # a constant of the code, which the code part covers
+    assert training_params(settings) == {k: v for k, v in logged.items() if k not in NOT_PARAMS}
