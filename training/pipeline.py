@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,8 +75,14 @@ def run_params(settings: Settings, family: Family) -> dict[str, Any]:
     return {**general, **family.params(), **gates}
 
 
-def run(settings: Settings, *, by: str | None = None) -> Outcome:
-    """Train the configured family and ship it; the Outcome says what the gates decided."""
+def run(
+    settings: Settings, *, by: str | None = None, tags: Mapping[str, str] | None = None
+) -> Outcome:
+    """Train the configured family and ship it; the Outcome says what the gates decided.
+
+    ``tags`` go on the run from its start (``retrain``'s fingerprint and snapshot); the run is
+    FINISHED only once the release has ended, so a crashed run never covers a fingerprint.
+    """
     family = family_for(settings)
     data = load_datasets(settings)
     device = resolve_device(settings.device)
@@ -86,7 +93,14 @@ def run(settings: Settings, *, by: str | None = None) -> Outcome:
     run_name = f"{family.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     with mlflow.start_run(run_name=run_name) as active, tempfile.TemporaryDirectory() as tmp:
         run_id = active.info.run_id
-        mlflow.set_tags({**code_version(ROOT).tags(), "family": family.name, "device": str(device)})
+        mlflow.set_tags(
+            {
+                **code_version(ROOT).tags(),
+                "family": family.name,
+                "device": str(device),
+                **(tags or {}),
+            }
+        )
         mlflow.log_params(flat_params(run_params(settings, family)))
         log_examples(data.train, "training")
         log_examples(data.validation, "validation")

@@ -80,3 +80,49 @@ class Settings(BaseSettings):
     @property
     def label_rule(self) -> LabelRule:
         return LabelRule(self.positive_min_stars, self.drop_three_star)
+
+
+# Feedback sources allowed into training data by default: labels people gave through the
+# gateway. Replays and bulk producers send labelled datasets, which may be anyone's (or the
+# test set itself): they are opted in by name.
+DEFAULT_FEEDBACK_SOURCES = ("rest", "ws")
+CODE_PACKAGES = ("training", "export", "inference", "contracts")
+RETRAIN_ALERTS = ("DataDrift", "LiveAccuracyDrop")
+
+
+class RetrainSettings(BaseSettings):
+    """``python -m training retrain`` and ``snapshot`` (``RS_TRAIN_RETRAIN_*``): what a data
+    snapshot holds, where snapshots are kept, and what makes a new one."""
+
+    model_config = SettingsConfigDict(env_prefix="RS_TRAIN_RETRAIN_", frozen=True)
+
+    min_new_feedback: int = Field(
+        1000,
+        ge=0,
+        description="new labelled live reviews since the last snapshot that make a new one",
+    )
+    feedback_sources: tuple[str, ...] = Field(
+        DEFAULT_FEEDBACK_SOURCES, description="feedback sources whose labels may train a model"
+    )
+    data_experiment: str = Field(
+        "reviewstream-data", description="MLflow experiment that keeps the data snapshots"
+    )
+    code_root: Path = Field(ROOT, description="where the fingerprinted code and uv.lock are")
+    code_packages: tuple[str, ...] = Field(
+        CODE_PACKAGES, description="packages whose .py files are part of the fingerprint"
+    )
+    alerts: tuple[str, ...] = Field(
+        RETRAIN_ALERTS, description="firing alerts (models.alerts) that force a new snapshot"
+    )
+    alerts_group_id: str = Field(
+        "reviewstream-retrain", description="consumer group that remembers the alerts handled"
+    )
+    alert_max_age_s: float = Field(
+        86400.0, gt=0, description="older firing alerts are read and ignored"
+    )
+    request_scan: int = Field(
+        1_000_000, ge=1, description="requests read from the topic's tail to find labelled texts"
+    )
+    request_scan_limit_s: float = Field(
+        120.0, gt=0, description="longest time spent reading the requests topic"
+    )
