@@ -3,13 +3,16 @@
     python -m training train --family fast          # the whole pipeline
     python -m training train --family accurate --max-length 128 --max-train-rows 4000 --epochs 1
     python -m training check-data                   # read the data files and report on them
+    python -m training tune --family fast --trials 20   # Optuna; writes training/params.json
 
 Settings come from ``RS_TRAIN_*`` / ``RS_EXPORT_*`` / ``MLFLOW_TRACKING_URI``; options override.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -86,6 +89,36 @@ def train(
         failed = "; ".join(f"{g.name}: {g.detail}" for g in shipped.failures())
         typer.echo(f"NOT promoted, gates failed: {failed}", err=True)
         raise typer.Exit(1)
+
+
+@app.command()
+def tune(
+    family: Annotated[str, typer.Option(help="only fast is tuned")] = "fast",
+    trials: Annotated[int, typer.Option(min=1, help="Optuna trials (each trains a model)")] = 20,
+    max_train_rows: Annotated[int | None, typer.Option(help="seeded subset of train")] = None,
+    seed: Annotated[int | None, typer.Option(help="sampler and training seed")] = None,
+    params_file: Annotated[
+        Path | None, typer.Option(help="where the best parameters go (RS_TRAIN_PARAMS_FILE)")
+    ] = None,
+) -> None:
+    """Search the family's parameters on the validation split; write the best for `train`."""
+    from training.tune import tune as run_tune
+
+    if family != "fast":
+        raise typer.BadParameter("only the fast family is tuned", param_hint="--family")
+    overrides = {"max_train_rows": max_train_rows, "seed": seed, "progress": False}
+    settings = Settings.model_validate(
+        {**Settings().model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
+    )
+    tuned = run_tune(settings, trials, params_file=params_file)
+    uri = settings.export.mlflow_tracking_uri.rstrip("/")
+    typer.echo(
+        f"study run {tuned.run_id}: {uri}/#/experiments/{tuned.experiment_id}/runs/{tuned.run_id}\n"
+        f"{tuned.trials} trials ({tuned.pruned} pruned); best trial {tuned.best_trial}: "
+        f"validation accuracy {tuned.validation_accuracy:.4f}\n"
+        f"best parameters: {json.dumps(tuned.params, sort_keys=True)}\n"
+        f"written to {tuned.params_file} (read by `train` below RS_TRAIN_FAST__* and options)"
+    )
 
 
 @app.command("check-data")
