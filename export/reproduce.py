@@ -173,11 +173,14 @@ def checkout(commit: str, into: Path) -> Iterator[Path]:
     )
     if commit == "unknown" or known.returncode != 0:
         raise ReproduceError(f"commit {commit} is not in the repository at {REPO} (fetch it?)")
-    subprocess.run(
+    added = subprocess.run(
         ["git", "-C", str(REPO), "worktree", "add", "--detach", "--quiet", str(into), commit],
-        check=True,
         capture_output=True,
+        text=True,
+        check=False,
     )
+    if added.returncode != 0:
+        raise ReproduceError(f"cannot check out {commit}: {added.stderr.strip()}")
     try:
         yield into
     finally:
@@ -199,12 +202,16 @@ def python_for(original: Recorded, source: Path, workdir: Path) -> str:
         raise ReproduceError("the run used another uv.lock, and no uv is here to install it")
     venv = workdir / "venv"
     extra = "--extra=training"
-    subprocess.run(
+    synced = subprocess.run(
         [uv, "sync", "--frozen", extra, "--no-dev", "--no-install-project"],
         cwd=source,
         env={**os.environ, "UV_PROJECT_ENVIRONMENT": str(venv)},
-        check=True,
+        capture_output=True,
+        text=True,
+        check=False,
     )
+    if synced.returncode != 0:
+        raise ReproduceError(f"cannot install the run's uv.lock: {synced.stderr.strip()[-2000:]}")
     return str(venv / "bin" / "python")
 
 

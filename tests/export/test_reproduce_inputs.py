@@ -11,8 +11,11 @@ from export.reproduce import (
     NOT_COMPARED,
     Recorded,
     ReproduceError,
+    Reproduction,
+    Row,
     checkout,
     fetch_data,
+    render_reproduction,
     training_env,
 )
 from training.families import family_for
@@ -87,3 +90,25 @@ def test_an_unknown_commit_is_refused(tmp_path: Path) -> None:
         checkout("0" * 40, tmp_path / "src"),
     ):
         pass
+
+
+def test_figures_must_be_identical_or_within_the_tolerance() -> None:
+    rows = [Row("test_accuracy", 0.9, 0.9), Row("test_roc_auc", 0.95, 0.9501)]
+    exact = Reproduction(recorded_from(Settings()), "r2", "store", 0.0, rows, [])
+    assert not exact.agrees
+    table = render_reproduction(exact)
+    assert "test_roc_auc" in table
+    assert table.count("MISMATCH") == 1
+    assert "DO NOT agree (identical required)" in table
+    loose = Reproduction(recorded_from(Settings()), "r2", "store", 0.001, rows, [])
+    assert loose.agrees
+    assert "agree (within 0.001 required)" in render_reproduction(loose)
+    missing = Reproduction(
+        recorded_from(Settings()), "r2", "store", 0.001, [Row("x", 1.0, None)], []
+    )
+    assert not missing.agrees
+    different = Reproduction(
+        recorded_from(Settings()), "r2", "store", 0.0, [], ["seed: 1, recorded 2"]
+    )
+    assert not different.agrees
+    assert "DIFFERENT INPUT: seed" in render_reproduction(different)
