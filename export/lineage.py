@@ -70,6 +70,8 @@ def lineage(client: MlflowClient, model_name: str, version: str) -> dict[str, An
         "git_commit": run_tags.get("git_commit"),
         "git_dirty": run_tags.get("git_dirty"),
         "uv_lock_sha256": run_tags.get("uv_lock_sha256"),
+        "params_file": run_tags.get("params_file"),
+        "params_file_sha256": run_tags.get("params_file_sha256"),
     }
     if run_tags.get("fingerprint"):  # trained by `python -m training retrain`
         result["retrain"] = {
@@ -117,6 +119,8 @@ def render(info: dict[str, Any]) -> str:
             f"run {run['id']} ({run['name']}, experiment {run['experiment_id']}, {run['status']})",
             f"code: commit {info['code']['git_commit']} dirty={info['code']['git_dirty']} "
             f"uv.lock sha256 {info['code']['uv_lock_sha256']}",
+            f"parameters file: {info['code']['params_file']}"
+            f" (sha256 {info['code']['params_file_sha256']})",
         ]
         retrain = info.get("retrain")
         if retrain:

@@ -6,12 +6,14 @@
     python -m training retrain --on-alerts          # train only if an input changed
     python -m training snapshot                     # take and store a data snapshot
     python -m training snapshot --fetch DIGEST --out data.csv.gz
+    python -m training tune --family fast --trials 20   # Optuna; writes training/params.json
 
 Settings come from ``RS_TRAIN_*`` / ``RS_EXPORT_*`` / ``MLFLOW_TRACKING_URI``; options override.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -229,6 +231,36 @@ def _report(settings: Settings, outcome: Outcome) -> bool:
         failed = "; ".join(f"{g.name}: {g.detail}" for g in shipped.failures())
         typer.echo(f"NOT promoted, gates failed: {failed}", err=True)
     return shipped.passed
+
+
+@app.command()
+def tune(
+    family: Annotated[str, typer.Option(help="only fast is tuned")] = "fast",
+    trials: Annotated[int, typer.Option(min=1, help="Optuna trials (each trains a model)")] = 20,
+    max_train_rows: Annotated[int | None, typer.Option(help="seeded subset of train")] = None,
+    seed: Annotated[int | None, typer.Option(help="sampler and training seed")] = None,
+    params_file: Annotated[
+        Path | None, typer.Option(help="where the best parameters go (RS_TRAIN_PARAMS_FILE)")
+    ] = None,
+) -> None:
+    """Search the family's parameters on the validation split; write the best for `train`."""
+    from training.tune import tune as run_tune
+
+    if family != "fast":
+        raise typer.BadParameter("only the fast family is tuned", param_hint="--family")
+    overrides = {"max_train_rows": max_train_rows, "seed": seed, "progress": False}
+    settings = Settings.model_validate(
+        {**Settings().model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
+    )
+    tuned = run_tune(settings, trials, params_file=params_file)
+    uri = settings.export.mlflow_tracking_uri.rstrip("/")
+    typer.echo(
+        f"study run {tuned.run_id}: {uri}/#/experiments/{tuned.experiment_id}/runs/{tuned.run_id}\n"
+        f"{tuned.trials} trials ({tuned.pruned} pruned); best trial {tuned.best_trial}: "
+        f"validation accuracy {tuned.validation_accuracy:.4f}\n"
+        f"best parameters: {json.dumps(tuned.params, sort_keys=True)}\n"
+        f"written to {tuned.params_file} (read by `train` below RS_TRAIN_FAST__* and options)"
+    )
 
 
 def _with_overrides(

@@ -27,7 +27,13 @@ from export.release import Candidate, HeldOut, Release, release
 from training.data import Examples, load, sample, split_validation
 from training.families import Family, family_for
 from training.settings import ROOT, Settings
-from training.tracking import code_version, flat_params, log_examples, log_load_report
+from training.tracking import (
+    code_version,
+    flat_params,
+    log_examples,
+    log_load_report,
+    params_file_tags,
+)
 from training.trainer import EpochResult, fit, resolve_device
 
 logger = logging.getLogger(__name__)
@@ -101,6 +107,7 @@ def run(
                 **(tags or {}),
             }
         )
+        mlflow.set_tags(params_file_tags(settings.params_file))
         mlflow.log_params(flat_params(run_params(settings, family)))
         log_examples(data.train, "training")
         log_examples(data.validation, "validation")
