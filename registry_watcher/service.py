@@ -150,9 +150,10 @@ class Watcher:
         s = self.settings
         registry = await asyncio.to_thread(MlflowRegistry, s.mlflow_tracking_uri)
         stopping = self._stopping.is_set
-        if not await wait_for_kafka(
-            s.kafka, topics=[s.kafka.models_topic], log=log, give_up=stopping
-        ):
+        # Every topic it reads has a leader before any reader starts: a topic created a moment
+        # ago has none yet, and aiokafka logs an ERROR for each fetch it makes meanwhile.
+        topics = [s.kafka.models_topic, s.kafka.alerts_topic, s.kafka.fleet_topic]
+        if not await wait_for_kafka(s.kafka, topics=topics, log=log, give_up=stopping):
             log.info("registry watcher stopped")
             return
         events = await connect(
