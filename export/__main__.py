@@ -5,6 +5,7 @@
     python -m export promote 7 --reason "..." --wait-s 60   # until every live worker serves it
     python -m export rollback --reason "complaints about v7"
     python -m export lineage 7          # or without a version: the one the alias names
+    python -m export lineage 7 --reproduce   # train it again as recorded, compare the figures
     python -m export shadow 8 --reason "try the new tokenizer on live traffic"
     python -m export shadow --stop --reason "seen enough"
 
@@ -223,6 +224,25 @@ def lineage_command(
         str | None, typer.Argument(help="model version; default: the one the alias names")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    reproduce: Annotated[
+        bool,
+        typer.Option(
+            "--reproduce",
+            help="then train it again at its commit, on its data, with its parameters, and"
+            " compare the figures (exit 1 when they differ, 2 when it cannot be reproduced)",
+        ),
+    ] = False,
+    allow_dirty: Annotated[
+        bool, typer.Option("--allow-dirty", help="reproduce a run made from uncommitted code")
+    ] = False,
+    tolerance: Annotated[
+        float | None,
+        typer.Option(help="largest difference allowed (default RS_EXPORT_REPRODUCE_TOLERANCE)"),
+    ] = None,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(help="track the reproduction there (default: a temporary store)"),
+    ] = None,
 ) -> None:
     """Print a version's run, data digests and files, code commit, parameters and gates."""
     settings = Settings()
@@ -238,6 +258,40 @@ def lineage_command(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(json.dumps(info, indent=1) if as_json else render(info))
+    if reproduce:
+        _reproduce(client, settings, info, allow_dirty, tolerance, tracking_uri)
+
+
+def _reproduce(
+    client: MlflowClient,
+    settings: Settings,
+    info: dict[str, object],
+    allow_dirty: bool,
+    tolerance: float | None,
+    tracking_uri: str | None,
+) -> None:
+    from export.reproduce import ReproduceError, render_reproduction, reproduce
+
+    run = info.get("run")
+    if not isinstance(run, dict):
+        typer.echo(f"error: v{info['version']} has no training run to reproduce", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"reproducing run {run['id']} (this trains a model)...")
+    try:
+        result = reproduce(
+            client,
+            str(run["id"]),
+            model_name=settings.model_name,
+            tolerance=settings.reproduce_tolerance if tolerance is None else tolerance,
+            allow_dirty=allow_dirty,
+            tracking_uri=tracking_uri,
+        )
+    except ReproduceError as exc:
+        typer.echo(f"error: cannot reproduce: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(render_reproduction(result))
+    if not result.agrees:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

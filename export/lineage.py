@@ -70,7 +70,16 @@ def lineage(client: MlflowClient, model_name: str, version: str) -> dict[str, An
         "git_commit": run_tags.get("git_commit"),
         "git_dirty": run_tags.get("git_dirty"),
         "uv_lock_sha256": run_tags.get("uv_lock_sha256"),
+        "params_file": run_tags.get("params_file"),
+        "params_file_sha256": run_tags.get("params_file_sha256"),
     }
+    if run_tags.get("fingerprint"):  # trained by `python -m training retrain`
+        result["retrain"] = {
+            "fingerprint": run_tags["fingerprint"],
+            "changed": run_tags.get("retrain.changed", ""),
+            "trigger": run_tags.get("retrain.trigger", ""),
+            "snapshot_digest": run_tags.get("snapshot_digest"),
+        }
     datasets = []
     for item in run.inputs.dataset_inputs if run.inputs else []:
         name = item.dataset.name
@@ -110,8 +119,18 @@ def render(info: dict[str, Any]) -> str:
             f"run {run['id']} ({run['name']}, experiment {run['experiment_id']}, {run['status']})",
             f"code: commit {info['code']['git_commit']} dirty={info['code']['git_dirty']} "
             f"uv.lock sha256 {info['code']['uv_lock_sha256']}",
-            "data:",
+            f"parameters file: {info['code']['params_file']}"
+            f" (sha256 {info['code']['params_file_sha256']})",
         ]
+        retrain = info.get("retrain")
+        if retrain:
+            lines += [
+                f"fingerprint: {retrain['fingerprint']} (changed: {retrain['changed'] or '-'}; "
+                f"trigger: {retrain['trigger'] or '-'})",
+                f"data snapshot: {retrain['snapshot_digest']} "
+                f"(python -m training snapshot --fetch {retrain['snapshot_digest']})",
+            ]
+        lines.append("data:")
         for d in info["data"]:
             files = ", ".join(f"{s['path']} (sha256 {s['sha256']})" for s in d["sources"])
             lines.append(

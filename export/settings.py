@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     replay_scan: int = Field(
         200_000, ge=1, description="requests read from the topic's tail to find their texts"
     )
+    reproduce_tolerance: float = Field(
+        0.005,
+        ge=0,
+        description="lineage --reproduce: largest difference of a figure where the run was not"
+        " the fast family on a CPU (which must reproduce exactly)",
+    )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
     def insight_reviews(self, family: str) -> int:

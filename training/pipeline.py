@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,13 @@ from export.release import Candidate, HeldOut, Release, release
 from training.data import Examples, load, sample, split_validation
 from training.families import Family, family_for
 from training.settings import ROOT, Settings
-from training.tracking import code_version, flat_params, log_examples, log_load_report
+from training.tracking import (
+    code_version,
+    flat_params,
+    log_examples,
+    log_load_report,
+    params_file_tags,
+)
 from training.trainer import EpochResult, fit, resolve_device
 
 logger = logging.getLogger(__name__)
@@ -74,8 +81,14 @@ def run_params(settings: Settings, family: Family) -> dict[str, Any]:
     return {**general, **family.params(), **gates}
 
 
-def run(settings: Settings, *, by: str | None = None) -> Outcome:
-    """Train the configured family and ship it; the Outcome says what the gates decided."""
+def run(
+    settings: Settings, *, by: str | None = None, tags: Mapping[str, str] | None = None
+) -> Outcome:
+    """Train the configured family and ship it; the Outcome says what the gates decided.
+
+    ``tags`` go on the run from its start (``retrain``'s fingerprint and snapshot); the run is
+    FINISHED only once the release has ended, so a crashed run never covers a fingerprint.
+    """
     family = family_for(settings)
     data = load_datasets(settings)
     device = resolve_device(settings.device)
@@ -86,7 +99,15 @@ def run(settings: Settings, *, by: str | None = None) -> Outcome:
     run_name = f"{family.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     with mlflow.start_run(run_name=run_name) as active, tempfile.TemporaryDirectory() as tmp:
         run_id = active.info.run_id
-        mlflow.set_tags({**code_version(ROOT).tags(), "family": family.name, "device": str(device)})
+        mlflow.set_tags(
+            {
+                **code_version(ROOT).tags(),
+                "family": family.name,
+                "device": str(device),
+                **(tags or {}),
+            }
+        )
+        mlflow.set_tags(params_file_tags(settings.params_file))
         mlflow.log_params(flat_params(run_params(settings, family)))
         log_examples(data.train, "training")
         log_examples(data.validation, "validation")

@@ -82,6 +82,12 @@ def code_version(root: Path) -> CodeVersion:
     return CodeVersion(commit=commit, dirty=dirty, lock_sha256=lock_sha)
 
 
+def params_file_tags(path: Path) -> dict[str, str]:
+    """Which parameters file the run's defaults came from (tuned values live there)."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "none"
+    return {"params_file": str(path), "params_file_sha256": digest}
+
+
 def log_examples(examples: Examples, context: str) -> None:
     """Log examples as an MLflow dataset input (digest = content sha256) with file lineage."""
     digest = examples.digest()

@@ -160,6 +160,11 @@ def test_training_image_records_its_own_reference() -> None:
     assert "RS_TRAIN_IMAGE=${RS_TRAIN_IMAGE}" in " ".join(stage.instructions("ENV"))
 
 
+def test_training_image_holds_the_lock_file_that_retrain_fingerprints() -> None:
+    """``training.settings.ROOT`` is /app/src in the image: the lock must lie there."""
+    assert "uv.lock /app/src/uv.lock" in stages()["training"].instructions("COPY")
+
+
 def test_dockerignore_keeps_state_secrets_and_environments_out() -> None:
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".git", ".venv", ".tools", ".state", "tests", "deploy/compose"} <= ignored

@@ -10,9 +10,11 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 from kubernetes_validate.utils import SchemaNotFoundError
+from pydantic_settings import BaseSettings
 
 from contracts.topics import KafkaSettings
 from deploy.healthcheck import ENDPOINTS, HEALTH_PATH, READY_PATH
+from export.settings import Settings as ExportSettings
 from tests.deployrender import (
     DEPLOYED,
     K8S,
@@ -27,6 +29,8 @@ from tests.deployrender import (
     overlay,
     render,
 )
+from training.__main__ import GATES_FAILED
+from training.settings import RetrainSettings, Settings
 
 # The oldest Kubernetes these manifests promise to work on, and the newest schemas shipped.
 K8S_VERSIONS = ("1.30", "1.37")
@@ -234,13 +238,22 @@ def test_init_job_creates_topics_then_migrates(name: str) -> None:
     assert "DATABASE_URL" in container_env(manifests, spec["containers"][0])
 
 
+def pod_specs(manifests: tuple[Manifest, ...]) -> list[Manifest]:
+    """The pod spec of every Deployment, Job and CronJob."""
+    workloads = [*of_kind(manifests, "Deployment"), *of_kind(manifests, "Job")]
+    specs = [w["spec"]["template"]["spec"] for w in workloads]
+    specs += [
+        c["spec"]["jobTemplate"]["spec"]["template"]["spec"] for c in of_kind(manifests, "CronJob")
+    ]
+    return specs
+
+
 def test_dev_secret_has_every_key_the_pods_need() -> None:
     manifests = overlay("dev")
     (secret,) = of_kind(manifests, "Secret")
     keys = set(secret["data"])
     needed: set[str] = set()
-    for workload in [*of_kind(manifests, "Deployment"), *of_kind(manifests, "Job")]:
-        spec = workload["spec"]["template"]["spec"]
+    for spec in pod_specs(manifests):
         for c in [*spec.get("initContainers", []), *spec["containers"]]:
             for item in c.get("env", []):
                 ref = item.get("valueFrom", {}).get("secretKeyRef")
@@ -259,8 +272,7 @@ def test_dev_secret_has_every_key_the_pods_need() -> None:
 def test_prod_pins_images_and_keeps_secrets_out_of_git() -> None:
     manifests = overlay("prod")
     assert not list(of_kind(manifests, "Secret")), "prod's Secret is created out of band"
-    for workload in [*of_kind(manifests, "Deployment"), *of_kind(manifests, "Job")]:
-        spec = workload["spec"]["template"]["spec"]
+    for spec in pod_specs(manifests):
         for c in [*spec.get("initContainers", []), *spec["containers"]]:
             image: str = c["image"]
             assert image.startswith("registry.example.com/reviewstream/"), image
@@ -286,3 +298,42 @@ def test_every_rendered_object_is_labelled_part_of_reviewstream() -> None:
         for manifest in overlay(name):
             labels = manifest["metadata"].get("labels", {})
             assert labels.get("app.kubernetes.io/part-of") == "reviewstream", manifest["kind"]
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_the_retrain_cronjob_runs_retrain_with_the_training_image(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scheduled, never two at once, gate failures not retried, unprivileged, and every
+    setting it is given is one that training reads (parsed by the real settings classes)."""
+    manifests = overlay(name)
+    cron = find(manifests, "CronJob", "retrain")
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    job = cron["spec"]["jobTemplate"]["spec"]
+    (rule,) = job["podFailurePolicy"]["rules"]
+    assert (rule["action"], rule["onExitCodes"]["values"]) == ("FailJob", [GATES_FAILED])
+    spec = job["template"]["spec"]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["automountServiceAccountToken"] is False
+    (c,) = spec["containers"]
+    assert c["command"][:4] == ["python", "-m", "training", "retrain"]
+    assert "--on-alerts" in c["command"]
+    assert "/training:" in c["image"] or c["image"].startswith("reviewstream/training")
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert {"cpu", "memory"} <= set(c["resources"]["limits"])
+    env = container_env(manifests, c)
+    assert {"MLFLOW_TRACKING_URI", "RS_KAFKA_ALERTS_TOPIC", "DATABASE_URL"} <= set(env)
+    trained = {k: v for k, v in env.items() if k.startswith(("RS_TRAIN_", "RS_EXPORT_"))}
+    for key, value in trained.items():
+        monkeypatch.setenv(key, value)
+    read = {*names(Settings), *names(RetrainSettings), *names(ExportSettings)}
+    assert set(trained) <= read, set(trained) - read
+    assert RetrainSettings().feedback_sources == ("rest", "ws")
+    assert Settings().train_path == Path("/data/train.csv.gz")
+    assert "/data" in {m["mountPath"] for m in c["volumeMounts"]}
+    assert any("emptyDir" in v for v in spec["volumes"]), "somewhere to write, off the image"
+
+
+def names(settings: type[BaseSettings]) -> set[str]:
+    prefix = str(settings.model_config.get("env_prefix", ""))
+    return {f"{prefix}{field}".upper() for field in settings.model_fields}
