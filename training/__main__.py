@@ -4,6 +4,7 @@
     python -m training train --family accurate --max-length 128 --max-train-rows 4000 --epochs 1
     python -m training check-data                   # read the data files and report on them
     python -m training retrain --on-alerts          # train only if an input changed
+    python -m training retrain --follow             # retrain when a drift/accuracy alert comes
     python -m training snapshot                     # take and store a data snapshot
     python -m training snapshot --fetch DIGEST --out data.csv.gz
     python -m training tune --family fast --trials 20   # Optuna; writes training/params.json
@@ -96,6 +97,13 @@ def retrain(
             "--on-alerts", help="read models.alerts: a firing drift/accuracy alert takes a snapshot"
         ),
     ] = False,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            help="keep listening: each drift/accuracy alert runs `retrain --on-alerts`",
+        ),
+    ] = False,
     family: Annotated[str | None, typer.Option(help="fast | accurate")] = None,
     promote: Annotated[
         bool | None,
@@ -105,6 +113,16 @@ def retrain(
 ) -> None:
     """Train only when the code, data snapshot, parameters or lock file changed (or an alert
     or enough new feedback asks for fresh data); otherwise say which run covers them."""
+    if follow:
+        passed_on = [
+            *([f"--min-new-feedback={min_new_feedback}"] if min_new_feedback is not None else []),
+            *([f"--family={family}"] if family is not None else []),
+            *([] if promote is None else ["--promote" if promote else "--no-promote"]),
+            *([] if progress is None else ["--progress" if progress else "--no-progress"]),
+        ]
+        _follow_alerts(passed_on)
+        return
+
     import asyncio
 
     from training.alerts import handle_alerts
@@ -146,6 +164,45 @@ def retrain(
     typer.echo(f"inputs changed ({', '.join(decision.changed)}): trained")
     if not _report(settings, decision.trained):
         raise typer.Exit(GATES_FAILED)
+
+
+def _follow_alerts(retrain_options: list[str]) -> None:
+    """Wait for alerts that call for retraining; run ``retrain --on-alerts`` for them; again.
+
+    The retrain runs as a child process, so torch leaves memory when it ends, and it reads and
+    commits the alerts itself: a crash leaves them for the next try, after a pause.
+    """
+    import asyncio
+    import subprocess
+    import sys
+    import time
+
+    from aiokafka.errors import KafkaError
+
+    from runtime.kafka import wait_for_kafka
+    from training.alerts import next_retraining_alerts
+    from training.settings import RetrainSettings
+
+    kafka = Settings().export.kafka
+    policy = RetrainSettings()
+    command = [sys.executable, "-m", "training", "retrain", "--on-alerts", *retrain_options]
+    while True:
+        try:
+            asyncio.run(wait_for_kafka(kafka, topics=[kafka.alerts_topic], log=logger))
+            alerts = asyncio.run(next_retraining_alerts(kafka, policy))
+        except KafkaError as exc:
+            logger.warning("reading %s failed (%s); waiting for Kafka", kafka.alerts_topic, exc)
+            time.sleep(policy.follow_pause_s)
+            continue
+        names = ", ".join(sorted({a.name for a in alerts}))
+        logger.info("alert %s calls for retraining: %s", names, " ".join(command[1:]))
+        status = subprocess.run(command, check=False).returncode
+        logger.info("retrain for alert %s ended with exit status %d", names, status)
+        if status not in (0, GATES_FAILED):
+            logger.warning(
+                "retrain exited %d; trying again in %.0f s", status, policy.follow_pause_s
+            )
+            time.sleep(policy.follow_pause_s)
 
 
 @app.command()

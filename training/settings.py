@@ -174,6 +174,9 @@ class RetrainSettings(BaseSettings):
     alert_max_age_s: float = Field(
         86400.0, gt=0, description="older firing alerts are read and ignored"
     )
+    follow_pause_s: float = Field(
+        60.0, gt=0, description="retrain --follow: pause after a failed retrain or Kafka error"
+    )
     request_scan: int = Field(
         1_000_000, ge=1, description="requests read from the topic's tail to find labelled texts"
     )

@@ -138,7 +138,8 @@ def test_every_container_has_requests_limits_and_runs_unprivileged(name: str) ->
     manifests = overlay(name)
     pods = [m["spec"]["template"] for m in of_kind(manifests, "Deployment")]
     pods += [m["spec"]["template"] for m in of_kind(manifests, "Job")]
-    assert len(pods) == len(DEPLOYED) + 2  # and the shadow workers, and the init Job
+    # and the shadow workers, the retrain listener and the init Job
+    assert len(pods) == len(DEPLOYED) + 3
     for pod in pods:
         spec = pod["spec"]
         assert spec["securityContext"]["runAsNonRoot"] is True
@@ -332,6 +333,26 @@ def test_the_retrain_cronjob_runs_retrain_with_the_training_image(
     assert Settings().train_path == Path("/data/train.csv.gz")
     assert "/data" in {m["mountPath"] for m in c["volumeMounts"]}
     assert any("emptyDir" in v for v in spec["volumes"]), "somewhere to write, off the image"
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_one_retrain_listener_follows_the_alerts_with_the_cronjobs_settings(name: str) -> None:
+    """``retrain --follow`` in the training image, one pod at a time, given what the CronJob is
+    given (its child is the same ``retrain --on-alerts``), with limits that fit a training."""
+    manifests = overlay(name)
+    listener = find(manifests, "Deployment", "retrain-listener")
+    assert listener["spec"]["replicas"] == 1
+    assert listener["spec"]["strategy"]["type"] == "Recreate"
+    (c,) = listener["spec"]["template"]["spec"]["containers"]
+    assert c["command"][:5] == ["python", "-m", "training", "retrain", "--follow"]
+    cron = find(manifests, "CronJob", "retrain")
+    (scheduled,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert c["image"] == scheduled["image"]
+    assert container_env(manifests, c) == container_env(manifests, scheduled)
+    assert c["resources"]["limits"] == scheduled["resources"]["limits"]
+    assert {m["mountPath"] for m in c["volumeMounts"]} == {
+        m["mountPath"] for m in scheduled["volumeMounts"]
+    }
 
 
 def names(settings: type[BaseSettings]) -> set[str]:

@@ -10,7 +10,10 @@ import asyncio
 import csv
 import gzip
 import io
+import os
 import shutil
+import signal
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -356,3 +359,46 @@ async def test_a_firing_drift_alert_takes_a_fresh_snapshot_and_retrains(
     assert after.exit_code == 0, after.output
     assert "up to date" in after.output
     assert run_tags["fingerprint"] in after.output
+
+
+async def test_the_follower_retrains_when_a_drift_alert_arrives(
+    stack: LocalStack, env: dict[str, str], kafka: KafkaSettings, database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """``retrain --follow``, a real process: an alert that does not call for retraining does
+    nothing; a firing DataDrift runs ``retrain --on-alerts``, which takes a fresh snapshot."""
+    with_live_data(monkeypatch, kafka, database_url, threshold=200)
+    monkeypatch.setenv("RS_TRAIN_RETRAIN_ALERTS_GROUP_ID", unique("follow"))
+    trained(await run_retrain())
+    await label(database_url, kafka, live_reviews(20, start=0))
+    follower = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "training", "retrain", "--follow", "--no-progress",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,  # its retrain child is stopped with it
+    )  # fmt: skip
+    assert follower.stdout is not None
+    output: list[str] = []
+
+    async def until(text: str) -> None:
+        while not any(text in line for line in output):
+            line = await follower.stdout.readline()  # type: ignore[union-attr]
+            assert line, "the follower ended:\n" + "".join(output)
+            output.append(line.decode())
+
+    try:
+        await fire(kafka, "ServiceDown", AlertStatus.FIRING)
+        await fire(kafka, "DataDrift", AlertStatus.FIRING)
+        await asyncio.wait_for(until("ended with exit status"), timeout=300)
+    finally:
+        os.killpg(follower.pid, signal.SIGTERM)
+        await follower.wait()
+    log = "".join(output)
+    assert "alert DataDrift calls for retraining" in log, log
+    assert "ServiceDown" not in log.split("calls for retraining")[0].splitlines()[-1]
+    assert "retrain for alert DataDrift ended with exit status 0" in log, log
+    assert "took snapshot" in log, log
+    assert "inputs changed (data): trained" in log, log
+    version = client_of(stack).get_model_version(env["RS_EXPORT_MODEL_NAME"], "2")
+    assert version.run_id is not None
+    run_tags = client_of(stack).get_run(version.run_id).data.tags
+    assert run_tags["retrain.trigger"] == "alert DataDrift"
