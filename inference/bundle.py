@@ -105,6 +105,15 @@ def write_bundle(
     return load_bundle(path)
 
 
+def bundle_file(folder: Path, name: str) -> Path:
+    """``folder / name``, refused unless it stays inside ``folder``: a manifest names its
+    files, and ``../`` or an absolute path there would read any file the worker can read."""
+    file = (folder / name).resolve()
+    if not file.is_relative_to(folder.resolve()):
+        raise BundleError(f"bundle file {name!r} is outside the bundle folder")
+    return file
+
+
 def load_bundle(path: Path, expected_sha256: str | None = None) -> Bundle:
     """Read and verify a bundle; raise BundleError if anything does not match."""
     manifest_file = path / MANIFEST
@@ -119,14 +128,19 @@ def load_bundle(path: Path, expected_sha256: str | None = None) -> Bundle:
         raise BundleError(f"{MANIFEST} is not JSON: {exc}") from None
     if manifest.get("format_version") != FORMAT_VERSION:
         raise BundleError(f"unsupported bundle format {manifest.get('format_version')!r}")
-    for name, expected in manifest.get("files", {}).items():
-        file = path / name
+    files = manifest.get("files", {})
+    for name, expected in files.items():
+        file = bundle_file(path, name)
         if not file.is_file():
             raise BundleError(f"bundle file {name} is missing")
         actual = sha256_file(file)
         if actual != expected:
             raise BundleError(f"bundle file {name} has sha256 {actual}, expected {expected}")
     for required in (MODEL_FILE, REFERENCE_FILE):
-        if required not in manifest.get("files", {}):
+        if required not in files:
             raise BundleError(f"bundle has no {required}")
+    tokenizer = manifest.get("preprocessing", {}).get("tokenizer")
+    if tokenizer is not None and tokenizer not in files:
+        # every file the model reads is one whose digest was just checked
+        raise BundleError(f"the tokenizer {tokenizer!r} is not among the bundle's files")
     return Bundle(path=path, manifest=manifest, sha256=digest)

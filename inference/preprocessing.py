@@ -130,7 +130,10 @@ def preprocessor_for(config: dict[str, Any], bundle_dir: Path) -> Preprocessor:
     if kind == HashedNgrams.kind:
         return HashedNgrams(buckets=int(config["buckets"]), max_tokens=int(config["max_tokens"]))
     if kind == WordPiece.kind:
+        from inference.bundle import bundle_file  # the bundle imports no preprocessing
+
         return WordPiece(
-            bundle_dir / str(config["tokenizer"]), max_length=int(config["max_length"])
+            bundle_file(bundle_dir, str(config["tokenizer"])),
+            max_length=int(config["max_length"]),
         )
     raise ValueError(f"unknown preprocessing kind {kind!r}")

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlparse
 
 import mlflow
 from mlflow import MlflowClient
@@ -23,7 +25,7 @@ from pydantic import ValidationError
 
 from contracts import ChangeReason, ModelChanged, ReferenceProfile
 from contracts.topics import SERVING_ALIAS
-from inference.bundle import Bundle, load_bundle
+from inference.bundle import Bundle, BundleError, load_bundle
 from inference.monitoring import load_profile
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,9 @@ CHALLENGER_ALIAS = "challenger"
 SHA_TAG = "bundle_sha256"
 BUNDLE_PATH_TAG = "bundle_path"
 PROFILE_TAG = "reference_profile"
+# URIs that MLflow resolves through the configured tracking server, never another host: an
+# event naming a file, an http(s) address or mlflow-artifacts://other-host is not fetched.
+REGISTRY_SCHEMES = frozenset({"models", "runs", "mlflow-artifacts"})
 
 
 def register_bundle(
@@ -103,8 +108,29 @@ def serving_version(client: MlflowClient, model_name: str, alias: str) -> ModelC
     return changed_event(version, alias)
 
 
-def download_bundle(event: ModelChanged, destination: Path | None = None) -> Bundle:
-    """Fetch the bundle an event names and verify it against the event's sha256."""
+def check_artifact_uri(uri: str, allowed_prefixes: Sequence[str] = ()) -> None:
+    """Refuse a bundle address outside the configured registry's artifact store.
+
+    ``allowed_prefixes`` adds the store a tracking server hands out directly (e.g.
+    ``s3://bucket/mlflow/`` when it does not proxy artifacts).
+    """
+    parsed = urlparse(uri)
+    if parsed.scheme in REGISTRY_SCHEMES and not parsed.netloc and ".." not in uri.split("/"):
+        return
+    if any(uri.startswith(prefix) for prefix in allowed_prefixes if prefix):
+        return
+    raise BundleError(
+        f"artifact_uri {uri!r} is not in the registry's artifact store "
+        f"({', '.join(sorted(REGISTRY_SCHEMES))} URIs, or a configured prefix)"
+    )
+
+
+def download_bundle(
+    event: ModelChanged, destination: Path | None = None, allowed_prefixes: Sequence[str] = ()
+) -> Bundle:
+    """Fetch the bundle an event names, if it lies in the registry's artifact store, and verify
+    it against the event's sha256."""
+    check_artifact_uri(event.artifact_uri, allowed_prefixes)
     target = destination or Path(tempfile.mkdtemp(prefix=f"bundle-{event.version}-"))
     local = mlflow.artifacts.download_artifacts(
         artifact_uri=event.artifact_uri, dst_path=str(target)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import mlflow
@@ -37,6 +38,7 @@ class MlflowModelSource:
         intra_op_threads: int = 1,
         inter_op_threads: int = 1,
         download_attempts: int = 3,
+        artifact_prefixes: Sequence[str] = (),
     ) -> None:
         # download_artifacts resolves mlflow-artifacts:/ URIs against the global tracking URI.
         mlflow.set_tracking_uri(tracking_uri)
@@ -45,6 +47,7 @@ class MlflowModelSource:
         self.intra_op_threads = intra_op_threads
         self.inter_op_threads = inter_op_threads
         self.download_attempts = download_attempts
+        self.artifact_prefixes = tuple(artifact_prefixes)
 
     def serving(self, name: str, alias: str) -> ModelChanged | None:
         """Where the alias points, if that version may ship: this fallback runs only while the
@@ -109,7 +112,7 @@ class MlflowModelSource:
                 reraise=True,
             ):
                 with attempt:
-                    return download_bundle(event, target)
+                    return download_bundle(event, target, self.artifact_prefixes)
         except BundleError as exc:
             raise ModelRefused("verify", str(exc)) from exc
         except (MlflowException, OSError) as exc:

@@ -202,6 +202,7 @@ class Worker:
             cache_dir=self._cache_dir,
             intra_op_threads=self.settings.intra_op_threads,
             inter_op_threads=self.settings.inter_op_threads,
+            artifact_prefixes=self.settings.artifact_prefixes,
         )
 
     def _requests_consumer(self) -> AIOKafkaConsumer:

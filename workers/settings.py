@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     model_name: str = DEFAULT_MODEL_NAME
     model_alias: str = DEFAULT_ALIAS
     mlflow_tracking_uri: str = Field("http://127.0.0.1:5000", alias="MLFLOW_TRACKING_URI")
+    artifact_prefixes: tuple[str, ...] = Field(
+        (),
+        description="bundle addresses fetched besides models:/, runs:/ and mlflow-artifacts:/ "
+        "(the registry's own store when the tracking server does not proxy it, e.g. s3://b/p/)",
+    )
     registry_poll_interval_s: float = Field(
         5.0, gt=0, description="while no model is served, how often to ask the registry"
     )

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from inference import BundleError, HashedNgrams, OnnxPredictor, ReferenceMismatch, load_bundle
-from inference.preprocessing import tokenize
+from inference.preprocessing import preprocessor_for, tokenize
 from inference.synthetic import REFERENCE_TEXTS, make_fast_bundle
 
 
@@ -72,3 +72,34 @@ def test_predictions_differ_between_seeds(tmp_path: Path) -> None:
     a = OnnxPredictor(make_fast_bundle(tmp_path / "a", seed=1)).predict(REFERENCE_TEXTS)
     b = OnnxPredictor(make_fast_bundle(tmp_path / "b", seed=2)).predict(REFERENCE_TEXTS)
     assert not np.allclose(a, b)
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "sub/../../outside"])
+def test_a_manifest_naming_a_file_outside_the_bundle_is_refused(tmp_path: Path, name: str) -> None:
+    bundle = make_fast_bundle(tmp_path / "b")
+    manifest = json.loads((bundle.path / "bundle.json").read_text())
+    manifest["files"][name] = "0" * 64
+    (bundle.path / "bundle.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="is outside the bundle folder"):
+        load_bundle(bundle.path)
+
+
+def test_a_tokenizer_outside_the_bundle_or_unlisted_is_refused(tmp_path: Path) -> None:
+    bundle = make_fast_bundle(tmp_path / "b")
+    manifest = json.loads((bundle.path / "bundle.json").read_text())
+    manifest["preprocessing"] = {"kind": "wordpiece", "tokenizer": "../../etc/passwd"}
+    (bundle.path / "bundle.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="not among the bundle's files"):
+        load_bundle(bundle.path)
+    with pytest.raises(BundleError, match="is outside the bundle folder"):
+        preprocessor_for(manifest["preprocessing"] | {"max_length": 8}, bundle.path)
+
+
+def test_a_symlink_leaving_the_bundle_is_refused(tmp_path: Path) -> None:
+    bundle = make_fast_bundle(tmp_path / "b")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not the model's")
+    (bundle.path / "reference.json").unlink()
+    (bundle.path / "reference.json").symlink_to(secret)
+    with pytest.raises(BundleError, match="is outside the bundle folder"):
+        load_bundle(bundle.path)

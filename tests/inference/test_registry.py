@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from contracts import ModelChanged
 from deploy.local.launcher import LocalStack
 from inference import BundleError, OnnxPredictor
 from inference.registry import (
@@ -15,6 +16,7 @@ from inference.registry import (
     PROFILE_TAG,
     SHA_TAG,
     changed_event,
+    check_artifact_uri,
     download_bundle,
     register_bundle,
     serving_version,
@@ -114,3 +116,31 @@ def test_a_version_registered_before_mlflow_models_still_serves(
     assert event.artifact_uri == old.source
     downloaded = download_bundle(event, tmp_path / "download")
     assert OnnxPredictor(downloaded).check_reference() <= 1e-6
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "file:///etc",
+        "/etc",
+        "https://evil.example/bundle",
+        "mlflow-artifacts://evil.example:5000/1/models/m-1/artifacts/bundle",
+        "s3://someone-elses-bucket/bundle",
+        "mlflow-artifacts:/1/../../../etc",
+    ],
+)
+def test_a_bundle_outside_the_registry_is_not_fetched(uri: str, tmp_path: Path) -> None:
+    event = ModelChanged(
+        model_name="m", version="1", alias="production", artifact_uri=uri, sha256="0" * 64
+    )
+    with pytest.raises(BundleError, match="is not in the registry's artifact store"):
+        download_bundle(event, tmp_path / "download")
+    assert not (tmp_path / "download").exists()
+
+
+def test_the_registry_schemes_and_configured_prefixes_are_fetched() -> None:
+    for uri in ("models:/m-123/artifacts/bundle", "runs:/abc/bundle", "mlflow-artifacts:/1/x"):
+        check_artifact_uri(uri)
+    check_artifact_uri("s3://ours/mlflow/1/x", allowed_prefixes=["s3://ours/mlflow/"])
+    with pytest.raises(BundleError):
+        check_artifact_uri("s3://ours/other/1/x", allowed_prefixes=["s3://ours/mlflow/"])
