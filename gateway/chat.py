@@ -301,7 +301,7 @@ def _message_id(text: str) -> str | None:
     """The client's id from a message that failed validation, when it has a usable one."""
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # deep nesting exhausts the parser's stack
         return None
     value = data.get("id") if isinstance(data, dict) else None
     return value if isinstance(value, str) and len(value) <= 64 else None

@@ -62,6 +62,8 @@ def test_classify_then_feedback() -> None:
         ('{"type": "feedback", "id": "f1", "request_id": "r", "label": "yes"}',
          "invalid_message", "label", "f1"),
         ("[1]", "invalid_message", "", None),
+        ('{"id": "n1", "text": ' + "[" * 100_000 + "]" * 100_000 + "}", "invalid_json",
+         "recursion limit", None),
     ],
 )  # fmt: skip
 def test_bad_messages_get_an_error_and_the_socket_stays_open(
