@@ -54,7 +54,7 @@ from gateway.schemas import (
     WindowsQuery,
     dump,
 )
-from runtime.health import Readiness
+from runtime.health import Readiness, Recent
 
 STATIC = Path(__file__).parent / "static"
 TITLE = "reviewstream gateway"
@@ -192,12 +192,21 @@ def http_routes(rt: Context, guard: Guard) -> list[BaseRoute]:
     async def healthz(request: Request) -> Response:
         return json(HealthOut(service="gateway"))
 
-    async def readyz(request: Request) -> Response:
+    async def dependencies() -> tuple[bool, bool]:
         kafka, database = await asyncio.gather(rt.bus.check(), rt.stats.check())
+        return kafka, database
+
+    # A probe flood must not become a flood of Kafka metadata requests and database queries.
+    checked = Recent(dependencies, max_age_s=rt.settings.readiness_cache_s)
+
+    async def readyz(request: Request) -> Response:
+        kafka, database = await checked()
         died = rt.supervisor.failed
         readiness = Readiness(
             {"kafka": kafka, "database": database, "background_tasks": not died},
             f"background tasks died: {', '.join(died)}" if died else None,
+            # classification needs Kafka only: a database outage costs the statistics alone
+            optional=frozenset({"database"}),
         )
         return JSONResponse(readiness.body("gateway"), status_code=200 if readiness.ready else 503)
 

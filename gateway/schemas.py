@@ -257,6 +257,9 @@ class ReadyOut(Out):
         description="kafka and database reachable, no background task died"
     )
     reason: str | None = Field(None, description="what is missing, when not ready")
+    degraded: list[str] | None = Field(
+        None, description="optional checks that fail; served without them (the statistics)"
+    )
 
 
 class ModelOut(Out):

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(256 * 1024, ge=1024, description="request body / WS message")
     ws_max_pending: int = Field(8, ge=1, description="classifications one socket may await")
     retry_after_s: int = Field(1, ge=1, description="Retry-After when saturated (429)")
+    readiness_cache_s: float = Field(
+        1.0, ge=0, description="/readyz checks Kafka and the database at most this often"
+    )
     unavailable_retry_after_s: int = Field(5, ge=1, description="Retry-After when Kafka is down")
     idempotency_ttl_s: float = Field(
         24 * 3600.0,

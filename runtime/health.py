@@ -1,9 +1,11 @@
 """The one ``/healthz``, ``/readyz`` and ``/metrics`` of every service, with one body.
 
 - ``/healthz``: 200 ``{"service": ..., "status": "alive"}`` while the event loop answers.
-- ``/readyz``: 200 when every check holds, else 503; the body is always
+- ``/readyz``: 200 when every required check holds, else 503; the body is always
   ``{"service": ..., "ready": bool, "checks": {"kafka": true, ...}, "reason": ...}``,
-  ``reason`` saying for a person what is missing (absent when ready).
+  ``reason`` saying for a person what is missing (absent when ready), and ``degraded``
+  naming the optional checks that fail (a part the service does without, e.g. the gateway's
+  statistics database).
 - ``/metrics``: the Prometheus text format of the service's registry (``runtime.metrics``).
 
 :class:`HealthServer` serves them over aiohttp for the services without a web framework of
@@ -12,25 +14,29 @@ their own; the gateway serves the same bodies from its Starlette app.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class Readiness:
     checks: Mapping[str, bool] = field(default_factory=dict)
     reason: str | None = None
+    optional: frozenset[str] = frozenset()  # reported, not needed to serve
 
     @property
     def ready(self) -> bool:
-        return all(self.checks.values())
+        return all(ok for name, ok in self.checks.items() if name not in self.optional)
 
     def body(self, service: str) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -38,10 +44,31 @@ class Readiness:
             "ready": self.ready,
             "checks": dict(self.checks),
         }
+        failing = [name for name, ok in self.checks.items() if not ok]
         if not self.ready:
-            missing = [name for name, ok in self.checks.items() if not ok]
+            missing = [name for name in failing if name not in self.optional]
             body["reason"] = self.reason or f"not ready: {', '.join(missing)}"
+        degraded = [name for name in failing if name in self.optional]
+        if degraded:
+            body["degraded"] = degraded
         return body
+
+
+class Recent(Generic[T]):
+    """``check()``'s result, run again only once it is ``max_age_s`` old; callers that come
+    meanwhile share it (one run at a time)."""
+
+    def __init__(self, check: Callable[[], Awaitable[T]], *, max_age_s: float) -> None:
+        self._check = check
+        self._max_age_s = max_age_s
+        self._lock = asyncio.Lock()
+        self._result: tuple[float, T] | None = None
+
+    async def __call__(self) -> T:
+        async with self._lock:
+            if self._result is None or time.monotonic() - self._result[0] >= self._max_age_s:
+                self._result = (time.monotonic(), await self._check())
+            return self._result[1]
 
 
 def alive_body(service: str) -> dict[str, str]:

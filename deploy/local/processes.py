@@ -182,16 +182,18 @@ class ServiceProcess:
         return self.port
 
     async def wait_ready(self, timeout_s: float = 90, *, path: str = "/readyz") -> None:
-        """Until ``path`` answers 200 (``/healthz``: up, whatever its dependencies say)."""
+        """Until ``path`` answers 200 (``/healthz``: up, whatever its dependencies say), and
+        names no degraded part: the local stack waits for its optional dependencies too."""
         if self.port is None:
             await self.wait_port(timeout_s)
 
         async def ready() -> bool:
             self._still_running()
             try:
-                return (await self.get(path)).status == 200
+                reply = await self.get(path)
             except (aiohttp.ClientError, OSError, TimeoutError):  # not listening yet
                 return False
+            return reply.status == 200 and '"degraded"' not in reply.text
 
         try:
             await wait_for(ready, timeout_s=timeout_s, what=f"{self.package} answers {path}")

@@ -66,6 +66,7 @@ class MemoryBus(Lifecycle):
         self.feedback: list[Feedback] = []
         self.alerts: list[Alert] = []
         self.up = True
+        self.checks = 0
 
     @property
     def connected(self) -> bool:
@@ -84,6 +85,7 @@ class MemoryBus(Lifecycle):
         self.alerts += alerts
 
     async def check(self) -> bool:
+        self.checks += 1
         return self.up
 
     def _require(self) -> None:

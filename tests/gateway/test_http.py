@@ -165,18 +165,37 @@ def test_kafka_down_is_503_with_retry_after(
     assert client.post("/v1/feedback", json={"text": "ok", "label": 1}).status_code == 202
 
 
-def test_stats_database_down_is_503(
+def test_stats_database_down_is_503_for_statistics_and_the_gateway_stays_ready(
     client: TestClient, parts: tuple[Starlette, MemoryBus, MemoryStats]
 ) -> None:
     parts[2].up = False
     response = client.get("/v1/stats/summary")
     assert response.status_code == 503
     assert response.json()["error"] == "stats_unavailable"
-    assert client.get("/readyz").json()["checks"] == {
-        "kafka": True,
-        "database": False,
-        "background_tasks": True,
+    ready = client.get("/readyz")
+    assert ready.status_code == 200  # classification needs Kafka, not the database
+    assert ready.json() == {
+        "service": "gateway",
+        "ready": True,
+        "checks": {"kafka": True, "database": False, "background_tasks": True},
+        "degraded": ["database"],
     }
+    assert client.post("/v1/feedback", json={"text": "ok", "label": 1}).status_code == 202
+
+
+def test_a_readiness_probe_flood_checks_the_dependencies_once_per_cache_period() -> None:
+    app, bus, _ = memory_app(readiness_cache_s=60)
+    with TestClient(app) as client:
+        for _ in range(50):
+            assert client.get("/readyz").status_code == 200
+        assert bus.checks == 1
+        bus.up = False
+        assert client.get("/readyz").status_code == 200  # the answer of the last check
+    app, bus, _ = memory_app(readiness_cache_s=0)
+    with TestClient(app) as client:
+        for _ in range(3):
+            client.get("/readyz")
+        assert bus.checks == 3
 
 
 def test_feedback_is_published_as_the_contract_message(
