@@ -123,7 +123,7 @@ class ChatSession:
         self._principal = principal
         self._rt = rt
         self._send_lock = asyncio.Lock()
-        self._classifying = 0
+        self._pending = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
@@ -197,19 +197,20 @@ class ChatSession:
         except GatewayError as exc:
             await self._error(exc, incoming.id)
             return
-        if isinstance(incoming, WsFeedback):
-            self._spawn(self._feedback(incoming))
-            return
+        # Every message that starts work holds a slot until it is answered: a client cannot
+        # pile up tasks on the gateway faster than they end.
         limit = self._rt.settings.ws_max_pending
-        if self._classifying >= limit:
+        if self._pending >= limit:
             busy = Overloaded(
-                f"{limit} reviews from this connection already await a reply; wait for one",
+                f"{limit} messages from this connection already await a reply; wait for one",
                 retry_after=self._rt.settings.retry_after_s,
             )
             await self._error(busy, incoming.id)
             return
-        self._classifying += 1
-        if isinstance(incoming, WsExplain):
+        self._pending += 1
+        if isinstance(incoming, WsFeedback):
+            self._spawn(self._feedback(incoming))
+        elif isinstance(incoming, WsExplain):
             self._spawn(self._explain(incoming))
         else:
             self._spawn(self._classify(incoming))
@@ -232,7 +233,7 @@ class ChatSession:
         except GatewayError as exc:
             await self._error(exc, message.id)
         finally:
-            self._classifying -= 1
+            self._pending -= 1
 
     async def _explain(self, message: WsExplain) -> None:
         try:
@@ -243,7 +244,7 @@ class ChatSession:
         except GatewayError as exc:
             await self._error(exc, message.id)
         finally:
-            self._classifying -= 1
+            self._pending -= 1
 
     async def _feedback(self, message: WsFeedback) -> None:
         try:
@@ -262,6 +263,8 @@ class ChatSession:
             )
         except GatewayError as exc:
             await self._error(exc, message.id)
+        finally:
+            self._pending -= 1
 
     async def _push_stats(self) -> None:
         async for snapshot in self._rt.feed.subscribe():

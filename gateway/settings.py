@@ -41,7 +41,9 @@ class Settings(BaseSettings):
     max_batch: int = Field(32, ge=1, description="reviews in one batch request")
     max_text_chars: int = Field(5000, ge=1, description="characters in one review")
     max_body_bytes: int = Field(256 * 1024, ge=1024, description="request body / WS message")
-    ws_max_pending: int = Field(8, ge=1, description="classifications one socket may await")
+    ws_max_pending: int = Field(
+        8, ge=1, description="classifications, explanations and feedback one socket may await"
+    )
     retry_after_s: int = Field(1, ge=1, description="Retry-After when saturated (429)")
     readiness_cache_s: float = Field(
         1.0, ge=0, description="/readyz checks Kafka and the database at most this often"

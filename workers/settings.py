@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contracts.topics import KafkaSettings
 from inference.registry import CHALLENGER_ALIAS, DEFAULT_ALIAS, DEFAULT_MODEL_NAME
@@ -44,10 +44,10 @@ class Settings(BaseSettings):
     model_name: str = DEFAULT_MODEL_NAME
     model_alias: str = DEFAULT_ALIAS
     mlflow_tracking_uri: str = Field("http://127.0.0.1:5000", alias="MLFLOW_TRACKING_URI")
-    artifact_prefixes: tuple[str, ...] = Field(
-        (),
-        description="bundle addresses fetched besides models:/, runs:/ and mlflow-artifacts:/ "
-        "(the registry's own store when the tracking server does not proxy it, e.g. s3://b/p/)",
+    artifact_prefixes: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="bundle addresses fetched besides models:/, runs:/ and mlflow-artifacts:/, "
+        "comma-separated (the registry's store when its server does not proxy it: s3://b/p/)",
     )
     registry_poll_interval_s: float = Field(
         5.0, gt=0, description="while no model is served, how often to ask the registry"
@@ -84,6 +84,13 @@ class Settings(BaseSettings):
     heartbeat_interval_ms: int = Field(3_000, description="consumer group heartbeat interval")
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+
+    @field_validator("artifact_prefixes", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [prefix.strip() for prefix in value.split(",") if prefix.strip()]
+        return value
 
     @model_validator(mode="before")
     @classmethod

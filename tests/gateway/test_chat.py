@@ -97,6 +97,24 @@ def test_each_socket_has_its_own_bound_on_pending_reviews() -> None:
         assert receive_type(ws, "accepted")["id"] == "c3"
 
 
+def test_feedback_shares_the_sockets_bound_on_pending_work() -> None:
+    app, bus, _ = memory_app(open_mode=True, ws_max_pending=1, reply_timeout_s=30)
+    with TestClient(app) as client, client.websocket_connect("/v1/ws") as ws:
+        ws.send_json({"type": "classify", "id": "c1", "text": "first"})
+        receive_type(ws, "accepted")
+        request_id = bus.requests[0].request_id
+        ws.send_json({"type": "feedback", "id": "f1", "request_id": request_id, "label": 1})
+        busy = receive_type(ws, "error")
+        assert (busy["id"], busy["status"], busy["error"]) == ("f1", 429, "overloaded")
+        assert bus.feedback == []
+        client.portal.call(bus.deliver, prediction_for(bus.requests[0]))  # type: ignore[union-attr]
+        assert receive_type(ws, "prediction")["id"] == "c1"
+        ws.send_json({"type": "feedback", "id": "f2", "request_id": request_id, "label": 1})
+        assert receive_type(ws, "feedback_ack")["id"] == "f2"
+        ws.send_json({"type": "classify", "id": "c2", "text": "the slot is free again"})
+        assert receive_type(ws, "accepted")["id"] == "c2"
+
+
 def test_kafka_down_is_an_error_message_not_a_dropped_socket() -> None:
     app, bus, _ = memory_app(open_mode=True)
     bus.up = False
