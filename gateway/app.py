@@ -24,6 +24,7 @@ from gateway.errors import EXCEPTION_HANDLERS
 from gateway.fleet import FleetFeed, FleetTopics
 from gateway.idempotency import RememberedAnswers
 from gateway.kafka import KafkaBus
+from gateway.keyfile import follow_key_file
 from gateway.metrics import Metrics
 from gateway.models_topic import ModelsTopic
 from gateway.replies import Replies
@@ -166,6 +167,11 @@ def create_app(
             await stack.enter_async_context(store)
             await stack.enter_async_context(feed)
             stack.push_async_callback(supervisor.stop)
+            if settings.api_keys_file is not None and not settings.open_mode:
+                supervisor.start(
+                    follow_key_file(settings.api_keys_file, keyring, also=settings.api_keys),
+                    name="api-keys-file",
+                )
             log.info("gateway %s started", settings.instance_id)
             yield
         log.info("gateway %s stopped", settings.instance_id)

@@ -12,6 +12,7 @@ treats every caller as admin.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import secrets
@@ -74,6 +75,7 @@ class KeyFile(BaseModel):
 class Principal:
     name: str
     role: Role
+    key_sha256: str | None = None  # None in open mode
 
 
 def hash_key(key: str) -> str:
@@ -90,14 +92,31 @@ def load_key_file(path: Path) -> list[KeyRecord]:
 
 
 class KeyRing:
-    """Finds the principal behind a presented key; knows nothing about HTTP."""
+    """Finds the principal behind a presented key; knows nothing about HTTP. The keys can be
+    replaced while serving (the key file changed): a revoked key fails its next request, and
+    whoever holds a session for it hears of the change (:meth:`changed`)."""
 
     def __init__(self, records: Iterable[KeyRecord], *, open_mode: bool = False) -> None:
         self.open_mode = open_mode
-        self._by_hash = {r.sha256: Principal(r.name, r.role) for r in records}
+        self._by_hash = _principals(records)
+        self._changed = asyncio.Event()
 
     def __len__(self) -> int:
         return len(self._by_hash)
+
+    def replace(self, records: Iterable[KeyRecord]) -> None:
+        self._by_hash = _principals(records)
+        self._changed.set()  # wakes every waiter; later ones wait for the next change
+        self._changed = asyncio.Event()
+
+    async def changed(self) -> None:
+        await self._changed.wait()
+
+    def holds(self, principal: Principal) -> bool:
+        """The principal's key is still valid, with the same name and role."""
+        if self.open_mode:
+            return True
+        return self._by_hash.get(principal.key_sha256 or "") == principal
 
     def authenticate(self, key: str | None) -> Principal:
         if self.open_mode:
@@ -118,6 +137,10 @@ class KeyRing:
                 f"this needs the {needed.label} role; key {principal.name!r} "
                 f"has {principal.role.label}"
             )
+
+
+def _principals(records: Iterable[KeyRecord]) -> dict[str, Principal]:
+    return {r.sha256: Principal(r.name, r.role, r.sha256) for r in records}
 
 
 def key_from_headers(headers: Mapping[str, str]) -> str | None:

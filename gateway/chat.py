@@ -30,6 +30,7 @@ Messages (JSON text frames), each answer echoing the client's ``id``::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -55,6 +56,7 @@ from gateway.errors import (
     Forbidden,
     GatewayError,
     Overloaded,
+    Unauthorized,
     http_response,
     ws_message,
 )
@@ -146,6 +148,7 @@ class ChatSession:
             self._spawn(self._push_stats())
             self._spawn(self._push_model())
             self._spawn(self._push_alerts())
+            self._spawn(self._close_when_revoked())
             await self._receive()
         finally:
             # The socket is gone: cancel what still runs for it. The tasks clean up (free
@@ -193,6 +196,8 @@ class ChatSession:
             await self._send({"type": "pong", "id": incoming.id})
             return
         try:
+            if not self._rt.keyring.holds(self._principal):
+                raise Unauthorized("the API key was revoked or changed; reconnect")
             self._rt.keyring.authorize(self._principal, Role.CLIENT)
         except GatewayError as exc:
             await self._error(exc, incoming.id)
@@ -265,6 +270,14 @@ class ChatSession:
             await self._error(exc, message.id)
         finally:
             self._pending -= 1
+
+    async def _close_when_revoked(self) -> None:
+        """A key revoked (or its role changed) in the key file ends its open sessions."""
+        keyring = self._rt.keyring
+        while keyring.holds(self._principal):
+            await keyring.changed()
+        with contextlib.suppress(RuntimeError, OSError):  # already closing
+            await self._ws.close(code=1008, reason="the API key was revoked or changed")
 
     async def _push_stats(self) -> None:
         async for snapshot in self._rt.feed.subscribe():

@@ -1,7 +1,10 @@
 """``python -m gateway.keys``: make API keys and store only their hashes.
 
 python -m gateway.keys new --name ui --role client --file keys.json
+python -m gateway.keys revoke --name ui --file keys.json
 echo -n "$KEY" | python -m gateway.keys hash
+
+A running gateway follows its key file: an added or revoked key takes effect within seconds.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ def new(
             raise typer.BadParameter(
                 f"{file} already has a key named {name!r}", param_hint="--name"
             )
-        file.write_text(KeyFile(keys=[*records, record]).model_dump_json(indent=2) + "\n")
+        _write(file, [*records, record])
         typer.echo(f"added {name!r} ({parsed.label}) to {file}", err=True)
     else:
         typer.echo(
@@ -48,6 +51,28 @@ def new(
             err=True,
         )
     typer.echo(key)
+
+
+@app.command()
+def revoke(
+    name: Annotated[str, typer.Option(help="the key's name")],
+    file: Annotated[Path, typer.Option(help="the JSON key file")],
+) -> None:
+    """Remove a key from the file; gateways following it refuse the key within seconds and
+    close its WebSockets."""
+    records = load_key_file(file)
+    kept = [r for r in records if r.name != name]
+    if len(kept) == len(records):
+        raise typer.BadParameter(f"{file} has no key named {name!r}", param_hint="--name")
+    _write(file, kept)
+    typer.echo(f"revoked {name!r} in {file}", err=True)
+
+
+def _write(file: Path, records: list[KeyRecord]) -> None:
+    """Whole or not at all: a gateway reading the file never sees half of it."""
+    partial = file.with_name(f".{file.name}.tmp")
+    partial.write_text(KeyFile(keys=records).model_dump_json(indent=2) + "\n")
+    partial.replace(file)
 
 
 @app.command("hash")

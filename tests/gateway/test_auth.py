@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.applications import Starlette
-from starlette.testclient import TestClient, WebSocketDenialResponse
+from starlette.testclient import TestClient, WebSocketDenialResponse, WebSocketTestSession
+from starlette.websockets import WebSocketDisconnect
 from typer.testing import CliRunner
 
 from gateway.app import create_app
@@ -224,6 +226,56 @@ def test_keys_cli_stores_only_the_hash_and_the_file_authenticates(tmp_path: Path
     with TestClient(app) as test_client:
         assert test_client.get("/v1/session", headers={"X-API-Key": key}).json()["role"] == "client"
         assert test_client.get("/v1/session", headers={"X-API-Key": key + "x"}).status_code == 401
+
+
+def drain(ws: WebSocketTestSession) -> None:
+    for _ in range(50):  # stats pushes may come before the close
+        ws.receive_json()
+
+
+def test_a_revoked_key_is_refused_within_seconds_and_its_websockets_closed(
+    tmp_path: Path,
+) -> None:
+    file = tmp_path / "keys.json"
+
+    def make(name: str) -> str:
+        made = CliRunner().invoke(keys_cli, ["new", "--name", name, "--file", str(file)])
+        assert made.exit_code == 0, made.output
+        return made.stdout.strip().splitlines()[-1]
+
+    kept, revoked = make("kept"), make("revoked")
+    app = create_app(
+        Settings(api_keys_file=file),
+        bus=MemoryBus,
+        stats=MemoryStats(),
+        models=MemoryModels(),
+        alerts=MemoryAlerts(),
+        fleet=MemoryFleet(),
+    )
+    with (
+        TestClient(app) as test_client,
+        test_client.websocket_connect("/v1/ws", headers={"X-API-Key": revoked}) as ws,
+    ):
+        assert ws.receive_json()["type"] == "hello"
+        assert test_client.get("/v1/session", headers={"X-API-Key": revoked}).status_code == 200
+        result = CliRunner().invoke(keys_cli, ["revoke", "--name", "revoked", "--file", str(file)])
+        assert result.exit_code == 0, result.output
+        deadline = time.monotonic() + 10
+        while test_client.get("/v1/session", headers={"X-API-Key": revoked}).status_code != 401:
+            assert time.monotonic() < deadline, "the revoked key still works"
+            time.sleep(0.1)
+        with pytest.raises(WebSocketDisconnect) as closed:
+            drain(ws)
+        assert closed.value.code == 1008
+        assert test_client.get("/v1/session", headers={"X-API-Key": kept}).status_code == 200
+        # A file that does not parse keeps the keys in use.
+        file.write_text("{not json")
+        time.sleep(1)
+        assert test_client.get("/v1/session", headers={"X-API-Key": kept}).status_code == 200
+    assert (
+        CliRunner().invoke(keys_cli, ["revoke", "--name", "nobody", "--file", str(file)]).exit_code
+        != 0
+    )
 
 
 def test_keys_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
