@@ -27,6 +27,7 @@ from gateway.kafka import KafkaBus
 from gateway.keyfile import follow_key_file
 from gateway.metrics import Metrics
 from gateway.models_topic import ModelsTopic
+from gateway.ratelimit import KeyRates
 from gateway.replies import Replies
 from gateway.routing import ApiWebSocketRoute, Guard, Operation
 from gateway.schemas import AlertOut, LiveStats, PredictionOut, WsClassify, WsFeedback, WsPing
@@ -99,6 +100,7 @@ def create_app(
     """The real Kafka bus, models, alerts and fleet topics and PostgreSQL store unless tests
     hand in their own."""
     keyring = load_keyring(settings)
+    rates = KeyRates(settings.rate_limit)
     metrics = Metrics()
     # The side tasks (replies, models topic, live statistics) must not die quietly.
     supervisor = Supervisor("gateway", metrics.registry)
@@ -148,6 +150,7 @@ def create_app(
         supervisor,
         followed,
         workers,
+        rates,
     )
 
     @asynccontextmanager
@@ -176,7 +179,7 @@ def create_app(
             yield
         log.info("gateway %s stopped", settings.instance_id)
 
-    guard = Guard(keyring, metrics)
+    guard = Guard(keyring, metrics, rates)
     routes = [
         *http_routes(rt, guard),
         ApiWebSocketRoute("/v1/ws", chat_endpoint(rt), operation=WS_OPERATION),

@@ -199,6 +199,7 @@ class ChatSession:
             if not self._rt.keyring.holds(self._principal):
                 raise Unauthorized("the API key was revoked or changed; reconnect")
             self._rt.keyring.authorize(self._principal, Role.CLIENT)
+            self._rt.rates.take(self._principal)
         except GatewayError as exc:
             await self._error(exc, incoming.id)
             return

@@ -11,6 +11,7 @@ from gateway.classifier import Classifier
 from gateway.deployment import ModelFeed
 from gateway.fleet import FleetFeed
 from gateway.metrics import Metrics
+from gateway.ratelimit import KeyRates
 from gateway.schemas import Limits
 from gateway.settings import Settings
 from gateway.statistics import StatsFeed, StatsStore
@@ -30,6 +31,7 @@ class Context:
     supervisor: Supervisor
     alerts: AlertFeed
     fleet: FleetFeed
+    rates: KeyRates
     websockets: int = 0
 
     @property

@@ -9,6 +9,7 @@
     ├── Forbidden                403 forbidden (the key's role is not enough)
     ├── NotFound                 404 not_found, 405 method_not_allowed
     ├── Overloaded               429 overloaded + Retry-After (the in-flight bound is reached)
+    │   └── RateLimited          429 rate_limited + Retry-After (the key is over its rate)
     ├── Unavailable              503 + Retry-After
     │   ├── ModelNotDeployed     503 no_model (at once: no model is deployed yet)
     │   ├── KafkaUnavailable     503 kafka_unavailable
@@ -97,6 +98,10 @@ class NotFound(GatewayError):
 class Overloaded(GatewayError):
     status = 429
     code = "overloaded"
+
+
+class RateLimited(Overloaded):
+    code = "rate_limited"
 
 
 class Unavailable(GatewayError):

@@ -20,6 +20,7 @@ from starlette.websockets import WebSocket
 from gateway.auth import KeyRing, Principal, Role, key_from_headers
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics
+from gateway.ratelimit import KeyRates
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -77,12 +78,13 @@ def principal_of(request: Request) -> Principal:
 class Guard:
     """Wraps endpoints: authenticate and authorize by the operation's role, count the answer."""
 
-    def __init__(self, keyring: KeyRing, metrics: Metrics) -> None:
+    def __init__(self, keyring: KeyRing, metrics: Metrics, rates: KeyRates) -> None:
         self.keyring = keyring
         self.metrics = metrics
+        self.rates = rates
 
     def route(self, path: str, endpoint: Endpoint, *, method: str, op: Operation) -> ApiRoute:
-        keyring, counter = self.keyring, self.metrics.http_requests
+        keyring, counter, rates = self.keyring, self.metrics.http_requests, self.rates
 
         async def guarded(request: Request) -> Response:
             status = 500
@@ -90,6 +92,7 @@ class Guard:
                 if op.role is not None:
                     principal = keyring.authenticate(key_from_headers(request.headers))
                     keyring.authorize(principal, op.role)
+                    rates.take(principal)
                     request.state.principal = principal
                 response = await endpoint(request)
                 status = response.status_code

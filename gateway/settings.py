@@ -11,11 +11,12 @@ import secrets
 import socket
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.topics import KafkaSettings
 from gateway.auth import KeyRecord
+from gateway.ratelimit import parse_rates
 from runtime.database import DatabaseSettings
 
 
@@ -45,6 +46,11 @@ class Settings(BaseSettings):
         8, ge=1, description="classifications, explanations and feedback one socket may await"
     )
     retry_after_s: int = Field(1, ge=1, description="Retry-After when saturated (429)")
+    rate_limit: str = Field(
+        "100/second;3000/minute",
+        description="requests (and WebSocket messages) per API key, as moving windows; "
+        "empty: no limit. Not applied in open mode",
+    )
     readiness_cache_s: float = Field(
         1.0, ge=0, description="/readyz checks Kafka and the database at most this often"
     )
@@ -77,6 +83,15 @@ class Settings(BaseSettings):
     tls_keyfile: Path | None = Field(None, description="PEM private key of the certificate")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rates_parse(cls, value: str) -> str:
+        try:
+            parse_rates(value)
+        except ValueError as exc:
+            raise ValueError(f"expected e.g. '100/second;3000/minute': {exc}") from None
+        return value
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:

@@ -278,6 +278,45 @@ def test_a_revoked_key_is_refused_within_seconds_and_its_websockets_closed(
     )
 
 
+def test_each_key_has_its_own_rate_and_is_told_when_to_come_back() -> None:
+    app, _, _ = memory_app(api_keys=records(), rate_limit="3/minute")
+    viewer, client = CALLERS["viewer"], CALLERS["client"]
+    with TestClient(app) as test_client:
+        for _ in range(3):
+            assert test_client.get("/v1/session", headers=viewer).status_code == 200
+        over = test_client.get("/v1/session", headers=viewer)
+        assert over.status_code == 429
+        assert over.json()["error"] == "rate_limited"
+        assert "over its rate of 3 per 1 minute" in over.json()["message"]
+        assert 1 <= int(over.headers["retry-after"]) <= 60
+        assert test_client.get("/v1/session", headers=client).status_code == 200  # its own
+        assert test_client.get("/healthz").status_code == 200  # public routes: no key, no rate
+        # WebSocket messages count against the same key's rate.
+        with test_client.websocket_connect("/v1/ws", headers=client) as ws:
+            ws.receive_json()
+            for number in (1, 2):  # the key's second and third requests
+                ws.send_json(
+                    {"type": "feedback", "id": f"f{number}", "request_id": "r", "label": 1}
+                )
+                assert receive_type(ws, "feedback_ack")["id"] == f"f{number}"
+            ws.send_json({"type": "feedback", "id": "f3", "request_id": "r", "label": 1})
+            refused = receive_type(ws, "error")
+            assert (refused["id"], refused["status"], refused["error"]) == (
+                "f3",
+                429,
+                "rate_limited",
+            )
+    with pytest.raises(ValueError, match=r"expected e\.g\."):
+        Settings(rate_limit="often")
+
+
+def test_open_mode_has_no_key_to_limit_by() -> None:
+    app, _, _ = memory_app(open_mode=True, rate_limit="1/minute")
+    with TestClient(app) as test_client:
+        for _ in range(3):
+            assert test_client.get("/v1/session").status_code == 200
+
+
 def test_keys_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     key = new_key()
     entry = {"name": "ops", "role": "admin", "sha256": hash_key(key)}
