@@ -14,7 +14,8 @@ PY := $(VENV)/bin/python
 KUSTOMIZE_VERSION := v5.8.2
 COMPOSE_VERSION := v5.6.0
 
-.PHONY: up test lint format install tools browser monitoring bench clean-state train
+.PHONY: up test lint format install tools browser monitoring bench clean-state train podman \
+	training-image train-image
 
 # The gateway's open mode (no API keys, every caller is admin) is for local development:
 # `make up` turns it on here, explicitly; it is off everywhere else.
@@ -34,6 +35,60 @@ browser: ## Install Debian's chromium if it is missing
 monitoring: ## Install Debian's prometheus and prometheus-alertmanager if missing
 	@command -v prometheus >/dev/null 2>&1 && command -v prometheus-alertmanager >/dev/null 2>&1 || \
 	    (apt-get update && apt-get install -y --no-install-recommends prometheus prometheus-alertmanager)
+
+# The training image (deploy/docker/Dockerfile, target `training`), built with podman and
+# kept: once per project version, again only when its inputs change (the stamp files under
+# .images/ hold the digests). No public registry is reachable from every machine this runs on,
+# so its base is a local Debian one (deploy/podman/python-base.sh) in place of the official
+# python image; the Dockerfile's default stays the official one. podman reads its settings
+# from the repository, not /etc.
+export CONTAINERS_CONF := $(abspath deploy/podman/containers.conf)
+VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml | head -n 1)
+BASE_IMAGE ?= localhost/reviewstream/python-base:3.11-bookworm
+TRAIN_IMAGE ?= localhost/reviewstream/training:$(VERSION)
+BASE_STAMP := .images/python-base.digest
+TRAIN_STAMP := .images/training-$(VERSION).digest
+IMAGE_SOURCES := $(shell find contracts deploy export inference gateway producers registry_watcher \
+    runtime stats training workers -type f -not -path '*/__pycache__/*' 2>/dev/null)
+SHARED_DATA ?= $(abspath ../shared/data)
+
+# Containers for the training image: Debian's podman with runc (Debian's crun fails on this
+# machine's cgroups), debootstrap for the local base image; explicitly runc, so that apt does
+# not choose crun for podman's `crun | runc`.
+podman: ## Install Debian's podman, runc and debootstrap if missing
+	@command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 || \
+	    (apt-get update && apt-get install -y --no-install-recommends podman runc debootstrap)
+
+training-image: podman ## Build the training image once (a local Debian base, the host's uv cache), record its digest
+	@podman image exists $(BASE_IMAGE) || rm -f $(BASE_STAMP)
+	@podman image exists $(TRAIN_IMAGE) || rm -f $(TRAIN_STAMP)
+	@$(MAKE) --no-print-directory $(TRAIN_STAMP)
+	@echo "$(TRAIN_IMAGE)@$$(cat $(TRAIN_STAMP))"
+
+$(BASE_STAMP): deploy/podman/python-base.sh
+	@mkdir -p $(@D)
+	deploy/podman/python-base.sh $(BASE_IMAGE)
+	podman image inspect --format '{{.Digest}}' $(BASE_IMAGE) > $@
+
+# The host's uv cache is mounted into the build (UV_CACHE_DIR, see the Dockerfile's builder):
+# torch and its CUDA wheels, GBs, are not downloaded a second time. Host network: the build
+# reaches PyPI as the host does, with no container network to set up.
+$(TRAIN_STAMP): $(BASE_STAMP) deploy/docker/Dockerfile .dockerignore pyproject.toml uv.lock $(IMAGE_SOURCES) | $(UV)
+	@mkdir -p $(@D)
+	podman build --network host -f deploy/docker/Dockerfile --target training \
+	    --build-arg PYTHON_IMAGE=$(BASE_IMAGE) --build-arg RS_TRAIN_IMAGE=$(TRAIN_IMAGE) \
+	    --build-arg UV_CACHE_DIR=/var/cache/uv-host -v "$$($(UV) cache dir)":/var/cache/uv-host \
+	    -t $(TRAIN_IMAGE) .
+	podman image inspect --format '{{.Digest}}' $(TRAIN_IMAGE) > $@
+
+# Runs the exact image the stamp names (by digest) on the host network, against `make up`'s
+# stack, with the shared data read-only where the image's code looks for it; RS_TRAIN_* and
+# RS_EXPORT_* pass through (RS_TRAIN_MAX_TRAIN_ROWS=20000 for a short run).
+train-image: training-image ## Train the fast model inside the training image; the run records its digest (needs `make up`)
+	podman run --rm --network host -v $(SHARED_DATA):/app/shared/data:ro \
+	    --env 'RS_TRAIN_*' --env 'RS_EXPORT_*' --env MLFLOW_TRACKING_URI \
+	    --env RS_TRAIN_IMAGE=$(TRAIN_IMAGE) --env RS_TRAIN_IMAGE_DIGEST=$$(cat $(TRAIN_STAMP)) \
+	    $(TRAIN_IMAGE)@$$(cat $(TRAIN_STAMP)) python -m training train --family fast
 
 train: install ## Retrain the fast model on the full data, gate it, register and promote it (needs `make up`)
 	$(PY) -m training train --family fast

@@ -73,6 +73,12 @@ def lineage(client: MlflowClient, model_name: str, version: str) -> dict[str, An
         "params_file": run_tags.get("params_file"),
         "params_file_sha256": run_tags.get("params_file_sha256"),
     }
+    # The container image the run executed in ("none": a virtual environment; absent: a run
+    # from before images were recorded).
+    result["image"] = {
+        "reference": run_tags.get("image", "not recorded"),
+        "digest": run_tags.get("image.digest", "not recorded"),
+    }
     if run_tags.get("fingerprint"):  # trained by `python -m training retrain`
         result["retrain"] = {
             "fingerprint": run_tags["fingerprint"],
@@ -121,6 +127,7 @@ def render(info: dict[str, Any]) -> str:
             f"uv.lock sha256 {info['code']['uv_lock_sha256']}",
             f"parameters file: {info['code']['params_file']}"
             f" (sha256 {info['code']['params_file_sha256']})",
+            f"image: {info['image']['reference']} (digest {info['image']['digest']})",
         ]
         retrain = info.get("retrain")
         if retrain:

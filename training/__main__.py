@@ -220,10 +220,15 @@ def snapshot(
     from training.settings import RetrainSettings
     from training.snapshot import file_name
     from training.snapshot_store import SnapshotNotFound, SnapshotStore
+    from training.tracking import image_tags
 
     settings, policy = Settings(), RetrainSettings()
     uri = settings.export.mlflow_tracking_uri
-    store = SnapshotStore(MlflowClient(tracking_uri=uri, registry_uri=uri), policy.data_experiment)
+    store = SnapshotStore(
+        MlflowClient(tracking_uri=uri, registry_uri=uri),
+        policy.data_experiment,
+        tags=image_tags(settings),
+    )
     if fetch is not None:
         try:
             written = store.fetch(fetch, out or Path(file_name(fetch)))

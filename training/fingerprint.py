@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from training.settings import Settings
+from training.settings import PLACE_FIELDS, Settings
 
 TAG = "fingerprint"
 PARTS = ("code", "data", "params", "lock")
@@ -83,7 +83,7 @@ def code_digest(root: Path, packages: Iterable[str]) -> str:
 def training_params(settings: Settings) -> dict[str, Any]:
     """The run's parameters as it logs them (general, the chosen family's, the gates'), less
     ``NOT_PARAMS``. Read from the settings alone: a run that skips never imports torch."""
-    general = settings.model_dump(exclude={"fast", "accurate", "export"})
+    general = settings.model_dump(exclude={"fast", "accurate", "export", *PLACE_FIELDS})
     family = getattr(settings, settings.family).model_dump()
     gates = settings.export.model_dump()
     params = {

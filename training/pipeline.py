@@ -26,10 +26,11 @@ from export.registry import who
 from export.release import Candidate, HeldOut, Release, release
 from training.data import Examples, load, sample, split_validation
 from training.families import Family, family_for
-from training.settings import ROOT, Settings
+from training.settings import PLACE_FIELDS, ROOT, Settings
 from training.tracking import (
     code_version,
     flat_params,
+    image_tags,
     log_examples,
     log_load_report,
     params_file_tags,
@@ -75,7 +76,7 @@ def load_datasets(settings: Settings) -> Datasets:
 
 
 def run_params(settings: Settings, family: Family) -> dict[str, Any]:
-    general = settings.model_dump(exclude={"fast", "accurate", "export"})
+    general = settings.model_dump(exclude={"fast", "accurate", "export", *PLACE_FIELDS})
     gates = {f"export.{k}": v for k, v in settings.export.model_dump().items()}
     gates.pop("export.mlflow_tracking_uri", None)
     return {**general, **family.params(), **gates}
@@ -104,6 +105,7 @@ def run(
                 **code_version(ROOT).tags(),
                 "family": family.name,
                 "device": str(device),
+                **image_tags(settings),
                 **(tags or {}),
             }
         )

@@ -29,6 +29,7 @@ from training.fingerprint import PARTS, TAG, Fingerprint, fingerprint, sha256_js
 from training.settings import RetrainSettings, Settings
 from training.snapshot import Snapshot, build, carried_labels, file_name
 from training.snapshot_store import DIGEST_TAG, SnapshotStore, StoredSnapshot
+from training.tracking import image_tags
 
 if TYPE_CHECKING:
     from training.pipeline import Outcome
@@ -194,7 +195,7 @@ def retrain(
     """Train when no finished run has these inputs' fingerprint; say which run has."""
     uri = settings.export.mlflow_tracking_uri
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    store = SnapshotStore(client, retrain_settings.data_experiment)
+    store = SnapshotStore(client, retrain_settings.data_experiment, tags=image_tags(settings))
     with tempfile.TemporaryDirectory() as tmp:
         data = choose_data(settings, retrain_settings, store, Path(tmp), fresh=fresh_snapshot)
         log.info("%s", data.reason)

@@ -29,6 +29,10 @@ SHARED_YELP = shared_data("yelp")
 PARAMS_FILE = ROOT / "training" / "params.json"
 FAMILY_SECTIONS = ("fast", "accurate")
 
+# Where a run executes, not what it makes: recorded as run tags, never as parameters, and
+# not part of the fingerprint (a rebuilt image with the same lock and code trains the same).
+PLACE_FIELDS = {"image", "image_digest"}
+
 FamilyName = Literal["fast", "accurate"]
 Device = Literal["auto", "cpu", "cuda"]
 
@@ -85,6 +89,12 @@ class Settings(BaseSettings):
     )
     device: Device = "auto"
     experiment: str = Field("reviewstream-sentiment", description="MLflow experiment")
+    image: str | None = Field(
+        None, description="the container image the run executes in (None: not in one)"
+    )
+    image_digest: str | None = Field(
+        None, description="that image's digest, sha256:... (known to whoever started it)"
+    )
     promote: bool = Field(True, description="move the serving alias when every gate passes")
     progress: bool = Field(True, description="show a progress bar")
     fast: FastSettings = Field(default_factory=FastSettings)

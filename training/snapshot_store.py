@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,9 +49,13 @@ class StoredSnapshot:
 
 
 class SnapshotStore:
-    def __init__(self, client: MlflowClient, experiment: str) -> None:
+    def __init__(
+        self, client: MlflowClient, experiment: str, *, tags: Mapping[str, str] | None = None
+    ) -> None:
         self.client = client
         self.experiment = experiment
+        # On every snapshot run it creates, beside its own (the image it was taken in).
+        self.tags = dict(tags or {})
 
     def _experiment_id(self, *, create: bool) -> str | None:
         found = self.client.get_experiment_by_name(self.experiment)
@@ -80,6 +85,7 @@ class SnapshotStore:
         assert experiment_id is not None
         digest = snapshot.digest
         tags = {
+            **self.tags,
             DIGEST_TAG: digest,
             RECIPE_TAG: recipe,
             LIVE_TAG: str(live_labelled),

@@ -17,6 +17,7 @@ from mlflow.types import ColSpec, DataType, Schema
 
 from contracts.reviewfiles import LoadReport
 from training.data import Examples
+from training.settings import Settings
 
 # MLflow keeps a dataset digest of at most 36 characters; the full sha256 goes in a tag.
 DIGEST_CHARS = 32
@@ -80,6 +81,19 @@ def code_version(root: Path) -> CodeVersion:
     lock = root / "uv.lock"
     lock_sha = hashlib.sha256(lock.read_bytes()).hexdigest() if lock.is_file() else "none"
     return CodeVersion(commit=commit, dirty=dirty, lock_sha256=lock_sha)
+
+
+IMAGE_TAG = "image"
+IMAGE_DIGEST_TAG = "image.digest"
+
+
+def image_tags(settings: Settings) -> dict[str, str]:
+    """The container image the run executes in, by reference and digest; "none" where it runs
+    outside one (a virtual environment) or where whoever started it did not say the digest."""
+    return {
+        IMAGE_TAG: settings.image or "none",
+        IMAGE_DIGEST_TAG: settings.image_digest or "none",
+    }
 
 
 def params_file_tags(path: Path) -> dict[str, str]:

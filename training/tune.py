@@ -31,7 +31,7 @@ from export.evaluation import evaluate
 from training.data import Examples, load, sample, split_validation
 from training.families import FastFamily
 from training.settings import ROOT, FastSettings, Settings
-from training.tracking import code_version, flat_params, log_examples
+from training.tracking import code_version, flat_params, image_tags, log_examples
 from training.trainer import EpochResult, fit, resolve_device
 
 logger = logging.getLogger(__name__)
@@ -112,7 +112,14 @@ def tune(settings: Settings, trials: int, *, params_file: Path | None = None) ->
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the log says it per trial below
     name = f"tune-fast-{time.strftime('%Y%m%d-%H%M%S')}"
     with mlflow.start_run(run_name=name) as parent:
-        mlflow.set_tags({**code_version(ROOT).tags(), "family": "fast", "tuning": "study"})
+        mlflow.set_tags(
+            {
+                **code_version(ROOT).tags(),
+                **image_tags(settings),
+                "family": "fast",
+                "tuning": "study",
+            }
+        )
         mlflow.log_params(
             {
                 "trials": trials,
@@ -173,7 +180,7 @@ def _objective(
         status = "FAILED"
         try:
             mlflow.log_params(flat_params(FastFamily(fast).params()))
-            mlflow.set_tag("trial", str(trial.number))
+            mlflow.set_tags({"trial": str(trial.number), **image_tags(settings)})
 
             def on_epoch(result: EpochResult) -> None:
                 mlflow.log_metrics(

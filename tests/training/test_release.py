@@ -30,6 +30,8 @@ from training.settings import ROOT, FastSettings, Settings
 
 SAMPLE = ROOT / "data" / "sample"
 GATES = {"accuracy_floor", "vs_production", "parity", "latency", "behaviour"}
+IMAGE = "localhost/reviewstream/training:0.1.0"
+IMAGE_DIGEST = "sha256:" + "cd" * 32
 
 
 def unique(prefix: str) -> str:
@@ -60,8 +62,11 @@ def client(stack: LocalStack) -> MlflowClient:
 
 @pytest.fixture(scope="module")
 def shipped(stack: LocalStack) -> Outcome:
-    """One full pipeline run: the first version of its model, promoted."""
-    return run(sample_settings(unique("pipeline")), by="pytest")
+    """One full pipeline run: the first version of its model, promoted; as if in an image."""
+    settings = sample_settings(unique("pipeline")).model_copy(
+        update={"image": IMAGE, "image_digest": IMAGE_DIGEST}
+    )
+    return run(settings, by="pytest")
 
 
 def test_the_pipeline_registers_a_gated_bundle_and_promotes_it(
@@ -99,6 +104,7 @@ def test_the_run_records_data_code_params_and_metrics(
     assert len(tags["git_commit"]) == 40
     assert tags["git_dirty"] in {"true", "false"}
     assert len(tags["uv_lock_sha256"]) == 64
+    assert (tags["image"], tags["image.digest"]) == (IMAGE, IMAGE_DIGEST)
     assert params["family"] == "fast"
     assert params["fast.buckets"] == str(1 << 16)
     assert params["positive_min_stars"] == "3.0"
@@ -226,6 +232,7 @@ def test_lineage_prints_run_data_code_params_and_gates(shipped: Outcome) -> None
     assert f"run {shipped.run_id}" in out
     assert "code: commit " in out
     assert "uv.lock sha256 " in out
+    assert f"image: {IMAGE} (digest {IMAGE_DIGEST})" in out
     for name in ("train", "validation", "test"):
         assert f"  {name} [" in out
     assert str(SAMPLE / "train.csv.gz") in out
