@@ -63,11 +63,11 @@ def test_one_target_per_role() -> None:
     assert {"worker", "registry-watcher", "gateway", "stats", "mlflow", "training"} <= set(stages())
 
 
-def test_base_image_pinned_by_exact_tag_with_its_digest_recorded() -> None:
+def test_base_image_pinned_by_exact_tag_and_no_unverified_digest() -> None:
     text = DOCKERFILE.read_text()
     (tag,) = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.MULTILINE)
     assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-[a-z]+", tag), tag
-    assert re.search(rf"#\s+{re.escape(tag)}\s+sha256:[0-9a-f]{{64}}", text)
+    assert not re.search(r"sha256:[0-9a-f]{64}", text), "a digest nobody here could verify"
     assert {s.base for s in stages().values()} <= {"${PYTHON_IMAGE}", *stages()}
     (uv,) = re.findall(r"^ARG UV_VERSION=(\S+)$", text, re.MULTILINE)
     makefile = (ROOT / "Makefile").read_text()
