@@ -85,12 +85,27 @@ def chat_endpoint(rt: Context) -> Callable[[WebSocket], Awaitable[None]]:
     async def chat(websocket: WebSocket) -> None:
         try:
             principal = _authenticate(websocket, rt)
+            key = principal.key_sha256
+            cap = rt.settings.ws_max_per_key
+            if key is not None and rt.sockets_by_key[key] >= cap:
+                raise Overloaded(
+                    f"key {principal.name!r} already has {cap} open WebSockets; close one",
+                    retry_after=rt.settings.retry_after_s,
+                )
         except GatewayError as exc:
             await _deny(websocket, exc)
             return
         offered = websocket.scope.get("subprotocols", [])
         await websocket.accept(subprotocol=WS_SUBPROTOCOL if WS_SUBPROTOCOL in offered else None)
-        await ChatSession(websocket, principal, rt).run()
+        if key is not None:
+            rt.sockets_by_key[key] += 1
+        try:
+            await ChatSession(websocket, principal, rt).run()
+        finally:
+            if key is not None:
+                rt.sockets_by_key[key] -= 1
+                if not rt.sockets_by_key[key]:
+                    del rt.sockets_by_key[key]
 
     return chat
 
@@ -143,6 +158,7 @@ class ChatSession:
                     "instance_id": s.instance_id,
                     "max_text_chars": s.max_text_chars,
                     "reply_timeout_s": s.reply_timeout_s,
+                    "idle_timeout_s": s.ws_idle_timeout_s,
                 }
             )
             self._spawn(self._push_stats())
@@ -165,9 +181,14 @@ class ChatSession:
         task.add_done_callback(self._tasks.discard)
 
     async def _receive(self) -> None:
+        idle_s = self._rt.settings.ws_idle_timeout_s
         while True:
             try:
-                message = await self._ws.receive()
+                message = await asyncio.wait_for(self._ws.receive(), timeout=idle_s)
+            except TimeoutError:  # a socket that says nothing holds a slot for nothing
+                with contextlib.suppress(RuntimeError, OSError):
+                    await self._ws.close(code=1000, reason=f"idle for {idle_s:g} s")
+                return
             except (WebSocketDisconnect, RuntimeError):
                 return
             if message["type"] == "websocket.disconnect":

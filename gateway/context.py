@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 from gateway.alerts import AlertFeed
 from gateway.auth import KeyRing
@@ -33,6 +34,8 @@ class Context:
     fleet: FleetFeed
     rates: KeyRates
     websockets: int = 0
+    # open WebSockets per API key (sha256), for RS_GATEWAY_WS_MAX_PER_KEY
+    sockets_by_key: Counter[str] = field(default_factory=Counter)
 
     @property
     def limits(self) -> Limits:

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     ws_max_pending: int = Field(
         8, ge=1, description="classifications, explanations and feedback one socket may await"
     )
+    ws_idle_timeout_s: float = Field(
+        120.0, gt=0, description="close a WebSocket that sent nothing this long (the page pings)"
+    )
+    ws_max_per_key: int = Field(
+        16, ge=1, description="open WebSockets per API key; one more is refused with 429"
+    )
     retry_after_s: int = Field(1, ge=1, description="Retry-After when saturated (429)")
     rate_limit: str = Field(
         "100/second;3000/minute",

@@ -92,9 +92,15 @@
     if (state.key) protocols.push(`bearer.${state.key}`);
     const ws = new WebSocket(`${scheme}//${location.host}/v1/ws`, protocols);
     state.ws = ws;
+    let keepAlive = null;
     ws.addEventListener("open", () => {
       state.attempt = 0;
       setConnection("online", "connected");
+      // The gateway closes a socket that says nothing for its idle timeout (its hello says
+      // how long); a ping at a third of it keeps an idle page connected.
+      keepAlive = setInterval(() => {
+        if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "ping", id: "keepalive" }));
+      }, Math.max(1000, (state.idleTimeoutS || 120) * 1000 / 3));
       for (const review of state.reviews.values()) {
         if (review.status === "waiting") sendReview(review);
       }
@@ -109,6 +115,7 @@
       handle(message);
     });
     ws.addEventListener("close", () => {
+      if (keepAlive !== null) clearInterval(keepAlive);
       if (state.ws !== ws) return;
       state.ws = null;
       for (const review of state.reviews.values()) {
@@ -365,6 +372,7 @@
   function handle(message) {
     switch (message.type) {
       case "hello":
+        if (typeof message.idle_timeout_s === "number") state.idleTimeoutS = message.idle_timeout_s;
         break;
       case "accepted": {
         const review = state.reviews.get(message.id);

@@ -7,6 +7,7 @@ about who may call it fails this test.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -308,6 +309,25 @@ def test_each_key_has_its_own_rate_and_is_told_when_to_come_back() -> None:
             )
     with pytest.raises(ValueError, match=r"expected e\.g\."):
         Settings(rate_limit="often")
+
+
+def test_each_key_may_hold_a_bounded_number_of_websockets() -> None:
+    app, _, _ = memory_app(api_keys=records(), ws_max_per_key=2)
+    client, viewer = CALLERS["client"], CALLERS["viewer"]
+    with TestClient(app) as test_client, contextlib.ExitStack() as sockets:
+        first = sockets.enter_context(test_client.websocket_connect("/v1/ws", headers=client))
+        first.receive_json()
+        with test_client.websocket_connect("/v1/ws", headers=client) as second:
+            second.receive_json()
+            with pytest.raises(WebSocketDenialResponse) as refused:
+                test_client.websocket_connect("/v1/ws", headers=client).__enter__()
+            assert refused.value.status_code == 429
+            assert "already has 2 open WebSockets" in refused.value.json()["message"]
+            with test_client.websocket_connect("/v1/ws", headers=viewer) as other:
+                assert other.receive_json()["type"] == "hello"  # another key: its own share
+        # The second is closed: its place is free again.
+        with test_client.websocket_connect("/v1/ws", headers=client) as again:
+            assert again.receive_json()["type"] == "hello"
 
 
 def test_open_mode_has_no_key_to_limit_by() -> None:

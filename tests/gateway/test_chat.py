@@ -4,10 +4,12 @@ and the live statistics pushed whenever the store's numbers change."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from tests.gateway.memory import (
     memory_app,
@@ -113,6 +115,23 @@ def test_feedback_shares_the_sockets_bound_on_pending_work() -> None:
         assert receive_type(ws, "feedback_ack")["id"] == "f2"
         ws.send_json({"type": "classify", "id": "c2", "text": "the slot is free again"})
         assert receive_type(ws, "accepted")["id"] == "c2"
+
+
+def test_a_silent_socket_is_closed_after_the_idle_timeout_and_pings_keep_one_open() -> None:
+    app, _, _ = memory_app(open_mode=True, ws_idle_timeout_s=0.5)
+    with TestClient(app) as client:
+        with client.websocket_connect("/v1/ws") as ws:
+            assert receive_type(ws, "hello")["idle_timeout_s"] == 0.5
+            for number in range(5):  # 1 s in all, a ping every 0.2 s
+                time.sleep(0.2)
+                ws.send_json({"type": "ping", "id": f"p{number}"})
+                assert receive_type(ws, "pong")["id"] == f"p{number}"
+        with client.websocket_connect("/v1/ws") as ws:
+            receive_type(ws, "hello")
+            with pytest.raises(WebSocketDisconnect) as closed:
+                receive_type(ws, "never")
+            assert closed.value.code == 1000
+            assert "idle for 0.5 s" in closed.value.reason
 
 
 def test_kafka_down_is_an_error_message_not_a_dropped_socket() -> None:
