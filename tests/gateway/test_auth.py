@@ -216,14 +216,7 @@ def test_keys_cli_stores_only_the_hash_and_the_file_authenticates(tmp_path: Path
     refused = CliRunner().invoke(keys_cli, ["new", "--name", "x", "--role", "root"])
     assert refused.exit_code != 0
 
-    app = create_app(
-        Settings(api_keys_file=file),
-        bus=MemoryBus,
-        stats=MemoryStats(),
-        models=MemoryModels(),
-        alerts=MemoryAlerts(),
-        fleet=MemoryFleet(),
-    )
+    app, _, _ = memory_app(api_keys_file=file)
     with TestClient(app) as test_client:
         assert test_client.get("/v1/session", headers={"X-API-Key": key}).json()["role"] == "client"
         assert test_client.get("/v1/session", headers={"X-API-Key": key + "x"}).status_code == 401
@@ -245,14 +238,7 @@ def test_a_revoked_key_is_refused_within_seconds_and_its_websockets_closed(
         return made.stdout.strip().splitlines()[-1]
 
     kept, revoked = make("kept"), make("revoked")
-    app = create_app(
-        Settings(api_keys_file=file),
-        bus=MemoryBus,
-        stats=MemoryStats(),
-        models=MemoryModels(),
-        alerts=MemoryAlerts(),
-        fleet=MemoryFleet(),
-    )
+    app, _, _ = memory_app(api_keys_file=file)
     with (
         TestClient(app) as test_client,
         test_client.websocket_connect("/v1/ws", headers={"X-API-Key": revoked}) as ws,
