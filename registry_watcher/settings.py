@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.topics import KafkaSettings
 from inference.registry import CHALLENGER_ALIAS, DEFAULT_ALIAS, DEFAULT_MODEL_NAME
+from runtime.settings import CommaSeparated
 
 
 class Settings(BaseSettings):
@@ -17,12 +16,12 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="bind address of /healthz, /readyz and /metrics")
     port: int = Field(9103, ge=0, le=65535, description="their port; 0 picks a free one (logged)")
     poll_interval_s: float = Field(5.0, gt=0, description="how often to ask the registry")
-    model_names: Annotated[list[str], NoDecode] = Field(
+    model_names: CommaSeparated = Field(
         default_factory=lambda: [DEFAULT_MODEL_NAME],
         description="registered models to watch, comma-separated",
     )
     # Beside the serving alias, never through its release path (registry_watcher.challengers).
-    shadow_aliases: Annotated[list[str], NoDecode] = Field(
+    shadow_aliases: CommaSeparated = Field(
         default_factory=lambda: [CHALLENGER_ALIAS],
         description="challenger aliases announced for shadow workers, comma-separated "
         "(empty: none)",
@@ -36,7 +35,7 @@ class Settings(BaseSettings):
     probation_s: float = Field(
         3600.0, ge=0, description="after shipping a version, how long an alert rolls it back"
     )
-    rollback_on: Annotated[list[str], NoDecode] = Field(
+    rollback_on: CommaSeparated = Field(
         default_factory=lambda: ["LiveAccuracyDrop", "InferenceErrors", "FleetNotAcknowledging"],
         description="alert names that roll back a version on probation, comma-separated",
     )
@@ -48,17 +47,3 @@ class Settings(BaseSettings):
     )
     mlflow_tracking_uri: str = Field("http://127.0.0.1:5000", alias="MLFLOW_TRACKING_URI")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-
-    @field_validator("model_names", "rollback_on", mode="before")
-    @classmethod
-    def _split(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [name.strip() for name in value.split(",") if name.strip()]
-        return value
-
-    @field_validator("shadow_aliases", mode="before")
-    @classmethod
-    def _split_aliases(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [alias.strip() for alias in value.split(",") if alias.strip()]
-        return value

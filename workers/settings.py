@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.topics import KafkaSettings
 from inference.registry import CHALLENGER_ALIAS, DEFAULT_ALIAS, DEFAULT_MODEL_NAME
+from runtime.settings import CommaSeparated
 
 SERVING_GROUP = "reviewstream-workers"
 SHADOW_GROUP = "reviewstream-shadow"
@@ -44,7 +45,7 @@ class Settings(BaseSettings):
     model_name: str = DEFAULT_MODEL_NAME
     model_alias: str = DEFAULT_ALIAS
     mlflow_tracking_uri: str = Field("http://127.0.0.1:5000", alias="MLFLOW_TRACKING_URI")
-    artifact_prefixes: Annotated[list[str], NoDecode] = Field(
+    artifact_prefixes: CommaSeparated = Field(
         default_factory=list,
         description="bundle addresses fetched besides models:/, runs:/ and mlflow-artifacts:/, "
         "comma-separated (the registry's store when its server does not proxy it: s3://b/p/)",
@@ -84,13 +85,6 @@ class Settings(BaseSettings):
     heartbeat_interval_ms: int = Field(3_000, description="consumer group heartbeat interval")
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-
-    @field_validator("artifact_prefixes", mode="before")
-    @classmethod
-    def _split(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [prefix.strip() for prefix in value.split(",") if prefix.strip()]
-        return value
 
     @model_validator(mode="before")
     @classmethod
