@@ -42,7 +42,8 @@ from stats.aggregates import (
     first_by,
     latest_labels,
 )
-from stats.migrate import apply_migrations
+from stats.migrate import apply_migrations, pending_migrations
+from stats.roles import grant
 from stats.shadow import ShadowRow
 from stats.store import DriftCheck, RecordRejected, StoreUnavailable, WriteResult
 
@@ -50,8 +51,10 @@ T = TypeVar("T")
 
 # SQLSTATE classes that mean "try again later": connection exception, invalid catalog name (the
 # database is not created yet), transaction rollback (serialization failure, deadlock),
-# insufficient resources, operator intervention (shutdown, starting up), system error.
-_TRANSIENT_CLASSES = {"08", "3D", "40", "53", "57", "58"}
+# insufficient resources, operator intervention (shutdown, starting up), system error, invalid
+# authorization (the processor's role or its password is still being made: the local stack
+# and CloudNativePG's managed roles make them beside it).
+_TRANSIENT_CLASSES = {"08", "3D", "40", "53", "57", "58", "28"}
 # SQLSTATE classes that mean "this data can never be stored": data exception, integrity
 # constraint violation.
 _REJECTED_CLASSES = {"22", "23"}
@@ -305,7 +308,18 @@ class PostgresStatsStore:
 
     async def migrate(self) -> list[str]:
         """Apply the migrations not applied yet (advisory-locked, so safe from every replica)."""
-        return await self._call(apply_migrations)
+
+        async def work(conn: asyncpg.Connection) -> list[str]:
+            applied = await apply_migrations(conn)
+            if applied:  # it owns the schema, then: the roles get what it made
+                await grant(conn)
+            return applied
+
+        return await self._call(work)
+
+    async def pending_migrations(self) -> list[str]:
+        """The migrations not applied yet, read without any DDL (any role may ask)."""
+        return await self._call(pending_migrations)
 
     @staticmethod
     async def _label(conn: asyncpg.Connection, given: Sequence[LabelGiven], deltas: Deltas) -> int:

@@ -2,6 +2,9 @@
 
 Each file runs in its own transaction together with its ``schema_migrations`` row, under an
 advisory lock, so concurrent starters apply each version exactly once.
+:func:`migrate` then grants the database's roles their privileges (``stats.roles``), every
+time: grants are per database, and a role may be made after the schema. A caller that is not
+the owner (the stats processor as its writer role) finds nothing pending and runs no DDL.
 Run alone with ``python -m stats.migrate``.
 """
 
@@ -14,6 +17,7 @@ from pathlib import Path
 import asyncpg
 
 from runtime.database import DatabaseSettings
+from stats.roles import MIGRATIONS_TABLE, grant
 
 log = logging.getLogger(__name__)
 
@@ -25,20 +29,30 @@ def migration_files() -> list[Path]:
     return sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9][0-9]_*.sql"))
 
 
+async def pending_migrations(conn: asyncpg.Connection) -> list[str]:
+    """The versions not applied yet (all of them before the first migration); reads only."""
+    if await conn.fetchval("SELECT to_regclass($1)", MIGRATIONS_TABLE) is None:
+        return [path.stem for path in migration_files()]
+    done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+    return [path.stem for path in migration_files() if path.stem not in done]
+
+
 async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
     """Apply every migration not yet recorded; returns the versions applied now."""
     await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
     try:
+        pending = set(await pending_migrations(conn))
+        if not pending:
+            return []  # no DDL at all: a role without CREATE gets here too
         await conn.execute(
             """CREATE TABLE IF NOT EXISTS schema_migrations (
                    version text PRIMARY KEY,
                    applied_at timestamptz NOT NULL DEFAULT now())"""
         )
-        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
         applied = []
         for path in migration_files():
             version = path.stem
-            if version in done:
+            if version not in pending:
                 continue
             async with conn.transaction():
                 await conn.execute(path.read_text())
@@ -51,9 +65,12 @@ async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
 
 
 async def migrate(url: str) -> list[str]:
+    """Migrate the database of ``url`` (its owner's) and grant its roles their privileges."""
     conn = await asyncpg.connect(url)
     try:
-        return await apply_migrations(conn)
+        applied = await apply_migrations(conn)
+        await grant(conn)
+        return applied
     finally:
         await conn.close()
 

@@ -298,8 +298,11 @@ class StatsService:
                 if self._settings.migrate:
                     applied = await store.migrate()
                     log.info("schema up to date (%d migrations applied now)", len(applied))
-                else:
-                    await store.ping()
+                elif pending := await store.pending_migrations():
+                    # Another part migrates (the init job, the local stack): wait for it.
+                    raise StoreUnavailable(
+                        f"{len(pending)} migrations not applied yet (RS_STATS_MIGRATE=false)"
+                    )
         self.metrics.db_up.set(1)
         self._database_ready.set()
 

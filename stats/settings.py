@@ -48,7 +48,11 @@ class Settings(BaseSettings):
         15.0, ge=0, description="on SIGTERM, how long the batch in flight may take to finish"
     )
     db_pool_max: int = Field(4, ge=2, description="most PostgreSQL connections")
-    migrate: bool = Field(True, description="apply stats/migrations at start-up (idempotent)")
+    migrate: bool = Field(
+        True,
+        description="apply stats/migrations at start-up (idempotent); false: wait until another "
+        "part has (the writer role the processor runs as may not migrate)",
+    )
     data_dir: Path = Field(
         Path(".state/stats"), description="faust's data folder (no tables, so it stays empty)"
     )

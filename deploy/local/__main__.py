@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 from honcho.manager import Manager
 
+from deploy.local.database_roles import role_passwords, service_env
 from deploy.local.monitoring import ensure_key, gateway_keys_env
 from deploy.local.ports import check_free
 from deploy.local.settings import StackSettings
@@ -109,11 +110,19 @@ def up(
             f"  REST API:   {base}/v1 (OpenAPI: {base}/openapi.json)",
         ]
         processes |= services(settings)
+    if settings.runs_postgres:
+        role_passwords(settings.state_dir)  # made before any process that reads them starts
     lines += [f"  state:      {settings.state_dir.resolve()}", "Ctrl-C stops everything."]
     typer.echo("\n".join(lines))
     manager = Manager()
+    service_names = set(services(settings))
+    database_url = settings.database.url.get_secret_value()
     for name, command in processes.items():
-        manager.add_process(name, command, env=env)
+        own = env
+        if name in service_names and settings.runs_postgres:
+            # Each service connects as its own role (stats.roles), never as the owner.
+            own = service_env(name, env, database_url, settings.state_dir)
+        manager.add_process(name, command, env=own)
     manager.loop()
     raise typer.Exit(manager.returncode or 0)
 

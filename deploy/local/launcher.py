@@ -22,6 +22,7 @@ import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts.topics import KafkaSettings
+from deploy.local.database_roles import role_passwords, url_as
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,6 +62,11 @@ class LocalStack:
     @property
     def database_url(self) -> str:
         return f"postgresql://reviewstream:reviewstream@127.0.0.1:{self.postgres_port}/reviewstream"
+
+    def database_url_as(self, role: str, url: str | None = None) -> str:
+        """``url`` (default :attr:`database_url`, the owner's) as the login role ``role`` of
+        ``stats.roles``, with the password the stack made for it."""
+        return url_as(url or self.database_url, role, role_passwords(self.state_dir)[role])
 
     @property
     def mlflow_uri(self) -> str:

