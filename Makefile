@@ -15,12 +15,21 @@ KUSTOMIZE_VERSION := v5.8.2
 COMPOSE_VERSION := v5.6.0
 
 .PHONY: up test lint format install tools browser monitoring bench clean-state train podman \
+	compose-secrets k8s-dev-secrets \
 	training-image train-image
 
 # The gateway's open mode (no API keys, every caller is admin) is for local development:
 # `make up` turns it on here, explicitly; it is off everywhere else.
 up: install monitoring ## Run Kafka, PostgreSQL, MLflow and every service until Ctrl-C (a first start trains a model)
 	RS_GATEWAY_OPEN_MODE=true $(PY) -m deploy.local
+
+# No manifest carries a password or a key: these write the missing ones, once, into git-ignored
+# files (random passwords; one admin API key, printed once, its hash kept).
+compose-secrets: install ## Generate deploy/compose/.env and secrets/api-keys.json if missing
+	$(PY) -m deploy.dev_secrets compose
+
+k8s-dev-secrets: install ## Generate the dev overlay's secrets files if missing
+	$(PY) -m deploy.dev_secrets k8s-dev
 
 test: install tools browser monitoring lint ## Lint, type-check, then the whole test suite on a real stack
 	$(PY) -m pytest

@@ -8,9 +8,12 @@ instruction rather than skipping it, so a check can never pass by not running.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -18,6 +21,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from deploy import dev_secrets
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -45,6 +50,16 @@ def _require(tool: Path) -> None:
         pytest.fail(f"{tool.relative_to(ROOT)} is missing: run `make tools`", pytrace=False)
 
 
+# What compose requires and `make compose-secrets` writes into deploy/compose/.env: test values
+# here (a developer's own .env is never read by the tests).
+COMPOSE_SECRETS = {
+    "RS_POSTGRES_PASSWORD": "test-owner-password",
+    "RS_DB_WRITER_PASSWORD": "test-writer-password",
+    "RS_DB_READER_PASSWORD": "test-reader-password",
+    "RS_COMPOSE_API_KEYS_FILE": "./secrets/api-keys.json",
+}
+
+
 def _clean_env() -> dict[str, str]:
     """The caller's RS_* variables must not leak into what the files say on their own."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RS_", "COMPOSE_"))}
@@ -52,13 +67,15 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
-def run_compose(*args: str, file: Path = COMPOSE_FILE) -> subprocess.CompletedProcess[str]:
+def run_compose(
+    *args: str, file: Path = COMPOSE_FILE, secrets: dict[str, str] = COMPOSE_SECRETS
+) -> subprocess.CompletedProcess[str]:
     _require(COMPOSE_PLUGIN)
     return subprocess.run(
-        ["docker", "compose", "-f", str(file), *args],
+        ["docker", "compose", "--env-file", os.devnull, "-f", str(file), *args],
         capture_output=True,
         text=True,
-        env=_clean_env(),
+        env=_clean_env() | secrets,
         timeout=120,
         check=False,
     )
@@ -88,6 +105,17 @@ def kustomize_build(path: Path) -> subprocess.CompletedProcess[str]:
 
 
 @cache
+def k8s_tree() -> Path:
+    """A copy of deploy/k8s with the dev overlay's git-ignored secrets files generated as
+    `make k8s-dev-secrets` does (a developer's own are left out of the copy)."""
+    tree = Path(tempfile.mkdtemp(prefix="rs-k8s-")) / "k8s"
+    atexit.register(shutil.rmtree, tree.parent, True)
+    shutil.copytree(K8S, tree, ignore=shutil.ignore_patterns("secrets"))
+    dev_secrets.k8s_dev(tree / "overlays" / "dev")
+    return tree
+
+
+@cache
 def render(path: Path) -> tuple[Manifest, ...]:
     """Every manifest ``kustomize build`` renders for ``path``."""
     result = kustomize_build(path)
@@ -97,7 +125,7 @@ def render(path: Path) -> tuple[Manifest, ...]:
 
 
 def overlay(name: str) -> tuple[Manifest, ...]:
-    return render(K8S / "overlays" / name)
+    return render(k8s_tree() / "overlays" / name)
 
 
 def find(manifests: tuple[Manifest, ...], kind: str, name: str) -> Manifest:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from deploy.healthcheck import ENDPOINTS
-from tests.deployrender import DEPLOYED, compose_config, run_compose
+from tests.deployrender import COMPOSE_SECRETS, DEPLOYED, compose_config, run_compose
 
 INFRA = ("kafka", "postgres", "mlflow")
 
@@ -87,10 +88,14 @@ def test_infrastructure_has_healthchecks() -> None:
         assert not check.get("disable", False)
 
 
-def test_init_job_creates_topics_then_migrates_once() -> None:
+def test_init_job_creates_topics_and_roles_then_migrates_once() -> None:
     job = service("init-job")
     assert job["restart"] == "no"
-    assert job["command"] == ["sh", "-c", "python -m deploy.topics && python -m stats.migrate"]
+    assert job["command"] == [
+        "sh",
+        "-c",
+        "python -m deploy.topics && python -m stats.roles && python -m stats.migrate",
+    ]
     for dependency in ("kafka", "postgres"):
         assert job["depends_on"][dependency]["condition"] == "service_healthy"
 
@@ -123,6 +128,34 @@ def test_workers_scale_with_docker_compose_scale() -> None:
     assert workers["deploy"]["replicas"] >= 1
     # Each replica names itself (hostname) unless told otherwise.
     assert workers["environment"]["RS_WORKER_ID"] is None
+
+
+def test_every_published_port_is_on_loopback_only() -> None:
+    published = {n: s["ports"] for n, s in compose_config()["services"].items() if "ports" in s}
+    assert "gateway" in published
+    for name, ports in published.items():
+        assert {p.get("host_ip") for p in ports} == {"127.0.0.1"}, name
+
+
+@pytest.mark.parametrize(
+    ("package", "role"), [("stats", "reviewstream_writer"), ("gateway", "reviewstream_reader")]
+)
+def test_each_service_connects_to_postgres_as_its_own_role(package: str, role: str) -> None:
+    svc = service(DEPLOYED[package][0])
+    url = urlsplit(svc["environment"]["DATABASE_URL"])
+    assert url.username == role
+    assert url.password == COMPOSE_SECRETS[f"RS_DB_{role.rsplit('_', 1)[1].upper()}_PASSWORD"]
+    # Only the owner migrates; the writer waits for the init job.
+    assert svc["environment"].get("RS_STATS_MIGRATE", "false") == "false"
+    for name in ("workers", "registry-watcher"):
+        assert "DATABASE_URL" not in service(name)["environment"]
+
+
+def test_init_job_makes_the_roles_as_the_owner() -> None:
+    env = service("init-job")["environment"]
+    assert urlsplit(env["DATABASE_URL"]).password == COMPOSE_SECRETS["RS_POSTGRES_PASSWORD"]
+    assert env["RS_DB_WRITER_PASSWORD"] == COMPOSE_SECRETS["RS_DB_WRITER_PASSWORD"]
+    assert env["RS_DB_READER_PASSWORD"] == COMPOSE_SECRETS["RS_DB_READER_PASSWORD"]
 
 
 def test_gateway_is_published_with_api_keys_from_a_secret() -> None:

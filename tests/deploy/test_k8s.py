@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
@@ -15,6 +16,7 @@ from pydantic_settings import BaseSettings
 from contracts.topics import KafkaSettings
 from deploy.healthcheck import ENDPOINTS, HEALTH_PATH, READY_PATH
 from export.settings import Settings as ExportSettings
+from stats.roles import READER, WRITER
 from tests.deployrender import (
     DEPLOYED,
     K8S,
@@ -24,6 +26,7 @@ from tests.deployrender import (
     container,
     container_env,
     find,
+    k8s_tree,
     kustomize_build,
     of_kind,
     overlay,
@@ -52,16 +55,17 @@ CUSTOM_RESOURCES = {
     ("monitoring.coreos.com/v1alpha1", "AlertmanagerConfig"),
 }
 
-RENDERED = [*(K8S / "overlays" / name for name in OVERLAYS), K8S / "base", K8S / "external"]
+RENDERED = [*(f"overlays/{name}" for name in OVERLAYS), "base", "external"]
 
 
 def deployment(manifests: tuple[Manifest, ...], package: str) -> Manifest:
     return find(manifests, "Deployment", DEPLOYED[package][1])
 
 
-@pytest.mark.parametrize("path", RENDERED, ids=lambda p: str(Path(p).relative_to(K8S)))
+@pytest.mark.parametrize("where", RENDERED)
 @pytest.mark.parametrize("version", K8S_VERSIONS)
-def test_every_manifest_validates(path: Path, version: str) -> None:
+def test_every_manifest_validates(where: str, version: str) -> None:
+    path = k8s_tree() / where
     manifests = render(path)
     assert manifests
     validated = 0
@@ -264,10 +268,43 @@ def test_dev_secret_has_every_key_the_pods_need() -> None:
         for volume in spec.get("volumes", []):
             if "secret" in volume and volume["secret"]["secretName"].startswith("reviewstream"):
                 needed |= {item["key"] for item in volume["secret"].get("items", [])}
-    assert needed == {"DATABASE_URL", "api-keys.json"}
+    assert needed == {"DATABASE_URL", "DATABASE_URL_WRITER", "DATABASE_URL_READER", "api-keys.json"}
     assert needed <= keys
-    url = base64.b64decode(secret["data"]["DATABASE_URL"]).decode()
-    assert url.startswith("postgresql://")
+    for key, user in [("DATABASE_URL", "reviewstream"), ("DATABASE_URL_WRITER", WRITER.name),
+                      ("DATABASE_URL_READER", READER.name)]:  # fmt: skip
+        url = urlsplit(base64.b64decode(secret["data"][key]).decode())
+        assert (url.scheme, url.username) == ("postgresql", user), key
+
+
+@pytest.mark.parametrize(
+    ("workload", "key"),
+    [
+        (("Job", "reviewstream-init"), "DATABASE_URL"),
+        (("Deployment", "stats"), "DATABASE_URL_WRITER"),
+        (("Deployment", "gateway"), "DATABASE_URL_READER"),
+        (("Deployment", "retrain-listener"), "DATABASE_URL_READER"),
+        (("CronJob", "retrain"), "DATABASE_URL_READER"),
+    ],
+)
+def test_each_workload_connects_as_its_own_role(workload: tuple[str, str], key: str) -> None:
+    """Only the init Job migrates as the owner; stats writes, the others read."""
+    manifest = find(overlay("dev"), *workload)
+    spec = manifest["spec"]
+    if workload[0] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    env = container_env(overlay("dev"), spec["template"]["spec"]["containers"][0])
+    assert env["DATABASE_URL"]["secretKeyRef"]["key"] == key
+
+
+def test_cloudnativepg_manages_the_roles_with_secrets_made_out_of_band() -> None:
+    cluster = find(render(k8s_tree() / "external"), "Cluster", "reviewstream-db")
+    managed = {r["name"]: r for r in cluster["spec"]["managed"]["roles"]}
+    assert set(managed) == {WRITER.name, READER.name}
+    for role in managed.values():
+        assert role["login"] is True
+        assert role["passwordSecret"]["name"].startswith("reviewstream-db-")
+    assert cluster["spec"]["bootstrap"]["initdb"]["secret"]["name"] == "reviewstream-db-owner"
+    assert not list(of_kind(render(k8s_tree() / "external"), "Secret"))
 
 
 def test_prod_pins_images_and_keeps_secrets_out_of_git() -> None:
