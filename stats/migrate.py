@@ -68,6 +68,10 @@ async def migrate(url: str) -> list[str]:
     """Migrate the database of ``url`` (its owner's) and grant its roles their privileges."""
     conn = await asyncpg.connect(url)
     try:
+        # Before: default privileges give the roles each table as it is made, so a service
+        # waiting on the schema can read it at once; after: what is special about the
+        # migrations table itself (read-only for them).
+        await grant(conn)
         applied = await apply_migrations(conn)
         await grant(conn)
         return applied

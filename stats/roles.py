@@ -66,8 +66,11 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def grant_statements(database: str, roles: tuple[Role, ...] = ROLES) -> list[str]:
-    """The SQL that gives ``roles`` exactly their privileges in ``database`` (idempotent)."""
+def grant_statements(
+    database: str, roles: tuple[Role, ...] = ROLES, *, migrations_table: bool = True
+) -> list[str]:
+    """The SQL that gives ``roles`` exactly their privileges in ``database`` (idempotent);
+    ``migrations_table``: whether ``schema_migrations`` exists yet."""
     db, schema = _ident(database), _ident(SCHEMA)
     statements = [
         # PostgreSQL before 15 lets everyone create in public, and every version lets everyone
@@ -83,9 +86,12 @@ def grant_statements(database: str, roles: tuple[Role, ...] = ROLES) -> list[str
             f"GRANT USAGE ON SCHEMA {schema} TO {who}",
             f"GRANT {tables} ON ALL TABLES IN SCHEMA {schema} TO {who}",
             f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT {tables} ON TABLES TO {who}",
-            f"REVOKE ALL ON {_ident(MIGRATIONS_TABLE)} FROM {who}",
-            f"GRANT SELECT ON {_ident(MIGRATIONS_TABLE)} TO {who}",
         ]
+        if migrations_table:
+            statements += [
+                f"REVOKE ALL ON {_ident(MIGRATIONS_TABLE)} FROM {who}",
+                f"GRANT SELECT ON {_ident(MIGRATIONS_TABLE)} TO {who}",
+            ]
         if role.sequences:
             sequences = ", ".join(role.sequences)
             statements += [
@@ -105,9 +111,10 @@ async def grant(conn: asyncpg.Connection) -> list[str]:
     if missing:
         log.warning("database roles missing, not granted: %s", ", ".join(missing))
     database: str = await conn.fetchval("SELECT current_database()")
+    table = await conn.fetchval("SELECT to_regclass($1)", MIGRATIONS_TABLE)
     present = tuple(role for role in ROLES if role.name in found)
     async with conn.transaction():
-        for statement in grant_statements(database, present):
+        for statement in grant_statements(database, present, migrations_table=table is not None):
             await conn.execute(statement)
     return missing
 

@@ -157,8 +157,9 @@ def main() -> int:
     async def initialise(child: subprocess.Popen[bytes]) -> None:
         await wait_ready(child, "PostgreSQL", postmaster_ready(data_dir, child.pid))
         await wait_for_postgres(url)
-        await create_database(url)
+        # Roles first: a service trying its own role meanwhile is refused for the shortest time.
         await make_roles(url, role_passwords(settings.state_dir))
+        await create_database(url)
         applied = await migrate(url)
         log.info("PostgreSQL ready at %s:%d (%d migrations applied)", host, port, len(applied))
 

@@ -3,15 +3,21 @@ service needs and nothing more (an attacker holding it gets no further)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
 
-from deploy.local.launcher import LocalStack
+from deploy.local.database_roles import role_passwords, url_as
+from deploy.local.launcher import ROOT, LocalStack
+from export.shadow_requirement import shadow_record
 from stats.migrate import migrate
 from stats.roles import READER, ROLES, WRITER, grant_statements, role_for
+from training.feedback import count_allowed
 
 INSERT_WINDOW = (
     "INSERT INTO window_stats (model_name, model_version, granularity, window_start)"
@@ -123,3 +129,36 @@ async def test_roles_cannot_connect_to_a_database_they_were_not_granted(
     await migrate(database_url)  # grants again, idempotently
     async with connected(stack.database_url_as(READER.name, database_url)) as reader:
         assert await reader.fetchval("SELECT count(*) FROM window_stats") == 0
+
+
+async def test_training_and_export_read_as_the_reader(stack: LocalStack, database_url: str) -> None:
+    """Their queries are SELECTs: the reader's credential is enough."""
+    reader = stack.database_url_as(READER.name, database_url)
+    assert await count_allowed(reader, ("rest", "replay")) == 0
+    record = await shadow_record(reader, "reviewstream-sentiment", "1")
+    assert record.labelled == 0
+
+
+def test_roles_command_sets_the_passwords_it_is_given(stack: LocalStack) -> None:
+    """compose's init job: ``python -m stats.roles`` as the owner (here with the stack's own
+    passwords, so the other tests' credentials stay valid)."""
+    passwords = role_passwords(stack.state_dir)
+    env = {
+        **os.environ,
+        "DATABASE_URL": stack.database_url,
+        "RS_DB_WRITER_PASSWORD": passwords[WRITER.name],
+        "RS_DB_READER_PASSWORD": passwords[READER.name],
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "stats.roles"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for role in ROLES:
+        assert f"database role {role.name} updated" in result.stderr
+
+
+async def test_a_wrong_password_is_refused(stack: LocalStack, database_url: str) -> None:
+    wrong = url_as(database_url, READER.name, "not-the-password")
+    with pytest.raises(asyncpg.InvalidPasswordError):
+        await asyncpg.connect(wrong)
