@@ -43,7 +43,6 @@ from stats.aggregates import (
     latest_labels,
 )
 from stats.migrate import apply_migrations, pending_migrations
-from stats.roles import grant
 from stats.shadow import ShadowRow
 from stats.store import DriftCheck, RecordRejected, StoreUnavailable, WriteResult
 
@@ -308,14 +307,7 @@ class PostgresStatsStore:
 
     async def migrate(self) -> list[str]:
         """Apply the migrations not applied yet (advisory-locked, so safe from every replica)."""
-
-        async def work(conn: asyncpg.Connection) -> list[str]:
-            applied = await apply_migrations(conn)
-            if applied:  # it owns the schema, then: the roles get what it made
-                await grant(conn)
-            return applied
-
-        return await self._call(work)
+        return await self._call(apply_migrations)
 
     async def pending_migrations(self) -> list[str]:
         """The migrations not applied yet, read without any DDL (any role may ask)."""

@@ -2,9 +2,10 @@
 
 Each file runs in its own transaction together with its ``schema_migrations`` row, under an
 advisory lock, so concurrent starters apply each version exactly once.
-:func:`migrate` then grants the database's roles their privileges (``stats.roles``), every
-time: grants are per database, and a role may be made after the schema. A caller that is not
-the owner (the stats processor as its writer role) finds nothing pending and runs no DDL.
+Migrating also grants the database's roles their privileges (``stats.roles``), under the same
+lock; :func:`migrate` grants every time: grants are per database, and a role may be made after
+the schema. A caller that is not the owner (the stats processor as its writer role) finds
+nothing pending and runs no DDL.
 Run alone with ``python -m stats.migrate``.
 """
 
@@ -37,13 +38,21 @@ async def pending_migrations(conn: asyncpg.Connection) -> list[str]:
     return [path.stem for path in migration_files() if path.stem not in done]
 
 
-async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
-    """Apply every migration not yet recorded; returns the versions applied now."""
+async def apply_migrations(conn: asyncpg.Connection, *, always_grant: bool = False) -> list[str]:
+    """Apply every migration not yet recorded; returns the versions applied now. The roles'
+    grants go with them (``always_grant``: even when none is pending), under the same lock:
+    two GRANTs on one object at once fail ("tuple concurrently updated")."""
     await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
     try:
         pending = set(await pending_migrations(conn))
         if not pending:
+            if always_grant:
+                await grant(conn)
             return []  # no DDL at all: a role without CREATE gets here too
+        # Before: default privileges give the roles each table as it is made, so a service
+        # waiting on the schema can read it at once; after: what is special about the
+        # migrations table itself (read-only for them).
+        await grant(conn)
         await conn.execute(
             """CREATE TABLE IF NOT EXISTS schema_migrations (
                    version text PRIMARY KEY,
@@ -59,6 +68,7 @@ async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
                 await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
             log.info("applied migration %s", version)
             applied.append(version)
+        await grant(conn)
         return applied
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
@@ -68,13 +78,7 @@ async def migrate(url: str) -> list[str]:
     """Migrate the database of ``url`` (its owner's) and grant its roles their privileges."""
     conn = await asyncpg.connect(url)
     try:
-        # Before: default privileges give the roles each table as it is made, so a service
-        # waiting on the schema can read it at once; after: what is special about the
-        # migrations table itself (read-only for them).
-        await grant(conn)
-        applied = await apply_migrations(conn)
-        await grant(conn)
-        return applied
+        return await apply_migrations(conn, always_grant=True)
     finally:
         await conn.close()
 
