@@ -107,8 +107,10 @@ def create_app(
     replies = Replies(settings.max_in_flight, retry_after_s=settings.retry_after_s)
     the_bus = (bus or kafka_bus(settings, supervisor))(replies.resolve, metrics)
     store = stats or PostgresStats(settings.database)
+    # One check of the models topic's signatures for both of its readers here.
+    verifier = settings.trusted_keys.verifier(metrics.models_refused)
     deployed = models or ModelsTopic(
-        settings.kafka, client_id=settings.instance_id, supervisor=supervisor
+        settings.kafka, client_id=settings.instance_id, supervisor=supervisor, verifier=verifier
     )
     followed = alerts or AlertsTopic(
         settings.kafka,
@@ -117,7 +119,7 @@ def create_app(
         keep=settings.alerts_kept,
     )
     workers = fleet or FleetTopics(
-        settings.kafka, client_id=settings.instance_id, supervisor=supervisor
+        settings.kafka, client_id=settings.instance_id, supervisor=supervisor, verifier=verifier
     )
     classifier = Classifier(
         the_bus,

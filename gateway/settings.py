@@ -18,6 +18,7 @@ from contracts.topics import KafkaSettings
 from gateway.auth import KeyRecord
 from gateway.ratelimit import parse_rates
 from runtime.database import DatabaseSettings
+from runtime.signing import TrustedKeys
 
 
 def default_instance_id() -> str:
@@ -88,6 +89,7 @@ class Settings(BaseSettings):
     tls_certfile: Path | None = Field(None, description="PEM certificate: serve HTTPS")
     tls_keyfile: Path | None = Field(None, description="PEM private key of the certificate")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    trusted_keys: TrustedKeys = Field(default_factory=TrustedKeys)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
 
     @field_validator("rate_limit")
