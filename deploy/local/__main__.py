@@ -20,6 +20,7 @@ from honcho.manager import Manager
 from deploy.local.monitoring import ensure_key, gateway_keys_env
 from deploy.local.ports import check_free
 from deploy.local.settings import StackSettings
+from deploy.local.signing import signing_env
 
 # The reviewstream services, each runnable alone as `python -m <package>`.
 SERVICES: list[str] = ["workers", "registry_watcher", "stats", "gateway"]
@@ -113,7 +114,7 @@ def up(
     typer.echo("\n".join(lines))
     manager = Manager()
     for name, command in processes.items():
-        manager.add_process(name, command, env=env)
+        manager.add_process(name, command, env=env | signing_env(settings, name))
     manager.loop()
     raise typer.Exit(manager.returncode or 0)
 
