@@ -28,6 +28,7 @@ from gateway.keyfile import follow_key_file
 from gateway.metrics import Metrics
 from gateway.models_topic import ModelsTopic
 from gateway.ratelimit import KeyRates
+from gateway.readiness import readiness_check
 from gateway.replies import Replies
 from gateway.routing import ApiWebSocketRoute, Guard, Operation
 from gateway.schemas import AlertOut, LiveStats, PredictionOut, WsClassify, WsFeedback, WsPing
@@ -153,6 +154,7 @@ def create_app(
         followed,
         workers,
         rates,
+        readiness_check(the_bus, store, supervisor, cache_s=settings.readiness_cache_s),
     )
 
     @asynccontextmanager

@@ -29,8 +29,14 @@ def default_instance_id() -> str:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RS_GATEWAY_", frozen=True)
 
-    host: str = Field("127.0.0.1", description="interface to bind (API, UI, health, metrics)")
+    host: str = Field("127.0.0.1", description="interface to bind (API, UI)")
     port: int = Field(8000, ge=0, le=65535)
+    # The probes' and Prometheus' door: /healthz, /readyz, /metrics without a key. Bind it
+    # where only the cluster reaches it; no Ingress routes it.
+    ops_host: str = Field("127.0.0.1", description="interface of the operations port")
+    ops_port: int = Field(
+        9100, ge=0, le=65535, description="/healthz, /readyz and /metrics without a key (0: free)"
+    )
     instance_id: str = Field(
         default_factory=default_instance_id,
         min_length=1,

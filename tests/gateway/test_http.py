@@ -184,14 +184,14 @@ def test_stats_database_down_is_503_for_statistics_and_the_gateway_stays_ready(
 
 
 def test_a_readiness_probe_flood_checks_the_dependencies_once_per_cache_period() -> None:
-    app, bus, _ = memory_app(readiness_cache_s=60)
+    app, bus, _ = memory_app(open_mode=True, readiness_cache_s=60)
     with TestClient(app) as client:
         for _ in range(50):
             assert client.get("/readyz").status_code == 200
         assert bus.checks == 1
         bus.up = False
         assert client.get("/readyz").status_code == 200  # the answer of the last check
-    app, bus, _ = memory_app(readiness_cache_s=0)
+    app, bus, _ = memory_app(open_mode=True, readiness_cache_s=0)
     with TestClient(app) as client:
         for _ in range(3):
             client.get("/readyz")
@@ -309,7 +309,7 @@ async def test_batch_keeps_request_order_whatever_the_reply_order(
 
 
 async def test_a_background_task_that_dies_makes_the_gateway_not_ready() -> None:
-    app, _, _ = memory_app()
+    app, _, _ = memory_app(open_mode=True)
     with TestClient(app) as client:
         supervisor = app.state.runtime.supervisor
 
