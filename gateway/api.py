@@ -97,23 +97,34 @@ def idempotency(request: Request) -> Idempotency | None:
     return Idempotency(principal_of(request).name, check_key(key))
 
 
+def owner(request: Request) -> str | None:
+    """Whose share of the reply slots a request takes: its API key's (none in open mode)."""
+    return principal_of(request).key_sha256
+
+
 def http_routes(rt: Context, guard: Guard) -> list[BaseRoute]:
     s = rt.settings
     document: dict[str, Any] = {}
 
     async def classify(request: Request) -> Response:
         review = await read_json(request, ReviewIn, limits=rt.limits, max_bytes=s.max_body_bytes)
-        [prediction] = await rt.classifier.classify([review], Source.REST, idempotency(request))
+        [prediction] = await rt.classifier.classify(
+            [review], Source.REST, idempotency(request), owner=owner(request)
+        )
         return json(PredictionOut.of(prediction))
 
     async def classify_batch(request: Request) -> Response:
         batch = await read_json(request, BatchIn, limits=rt.limits, max_bytes=s.max_body_bytes)
-        predictions = await rt.classifier.classify(batch.reviews, Source.REST, idempotency(request))
+        predictions = await rt.classifier.classify(
+            batch.reviews, Source.REST, idempotency(request), owner=owner(request)
+        )
         return json(BatchOut(results=[PredictionOut.of(p) for p in predictions]))
 
     async def explain(request: Request) -> Response:
         review = await read_json(request, ExplainIn, limits=rt.limits, max_bytes=s.max_body_bytes)
-        prediction, explanation = await rt.classifier.explain(review, Source.REST)
+        prediction, explanation = await rt.classifier.explain(
+            review, Source.REST, owner=owner(request)
+        )
         return json(ExplainedOut.explained(prediction, explanation))
 
     async def feedback(request: Request) -> Response:

@@ -105,7 +105,11 @@ def create_app(
     metrics = Metrics()
     # The side tasks (replies, models topic, live statistics) must not die quietly.
     supervisor = Supervisor("gateway", metrics.registry)
-    replies = Replies(settings.max_in_flight, retry_after_s=settings.retry_after_s)
+    replies = Replies(
+        settings.max_in_flight,
+        per_owner=settings.max_in_flight_per_key,
+        retry_after_s=settings.retry_after_s,
+    )
     the_bus = (bus or kafka_bus(settings, supervisor))(replies.resolve, metrics)
     store = stats or PostgresStats(settings.database)
     # One check of the models topic's signatures for both of its readers here.

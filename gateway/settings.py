@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     reply_timeout_s: float = Field(10.0, gt=0, description="wait for a prediction, then 504")
     publish_timeout_s: float = Field(5.0, gt=0, description="wait for Kafka to ack, then 503")
     max_in_flight: int = Field(256, ge=1, description="reviews awaiting a reply, then 429")
+    max_in_flight_per_key: int = Field(
+        128,
+        ge=1,
+        description="reviews one API key may have awaiting a reply, then 429: no client takes "
+        "every slot (open mode: only max_in_flight)",
+    )
     max_batch: int = Field(32, ge=1, description="reviews in one batch request")
     max_text_chars: int = Field(5000, ge=1, description="characters in one review")
     max_body_bytes: int = Field(256 * 1024, ge=1024, description="request body / WS message")
