@@ -6,9 +6,11 @@ values, never changes what exists, and prints a new admin API key once (only its
 
 - ``compose``: ``deploy/compose/.env`` (0600; compose reads it beside compose.yaml) with
   ``RS_POSTGRES_PASSWORD`` (the owner's), ``RS_DB_WRITER_PASSWORD``, ``RS_DB_READER_PASSWORD``
-  and ``RS_COMPOSE_API_KEYS_FILE``; ``deploy/compose/secrets/api-keys.json`` (hashes only).
+  and ``RS_COMPOSE_API_KEYS_FILE``; ``deploy/compose/secrets/api-keys.json`` (hashes only)
+  and the models topic's key pair ``models-signing.pem``/``.pub``.
 - ``k8s-dev``: under ``deploy/k8s/overlays/dev/secrets/``, ``database.env`` (the Secret's
-  ``DATABASE_URL`` of each role), ``api-keys.json``, and ``database-roles.yaml``: the
+  ``DATABASE_URL`` of each role), ``api-keys.json``, the models topic's key pair, and
+  ``database-roles.yaml``: the
   CloudNativePG cluster's role Secrets (namespace ``databases``; ``kubectl apply -f`` it
   before ``deploy/k8s/external``).
 """
@@ -25,6 +27,7 @@ import typer
 import yaml
 
 from gateway.auth import KeyFile, KeyRecord, Role, hash_key, new_key
+from runtime.signing import new_key_pair
 from stats.roles import READER, WRITER
 
 DEPLOY = Path(__file__).resolve().parent
@@ -64,6 +67,12 @@ def api_key_file(path: Path, name: str) -> str | None:
     return key
 
 
+def signing_key_pair(folder: Path) -> None:
+    """The models topic's key pair (``runtime.signing``), when missing."""
+    if not (folder / "models-signing.pem").exists():
+        new_key_pair(folder / "models-signing.pem", folder / "models-signing.pub")
+
+
 def compose(folder: Path) -> str | None:
     """Complete ``folder/.env``; returns a new admin key, if one was made."""
     env = folder / ".env"
@@ -83,6 +92,7 @@ def compose(folder: Path) -> str | None:
     if missing:
         with env.open("a") as file:
             file.write(missing)
+    signing_key_pair(folder / "secrets")
     return api_key_file(folder / "secrets" / "api-keys.json", "compose-admin")
 
 
@@ -115,6 +125,7 @@ def k8s_dev(overlay: Path) -> str | None:
             for role, name in K8S_ROLE_SECRETS.items()
         ]
         write_private(folder / "database-roles.yaml", yaml.safe_dump_all(role_secrets))
+    signing_key_pair(folder)
     return api_key_file(folder / "api-keys.json", "dev-admin")
 
 

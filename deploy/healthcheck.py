@@ -34,6 +34,10 @@ class Endpoint:
     default_port: int
     tls_env: str | None = None  # a set certificate path means the port speaks HTTPS
 
+    @property
+    def host_env(self) -> str:
+        return self.port_env.removesuffix("PORT") + "HOST"
+
     def url(self, path: str, environ: dict[str, str] | None = None) -> str:
         env = os.environ if environ is None else environ
         port = int(env.get(self.port_env) or self.default_port)
@@ -45,8 +49,11 @@ ENDPOINTS: dict[str, Endpoint] = {
     "workers": Endpoint("RS_WORKER_PORT", 9101),
     "stats": Endpoint("RS_STATS_PORT", 9102),
     "registry_watcher": Endpoint("RS_WATCHER_PORT", 9103),
-    "gateway": Endpoint("RS_GATEWAY_PORT", 8000, tls_env="RS_GATEWAY_TLS_CERTFILE"),
+    # The gateway's operations port: its API port asks for an admin key on /readyz and /metrics.
+    "gateway": Endpoint("RS_GATEWAY_OPS_PORT", 9100),
 }
+# The gateway's API (REST, WebSocket, the UI, Alertmanager's webhook): what an Ingress routes.
+GATEWAY_API = Endpoint("RS_GATEWAY_PORT", 8000, tls_env="RS_GATEWAY_TLS_CERTFILE")
 
 
 class Unhealthy(Exception):

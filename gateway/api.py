@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -54,7 +53,6 @@ from gateway.schemas import (
     WindowsQuery,
     dump,
 )
-from runtime.health import Readiness, Recent
 
 STATIC = Path(__file__).parent / "static"
 TITLE = "reviewstream gateway"
@@ -99,23 +97,34 @@ def idempotency(request: Request) -> Idempotency | None:
     return Idempotency(principal_of(request).name, check_key(key))
 
 
+def owner(request: Request) -> str | None:
+    """Whose share of the reply slots a request takes: its API key's (none in open mode)."""
+    return principal_of(request).key_sha256
+
+
 def http_routes(rt: Context, guard: Guard) -> list[BaseRoute]:
     s = rt.settings
     document: dict[str, Any] = {}
 
     async def classify(request: Request) -> Response:
         review = await read_json(request, ReviewIn, limits=rt.limits, max_bytes=s.max_body_bytes)
-        [prediction] = await rt.classifier.classify([review], Source.REST, idempotency(request))
+        [prediction] = await rt.classifier.classify(
+            [review], Source.REST, idempotency(request), owner=owner(request)
+        )
         return json(PredictionOut.of(prediction))
 
     async def classify_batch(request: Request) -> Response:
         batch = await read_json(request, BatchIn, limits=rt.limits, max_bytes=s.max_body_bytes)
-        predictions = await rt.classifier.classify(batch.reviews, Source.REST, idempotency(request))
+        predictions = await rt.classifier.classify(
+            batch.reviews, Source.REST, idempotency(request), owner=owner(request)
+        )
         return json(BatchOut(results=[PredictionOut.of(p) for p in predictions]))
 
     async def explain(request: Request) -> Response:
         review = await read_json(request, ExplainIn, limits=rt.limits, max_bytes=s.max_body_bytes)
-        prediction, explanation = await rt.classifier.explain(review, Source.REST)
+        prediction, explanation = await rt.classifier.explain(
+            review, Source.REST, owner=owner(request)
+        )
         return json(ExplainedOut.explained(prediction, explanation))
 
     async def feedback(request: Request) -> Response:
@@ -192,22 +201,8 @@ def http_routes(rt: Context, guard: Guard) -> list[BaseRoute]:
     async def healthz(request: Request) -> Response:
         return json(HealthOut(service="gateway"))
 
-    async def dependencies() -> tuple[bool, bool]:
-        kafka, database = await asyncio.gather(rt.bus.check(), rt.stats.check())
-        return kafka, database
-
-    # A probe flood must not become a flood of Kafka metadata requests and database queries.
-    checked = Recent(dependencies, max_age_s=rt.settings.readiness_cache_s)
-
     async def readyz(request: Request) -> Response:
-        kafka, database = await checked()
-        died = rt.supervisor.failed
-        readiness = Readiness(
-            {"kafka": kafka, "database": database, "background_tasks": not died},
-            f"background tasks died: {', '.join(died)}" if died else None,
-            # classification needs Kafka only: a database outage costs the statistics alone
-            optional=frozenset({"database"}),
-        )
+        readiness = await rt.readiness()
         return JSONResponse(readiness.body("gateway"), status_code=200 if readiness.ready else 503)
 
     async def metrics(request: Request) -> Response:
@@ -299,11 +294,16 @@ def http_routes(rt: Context, guard: Guard) -> list[BaseRoute]:
         r("/healthz", healthz, method="GET", op=Operation(
             "Alive", "operations", None, ok_model=HealthOut)),
         r("/readyz", readyz, method="GET", op=Operation(
-            "Ready: Kafka and PostgreSQL reachable", "operations", None, ok_model=ReadyOut,
+            "Ready: Kafka reachable, no background task died (PostgreSQL: degraded)",
+            "operations", admin, ok_model=ReadyOut,
+            description="Also without a key on the operations port (RS_GATEWAY_OPS_PORT), "
+            "which the probes use and no Ingress routes.",
             errors={503: "a dependency is unreachable (the body says which)"},
             error_model=ReadyOut)),
         r("/metrics", metrics, method="GET", op=Operation(
-            "Prometheus metrics", "operations", None, ok_media="text/plain")),
+            "Prometheus metrics", "operations", admin, ok_media="text/plain",
+            description="Also without a key on the operations port (RS_GATEWAY_OPS_PORT), "
+            "which Prometheus scrapes.")),
         r("/openapi.json", openapi_json, method="GET", op=Operation(
-            "This document", "operations", None)),
+            "This document", "operations", viewer)),
     ]  # fmt: skip

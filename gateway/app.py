@@ -28,6 +28,7 @@ from gateway.keyfile import follow_key_file
 from gateway.metrics import Metrics
 from gateway.models_topic import ModelsTopic
 from gateway.ratelimit import KeyRates
+from gateway.readiness import readiness_check
 from gateway.replies import Replies
 from gateway.routing import ApiWebSocketRoute, Guard, Operation
 from gateway.schemas import AlertOut, LiveStats, PredictionOut, WsClassify, WsFeedback, WsPing
@@ -104,11 +105,17 @@ def create_app(
     metrics = Metrics()
     # The side tasks (replies, models topic, live statistics) must not die quietly.
     supervisor = Supervisor("gateway", metrics.registry)
-    replies = Replies(settings.max_in_flight, retry_after_s=settings.retry_after_s)
+    replies = Replies(
+        settings.max_in_flight,
+        per_owner=settings.max_in_flight_per_key,
+        retry_after_s=settings.retry_after_s,
+    )
     the_bus = (bus or kafka_bus(settings, supervisor))(replies.resolve, metrics)
     store = stats or PostgresStats(settings.database)
+    # One check of the models topic's signatures for both of its readers here.
+    verifier = settings.trusted_keys.verifier(metrics.models_refused)
     deployed = models or ModelsTopic(
-        settings.kafka, client_id=settings.instance_id, supervisor=supervisor
+        settings.kafka, client_id=settings.instance_id, supervisor=supervisor, verifier=verifier
     )
     followed = alerts or AlertsTopic(
         settings.kafka,
@@ -117,7 +124,7 @@ def create_app(
         keep=settings.alerts_kept,
     )
     workers = fleet or FleetTopics(
-        settings.kafka, client_id=settings.instance_id, supervisor=supervisor
+        settings.kafka, client_id=settings.instance_id, supervisor=supervisor, verifier=verifier
     )
     classifier = Classifier(
         the_bus,
@@ -151,6 +158,7 @@ def create_app(
         followed,
         workers,
         rates,
+        readiness_check(the_bus, store, supervisor, cache_s=settings.readiness_cache_s),
     )
 
     @asynccontextmanager

@@ -247,7 +247,9 @@ class ChatSession:
             review = ReviewIn.model_construct(text=message.text, label=message.label)
             key = message.idempotency_key
             idempotency = None if key is None else Idempotency(self._principal.name, key)
-            ticket = await self._rt.classifier.submit([review], Source.WS, idempotency)
+            ticket = await self._rt.classifier.submit(
+                [review], Source.WS, idempotency, owner=self._principal.key_sha256
+            )
             try:
                 await self._send(
                     {"type": "accepted", "id": message.id, "request_id": ticket.request_ids[0]}
@@ -265,7 +267,9 @@ class ChatSession:
     async def _explain(self, message: WsExplain) -> None:
         try:
             review = ExplainIn.model_construct(text=message.text)
-            prediction, explanation = await self._rt.classifier.explain(review, Source.WS)
+            prediction, explanation = await self._rt.classifier.explain(
+                review, Source.WS, owner=self._principal.key_sha256
+            )
             out = dump(ExplainedOut.explained(prediction, explanation))
             await self._send({"type": "explanation", "id": message.id, **out})
         except GatewayError as exc:

@@ -133,11 +133,13 @@ class Classifier:
         source: Source,
         idempotency: Idempotency | None = None,
         *,
+        owner: str | None,
         explain: bool = False,
     ) -> Ticket:
-        """Published and awaited, or an error: ModelNotDeployed (at once), Overloaded,
-        KafkaUnavailable, or (a key reused for another review) ValidationFailed. With
-        ``explain``, each answer carries an Explanation (the statistics do not count it)."""
+        """Published and awaited, or an error: ModelNotDeployed (at once), Overloaded (of all
+        or of ``owner``'s reply slots), KafkaUnavailable, or (a key reused for another review)
+        ValidationFailed. With ``explain``, each answer carries an Explanation (the
+        statistics do not count it)."""
         if self.models is not None:
             try:
                 self.models.current.require(retry_after_s=self._no_model_retry_after_s)
@@ -168,7 +170,7 @@ class Classifier:
         unpublished = [r for r in requests if r.request_id in waiting
                        and not self.replies.is_pending(r.request_id)]  # fmt: skip
         try:
-            reserved = iter(self.replies.reserve(waiting))
+            reserved = iter(self.replies.reserve(waiting, owner))
         except Exception:
             self.metrics.reviews.labels(source.value, "overloaded").inc(len(requests))
             raise
@@ -189,16 +191,23 @@ class Classifier:
         return Ticket(requests, futures, waiting, self, prints)
 
     async def classify(
-        self, reviews: Sequence[ReviewIn], source: Source, idempotency: Idempotency | None = None
+        self,
+        reviews: Sequence[ReviewIn],
+        source: Source,
+        idempotency: Idempotency | None = None,
+        *,
+        owner: str | None,
     ) -> list[Prediction]:
-        ticket = await self.submit(reviews, source, idempotency)
+        ticket = await self.submit(reviews, source, idempotency, owner=owner)
         return await ticket.wait()
 
-    async def explain(self, review: ExplainIn, source: Source) -> tuple[Prediction, Explanation]:
+    async def explain(
+        self, review: ExplainIn, source: Source, *, owner: str | None
+    ) -> tuple[Prediction, Explanation]:
         """The answer and the words that decided it. No idempotency key: asking again
         changes nothing."""
         ticket = await self.submit([ReviewIn.model_construct(text=review.text, label=None)],
-                                   source, explain=True)  # fmt: skip
+                                   source, owner=owner, explain=True)  # fmt: skip
         [prediction] = await ticket.wait()
         if prediction.explanation is None:
             raise WorkerRefused(

@@ -16,6 +16,7 @@ from gateway.ratelimit import KeyRates
 from gateway.schemas import Limits
 from gateway.settings import Settings
 from gateway.statistics import StatsFeed, StatsStore
+from runtime.health import ReadinessCheck
 from runtime.tasks import Supervisor
 
 
@@ -33,6 +34,8 @@ class Context:
     alerts: AlertFeed
     fleet: FleetFeed
     rates: KeyRates
+    # /readyz behind both doors (the API port, the operations port): gateway.readiness
+    readiness: ReadinessCheck
     websockets: int = 0
     # open WebSockets per API key (sha256), for RS_GATEWAY_WS_MAX_PER_KEY
     sockets_by_key: Counter[str] = field(default_factory=Counter)

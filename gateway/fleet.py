@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError
 from contracts import KafkaSettings, ModelChanged
 from runtime.fleet import FleetReader, FleetView
 from runtime.kafka import ModelEvents, keep_latest, wait_for_kafka
+from runtime.signing import Verifier
 from runtime.tasks import Supervisor
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,16 @@ class FleetFeed(Protocol):
 
 
 class FleetTopics:
-    def __init__(self, settings: KafkaSettings, *, client_id: str, supervisor: Supervisor) -> None:
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        *,
+        client_id: str,
+        supervisor: Supervisor,
+        verifier: Verifier,
+    ) -> None:
         self._settings = settings
+        self._verifier = verifier
         self._client_id = client_id
         self._supervisor = supervisor
         self.view = FleetView()
@@ -99,7 +108,9 @@ class FleetTopics:
             await reader.stop()
 
     async def _follow_models(self) -> None:
-        events = ModelEvents(self._settings, client_id=f"{self._client_id}-fleet-models")
+        events = ModelEvents(
+            self._settings, client_id=f"{self._client_id}-fleet-models", verifier=self._verifier
+        )
         try:
             await events.start()
             latest = await events.catch_up(timeout_s=1, forget=True)

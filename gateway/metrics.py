@@ -6,6 +6,7 @@ from prometheus_client import Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from runtime.metrics import service_registry
+from runtime.signing import refused_counter
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -14,6 +15,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = service_registry()
         r = self.registry
+        self.models_refused = refused_counter("gateway", r)
         self.http_requests = Counter(
             "rs_gateway_http_requests",
             "HTTP requests answered, by route template, method and status",

@@ -20,14 +20,23 @@ from aiokafka.errors import KafkaError
 from contracts import KafkaSettings
 from gateway.deployment import Deployment, Deployments, ModelState
 from runtime.kafka import ModelEvents, keep_latest, serving_only, wait_for_kafka
+from runtime.signing import Verifier
 from runtime.tasks import Supervisor
 
 log = logging.getLogger(__name__)
 
 
 class ModelsTopic:
-    def __init__(self, settings: KafkaSettings, *, client_id: str, supervisor: Supervisor) -> None:
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        *,
+        client_id: str,
+        supervisor: Supervisor,
+        verifier: Verifier,
+    ) -> None:
         self._settings = settings
+        self._verifier = verifier
         self._supervisor = supervisor
         self._client_id = client_id
         self._board = Deployments()
@@ -67,7 +76,7 @@ class ModelsTopic:
 
     async def _follow(self) -> None:
         s = self._settings
-        events = ModelEvents(s, client_id=f"{self._client_id}-models")
+        events = ModelEvents(s, client_id=f"{self._client_id}-models", verifier=self._verifier)
         try:  # start() inside: a cancel while it connects must still close the client
             # Waits for the topic's metadata (UnknownTopicOrPartitionError without partitions).
             await events.start()

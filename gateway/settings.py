@@ -18,6 +18,7 @@ from contracts.topics import KafkaSettings
 from gateway.auth import KeyRecord
 from gateway.ratelimit import parse_rates
 from runtime.database import DatabaseSettings
+from runtime.signing import TrustedKeys
 
 
 def default_instance_id() -> str:
@@ -28,8 +29,14 @@ def default_instance_id() -> str:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RS_GATEWAY_", frozen=True)
 
-    host: str = Field("127.0.0.1", description="interface to bind (API, UI, health, metrics)")
+    host: str = Field("127.0.0.1", description="interface to bind (API, UI)")
     port: int = Field(8000, ge=0, le=65535)
+    # The probes' and Prometheus' door: /healthz, /readyz, /metrics without a key. Bind it
+    # where only the cluster reaches it; no Ingress routes it.
+    ops_host: str = Field("127.0.0.1", description="interface of the operations port")
+    ops_port: int = Field(
+        9100, ge=0, le=65535, description="/healthz, /readyz and /metrics without a key (0: free)"
+    )
     instance_id: str = Field(
         default_factory=default_instance_id,
         min_length=1,
@@ -39,6 +46,12 @@ class Settings(BaseSettings):
     reply_timeout_s: float = Field(10.0, gt=0, description="wait for a prediction, then 504")
     publish_timeout_s: float = Field(5.0, gt=0, description="wait for Kafka to ack, then 503")
     max_in_flight: int = Field(256, ge=1, description="reviews awaiting a reply, then 429")
+    max_in_flight_per_key: int = Field(
+        128,
+        ge=1,
+        description="reviews one API key may have awaiting a reply, then 429: no client takes "
+        "every slot (open mode: only max_in_flight)",
+    )
     max_batch: int = Field(32, ge=1, description="reviews in one batch request")
     max_text_chars: int = Field(5000, ge=1, description="characters in one review")
     max_body_bytes: int = Field(256 * 1024, ge=1024, description="request body / WS message")
@@ -88,6 +101,7 @@ class Settings(BaseSettings):
     tls_certfile: Path | None = Field(None, description="PEM certificate: serve HTTPS")
     tls_keyfile: Path | None = Field(None, description="PEM private key of the certificate")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    trusted_keys: TrustedKeys = Field(default_factory=TrustedKeys)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
 
     @field_validator("rate_limit")

@@ -28,6 +28,8 @@ from contracts.topics import models_key
 from inference.registry import serving_version
 from registry_watcher.changes import change
 from registry_watcher.settings import Settings
+from runtime.kafka import send_signed
+from runtime.signing import Signer
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +43,11 @@ class Challengers:
     """Polls each (model, challenger alias) and publishes what changed; ``published`` holds the
     last event per key, learnt from the models topic at start-up."""
 
-    def __init__(self, settings: Settings, *, published: Counter, errors: Counter) -> None:
+    def __init__(
+        self, settings: Settings, *, published: Counter, errors: Counter, signer: Signer | None
+    ) -> None:
         self.settings = settings
+        self._signer = signer
         self._published_counter = published  # the watcher's counters, shared
         self._errors_counter = errors
         self.published: dict[str, ModelChanged] = {}
@@ -90,7 +95,7 @@ class Challengers:
         topic = self.settings.kafka.models_topic
         try:
             value = None if event is None else encode(event)
-            await producer.send_and_wait(topic, value, key=key.encode())
+            await send_signed(producer, topic, key.encode(), value, self._signer)
         except KafkaError as exc:
             self._errors_counter.inc()
             log.warning("could not publish %s: %s; next poll tries again", what, exc)

@@ -45,8 +45,9 @@ from registry_watcher.settings import Settings
 from runtime.backoff import backoff
 from runtime.fleet import FleetReader, FleetView
 from runtime.health import HealthServer, Readiness
-from runtime.kafka import ModelEvents, connect, producer, wait_for_kafka
+from runtime.kafka import ModelEvents, connect, producer, send_signed, wait_for_kafka
 from runtime.metrics import service_registry
+from runtime.signing import refused_counter
 from runtime.tasks import Supervisor
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class WatcherMetrics:
             "rs_watcher_releases_refused", "Alias moves not shipped (gates, rollback, artifact)",
             ["model_name"], registry=r,
         )  # fmt: skip
+        self.models_refused = refused_counter("watcher", r)
         self.rollbacks = Counter(
             "rs_watcher_rollbacks", "Automatic rollbacks of a version on probation",
             ["model_name", "alert"], registry=r,
@@ -102,7 +104,10 @@ class Watcher:
         self._registry_error: str | None = NOT_POLLED
         self._registry_reached = False
         m = self.metrics
-        self.challengers = Challengers(settings, published=m.published, errors=m.publish_errors)
+        self._signer = settings.signing_key.signer()
+        self.challengers = Challengers(
+            settings, published=m.published, errors=m.publish_errors, signer=self._signer
+        )
         self.published: dict[str, ModelChanged] = {}
         # Per model: the verdict key of the version verified for shipping, and of the one
         # refused with the alert that said so (each is decided once, not on every poll).
@@ -157,7 +162,11 @@ class Watcher:
             log.info("registry watcher stopped")
             return
         events = await connect(
-            lambda: ModelEvents(s.kafka, client_id="rs-registry-watcher-catch-up"),
+            lambda: ModelEvents(
+                s.kafka,
+                client_id="rs-registry-watcher-catch-up",
+                verifier=s.trusted_keys.verifier(self.metrics.models_refused),
+            ),
             what=f"models topic {s.kafka.models_topic}",
             give_up=stopping,
         )
@@ -419,7 +428,9 @@ class Watcher:
         assert self._producer is not None
         topic = self.settings.kafka.models_topic
         try:
-            await self._producer.send_and_wait(topic, encode(event), key=event.model_name.encode())
+            await send_signed(
+                self._producer, topic, event.model_name.encode(), encode(event), self._signer
+            )
         except KafkaError as exc:
             self.metrics.publish_errors.inc()
             log.warning("could not publish %s: %s; next poll tries again", event.version, exc)

@@ -8,6 +8,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from contracts.topics import KafkaSettings
 from inference.registry import CHALLENGER_ALIAS, DEFAULT_ALIAS, DEFAULT_MODEL_NAME
 from runtime.settings import CommaSeparated
+from runtime.signing import SigningKey, TrustedKeys
 
 
 class Settings(BaseSettings):
@@ -47,3 +48,5 @@ class Settings(BaseSettings):
     )
     mlflow_tracking_uri: str = Field("http://127.0.0.1:5000", alias="MLFLOW_TRACKING_URI")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    trusted_keys: TrustedKeys = Field(default_factory=TrustedKeys)
+    signing_key: SigningKey = Field(default_factory=SigningKey)

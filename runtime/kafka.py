@@ -34,6 +34,7 @@ from contracts import DecodeError, ModelChanged, decode
 from contracts.topics import SERVING_ALIAS, KafkaSettings, models_key
 from runtime.backoff import backoff
 from runtime.records import Record
+from runtime.signing import Signer, Verifier
 from runtime.startup import NotYet, Probe, wait_for
 
 log = logging.getLogger(__name__)
@@ -158,6 +159,18 @@ def producer(kafka: KafkaSettings, *, client_id: str, **options: Any) -> AIOKafk
     )
 
 
+async def send_signed(
+    producer: AIOKafkaProducer,
+    topic: str,
+    key: bytes,
+    value: bytes | None,
+    signer: Signer | None,
+) -> None:
+    """Send a models-topic record (``value`` None: a tombstone), signed when a key is set."""
+    headers = None if signer is None else signer.headers(key, value)
+    await producer.send_and_wait(topic, value, key=key, headers=headers)
+
+
 def to_record(message: Any) -> Record:
     return Record(
         topic=message.topic,
@@ -201,10 +214,15 @@ def serving_only(latest: dict[str, ModelChanged]) -> dict[str, ModelChanged]:
 
 
 class ModelEvents:
-    """The compacted models topic: every partition, from the beginning, no consumer group."""
+    """The compacted models topic: every partition, from the beginning, no consumer group.
 
-    def __init__(self, kafka: KafkaSettings, *, client_id: str) -> None:
+    A record that ``verifier`` does not trust (unsigned, signed by an unknown key, or with a
+    bad signature: ``runtime.signing``) is logged, counted by the verifier and skipped, as if
+    it had never been written."""
+
+    def __init__(self, kafka: KafkaSettings, *, client_id: str, verifier: Verifier) -> None:
         self.topic = kafka.models_topic
+        self._verifier = verifier
         self._consumer = AIOKafkaConsumer(
             self.topic,
             bootstrap_servers=kafka.bootstrap_servers,
@@ -256,6 +274,16 @@ class ModelEvents:
         events: list[ModelChanged | Forgotten] = []
         for messages in batches.values():
             for message in messages:
+                refusal = self._verifier.refusal(message.key, message.value, message.headers)
+                if refusal is not None:
+                    log.error(
+                        "refusing record %s[%d]@%d on the models topic: %s",
+                        message.topic,
+                        message.partition,
+                        message.offset,
+                        refusal.replace("_", " "),
+                    )
+                    continue
                 if message.value is None:
                     if message.key is not None:
                         events.append(Forgotten(message.key.decode(errors="replace")))

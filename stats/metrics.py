@@ -8,6 +8,7 @@ from collections import deque
 from prometheus_client import Counter, Gauge, Histogram
 
 from runtime.metrics import service_registry
+from runtime.signing import refused_counter
 
 
 class Metrics:
@@ -16,6 +17,7 @@ class Metrics:
     def __init__(self, *, throughput_window_s: float = 10.0) -> None:
         self.registry = service_registry()
         r = self.registry
+        self.models_refused = refused_counter("stats", r)
         self.records = Counter(
             "rs_stats_records",
             "Records processed, by kind (prediction, feedback) and outcome "

@@ -28,6 +28,7 @@ from inference.monitoring import feature_values, histograms
 from runtime.backoff import backoff
 from runtime.kafka import ModelEvents
 from runtime.records import Record
+from runtime.signing import Verifier
 from stats.db import PostgresStatsStore
 from stats.drift import AccuracyCheck, DriftMonitor, DriftSettings, FeatureDrift, check_accuracy
 from stats.metrics import Metrics
@@ -129,14 +130,16 @@ class Monitor:
         self._id = f"{socket.gethostname()}-{os.getpid()}"
         self._last_accuracy: dict[str, tuple[int, int]] = {}
 
-    async def follow_models(self, kafka: KafkaSettings) -> None:
+    async def follow_models(self, kafka: KafkaSettings, verifier: Verifier) -> None:
         """Learn every version's profile from the models topic, for as long as it runs; the
         monitor is an observer, so a broken connection is retried, never fatal."""
         async for attempt in AsyncRetrying(
             wait=backoff(), retry=retry_if_exception_type(KafkaError), before_sleep=_log_retry
         ):
             with attempt:
-                events = ModelEvents(kafka, client_id=f"stats-monitor-{self._id}")
+                events = ModelEvents(
+                    kafka, client_id=f"stats-monitor-{self._id}", verifier=verifier
+                )
                 await events.start()
                 try:
                     while True:

@@ -188,13 +188,14 @@ class StatsService:
         s, monitor = self._settings, self._monitor
         if monitor is None:
             return []
+        verifier = s.trusted_keys.verifier(self.metrics.models_refused)
 
         async def check_accuracy() -> None:
             if self._database_ready.is_set():  # migrated: the columns it reads exist
                 await monitor.check_accuracy()
 
         return [
-            tasks.create_task(self._guarded("models", monitor.follow_models(s.kafka))),
+            tasks.create_task(self._guarded("models", monitor.follow_models(s.kafka, verifier))),
             tasks.create_task(
                 self._guarded("accuracy", self._every(s.accuracy_interval_s, check_accuracy))
             ),

@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.topics import KafkaSettings
 from runtime.database import DatabaseSettings
+from runtime.signing import TrustedKeys
 from stats.drift import DriftSettings
 
 
@@ -79,6 +80,7 @@ class Settings(BaseSettings):
     )
     accuracy_interval_s: float = Field(10.0, gt=0, description="how often accuracy is checked")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    trusted_keys: TrustedKeys = Field(default_factory=TrustedKeys)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
 
     def drift(self) -> DriftSettings:

@@ -57,9 +57,14 @@ class GatewayProcess(ServiceProcess):
     """``python -m gateway`` on a free port of its own."""
 
     def __init__(self, env: Mapping[str, str], log_path: Path, *, tls: bool = False) -> None:
-        port = free_port()
-        env = {**env, "RS_GATEWAY_PORT": str(port)}
+        port, self.ops_port = free_port(), free_port()
+        env = {**env, "RS_GATEWAY_PORT": str(port), "RS_GATEWAY_OPS_PORT": str(self.ops_port)}
         super().__init__("gateway", env=env, log_path=log_path, port=port, tls=tls)
+
+    @property
+    def ops_url(self) -> str:
+        """The operations port: /healthz, /readyz and /metrics without a key (plain HTTP)."""
+        return f"http://127.0.0.1:{self.ops_port}"
 
     @property
     def ws_url(self) -> str:
@@ -74,12 +79,14 @@ def running_gateway(
     return GatewayProcess(env, log_path, tls=tls).running(ready="/healthz")
 
 
-async def wait_until_ready(client: httpx.AsyncClient, *, timeout_s: float = 60) -> None:
+async def wait_until_ready(
+    client: httpx.AsyncClient, *, timeout_s: float = 60, headers: Mapping[str, str] | None = None
+) -> None:
     """Poll /readyz until Kafka and PostgreSQL both answer (the database is optional to the
     gateway's readiness: ready and not degraded)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        response = await client.get("/readyz")
+        response = await client.get("/readyz", headers=headers)
         if response.status_code == 200 and "degraded" not in response.json():
             return
         if time.monotonic() > deadline:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 from runtime.metrics import service_registry
+from runtime.signing import refused_counter
 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 LATENCIES = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -36,6 +37,7 @@ class WorkerMetrics:
             ["kind"],
             registry=r,
         )  # fmt: skip
+        self.models_refused = refused_counter("worker", r)
         self.model_info = Gauge(
             "rs_worker_model_info", "1 for the model version in service",
             ["model_name", "model_version", "sha256"], registry=r,

@@ -147,6 +147,7 @@ class Worker:
             withdraw_on_tombstone=s.shadow,
         )
         client_id = f"rs-worker-{s.worker_id}"
+        verifier = s.trusted_keys.verifier(self.metrics.models_refused)
         stopping = self._stopping.is_set
         topics = [
             s.kafka.requests_topic,
@@ -165,7 +166,7 @@ class Worker:
         self._stack.push_async_callback(self._producer.stop)
         self._reply_partitions = len(await self._producer.partitions_for(s.answers_topic))
         events = await connect(
-            lambda: ModelEvents(s.kafka, client_id=f"{client_id}-models"),
+            lambda: ModelEvents(s.kafka, client_id=f"{client_id}-models", verifier=verifier),
             what=f"models topic {s.kafka.models_topic}",
             give_up=stopping,
         )

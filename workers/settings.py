@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from contracts.topics import KafkaSettings
 from inference.registry import CHALLENGER_ALIAS, DEFAULT_ALIAS, DEFAULT_MODEL_NAME
 from runtime.settings import CommaSeparated
+from runtime.signing import TrustedKeys
 
 SERVING_GROUP = "reviewstream-workers"
 SHADOW_GROUP = "reviewstream-shadow"
@@ -85,6 +86,7 @@ class Settings(BaseSettings):
     heartbeat_interval_ms: int = Field(3_000, description="consumer group heartbeat interval")
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    trusted_keys: TrustedKeys = Field(default_factory=TrustedKeys)
 
     @model_validator(mode="before")
     @classmethod

@@ -21,6 +21,7 @@ from deploy.local.database_roles import role_passwords, service_env
 from deploy.local.monitoring import ensure_key, gateway_keys_env
 from deploy.local.ports import check_free
 from deploy.local.settings import StackSettings
+from deploy.local.signing import signing_env
 
 # The reviewstream services, each runnable alone as `python -m <package>`.
 SERVICES: list[str] = ["workers", "registry_watcher", "stats", "gateway"]
@@ -122,7 +123,7 @@ def up(
         if name in service_names and settings.runs_postgres:
             # Each service connects as its own role (stats.roles), never as the owner.
             own = service_env(name, env, database_url, settings.state_dir)
-        manager.add_process(name, command, env=own)
+        manager.add_process(name, command, env=own | signing_env(settings, name))
     manager.loop()
     raise typer.Exit(manager.returncode or 0)
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from deploy.healthcheck import ENDPOINTS, METRICS_PATH
+from deploy.healthcheck import ENDPOINTS, GATEWAY_API, METRICS_PATH
 from deploy.local.settings import StackSettings
 from gateway.auth import KeyRecord, Role, hash_key, new_key
 
@@ -122,7 +122,7 @@ def prometheus_config(settings: StackSettings, targets: Path) -> dict[str, Any]:
 def webhook_url(settings: StackSettings) -> str:
     if settings.alert_webhook_url:
         return settings.alert_webhook_url
-    return ENDPOINTS["gateway"].url("/v1/admin/alerts", dict(os.environ))
+    return GATEWAY_API.url("/v1/admin/alerts", dict(os.environ))
 
 
 def key_file(settings: StackSettings) -> Path:

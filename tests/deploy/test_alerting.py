@@ -126,7 +126,7 @@ async def test_a_stopped_worker_alerts_the_gateway_through_prometheus_and_alertm
                 lambda port=port: alive(f"http://127.0.0.1:{port}"), timeout_s=90, what="alive"
             )
         scrape = {job: [f"127.0.0.1:{port}"] for job, port in ports.items()}
-        scrape["gateway"] = [gateway.url.removeprefix("http://")]
+        scrape["gateway"] = [gateway.ops_url.removeprefix("http://")]  # its operations port
         monitoring = LocalMonitoring(
             monitoring_state,
             {

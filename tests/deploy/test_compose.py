@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from deploy.healthcheck import ENDPOINTS
+from deploy.healthcheck import GATEWAY_API
 from tests.deployrender import COMPOSE_SECRETS, DEPLOYED, compose_config, run_compose
 
 INFRA = ("kafka", "postgres", "mlflow")
@@ -160,10 +160,11 @@ def test_init_job_makes_the_roles_as_the_owner() -> None:
 
 def test_gateway_is_published_with_api_keys_from_a_secret() -> None:
     gateway = service("gateway")
-    assert [p["target"] for p in gateway["ports"]] == [ENDPOINTS["gateway"].default_port]
+    # The API only: the operations port (probes, metrics) stays inside the network.
+    assert [p["target"] for p in gateway["ports"]] == [GATEWAY_API.default_port]
     assert gateway["environment"]["RS_GATEWAY_OPEN_MODE"] == "false"
     assert gateway["environment"]["RS_GATEWAY_API_KEYS_FILE"] == "/run/secrets/api_keys"
-    assert [s["source"] for s in gateway["secrets"]] == ["api_keys"]
+    assert [s["source"] for s in gateway["secrets"]] == ["api_keys", "models_verify_key"]
     assert "api_keys" in compose_config()["secrets"]
     # Unique per replica: never one fixed id for every gateway.
     assert gateway["environment"]["RS_GATEWAY_INSTANCE_ID"] is None

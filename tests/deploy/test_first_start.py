@@ -58,6 +58,7 @@ def newcomer_env(clone: Path) -> tuple[dict[str, str], int]:
         "RS_STACK_PROMETHEUS_URL": f"http://127.0.0.1:{free_port()}",
         "RS_STACK_ALERTMANAGER_URL": f"http://127.0.0.1:{free_port()}",
         "RS_GATEWAY_PORT": str(gateway),
+        "RS_GATEWAY_OPS_PORT": str(free_port()),
         "RS_WORKER_PORT": str(free_port()),
         "RS_STATS_PORT": str(free_port()),
         "RS_WATCHER_PORT": str(free_port()),

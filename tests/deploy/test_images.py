@@ -140,10 +140,10 @@ def test_service_images_run_unprivileged_with_real_health_checks(target: str) ->
     (health,) = stage.instructions("HEALTHCHECK")
     assert f'"deploy.healthcheck", "{package}", "/healthz"]' in health
     (env,) = stage.instructions("ENV")
-    host_env = endpoint.port_env.replace("_PORT", "_HOST")
-    assert f"{host_env}=0.0.0.0" in env.split()
+    assert f"{endpoint.host_env}=0.0.0.0" in env.split()
     assert f"{endpoint.port_env}={endpoint.default_port}" in env.split()
-    assert stage.instructions("EXPOSE") == [str(endpoint.default_port)]
+    (exposed,) = stage.instructions("EXPOSE")
+    assert str(endpoint.default_port) in exposed.split()
 
 
 def test_base_user_is_the_numeric_non_root_one() -> None:
@@ -231,9 +231,9 @@ def test_cli_reads_the_port_the_service_reads(server: int) -> None:
 
 
 def test_url_follows_port_and_tls_settings() -> None:
-    gateway = ENDPOINTS["gateway"]
-    assert gateway.url("/healthz", {}) == "http://127.0.0.1:8000/healthz"
-    assert gateway.url("/readyz", {"RS_GATEWAY_PORT": "8443"}) == "http://127.0.0.1:8443/readyz"
-    tls = {"RS_GATEWAY_TLS_CERTFILE": "/etc/tls/tls.crt"}
-    assert gateway.url("/healthz", tls).startswith("https://")
+    gateway = ENDPOINTS["gateway"]  # its operations port, plain HTTP even when the API is TLS
+    assert gateway.url("/healthz", {}) == "http://127.0.0.1:9100/healthz"
+    assert gateway.url("/readyz", {"RS_GATEWAY_OPS_PORT": "9443"}) == "http://127.0.0.1:9443/readyz"
+    tls = {"RS_X_TLS": "/etc/tls/tls.crt"}
+    assert Endpoint("RS_X_PORT", 1, tls_env="RS_X_TLS").url("/healthz", tls).startswith("https://")
     assert Endpoint("RS_X_PORT", 1).url("/healthz", tls).startswith("http://")

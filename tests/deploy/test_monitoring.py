@@ -171,9 +171,17 @@ def test_a_servicemonitor_scrapes_each_service_where_it_serves_metrics(name: str
         [endpoint] = monitor["spec"]["endpoints"]
         assert endpoint["path"] == "/metrics"
         assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
-    # prod serves the gateway over HTTPS (components/gateway-backend-tls).
-    assert monitors["gateway"]["spec"]["endpoints"][0]["scheme"] == "https"
-    assert "scheme" not in monitors["workers"]["spec"]["endpoints"][0]
+    # The gateway's metrics come from its operations port, plain HTTP in the cluster even
+    # where its API is HTTPS (components/gateway-backend-tls); the Ingress never routes it.
+    assert monitors["gateway"]["spec"]["endpoints"][0]["port"] == "ops"
+    assert "scheme" not in monitors["gateway"]["spec"]["endpoints"][0]
+    ingress = find(manifests, "Ingress", "gateway")
+    routed = {
+        path["backend"]["service"]["port"]["name"]
+        for rule in ingress["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    }
+    assert routed == {"http"}
 
 
 def test_dev_needs_no_prometheus_operator() -> None:
@@ -192,7 +200,7 @@ def test_the_cluster_alertmanager_posts_to_the_gateway_with_a_key_from_the_secre
     [hook] = receiver["webhookConfigs"]
     service = find(manifests, "Service", "gateway")
     namespace = service["metadata"]["namespace"]
-    [port] = service["spec"]["ports"]
+    [port] = [p for p in service["spec"]["ports"] if p["name"] == "http"]
     # prod's gateway serves HTTPS on the Service's port (components/gateway-backend-tls).
     assert hook["url"] == f"https://gateway.{namespace}.svc:{port['port']}/v1/admin/alerts"
     credentials = hook["httpConfig"]["authorization"]["credentials"]

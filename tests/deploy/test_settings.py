@@ -158,8 +158,8 @@ def test_kubernetes_can_set_the_opt_in_settings(package: str) -> None:
 @pytest.mark.parametrize("package", sorted(ENDPOINTS))
 def test_every_service_listens_on_all_interfaces_on_its_port(package: str) -> None:
     endpoint = ENDPOINTS[package]
-    assert endpoint.port_env == f"{prefix_of(package)}PORT"
-    host = f"{prefix_of(package)}HOST"
+    assert endpoint.port_env.startswith(prefix_of(package))
+    host = endpoint.host_env
     assert compose_env(package)[host] == "0.0.0.0"
     assert compose_env(package)[endpoint.port_env] == str(endpoint.default_port)
     for name in OVERLAYS:
@@ -173,7 +173,7 @@ def test_contract_ports() -> None:
         "workers": 9101,
         "stats": 9102,
         "registry_watcher": 9103,
-        "gateway": 8000,
+        "gateway": 9100,  # its operations port; the API is on 8000
     }
 
 
@@ -237,8 +237,10 @@ def test_deploy_names_no_setting_the_service_lacks(package: str) -> None:
 @pytest.mark.parametrize("package", SERVICES)
 def test_default_port_matches_the_probes(package: str) -> None:
     fields = service_settings(package).model_fields
-    assert fields["port"].default == ENDPOINTS[package].default_port
-    assert fields["host"].default == "127.0.0.1"  # so a container must set 0.0.0.0, as it does
+    endpoint, prefix = ENDPOINTS[package], prefix_of(package)
+    port, host = (e.removeprefix(prefix).lower() for e in (endpoint.port_env, endpoint.host_env))
+    assert fields[port].default == endpoint.default_port
+    assert fields[host].default == "127.0.0.1"  # so a container must set 0.0.0.0, as it does
 
 
 @pytest.mark.parametrize("name", OVERLAYS)

@@ -41,9 +41,10 @@ ROUTES: dict[tuple[str, str], Role | None] = {
     ("GET", "/"): PUBLIC,
     ("GET", "/static/{path}"): PUBLIC,
     ("GET", "/healthz"): PUBLIC,
-    ("GET", "/readyz"): PUBLIC,
-    ("GET", "/metrics"): PUBLIC,
-    ("GET", "/openapi.json"): PUBLIC,
+    # Without a key on the operations port only (tests/gateway/test_operations_port.py).
+    ("GET", "/readyz"): Role.ADMIN,
+    ("GET", "/metrics"): Role.ADMIN,
+    ("GET", "/openapi.json"): Role.VIEWER,
     ("POST", "/v1/classify"): Role.CLIENT,
     ("POST", "/v1/classify/batch"): Role.CLIENT,
     ("POST", "/v1/explain"): Role.CLIENT,
@@ -106,7 +107,7 @@ def client() -> Iterator[TestClient]:
 
 
 def test_the_table_covers_every_documented_route(client: TestClient) -> None:
-    paths = client.get("/openapi.json").json()["paths"]
+    paths = client.get("/openapi.json", headers=CALLERS["viewer"]).json()["paths"]
     documented = {(m.upper(), p) for p, ops in paths.items() for m in ops}
     assert documented == set(ROUTES)
 

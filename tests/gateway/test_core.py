@@ -42,6 +42,27 @@ async def test_reserve_is_all_or_nothing_within_the_bound() -> None:
     assert replies.in_flight == 3
 
 
+async def test_one_key_holds_at_most_its_share_of_the_slots() -> None:
+    replies = Replies(6, per_owner=4, retry_after_s=2)
+    replies.reserve(["a1", "a2", "a3"], "key-a")
+    with pytest.raises(Overloaded, match="limit 4 per key") as refused:
+        replies.reserve(["a4", "a5"], "key-a")
+    assert refused.value.retry_after == 2
+    replies.reserve(["b1", "b2"], "key-b")  # another key still gets room
+    replies.reserve(["a1"], "key-a")  # a retry of a pending id takes no more room
+    replies.reserve(["a4"], "key-a")
+    with pytest.raises(Overloaded, match="limit 6"):
+        replies.reserve(["b3"], "key-b")  # the total bound still holds
+    replies.release(["a1", "a1", "a2"])  # a1's two waiters, then a2
+    assert replies.in_flight == 4
+    replies.reserve(["a5", "a6"], "key-a")  # freed slots count for their key again
+    replies.release(["b1"])
+    with pytest.raises(Overloaded, match="per key"):
+        replies.reserve(["a7"], "key-a")  # room in total, none left in key-a's share
+    replies.reserve(["x"], None)  # open mode: no key, only the total
+    assert replies.in_flight == 6
+
+
 async def test_resolve_only_what_is_awaited_and_only_once() -> None:
     replies = Replies(10, retry_after_s=1)
     first = request()
@@ -79,13 +100,13 @@ def answers() -> RememberedAnswers:
 async def test_a_failed_publish_frees_its_slots() -> None:
     core, _ = classifier(bus_up=False)
     with pytest.raises(KafkaUnavailable):
-        await core.submit([ReviewIn(text="a"), ReviewIn(text="b")], Source.REST)
+        await core.submit([ReviewIn(text="a"), ReviewIn(text="b")], Source.REST, owner=None)
     assert core.replies.in_flight == 0
 
 
 async def test_timeout_names_the_missing_requests_and_frees_the_slots() -> None:
     core, bus = classifier()
-    ticket = await core.submit([ReviewIn(text="a"), ReviewIn(text="b")], Source.REST)
+    ticket = await core.submit([ReviewIn(text="a"), ReviewIn(text="b")], Source.REST, owner=None)
     bus.deliver(prediction_for(bus.requests[0]))
     with pytest.raises(ReplyTimeout) as timeout:
         await ticket.wait()
@@ -99,7 +120,9 @@ async def test_timeout_names_the_missing_requests_and_frees_the_slots() -> None:
 
 async def test_replies_in_any_order_come_back_in_request_order() -> None:
     core, bus = classifier(timeout_s=5)
-    waiting = asyncio.create_task(core.classify([ReviewIn(text=t) for t in "abc"], Source.REST))
+    waiting = asyncio.create_task(
+        core.classify([ReviewIn(text=t) for t in "abc"], Source.REST, owner=None)
+    )
     for _ in range(100):  # the task publishes within a few loop turns
         if len(bus.requests) == 3:
             break
@@ -144,7 +167,7 @@ def refusal(request: ReviewRequest, kind: FailureKind) -> RequestFailed:
 
 async def test_an_error_reply_fails_the_wait_at_once_naming_the_review() -> None:
     core, bus = classifier(timeout_s=30)
-    ticket = await core.submit([ReviewIn(text="a"), ReviewIn(text="b")], Source.REST)
+    ticket = await core.submit([ReviewIn(text="a"), ReviewIn(text="b")], Source.REST, owner=None)
     bus.deliver(refusal(bus.requests[1], FailureKind.INVALID))
     with pytest.raises(WorkerRefused) as refused:
         await asyncio.wait_for(ticket.wait(), 1)  # not the 30 s reply timeout
@@ -152,7 +175,7 @@ async def test_an_error_reply_fails_the_wait_at_once_naming_the_review() -> None
     assert refused.value.details == [{"field": "reviews.1", "problem": refused.value.message}]
     assert core.replies.in_flight == 0
 
-    single = await core.submit([ReviewIn(text="c")], Source.WS)
+    single = await core.submit([ReviewIn(text="c")], Source.WS, owner=None)
     bus.deliver(refusal(bus.requests[2], FailureKind.INFERENCE))
     with pytest.raises(WorkerRefused) as failed:
         await single.wait()
@@ -162,21 +185,21 @@ async def test_an_error_reply_fails_the_wait_at_once_naming_the_review() -> None
 async def test_a_retry_with_the_same_key_gets_the_same_answer_and_publishes_once() -> None:
     core, bus = classifier(timeout_s=5)
     key = Idempotency("alice", "order-1")
-    first = await core.submit([ReviewIn(text="Lovely.", label=1)], Source.REST, key)
-    retry = await core.submit([ReviewIn(text="Lovely.", label=1)], Source.REST, key)
+    first = await core.submit([ReviewIn(text="Lovely.", label=1)], Source.REST, key, owner=None)
+    retry = await core.submit([ReviewIn(text="Lovely.", label=1)], Source.REST, key, owner=None)
     assert len(bus.requests) == 1  # the retry waits for the same reply
     assert retry.request_ids == first.request_ids
     bus.deliver(prediction_for(bus.requests[0]))
     [a], [b] = await asyncio.gather(first.wait(), retry.wait())
     assert a == b
     assert core.replies.in_flight == 0  # both waiters let go of the one slot
-    [c] = await core.classify([ReviewIn(text="Lovely.", label=1)], Source.REST, key)
+    [c] = await core.classify([ReviewIn(text="Lovely.", label=1)], Source.REST, key, owner=None)
     assert c == a
     assert len(bus.requests) == 1
     with pytest.raises(ValidationFailed, match="another review"):
-        await core.submit([ReviewIn(text="Awful.", label=1)], Source.REST, key)
+        await core.submit([ReviewIn(text="Awful.", label=1)], Source.REST, key, owner=None)
     other = await core.submit([ReviewIn(text="Lovely.", label=1)], Source.REST,
-                              Idempotency("bob", "order-1"))  # fmt: skip
+                              Idempotency("bob", "order-1"), owner=None)  # fmt: skip
     assert other.request_ids != first.request_ids  # keys are per caller
     other.release()
 
@@ -185,8 +208,8 @@ async def test_an_unanswered_retry_publishes_again_and_a_stored_answer_is_used()
     core, bus = classifier(timeout_s=0.1)
     key = Idempotency("alice", "k")
     with pytest.raises(ReplyTimeout):
-        await core.classify([ReviewIn(text="x")], Source.REST, key)
-    ticket = await core.submit([ReviewIn(text="x")], Source.REST, key)
+        await core.classify([ReviewIn(text="x")], Source.REST, key, owner=None)
+    ticket = await core.submit([ReviewIn(text="x")], Source.REST, key, owner=None)
     assert len(bus.requests) == 2
     assert bus.requests[0].request_id == bus.requests[1].request_id
     ticket.release()
@@ -201,7 +224,7 @@ async def test_an_unanswered_retry_publishes_again_and_a_stored_answer_is_used()
     elsewhere = Classifier(bus, Replies(4, retry_after_s=1), Metrics(), instance_id="gw-2",
                            reply_timeout_s=1, answers=answers(), no_model_retry_after_s=5,
                            stored_answer=from_database)  # fmt: skip
-    assert await elsewhere.classify([ReviewIn(text="x")], Source.REST, key) == [stored]
+    assert await elsewhere.classify([ReviewIn(text="x")], Source.REST, key, owner=None) == [stored]
     assert len(bus.requests) == 2
     assert len(lookups) == 1
 

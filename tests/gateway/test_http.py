@@ -13,6 +13,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
+from gateway.auth import KeyRecord, Role, hash_key, new_key
 from tests.gateway.memory import MemoryBus, MemoryStats, memory_app, prediction_for
 
 LIMITS = {"max_text_chars": 50, "max_batch": 3, "max_body_bytes": 1024, "open_mode": True}
@@ -184,14 +185,14 @@ def test_stats_database_down_is_503_for_statistics_and_the_gateway_stays_ready(
 
 
 def test_a_readiness_probe_flood_checks_the_dependencies_once_per_cache_period() -> None:
-    app, bus, _ = memory_app(readiness_cache_s=60)
+    app, bus, _ = memory_app(open_mode=True, readiness_cache_s=60)
     with TestClient(app) as client:
         for _ in range(50):
             assert client.get("/readyz").status_code == 200
         assert bus.checks == 1
         bus.up = False
         assert client.get("/readyz").status_code == 200  # the answer of the last check
-    app, bus, _ = memory_app(readiness_cache_s=0)
+    app, bus, _ = memory_app(open_mode=True, readiness_cache_s=0)
     with TestClient(app) as client:
         for _ in range(3):
             client.get("/readyz")
@@ -309,7 +310,7 @@ async def test_batch_keeps_request_order_whatever_the_reply_order(
 
 
 async def test_a_background_task_that_dies_makes_the_gateway_not_ready() -> None:
-    app, _, _ = memory_app()
+    app, _, _ = memory_app(open_mode=True)
     with TestClient(app) as client:
         supervisor = app.state.runtime.supervisor
 
@@ -324,3 +325,34 @@ async def test_a_background_task_that_dies_makes_the_gateway_not_ready() -> None
         assert ready.json()["reason"] == "background tasks died: stats-feed"
         metrics = client.get("/metrics").text
         assert 'rs_gateway_background_task_failures_total{task="stats-feed"} 1.0' in metrics
+
+
+async def test_one_key_cannot_take_every_reply_slot() -> None:
+    busy, quiet = new_key(), new_key()
+    keys = [KeyRecord(name=n, role=Role.CLIENT, sha256=hash_key(k))
+            for n, k in (("busy", busy), ("quiet", quiet))]  # fmt: skip
+    app, bus, _ = memory_app(api_keys=keys, max_in_flight=4, max_in_flight_per_key=2,
+                             reply_timeout_s=30)  # fmt: skip
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+
+            def post(key: str, text: str) -> asyncio.Task[httpx.Response]:
+                call = http.post("/v1/classify", json={"text": text}, headers={"X-API-Key": key})
+                return asyncio.create_task(call)
+
+            waiting = [post(busy, "one"), post(busy, "two")]
+            await wait_for(lambda: len(bus.requests) == 2)
+            refused = await post(busy, "three")
+            assert refused.status_code == 429
+            assert "limit 2 per key" in refused.json()["message"]
+            assert refused.headers["retry-after"] == "1"
+            served = post(quiet, "another client")  # still has its share
+            await wait_for(lambda: len(bus.requests) == 3)
+            for published in bus.requests:
+                bus.deliver(prediction_for(published))
+            assert [(await t).status_code for t in [*waiting, served]] == [200, 200, 200]
+            again = post(busy, "room again")  # the key's slots came back
+            await wait_for(lambda: len(bus.requests) == 4)
+            bus.deliver(prediction_for(bus.requests[3]))
+            assert (await again).status_code == 200

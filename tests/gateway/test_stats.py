@@ -26,7 +26,7 @@ from tests.gateway_harness import (
     wait_until_ready,
 )
 
-VIEWER = new_key()
+VIEWER, ADMIN = new_key(), new_key()
 
 
 @pytest.fixture
@@ -38,7 +38,10 @@ async def http(
     settings = Settings(
         kafka=kafka,
         database=DatabaseSettings.model_validate({"DATABASE_URL": reader_url}),
-        api_keys=[KeyRecord(name="viewer", role=Role.VIEWER, sha256=hash_key(VIEWER))],
+        api_keys=[
+            KeyRecord(name="viewer", role=Role.VIEWER, sha256=hash_key(VIEWER)),
+            KeyRecord(name="admin", role=Role.ADMIN, sha256=hash_key(ADMIN)),  # /readyz
+        ],
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
@@ -49,7 +52,7 @@ async def http(
         ) as client:
             # Started for real before the test (and so before the shutdown): a gateway stopped
             # while its Kafka clients are still connecting leaves aiokafka connections behind.
-            await wait_until_ready(client)
+            await wait_until_ready(client, headers={"X-API-Key": ADMIN})
             await wait_for_model(client, "none")
             yield client
 

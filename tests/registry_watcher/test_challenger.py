@@ -19,6 +19,7 @@ from deploy.local.launcher import LocalStack
 from registry_watcher.service import Watcher
 from registry_watcher.settings import Settings
 from runtime.kafka import ModelEvents, serving_only
+from runtime.signing import Verifier
 from tests.serving import eventually, mlflow_client, register, unique
 
 
@@ -55,7 +56,7 @@ async def records(kafka: KafkaSettings) -> list[tuple[str, str | None]]:
 
 
 async def latest(kafka: KafkaSettings) -> dict[str, str]:
-    events = ModelEvents(kafka, client_id=unique("test-reader"))
+    events = ModelEvents(kafka, client_id=unique("test-reader"), verifier=Verifier({}))
     await events.start()
     try:
         return {k: e.version for k, e in (await events.catch_up(forget=True)).items()}
@@ -83,7 +84,7 @@ async def test_challenger_beside_production_then_withdrawn(
         keys = [k for k, _ in await records(kafka)]
         assert sorted(keys) == sorted([name, key])  # neither erases the other on compaction
         # A reader that serves clients sees production only.
-        events = ModelEvents(kafka, client_id=unique("test-reader"))
+        events = ModelEvents(kafka, client_id=unique("test-reader"), verifier=Verifier({}))
         await events.start()
         try:
             serving = serving_only(await events.catch_up())

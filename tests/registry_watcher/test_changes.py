@@ -75,12 +75,14 @@ def test_challengers_are_announced_beside_the_serving_alias(
     monkeypatch.setenv("RS_WATCHER_MODEL_NAMES", "a,b")
     monkeypatch.setenv("RS_WATCHER_SHADOW_ALIASES", " challenger, production ,")
     metrics = WatcherMetrics()
-    found = Challengers(Settings(), published=metrics.published, errors=metrics.publish_errors)
+    found = Challengers(
+        Settings(), published=metrics.published, errors=metrics.publish_errors, signer=None
+    )
     # The serving alias is never a challenger, whatever the list says.
     assert found.targets() == [("a", "challenger"), ("b", "challenger")]
     monkeypatch.setenv("RS_WATCHER_SHADOW_ALIASES", "")
     assert Challengers(Settings(), published=metrics.published,
-                       errors=metrics.publish_errors).targets() == []  # fmt: skip
+                       errors=metrics.publish_errors, signer=None).targets() == []  # fmt: skip
 
 
 def test_a_withdrawn_challenger_is_news() -> None:

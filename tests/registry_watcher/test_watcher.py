@@ -18,6 +18,7 @@ from deploy.local.launcher import LocalStack, free_port
 from registry_watcher.service import Watcher
 from registry_watcher.settings import Settings
 from runtime.kafka import ModelEvents
+from runtime.signing import Verifier
 from tests.serving import eventually, mlflow_client, register, unique
 
 
@@ -84,7 +85,7 @@ async def running(settings: Settings) -> AsyncIterator[Watcher]:
 
 async def topic_events(kafka: KafkaSettings) -> list[ModelChanged]:
     """Every event on the models topic, in order."""
-    events = ModelEvents(kafka, client_id=unique("test-reader"))
+    events = ModelEvents(kafka, client_id=unique("test-reader"), verifier=Verifier({}))
     await events.start()
     try:
         found: list[ModelChanged] = []

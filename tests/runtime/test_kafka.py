@@ -16,6 +16,7 @@ from contracts import ChangeReason, KafkaSettings, ModelChanged, encode
 from contracts.topics import models_key
 from deploy.local.launcher import free_port
 from runtime.kafka import Forgotten, ModelEvents, keep_latest, serving_only, wait_for_kafka
+from runtime.signing import Verifier
 from runtime.startup import QuietProbes
 
 log = logging.getLogger("tests.runtime_kafka")
@@ -94,7 +95,7 @@ async def test_model_events_keep_the_latest_and_forget_a_tombstone_only_when_ask
         await producer.stop()
 
     async def caught_up(*, forget: bool) -> dict[str, str]:
-        events = ModelEvents(kafka, client_id="rs-test-models")
+        events = ModelEvents(kafka, client_id="rs-test-models", verifier=Verifier({}))
         await events.start()
         try:
             return {n: e.version for n, e in (await events.catch_up(forget=forget)).items()}
@@ -104,7 +105,7 @@ async def test_model_events_keep_the_latest_and_forget_a_tombstone_only_when_ask
     assert await caught_up(forget=False) == {"a": "2", "b": "1"}
     assert await caught_up(forget=True) == {"a": "2"}
 
-    events = ModelEvents(kafka, client_id="rs-test-models")
+    events = ModelEvents(kafka, client_id="rs-test-models", verifier=Verifier({}))
     await events.start()
     try:
         read: list[ModelChanged | Forgotten] = []
