@@ -19,9 +19,10 @@ What MLflow 3.17's checks (``mlflow/server/auth/__init__.py``) make possible, an
   (and manages what it created), but cannot touch the ones it has no grant on.
 
 Passwords are never in this table: each user's lies in a file (a Kubernetes Secret mounted as
-files, or one generated at first start by the local stack), and provisioning makes the store
-agree with the files. Run once before the server starts, against its auth database:
-``python -m deploy.mlflow_access --config basic_auth.ini --passwords DIR``.
+files, compose secrets, or generated at first start by the local stack), and provisioning makes
+the store agree with the files. Run before each start of the server, against its auth database:
+``python -m deploy.mlflow_access provision --passwords DIR --config basic_auth.ini
+[--database-uri URI]``; ``python -m deploy.mlflow_access generate DIR`` makes the files.
 """
 
 from __future__ import annotations
@@ -197,14 +198,50 @@ def provision_from_files(config_path: Path, password_dir: Path) -> None:
     provision(store, passwords)
 
 
+def write_config(path: Path, database_uri: str) -> Path:
+    """MLflow's auth config for ``database_uri`` (0600: the URI may hold a password)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(auth_config(database_uri))
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deploy.mlflow_access", description=__doc__)
-    parser.add_argument("--config", type=Path, required=True, help="mlflow's basic_auth.ini")
-    parser.add_argument(
-        "--passwords", type=Path, required=True, help="folder of one password file per user"
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.mlflow_access",
+        description="MLflow's users and roles (deploy/mlflow_access.py).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    generate = commands.add_parser(
+        "generate", help="write a random password file per user (and the admin) into DIR, once"
+    )
+    generate.add_argument("dir", type=Path)
+    provision_cmd = commands.add_parser(
+        "provision", help="make the auth database match the table, with the passwords in DIR"
+    )
+    provision_cmd.add_argument(
+        "--passwords", type=Path, required=True, help="one password file per user, named after it"
+    )
+    provision_cmd.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        help="mlflow's basic_auth.ini (MLFLOW_AUTH_CONFIG_PATH)",
+    )
+    provision_cmd.add_argument(
+        "--database-uri",
+        help="write --config first, for this auth database (default: use the --config given)",
     )
     args = parser.parse_args(argv)
+    if args.command == "generate":
+        for user, path in ensure_password_files(args.dir).items():
+            print(f"{user}: {path}")
+        ensure_secret_file(args.dir / "flask_secret_key")
+        return 0
     try:
+        if args.database_uri:
+            write_config(args.config, args.database_uri)
         provision_from_files(args.config, args.passwords)
     except AccessError as exc:
         log.error("%s", exc)
