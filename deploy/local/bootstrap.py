@@ -106,6 +106,10 @@ class Registry:
                 "RESOURCE_DOES_NOT_EXIST" in body or "INVALID_PARAMETER_VALUE" in body
             ):
                 return None
+            if exc.code == 403:
+                # MLflow's answer to a user who is not an admin about a model that does not
+                # exist; every role reads every model (inference.registry.ABSENT says more).
+                return None
             raise RegistryError(f"the registry answered {exc.code}: {body[:200]}") from exc
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from deploy import mlflow_access
 from deploy.local.launcher import LocalStack
@@ -183,3 +184,24 @@ def test_a_password_file_becomes_mlflows_password_variable(tmp_path: Path) -> No
 def test_an_unusable_password_file_is_a_clear_error(env: dict[str, str], message: str) -> None:
     with pytest.raises(CredentialError, match=message):
         load_password_file(env)
+
+
+def test_a_model_that_does_not_exist_serves_nothing_for_every_user(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow answers a user who is not an admin 403 about a model that does not exist: the
+    services read that as "no model yet", as the admin's 404 (a first start has no model)."""
+    from deploy.local.bootstrap import Registry as BootstrapRegistry
+    from inference.registry import serving_version
+
+    for user in ("worker", "watcher", "trainer", "admin"):
+        credentials = stack.mlflow_credentials(user)
+        for key, value in credentials.items():
+            monkeypatch.setenv(key, value)
+        client = MlflowClient(tracking_uri=stack.mlflow_uri, registry_uri=stack.mlflow_uri)
+        assert serving_version(client, "no-such-model", "production") is None
+        assert BootstrapRegistry(stack.mlflow_uri).serving("no-such-model", "production") is None
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "not-the-password")
+    client = MlflowClient(tracking_uri=stack.mlflow_uri, registry_uri=stack.mlflow_uri)
+    with pytest.raises(MlflowException, match="401"):
+        serving_version(client, "no-such-model", "production")
