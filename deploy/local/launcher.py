@@ -126,8 +126,8 @@ class LocalStack:
 
     async def _kafka_ready(self, expected: set[str]) -> bool:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
+        await admin.start()
         try:
-            await admin.start()  # closed below even when the broker is not up yet: no leak
             return expected <= set(await admin.list_topics())
         finally:
             await admin.close()
