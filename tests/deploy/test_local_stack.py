@@ -66,6 +66,7 @@ async def test_schema_is_migrated(stack: LocalStack) -> None:
 def test_mlflow_ui_answers_once_signed_in(stack: LocalStack) -> None:
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(stack.mlflow_uri, timeout=10)
+    refused.value.close()  # the refusal holds the connection: an unclosed socket otherwise
     assert refused.value.code == 401
     credentials = stack.mlflow_credentials("people")
     request = urllib.request.Request(stack.mlflow_uri, headers=basic_auth_header(credentials))
