@@ -94,13 +94,19 @@ $(TRAIN_STAMP): $(BASE_STAMP) deploy/docker/Dockerfile .dockerignore pyproject.t
 # stack, with the shared data read-only where the image's code looks for it; RS_TRAIN_* and
 # RS_EXPORT_* pass through (RS_TRAIN_MAX_TRAIN_ROWS=20000 for a short run).
 train-image: training-image ## Train the fast model inside the training image; the run records its digest (needs `make up`)
+	$(MLFLOW_AS_TRAINER) && export MLFLOW_TRACKING_USERNAME MLFLOW_TRACKING_PASSWORD="$$(cat $$MLFLOW_TRACKING_PASSWORD_FILE)" && \
 	podman run --rm --network host -v $(SHARED_DATA):/app/shared/data:ro \
 	    --env 'RS_TRAIN_*' --env 'RS_EXPORT_*' --env MLFLOW_TRACKING_URI \
+	    --env MLFLOW_TRACKING_USERNAME --env MLFLOW_TRACKING_PASSWORD \
 	    --env RS_TRAIN_IMAGE=$(TRAIN_IMAGE) --env RS_TRAIN_IMAGE_DIGEST=$$(cat $(TRAIN_STAMP)) \
 	    $(TRAIN_IMAGE)@$$(cat $(TRAIN_STAMP)) python -m training train --family fast
 
+# Signed in to `make up`'s MLflow as its trainer (deploy/mlflow_access.py), unless told otherwise.
+MLFLOW_AS_TRAINER = MLFLOW_TRACKING_USERNAME=$${MLFLOW_TRACKING_USERNAME:-trainer} \
+	MLFLOW_TRACKING_PASSWORD_FILE=$${MLFLOW_TRACKING_PASSWORD_FILE:-$${RS_STACK_STATE_DIR:-.state}/mlflow/credentials/trainer}
+
 train: install ## Retrain the fast model on the full data, gate it, register and promote it (needs `make up`)
-	$(PY) -m training train --family fast
+	$(MLFLOW_AS_TRAINER) $(PY) -m training train --family fast
 
 lint: install ## ruff (lint and format check), mypy and the import contracts (import-linter)
 	$(VENV)/bin/ruff check .

@@ -10,10 +10,12 @@
     python -m export shadow --stop --reason "seen enough"
 
 Settings: ``RS_EXPORT_MODEL_NAME``, ``RS_EXPORT_ALIAS``, ``RS_EXPORT_CHALLENGER_ALIAS``,
-``MLFLOW_TRACKING_URI``; promotion's shadow requirement: ``RS_EXPORT_SHADOW_MIN_LABELLED``,
-``RS_EXPORT_SHADOW_MIN_S`` (0: none) and ``DATABASE_URL`` (the statistics database, also read
-by the live replay gate); the ``RS_KAFKA_*`` settings for the live replay gate and for
-``--wait-s``, which reads the fleet topic.
+``MLFLOW_TRACKING_URI`` (signed in as ``MLFLOW_TRACKING_USERNAME``, the password in
+``MLFLOW_TRACKING_PASSWORD`` or the file ``MLFLOW_TRACKING_PASSWORD_FILE``); promotion's
+shadow requirement: ``RS_EXPORT_SHADOW_MIN_LABELLED``, ``RS_EXPORT_SHADOW_MIN_S`` (0: none)
+and ``DATABASE_URL`` (the statistics database, also read by the live replay gate); the
+``RS_KAFKA_*`` settings for the live replay gate and for ``--wait-s``, which reads the fleet
+topic.
 """
 
 from __future__ import annotations
@@ -46,8 +48,15 @@ from export.shadow_requirement import ShadowRequirementError, shadow_record, unm
 from inference import OnnxPredictor
 from inference.registry import changed_event, download_bundle
 from inference.release import get_version
+from runtime.mlflow_credentials import load_password_file
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)
+
+
+@app.callback()
+def main() -> None:
+    """Promote, roll back, shadow and trace model versions in the MLflow registry."""
+    load_password_file()  # MLflow's password, from MLFLOW_TRACKING_PASSWORD_FILE when set
 
 
 def _client(settings: Settings) -> MlflowClient:

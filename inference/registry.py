@@ -37,6 +37,11 @@ CHALLENGER_ALIAS = "challenger"
 SHA_TAG = "bundle_sha256"
 BUNDLE_PATH_TAG = "bundle_path"
 PROFILE_TAG = "reference_profile"
+# What MLflow answers when the model or its alias does not exist. With sign-in on, a user who is
+# not an admin is told 403 about a model that does not exist (MLflow does not say whether it
+# exists to whom it might hide it); every role of deploy/mlflow_access.py reads every model, so
+# there 403 means "no such model yet". A wrong password is 401, and still an error.
+ABSENT = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "PERMISSION_DENIED"})
 # URIs that MLflow resolves through the configured tracking server, never another host: an
 # event naming a file, an http(s) address or mlflow-artifacts://other-host is not fetched.
 REGISTRY_SCHEMES = frozenset({"models", "runs", "mlflow-artifacts"})
@@ -102,7 +107,7 @@ def serving_version(client: MlflowClient, model_name: str, alias: str) -> ModelC
     try:
         version = client.get_model_version_by_alias(model_name, alias)
     except MlflowException as exc:
-        if exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}:
+        if exc.error_code in ABSENT:
             return None
         raise
     return changed_event(version, alias)

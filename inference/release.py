@@ -22,6 +22,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from contracts import ChangeReason
+from inference.registry import ABSENT
 
 GATES_TAG = "gates"
 PASSED, FAILED = "passed", "failed"
@@ -123,7 +124,7 @@ def current(client: MlflowClient, model_name: str, alias: str) -> ModelVersion |
     try:
         return client.get_model_version_by_alias(model_name, alias)
     except MlflowException as exc:
-        if exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}:
+        if exc.error_code in ABSENT:  # the model, or the alias, does not exist (yet)
             return None
         raise
 

@@ -3,7 +3,8 @@
 A service is an async context manager with ``run()`` (until it is done or stopped) and an
 idempotent ``stop()``. :func:`serve` does the rest the same way for all: logging set-up (one
 format, ``LOG_LEVEL``; chatty libraries at WARNING; no client errors while a dependency is
-awaited at start-up), environment defaults, the event loop (uvloop unless the service needs
+awaited at start-up), environment defaults, MLflow's password from its file
+(:mod:`runtime.mlflow_credentials`), the event loop (uvloop unless the service needs
 the plain one), SIGTERM and SIGINT to ``stop()``, and exit status 1 with one ERROR line when the
 service gives up for good (:class:`ServiceFailed`). So each ``__main__`` is a few lines::
 
@@ -23,6 +24,7 @@ from typing import Protocol
 
 import uvloop
 
+from runtime.mlflow_credentials import CredentialError, load_password_file
 from runtime.startup import quiet_probes
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -57,6 +59,11 @@ def serve(
     configure_logging(quiet)
     for key, value in (environ or {}).items():
         os.environ.setdefault(key, value)
+    try:
+        load_password_file()  # MLflow's password, from a mounted Secret (a no-op without one)
+    except CredentialError as exc:
+        logging.getLogger(name).error("cannot start: %s", exc)
+        sys.exit(2)
     try:
         if use_uvloop:
             uvloop.run(_run(make))

@@ -38,10 +38,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """Kafka, PostgreSQL and MLflow, started by the project's own launcher on free ports."""
     local = LocalStack(state_dir=tmp_path_factory.mktemp("stack") / "state")
-    saved = {key: os.environ.get(key) for key in local.env}
+    # MLflow's password is known after the start (the stack makes it): these keys too.
+    keys = [*local.env, "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_PASSWORD_FILE"]
+    saved = {key: os.environ.get(key) for key in keys}
     try:
         local.start()
-        os.environ.update(local.env)  # in-process settings classes read the same values
+        os.environ.pop("MLFLOW_TRACKING_PASSWORD_FILE", None)
+        # in-process settings classes and MLflow clients read the same values (MLflow as admin)
+        os.environ.update(local.env)
         yield local
     finally:
         local.stop()

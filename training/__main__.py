@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from runtime.mlflow_credentials import load_password_file
 from training.settings import Settings
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ def main() -> None:
     )
     for chatty in ("onnx_ir", "onnxscript", "torch.onnx", "mlflow.store.model_registry"):
         logging.getLogger(chatty).setLevel(logging.ERROR)
+    load_password_file()  # MLflow's password, from MLFLOW_TRACKING_PASSWORD_FILE when set
 
 
 @app.command()

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from honcho.manager import Manager
 
+from deploy import mlflow_access
 from deploy.local.database_roles import role_passwords, service_env
+from deploy.local.mlflow_server import credentials_dir
 from deploy.local.monitoring import ensure_key, gateway_keys_env
 from deploy.local.ports import check_free
 from deploy.local.settings import StackSettings
@@ -25,6 +28,13 @@ from deploy.local.signing import signing_env
 
 # The reviewstream services, each runnable alone as `python -m <package>`.
 SERVICES: list[str] = ["workers", "registry_watcher", "stats", "gateway"]
+# Who each process is to MLflow (deploy.mlflow_access.USERS): the first start's model is
+# trained, registered and promoted by the bootstrap's training run.
+MLFLOW_USERS: dict[str, str] = {
+    "workers": "worker",
+    "registry_watcher": "watcher",
+    "bootstrap": "trainer",
+}
 
 app = typer.Typer(add_completion=False)
 
@@ -91,6 +101,14 @@ def up(
         f"  MLflow UI:  {settings.mlflow_tracking_uri}",
     ]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    credentials: dict[str, Path] = {}
+    if settings.runs_mlflow:
+        # Made before anything starts: the services read their password files at start-up.
+        credentials = mlflow_access.ensure_password_files(credentials_dir(settings))
+        lines.append(
+            f"              sign in as people (reads everything; password in "
+            f"{credentials['people']}), or admin ({credentials[mlflow_access.ADMIN]})"
+        )
     if settings.runs_prometheus:
         lines.append(
             f"  Prometheus: {settings.prometheus_url} (alerts: /alerts, targets: /targets)"
@@ -123,9 +141,22 @@ def up(
         if name in service_names and settings.runs_postgres:
             # Each service connects as its own role (stats.roles), never as the owner.
             own = service_env(name, env, database_url, settings.state_dir)
-        manager.add_process(name, command, env=own | signing_env(settings, name))
+        own = own | signing_env(settings, name) | mlflow_env(name, credentials)
+        manager.add_process(name, command, env=own)
     manager.loop()
     raise typer.Exit(manager.returncode or 0)
+
+
+def mlflow_env(process: str, credentials: dict[str, Path]) -> dict[str, str]:
+    """The MLflow user and password file of a process of the stack (none for those that do not
+    talk to MLflow, or when MLflow is not the stack's own)."""
+    user = MLFLOW_USERS.get(process)
+    if user is None or not credentials:
+        return {}
+    return {
+        "MLFLOW_TRACKING_USERNAME": user,
+        "MLFLOW_TRACKING_PASSWORD_FILE": str(credentials[user]),
+    }
 
 
 def _redacted(url: str) -> str:

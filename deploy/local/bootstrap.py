@@ -32,6 +32,7 @@ from types import FrameType
 
 from deploy.local.settings import StackSettings
 from export.settings import Settings as ExportSettings
+from runtime.mlflow_credentials import basic_auth_header
 from runtime.startup import http_ok, wait_for
 
 log = logging.getLogger("bootstrap")
@@ -83,24 +84,31 @@ def training_data(environ: dict[str, str]) -> TrainingData:
 
 class Registry:
     """The one MLflow REST call this needs, over plain HTTP (no MLflow client in a process
-    that mostly idles): which version does an alias name."""
+    that mostly idles): which version does an alias name. Signed in as MLflow's client would
+    be (``MLFLOW_TRACKING_USERNAME``, the password or its file)."""
 
     def __init__(self, tracking_uri: str) -> None:
         self.base = tracking_uri.rstrip("/")
+        self.headers = basic_auth_header()
 
     def serving(self, name: str, alias: str) -> str | None:
         """The version the alias points at, or None when the model or the alias is missing."""
         query = urllib.parse.urlencode({"name": name, "alias": alias})
         url = f"{self.base}/api/2.0/mlflow/registered-models/alias?{query}"
+        request = urllib.request.Request(url, headers=self.headers)  # noqa: S310 - see below
         try:
             # http(s) only, checked in main(): no file: or custom scheme reaches urlopen.
-            with urllib.request.urlopen(url, timeout=10) as reply:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=10) as reply:  # noqa: S310
                 return str(json.load(reply)["model_version"]["version"])
         except urllib.error.HTTPError as exc:
             body = exc.read().decode(errors="replace")
             if exc.code in {400, 404} and (
                 "RESOURCE_DOES_NOT_EXIST" in body or "INVALID_PARAMETER_VALUE" in body
             ):
+                return None
+            if exc.code == 403:
+                # MLflow's answer to a user who is not an admin about a model that does not
+                # exist; every role reads every model (inference.registry.ABSENT says more).
                 return None
             raise RegistryError(f"the registry answered {exc.code}: {body[:200]}") from exc
 

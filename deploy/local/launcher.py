@@ -23,6 +23,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts.topics import KafkaSettings
 from deploy.local.database_roles import role_passwords, url_as
+from deploy.mlflow_access import ADMIN
+from runtime.mlflow_credentials import basic_auth_header
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,10 +43,27 @@ class LocalStack:
     postgres_port: int = field(default_factory=free_port)
     mlflow_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    # The tests' MLflow user: the admin, who may do anything the services and people do.
+    mlflow_user: str = ADMIN
+
+    def mlflow_password_file(self, user: str) -> Path:
+        """Where the stack keeps ``user``'s MLflow password (deploy.local.mlflow_server)."""
+        return self.state_dir / "mlflow" / "credentials" / user
+
+    def mlflow_credentials(self, user: str) -> dict[str, str]:
+        """MLflow's client variables for ``user``; only the user name before the start."""
+        path = self.mlflow_password_file(user)
+        env = {"MLFLOW_TRACKING_USERNAME": user}
+        if path.exists():
+            env["MLFLOW_TRACKING_PASSWORD"] = path.read_text().strip()
+        return env
 
     @property
     def env(self) -> dict[str, str]:
+        """What a client of this stack needs; signed in to MLflow as ``mlflow_user`` once the
+        stack has made its password file (at start)."""
         return {
+            **self.mlflow_credentials(self.mlflow_user),
             "RS_STACK_STATE_DIR": str(self.state_dir),
             "RS_STACK_KAFKA_CONTROLLER_PORT": str(self.controller_port),
             "RS_STACK_KAFKA_HEAP_MB": "384",
@@ -128,8 +147,12 @@ class LocalStack:
 
     async def _mlflow_ready(self, expected: set[str]) -> bool:
         def get() -> bool:
-            url = f"{self.mlflow_uri}/health"  # always http://host:port, built here
-            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
+            # Signed in: ready means its users exist too. Always http://host:port, built here.
+            url = f"{self.mlflow_uri}/api/2.0/mlflow/experiments/search?max_results=1"
+            request = urllib.request.Request(  # noqa: S310
+                url, headers=basic_auth_header(self.mlflow_credentials(self.mlflow_user))
+            )
+            with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
                 return bool(response.status == 200)
 
         return await asyncio.to_thread(get)

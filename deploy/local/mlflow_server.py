@@ -1,6 +1,9 @@
 """The MLflow tracking server: a SQLite store and an artifact folder, under the state folder.
 
 Kept light for two cores: one worker, no background job runner, no access log.
+Sign-in required: MLflow's basic-auth app, its users and roles those of ``deploy.mlflow_access``
+(its own SQLite database, ``auth.db``), each user's password generated at the first start into
+``credentials/<user>`` (0600) beside it, the admin's included: never a default password.
 Run alone with ``python -m deploy.local.mlflow_server``.
 """
 
@@ -8,16 +11,50 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
+from deploy import mlflow_access
 from deploy.local.settings import StackSettings
+
+# A checked password is trusted this long by the server (MLflow's own cache): see the README.
+AUTH_CACHE_TTL_S = 60
+
+
+def state_of(settings: StackSettings) -> Path:
+    return (settings.state_dir / "mlflow").resolve()
+
+
+def credentials_dir(settings: StackSettings) -> Path:
+    """One password file per MLflow user (deploy.mlflow_access.USERS and the admin)."""
+    return state_of(settings) / "credentials"
+
+
+def auth_config_path(settings: StackSettings) -> Path:
+    return state_of(settings) / "basic_auth.ini"
+
+
+def prepare_auth(settings: StackSettings) -> Path:
+    """The auth config, the password files (made once) and the users in the auth database;
+    returns the config's path. Done before the server starts, so it never answers a request
+    before its users exist."""
+    state = state_of(settings)
+    state.mkdir(parents=True, exist_ok=True)
+    mlflow_access.ensure_password_files(credentials_dir(settings))
+    config = auth_config_path(settings)
+    config.write_text(
+        mlflow_access.auth_config(f"sqlite:///{state / 'auth.db'}", cache_ttl_s=AUTH_CACHE_TTL_S)
+    )
+    mlflow_access.provision_from_files(config, credentials_dir(settings))
+    return config
 
 
 def command(settings: StackSettings) -> list[str]:
-    state = (settings.state_dir / "mlflow").resolve()
+    state = state_of(settings)
     state.mkdir(parents=True, exist_ok=True)
     host, port = settings.mlflow_address
     return [
         sys.executable, "-m", "mlflow", "server",
+        "--app-name", "basic-auth",
         "--backend-store-uri", f"sqlite:///{state / 'mlflow.db'}",
         "--artifacts-destination", str(state / "artifacts"),
         "--serve-artifacts",
@@ -35,10 +72,15 @@ QUIET_WARNINGS = "ignore:starlette.middleware.wsgi is deprecated"
 
 
 def main() -> None:
+    settings = StackSettings()
+    os.environ["MLFLOW_AUTH_CONFIG_PATH"] = str(prepare_auth(settings))
+    # Signs the UI's CSRF tokens and sessions: made once, kept beside the passwords.
+    key = mlflow_access.ensure_secret_file(state_of(settings) / "flask_secret_key")
+    os.environ["MLFLOW_FLASK_SERVER_SECRET_KEY"] = mlflow_access.read_password(key)
     os.environ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     given = os.environ.get("PYTHONWARNINGS")
     os.environ["PYTHONWARNINGS"] = f"{given},{QUIET_WARNINGS}" if given else QUIET_WARNINGS
-    argv = command(StackSettings())
+    argv = command(settings)
     os.execv(argv[0], argv)  # noqa: S606 - become the server, so signals reach it directly
 
 

@@ -73,6 +73,31 @@ def test_mlflow_uses_postgres_and_an_artifact_volume() -> None:
     assert mlflow["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
+@pytest.mark.parametrize(
+    ("name", "user"),
+    [("workers", "worker"), ("registry-watcher", "watcher"), ("training", "trainer")],
+)
+def test_mlflow_clients_sign_in_with_a_password_from_their_own_secret(name: str, user: str) -> None:
+    client = compose_config("training")["services"][name]
+    assert client["environment"]["MLFLOW_TRACKING_USERNAME"] == user
+    assert client["environment"]["MLFLOW_TRACKING_PASSWORD_FILE"] == "/run/secrets/mlflow_password"
+    assert "MLFLOW_TRACKING_PASSWORD" not in client["environment"]
+    assert client["secrets"] == [{"source": f"mlflow_{user}", "target": "mlflow_password"}]
+
+
+def test_mlflow_requires_sign_in_with_users_from_secret_files() -> None:
+    mlflow = service("mlflow")
+    command = " ".join(mlflow["command"])
+    assert "python -m deploy.mlflow_access provision --passwords /run/secrets" in command
+    assert "mlflow server --app-name basic-auth" in command
+    assert {s["target"] for s in mlflow["secrets"]} == {
+        "admin", "people", "worker", "trainer", "release", "watcher", "flask_secret_key"
+    }  # fmt: skip
+    secrets = compose_config()["secrets"]
+    for source in (s["source"] for s in mlflow["secrets"]):
+        assert "file" in secrets[source], "a password comes from a file, never the compose file"
+
+
 def test_named_volumes_hold_every_state() -> None:
     volumes = set(compose_config()["volumes"])
     assert volumes == {"kafka-data", "postgres-data", "mlflow-artifacts", "stats-data"}

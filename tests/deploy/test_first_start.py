@@ -126,6 +126,10 @@ def test_make_up_on_a_fresh_clone_answers_a_review(tmp_path: Path) -> None:
     assert refused_at_once is not None, "the gateway was never seen without a model"
     assert refused_at_once < 1.0
     assert "training the fast model on the repository's sample" in log
+    # How to sign in to the MLflow UI: a user and the file with its generated password.
+    login = re.search(r"sign in as people \(reads everything; password in (\S+)\)", log)
+    assert login is not None, log[:3000]
+    assert Path(login.group(1)).is_file()
     assert re.search(r"INFO gateway\.kafka: waiting for Kafka at 127\.0\.0\.1:\d+", log)
     start = log.split("SIGINT received")[0]  # the start, up to the Ctrl-C
     errors = [line for line in start.splitlines() if ERROR_LINE.search(line)]

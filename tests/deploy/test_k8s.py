@@ -402,3 +402,52 @@ def test_one_retrain_listener_follows_the_alerts_with_the_cronjobs_settings(name
 def names(settings: type[BaseSettings]) -> set[str]:
     prefix = str(settings.model_config.get("env_prefix", ""))
     return {f"{prefix}{field}".upper() for field in settings.model_fields}
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "user"),
+    [
+        ("Deployment", "workers", "worker"),
+        ("Deployment", "shadow-workers", "worker"),
+        ("Deployment", "registry-watcher", "watcher"),
+        ("Deployment", "retrain-listener", "trainer"),
+        ("CronJob", "retrain", "trainer"),
+    ],
+)
+def test_mlflow_clients_sign_in_with_their_own_key_of_the_credentials_secret(
+    kind: str, name: str, user: str
+) -> None:
+    manifest = find(overlay("prod"), kind, name)
+    if kind == "CronJob":
+        manifest = manifest["spec"]["jobTemplate"]
+    spec = manifest["spec"]["template"]["spec"]
+    (client,) = spec["containers"]
+    env = {e["name"]: e.get("value") for e in client["env"]}
+    assert env["MLFLOW_TRACKING_USERNAME"] == user
+    assert "MLFLOW_TRACKING_PASSWORD" not in env
+    mount = next(m for m in client["volumeMounts"] if m["name"] == "mlflow-password")
+    assert env["MLFLOW_TRACKING_PASSWORD_FILE"] == f"{mount['mountPath']}/password"
+    volume = next(v for v in spec["volumes"] if v["name"] == "mlflow-password")
+    # Only its own key: a leaked pod holds one user's password, not every one.
+    assert volume["secret"] == {
+        "secretName": "mlflow-credentials",
+        "defaultMode": 0o440,
+        "items": [{"key": user, "path": "password"}],
+    }
+
+
+def test_mlflow_server_requires_sign_in_with_users_provisioned_from_a_secret() -> None:
+    pod = find(render(K8S / "external"), "Deployment", "mlflow")["spec"]["template"]["spec"]
+    (server,) = pod["containers"]
+    assert server["command"][:4] == ["mlflow", "server", "--app-name", "basic-auth"]
+    env = {e["name"]: e for e in server["env"]}
+    assert env["MLFLOW_FLASK_SERVER_SECRET_KEY"]["valueFrom"]["secretKeyRef"]["name"] == (
+        "mlflow-users"
+    )
+    (users,) = pod["initContainers"]
+    assert users["command"][:4] == ["python", "-m", "deploy.mlflow_access", "provision"]
+    config = users["command"][users["command"].index("--config") + 1]
+    assert env["MLFLOW_AUTH_CONFIG_PATH"]["value"] == config
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["users"]["secret"]["secretName"] == "mlflow-users"
+    assert "password1234" not in str(pod)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from contracts.topics import KafkaSettings
 from deploy.local.kafka import LOG4J_CONFIG, resolve_jars
 from deploy.local.launcher import ROOT, LocalStack, free_port
 from deploy.local.settings import StackSettings
+from runtime.mlflow_credentials import basic_auth_header
 
 
 def kafka_console(stack: LocalStack, tool: str, *args: str) -> str:
@@ -61,18 +63,27 @@ async def test_schema_is_migrated(stack: LocalStack) -> None:
     assert versions[0] == "0001_initial"
 
 
-def test_mlflow_ui_answers(stack: LocalStack) -> None:
-    with urllib.request.urlopen(stack.mlflow_uri, timeout=10) as response:
+def test_mlflow_ui_answers_once_signed_in(stack: LocalStack) -> None:
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(stack.mlflow_uri, timeout=10)
+    refused.value.close()  # the refusal holds the connection: an unclosed socket otherwise
+    assert refused.value.code == 401
+    credentials = stack.mlflow_credentials("people")
+    request = urllib.request.Request(stack.mlflow_uri, headers=basic_auth_header(credentials))
+    with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
         assert b"MLflow" in response.read()
 
 
 def test_restart_keeps_postgres_data_and_the_mlflow_registry(
-    tmp_path: Path, stack: LocalStack
+    tmp_path: Path, stack: LocalStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A second, independent stack: stopped and started again on the same state folder."""
+    """A second, independent stack: stopped and started again on the same state folder (its
+    MLflow passwords too: the admin's from the first start still signs in after the restart)."""
     own = LocalStack(state_dir=tmp_path / "state")
     own.start()
+    for key, value in own.mlflow_credentials(own.mlflow_user).items():
+        monkeypatch.setenv(key, value)
     try:
         _write_row(own.database_url)
         client = MlflowClient(tracking_uri=own.mlflow_uri, registry_uri=own.mlflow_uri)
