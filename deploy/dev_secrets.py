@@ -26,6 +26,7 @@ from typing import Annotated
 import typer
 import yaml
 
+from deploy.mlflow_access import ensure_password_files, ensure_secret_file
 from gateway.auth import KeyFile, KeyRecord, Role, hash_key, new_key
 from runtime.signing import new_key_pair
 from stats.roles import READER, WRITER
@@ -93,6 +94,9 @@ def compose(folder: Path) -> str | None:
         with env.open("a") as file:
             file.write(missing)
     signing_key_pair(folder / "secrets")
+    # MLflow's users' passwords, one file each (RS_COMPOSE_MLFLOW_SECRETS_DIR's default).
+    ensure_password_files(folder / "mlflow-secrets")
+    ensure_secret_file(folder / "mlflow-secrets" / "flask_secret_key")
     return api_key_file(folder / "secrets" / "api-keys.json", "compose-admin")
 
 

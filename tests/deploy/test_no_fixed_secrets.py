@@ -33,8 +33,8 @@ ASSIGNED = re.compile(
     r"(?![$\s\"?{]|(true|false)\b)\S"
 )
 # An interpolation whose default is a credential: ${RS_X_PASSWORD:-default}.
-# (a default path to a key file, ..._FILE, names no key itself).
-DEFAULTED = re.compile(r"\$\{(?!\w*_FILE:)\w*(PASSWORD|SECRET|TOKEN|KEY)\w*:?-")
+# (a default path to a key file or folder, ..._FILE or ..._DIR, names no key itself).
+DEFAULTED = re.compile(r"\$\{(?!\w*_(FILE|DIR):)\w*(PASSWORD|SECRET|TOKEN|KEY)\w*:?-")
 KEY_HASH = re.compile(r"\"sha256\"\s*:\s*\"[0-9a-f]{64}\"")
 
 
