@@ -316,7 +316,7 @@ async def test_a_label_on_a_kafka_request_is_feedback_and_corrections_count_once
 async def produce(
     kafka: KafkaSettings, topic: str, messages: list[ReviewRequest] | list[Feedback]
 ) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**kafka.client(), acks="all")
     await producer.start()
     try:
         for message in messages:

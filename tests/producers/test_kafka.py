@@ -112,7 +112,7 @@ async def test_replay_shuffles_with_a_seed_and_stops_at_the_limit(
 async def produce_requests(
     kafka: KafkaSettings, batches: list[list[ReviewRequest]], timestamps: list[int]
 ) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**kafka.client(), acks="all")
     await producer.start()
     try:
         for batch, stamp in zip(batches, timestamps, strict=True):

@@ -16,9 +16,7 @@ async def test_each_message_lands_in_its_partition_in_order_across_batch_splits(
 ) -> None:
     partitions = kafka.predictions_partitions
     # Small producer batches: 60 messages of ~100 bytes split into several batches per partition.
-    producer = AIOKafkaProducer(
-        bootstrap_servers=kafka.bootstrap_servers, acks="all", max_batch_size=1024
-    )
+    producer = AIOKafkaProducer(**kafka.client(), acks="all", max_batch_size=1024)
     await producer.start()
     try:
         messages = [
