@@ -98,7 +98,7 @@ _GROUPS: dict[str, tuple[str, ...]] = {
     "training": ("retrain",),
 }
 # The init job (python -m deploy.topics): creates the topics, nothing else.
-ADMIN = "admin"
+ADMIN = "init"
 _ADMIN_OPERATIONS: tuple[Operation, ...] = (
     "DESCRIBE",
     "CREATE",

@@ -26,6 +26,7 @@ from pydantic import SecretStr
 from contracts import KafkaSettings
 from contracts.kafka_access import ADMIN, PRINCIPALS, Grant, Groups, access, allowed
 from deploy.acl import create_acls
+from deploy.kafka_users import kafka_users, manifest
 from deploy.local.launcher import LocalStack
 from registry_watcher.service import Watcher
 from registry_watcher.settings import Settings as WatcherSettings
@@ -256,3 +257,16 @@ async def test_a_worker_and_the_watcher_serve_each_with_its_own_credential(
         await traffic.wait_answered(ids)
     answers = [traffic.predictions[i][0] for i in ids]
     assert {(p.model_name, p.model_version) for p in answers} == {(name, version)}
+
+
+def test_the_kubernetes_kafka_users_are_the_table() -> None:
+    """base/kafka/users.yaml is generated from the table: regenerate it after a change
+    (``python -m deploy.kafka_users > deploy/k8s/base/kafka/users.yaml``)."""
+    path = Path(__file__).resolve().parents[2] / "deploy/k8s/base/kafka/users.yaml"
+    assert path.read_text() == manifest()
+    users = {u["metadata"]["name"]: u for u in kafka_users()}
+    assert set(users) == set(PRINCIPALS)
+    for principal, grants in access(KafkaSettings()).items():
+        acls = users[principal]["spec"]["authorization"]["acls"]
+        assert len(acls) == len(grants)
+        assert {a["resource"]["name"] for a in acls} == {g.name for g in grants}
