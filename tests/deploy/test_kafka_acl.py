@@ -41,6 +41,8 @@ from tests.serving import (
     unique,
     worker_env,
 )
+from tests.stats.test_processor import count, make_scenario, send_predictions
+from tests.statsprocess import StatsProcess, caught_up, wait_for
 from training.settings import RetrainSettings
 from workers.settings import SERVING_GROUP, SHADOW_GROUP
 
@@ -257,6 +259,30 @@ async def test_a_worker_and_the_watcher_serve_each_with_its_own_credential(
         await traffic.wait_answered(ids)
     answers = [traffic.predictions[i][0] for i in ids]
     assert {(p.model_name, p.model_version) for p in answers} == {(name, version)}
+
+
+async def test_the_stats_processor_counts_with_its_own_credential(
+    stack: LocalStack,
+    kafka: KafkaSettings,
+    groups: Groups,
+    table: Table,
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    """faust over SASL (``broker_credentials``): reads, stores, commits on its own group."""
+    scenario = make_scenario(unique("s"), 40, seed=3)
+    await send_predictions(kafka, scenario.predictions)
+    async with StatsProcess(
+        kafka=stack.kafka_as("stats", kafka),
+        database_url=database_url,
+        group_id=groups.stats,
+        log_path=tmp_path / "stats.log",
+    ) as processor:
+        await processor.wait_ready()
+        await wait_for(
+            lambda: caught_up(kafka, groups.stats), timeout_s=90, what="offsets committed as stats"
+        )
+    assert await count(database_url, "SELECT count(*) FROM predictions") == 40
 
 
 def test_the_kubernetes_kafka_users_are_the_table() -> None:
