@@ -1,8 +1,9 @@
 """Who may do what on Kafka: one principal (SCRAM user) per component, and its ACLs.
 
-The table is the design of issue #19 (least privilege), in data: the local broker applies it
-(``deploy.local.kafka_acl``), the Kubernetes KafkaUsers spell the same grants, and the tests
-apply it to their own prefixed topics and check every principal against every action.
+The table is the design of issue #19 (least privilege), in data: the local broker applies it at
+each start (``deploy.acl``), the Kubernetes KafkaUsers are generated from it
+(``deploy.kafka_users``), and the tests apply it to their own prefixed topics and check every
+principal against every action.
 
 A grant names a topic by its ``KafkaSettings`` field, so ``access(kafka.prefixed(...))`` gives
 the same rights on a test's own topics. Kafka's own implications hold: READ and WRITE imply
