@@ -150,7 +150,7 @@ class BenchStack:
             serving_version, self.client(), self.model_name, "production"
         )
         assert event is not None, "the serving alias was just set"
-        producer = AIOKafkaProducer(bootstrap_servers=self.kafka.bootstrap_servers, acks="all")
+        producer = AIOKafkaProducer(**self.kafka.client(), acks="all")
         await producer.start()
         try:
             await producer.send_and_wait(

@@ -89,7 +89,7 @@ def profile() -> ReferenceProfile:
 
 async def announce_versions(kafka: KafkaSettings) -> None:
     """Versions 1 to 3 with a profile on the models topic, as the registry watcher would."""
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**kafka.client(), acks="all")
     await producer.start()
     try:
         for version in ("1", "2", "3"):
@@ -104,7 +104,7 @@ async def announce_versions(kafka: KafkaSettings) -> None:
 
 async def load(kafka: KafkaSettings, preds: list[Prediction]) -> int:
     """Predictions, and feedback for every second one; returns how many records were sent."""
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all", linger_ms=20)
+    producer = AIOKafkaProducer(**kafka.client(), acks="all", linger_ms=20)
     await producer.start()
     sent = 0
     try:
@@ -250,7 +250,7 @@ async def one_run(
 
 
 async def delete_topics(kafka: KafkaSettings) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka.client())
     await admin.start()
     try:
         await admin.delete_topics([spec.name for spec in kafka.topic_specs()])

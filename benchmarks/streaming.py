@@ -34,7 +34,7 @@ class Burst:
 async def _reader(kafka: KafkaSettings) -> AIOKafkaConsumer:
     consumer = AIOKafkaConsumer(
         kafka.predictions_topic,
-        bootstrap_servers=kafka.bootstrap_servers,
+        **kafka.client(),
         group_id=None,
         enable_auto_commit=False,
         max_partition_fetch_bytes=4 * 2**20,
@@ -55,9 +55,7 @@ async def burst(
     pending = {key for key, _ in payloads}
     worker_ids: set[str] = set()
     consumer = await _reader(kafka)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=kafka.bootstrap_servers, acks="all", linger_ms=5, max_batch_size=2**18
-    )
+    producer = AIOKafkaProducer(**kafka.client(), acks="all", linger_ms=5, max_batch_size=2**18)
     await producer.start()
     last = started = time.perf_counter()
     try:

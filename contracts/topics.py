@@ -6,8 +6,12 @@ variables configures them all.
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Self
 
+from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The models topic is compacted by key: one record per key survives. The serving alias keeps the
@@ -47,6 +51,77 @@ class KafkaSettings(BaseSettings):
     feedback_partitions: int = 3
     retention_ms: int = 7 * 24 * 3600 * 1000
     dlq_retention_ms: int = 30 * 24 * 3600 * 1000
+    # How a client authenticates (contracts.kafka_access says what each principal may do).
+    # PLAINTEXT: none (the local loopback listener); SASL_*: SCRAM with username and password
+    # (or a file holding it); *SSL: TLS, verified against ssl_ca_file (else the system CAs).
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    ssl_ca_file: Path | None = None
+
+    @field_validator("username", "password", "password_file", "ssl_ca_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # Compose and the Kubernetes ConfigMap pass an unset variable as "".
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _credentials_fit_the_protocol(self) -> Self:
+        sasl = self.security_protocol.startswith("SASL_")
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("set RS_KAFKA_PASSWORD or RS_KAFKA_PASSWORD_FILE, not both")
+        has_password = self.password is not None or self.password_file is not None
+        if sasl and (self.username is None or not has_password):
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs RS_KAFKA_USERNAME and "
+                "RS_KAFKA_PASSWORD (or RS_KAFKA_PASSWORD_FILE)"
+            )
+        if not sasl and (self.username is not None or has_password):
+            raise ValueError(
+                f"a Kafka username/password is only used with SASL_PLAINTEXT or SASL_SSL, "
+                f"not {self.security_protocol}: set RS_KAFKA_SECURITY_PROTOCOL"
+            )
+        if self.ssl_ca_file is not None and not self.security_protocol.endswith("SSL"):
+            raise ValueError(
+                f"RS_KAFKA_SSL_CA_FILE needs SSL or SASL_SSL, not {self.security_protocol}"
+            )
+        return self
+
+    def secret(self) -> str | None:
+        """The SASL password: the setting, or the file's first line (read now, so a rotated
+        file is seen by the next client)."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            try:
+                return self.password_file.read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"cannot read RS_KAFKA_PASSWORD_FILE: {exc}") from exc
+        return None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not self.security_protocol.endswith("SSL"):
+            return None
+        cafile = None if self.ssl_ca_file is None else str(self.ssl_ca_file)
+        return ssl.create_default_context(cafile=cafile)
+
+    def client_options(self) -> dict[str, Any]:
+        """The security keyword arguments of every aiokafka client (producer, consumer, admin):
+        the one place that turns these settings into a connection."""
+        options: dict[str, Any] = {"security_protocol": self.security_protocol}
+        if self.security_protocol.endswith("SSL"):
+            options["ssl_context"] = self.ssl_context()
+        if self.security_protocol.startswith("SASL_"):
+            options["sasl_mechanism"] = self.sasl_mechanism
+            options["sasl_plain_username"] = self.username
+            options["sasl_plain_password"] = self.secret()
+        return options
+
+    def client(self, **options: Any) -> dict[str, Any]:
+        """``bootstrap_servers`` and the security options, for ``AIOKafka*(**kafka.client())``."""
+        return {"bootstrap_servers": self.bootstrap_servers, **self.client_options(), **options}
 
     def prefixed(self, prefix: str, **changes: object) -> KafkaSettings:
         """The same settings with every topic named ``<prefix>.<kind>``: tests and benchmarks

@@ -27,9 +27,7 @@ async def wait_for_broker(settings: KafkaSettings, *, timeout_s: float = 120) ->
         reraise=True,
     ):
         with attempt:
-            admin = AIOKafkaAdminClient(
-                bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=5000
-            )
+            admin = AIOKafkaAdminClient(**settings.client(), request_timeout_ms=5000)
             await admin.start()
             try:
                 await admin.describe_cluster()
@@ -39,7 +37,7 @@ async def wait_for_broker(settings: KafkaSettings, *, timeout_s: float = 120) ->
 
 async def ensure_topics(settings: KafkaSettings) -> list[str]:
     """Create every missing topic; returns the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**settings.client())
     await admin.start()
     try:
         existing = set(await admin.list_topics())

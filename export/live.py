@@ -74,7 +74,7 @@ async def request_texts(
     for at most ``limit_s``: records that retention deletes meanwhile are not waited for)."""
     consumer = AIOKafkaConsumer(
         kafka.requests_topic,  # no group: every partition, assigned at start
-        bootstrap_servers=kafka.bootstrap_servers,
+        **kafka.client(),
         client_id="rs-export-live-replay",
         group_id=None,
         enable_auto_commit=False,

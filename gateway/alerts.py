@@ -129,7 +129,7 @@ class AlertsTopic:
         s = self._settings
         consumer = AIOKafkaConsumer(
             s.alerts_topic,
-            bootstrap_servers=s.bootstrap_servers,
+            **s.client(),
             client_id=f"{self._client_id}-alerts",
             group_id=None,
             enable_auto_commit=False,

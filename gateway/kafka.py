@@ -177,15 +177,14 @@ class KafkaBus:
                 await asyncio.sleep(1)  # back off before reconnecting
 
     async def _connect(self) -> None:
-        servers = self._settings.bootstrap_servers
         producer = AIOKafkaProducer(
-            bootstrap_servers=servers,
+            **self._settings.client(),
             client_id=self._instance_id,
             acks="all",
             request_timeout_ms=int(self._publish_timeout_s * 1000),
         )
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=servers,
+            **self._settings.client(),
             client_id=self._instance_id,
             group_id=None,
             enable_auto_commit=False,

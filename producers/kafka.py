@@ -45,7 +45,7 @@ async def topic_partitions(
         ):
             with attempt:
                 admin = AIOKafkaAdminClient(
-                    bootstrap_servers=servers,
+                    **settings.kafka.client(),
                     request_timeout_ms=min(settings.request_timeout_ms, 5000),
                     client_id=settings.client_id,
                 )
@@ -88,7 +88,7 @@ def describe(exc: BaseException) -> str:
 def new_producer(settings: Settings) -> AIOKafkaProducer:
     # Idempotence keeps the client's own retries from writing a record twice.
     return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
+        **settings.kafka.client(),
         client_id=settings.client_id,
         acks="all",
         enable_idempotence=True,
@@ -100,7 +100,7 @@ def new_producer(settings: Settings) -> AIOKafkaProducer:
 def new_consumer(settings: Settings) -> AIOKafkaConsumer:
     """A consumer outside any group: partitions are assigned by hand, nothing is committed."""
     return AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
+        **settings.kafka.client(),
         client_id=settings.client_id,
         group_id=None,
         enable_auto_commit=False,

@@ -22,7 +22,7 @@ async def alerts_since(
     A record that is not an Alert is skipped with a warning."""
     consumer = AIOKafkaConsumer(
         kafka.alerts_topic,
-        bootstrap_servers=kafka.bootstrap_servers,
+        **kafka.client(),
         client_id=client_id,
         group_id=None,
         enable_auto_commit=False,

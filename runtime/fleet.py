@@ -85,7 +85,7 @@ class FleetReader:
         self._workers: dict[str, WorkerStatus] = {}
         self._consumer = AIOKafkaConsumer(
             self.topic,
-            bootstrap_servers=kafka.bootstrap_servers,
+            **kafka.client(),
             client_id=client_id,
             group_id=None,
             enable_auto_commit=False,

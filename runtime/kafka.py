@@ -43,11 +43,11 @@ RETRIABLE = (KafkaError, OSError, TimeoutError, NotYet)
 
 
 def kafka_probe(
-    bootstrap_servers: str, *, topics: Sequence[str] = (), group: str | None = None
+    kafka: KafkaSettings, *, topics: Sequence[str] = (), group: str | None = None
 ) -> Probe:
     async def probe() -> None:
         admin = AIOKafkaAdminClient(
-            bootstrap_servers=bootstrap_servers,
+            **kafka.client(),
             client_id="rs-startup-probe",
             request_timeout_ms=5000,
         )
@@ -65,7 +65,7 @@ def kafka_probe(
                         raise NotYet(f"topic {topic['topic']} has no leader yet")
                     partitions += [TopicPartition(topic["topic"], p["partition"])
                                    for p in topic["partitions"]]  # fmt: skip
-                await _leaders_answer(bootstrap_servers, partitions)
+                await _leaders_answer(kafka, partitions)
             if group is not None:
                 # Also makes a fresh broker create __consumer_offsets.
                 try:
@@ -78,11 +78,11 @@ def kafka_probe(
     return probe
 
 
-async def _leaders_answer(bootstrap_servers: str, partitions: list[TopicPartition]) -> None:
+async def _leaders_answer(kafka: KafkaSettings, partitions: list[TopicPartition]) -> None:
     """Every partition's leader answers an offsets request: just after a topic is created,
     the metadata may name a leader that still says "not leader" for a moment."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers,
+        **kafka.client(),
         client_id="rs-startup-probe",
         group_id=None,
         request_timeout_ms=5000,
@@ -109,7 +109,7 @@ async def wait_for_kafka(
     return await wait_for(
         "Kafka",
         settings.bootstrap_servers,
-        kafka_probe(settings.bootstrap_servers, topics=topics, group=group),
+        kafka_probe(settings, topics=topics, group=group),
         log=log,
         retry_on=RETRIABLE,
         give_up=give_up,
@@ -154,9 +154,7 @@ async def connect(factory: Callable[[], S], *, what: str, give_up: Callable[[], 
 def producer(kafka: KafkaSettings, *, client_id: str, **options: Any) -> AIOKafkaProducer:
     """Every send is acknowledged by all in-sync replicas before its future resolves (a
     record counts as sent only once it is durable); ``options`` tune the rest."""
-    return AIOKafkaProducer(
-        bootstrap_servers=kafka.bootstrap_servers, client_id=client_id, acks="all", **options
-    )
+    return AIOKafkaProducer(**kafka.client(), client_id=client_id, acks="all", **options)
 
 
 async def send_signed(
@@ -225,7 +223,7 @@ class ModelEvents:
         self._verifier = verifier
         self._consumer = AIOKafkaConsumer(
             self.topic,
-            bootstrap_servers=kafka.bootstrap_servers,
+            **kafka.client(),
             client_id=client_id,
             group_id=None,
             enable_auto_commit=False,

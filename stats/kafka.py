@@ -19,7 +19,9 @@ from typing import Any
 import faust
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+from faust.auth import SASLCredentials, SSLCredentials
 from faust.exceptions import ProducerSendError
+from faust.types.auth import CredentialsT
 
 from contracts.topics import KafkaSettings
 from runtime.kafka import wait_for_kafka
@@ -44,6 +46,21 @@ async def wait_for_broker(settings: Settings) -> None:
     )
 
 
+def credentials(kafka: KafkaSettings) -> CredentialsT | None:
+    """The same security as every aiokafka client (``KafkaSettings.client_options``), in
+    faust's terms: faust hands them on to its own aiokafka clients."""
+    if kafka.security_protocol.startswith("SASL_"):
+        return SASLCredentials(
+            username=kafka.username,
+            password=kafka.secret(),
+            mechanism=kafka.sasl_mechanism,
+            ssl_context=kafka.ssl_context(),
+        )
+    if kafka.security_protocol == "SSL":
+        return SSLCredentials(kafka.ssl_context())
+    return None
+
+
 def make_app(settings: Settings) -> faust.App:
     servers = [
         f"kafka://{server.strip()}" for server in settings.kafka.bootstrap_servers.split(",")
@@ -53,6 +70,7 @@ def make_app(settings: Settings) -> faust.App:
     app = faust.App(
         settings.group_id,
         broker=servers,
+        broker_credentials=credentials(settings.kafka),
         autodiscover=False,
         # No faust-owned topics (see the module docstring).
         topic_allow_declare=False,
@@ -116,10 +134,12 @@ class FaustDeadLetterSink:
 class LagMonitor:
     """Consumer-group lag per assigned partition: end offset minus committed offset."""
 
-    def __init__(self, app: faust.App, group_id: str, bootstrap: str, metrics: Metrics) -> None:
+    def __init__(
+        self, app: faust.App, group_id: str, kafka: KafkaSettings, metrics: Metrics
+    ) -> None:
         self._app = app
         self._group_id = group_id
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+        self._admin = AIOKafkaAdminClient(**kafka.client(), request_timeout_ms=10_000)
         self._metrics = metrics
         self._started = False
 

@@ -109,7 +109,7 @@ class StatsService:
         )
         if s.drift_enabled:
             self._monitor = Monitor(s.drift(), self.metrics, self._store)
-        self._lag = LagMonitor(self.app, s.group_id, s.kafka.bootstrap_servers, self.metrics)
+        self._lag = LagMonitor(self.app, s.group_id, s.kafka, self.metrics)
         self._stack.push_async_callback(self._lag.close)
         self.metrics.db_up.set(0)
         return self

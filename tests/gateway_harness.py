@@ -109,7 +109,7 @@ def model_event(model_name: str = "reviewstream-sentiment", version: str = "1") 
 async def announce(kafka: KafkaSettings, event: ModelChanged) -> None:
     """Publish a ModelChanged on the models topic, as the registry watcher does: gateways
     then know a model is deployed (and workers load it, if the registry has it)."""
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**kafka.client(), acks="all")
     await producer.start()
     try:
         await producer.send_and_wait(

@@ -195,9 +195,7 @@ class Traffic:
     offsets: dict[tuple[int, int], str] = field(default_factory=dict)
 
     async def __aenter__(self) -> Traffic:
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.kafka.bootstrap_servers, acks="all", linger_ms=2
-        )
+        self._producer = AIOKafkaProducer(**self.kafka.client(), acks="all", linger_ms=2)
         await self._producer.start()
         self._readers = [
             await self._reader(self.kafka.predictions_topic, self._on_prediction),
@@ -216,7 +214,7 @@ class Traffic:
     ) -> tuple[asyncio.Task[None], AIOKafkaConsumer]:
         consumer = AIOKafkaConsumer(
             topic,
-            bootstrap_servers=self.kafka.bootstrap_servers,
+            **self.kafka.client(),
             group_id=None,
             auto_offset_reset="earliest",
         )

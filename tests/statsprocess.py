@@ -18,8 +18,8 @@ from deploy.local.processes import StatsProcess, kafka_env, wait_for
 __all__ = ["StatsProcess", "caught_up", "committed_offsets", "kafka_env", "wait_for"]
 
 
-async def partitions(bootstrap: str, topics: Iterable[str]) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def partitions(kafka: KafkaSettings, topics: Iterable[str]) -> list[TopicPartition]:
+    admin = AIOKafkaAdminClient(**kafka.client())
     await admin.start()
     try:
         described = await admin.describe_topics(list(topics))
@@ -35,9 +35,9 @@ async def partitions(bootstrap: str, topics: Iterable[str]) -> list[TopicPartiti
     return sorted(found)
 
 
-async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartition, int]:
-    tps = await partitions(bootstrap, topics)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+async def end_offsets(kafka: KafkaSettings, topics: Iterable[str]) -> dict[TopicPartition, int]:
+    tps = await partitions(kafka, topics)
+    consumer = AIOKafkaConsumer(**kafka.client())
     await consumer.start()
     try:
         return dict(await consumer.end_offsets(tps))
@@ -45,8 +45,8 @@ async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartit
         await consumer.stop()
 
 
-async def committed_offsets(bootstrap: str, group_id: str) -> dict[TopicPartition, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def committed_offsets(kafka: KafkaSettings, group_id: str) -> dict[TopicPartition, int]:
+    admin = AIOKafkaAdminClient(**kafka.client())
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group_id)
@@ -57,11 +57,9 @@ async def committed_offsets(bootstrap: str, group_id: str) -> dict[TopicPartitio
 
 async def caught_up(kafka: KafkaSettings, group_id: str) -> bool:
     """The group has committed every record of the predictions and feedback topics."""
-    ends = await end_offsets(
-        kafka.bootstrap_servers, [kafka.predictions_topic, kafka.feedback_topic]
-    )
+    ends = await end_offsets(kafka, [kafka.predictions_topic, kafka.feedback_topic])
     try:
-        committed = await committed_offsets(kafka.bootstrap_servers, group_id)
+        committed = await committed_offsets(kafka, group_id)
     except GroupCoordinatorNotAvailableError:
         return False  # the broker is still creating __consumer_offsets (a fresh stack)
     return all(committed.get(tp, 0) >= end for tp, end in ends.items())

@@ -9,15 +9,15 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from contracts.topics import KafkaSettings
 
-async def dump_topic(bootstrap_servers: str, topic: str) -> list[Any]:
+
+async def dump_topic(kafka: KafkaSettings, topic: str) -> list[Any]:
     """All records up to the end offsets at the time of the call, ordered by timestamp."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False
-    )
+    consumer = AIOKafkaConsumer(**kafka.client(), group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = await _partitions(bootstrap_servers, topic)
+        partitions = await _partitions(kafka, topic)
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         ends = await consumer.end_offsets(tps)
         todo = {tp for tp in tps if ends[tp] > 0}
@@ -36,9 +36,9 @@ async def dump_topic(bootstrap_servers: str, topic: str) -> list[Any]:
         await consumer.stop()
 
 
-async def _partitions(bootstrap_servers: str, topic: str) -> list[int]:
+async def _partitions(kafka: KafkaSettings, topic: str) -> list[int]:
     """A topic created a moment ago may take a moment to show its partitions."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka.client())
     await admin.start()
     try:
         deadline = time.monotonic() + 30

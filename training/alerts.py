@@ -78,13 +78,13 @@ async def _consumers(
     """A reader of every partition of the alerts topic, and the group that keeps its offsets."""
     reader = AIOKafkaConsumer(
         kafka.alerts_topic,  # no group: every partition, assigned at start
-        bootstrap_servers=kafka.bootstrap_servers,
+        **kafka.client(),
         client_id="rs-training-alerts",
         group_id=None,
         enable_auto_commit=False,
     )
     offsets = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap_servers,
+        **kafka.client(),
         client_id="rs-training-alerts-offsets",
         group_id=settings.alerts_group_id,
         enable_auto_commit=False,

@@ -209,7 +209,7 @@ class Worker:
     def _requests_consumer(self) -> AIOKafkaConsumer:
         s = self.settings
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.kafka.bootstrap_servers,
+            **s.kafka.client(),
             client_id=f"rs-worker-{s.worker_id}",
             group_id=s.group_id,
             enable_auto_commit=False,

@@ -40,6 +40,7 @@ class LocalStack:
     state_dir: Path
     kafka_port: int = field(default_factory=free_port)
     controller_port: int = field(default_factory=free_port)
+    kafka_sasl_port: int = field(default_factory=free_port)
     postgres_port: int = field(default_factory=free_port)
     mlflow_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
@@ -66,6 +67,7 @@ class LocalStack:
             **self.mlflow_credentials(self.mlflow_user),
             "RS_STACK_STATE_DIR": str(self.state_dir),
             "RS_STACK_KAFKA_CONTROLLER_PORT": str(self.controller_port),
+            "RS_STACK_KAFKA_SASL_PORT": str(self.kafka_sasl_port),
             "RS_STACK_KAFKA_HEAP_MB": "384",
             "RS_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
             "DATABASE_URL": self.database_url,
@@ -77,6 +79,35 @@ class LocalStack:
     @property
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def sasl_bootstrap_servers(self) -> str:
+        """The authenticated listener: SCRAM-SHA-512, ACLs of ``contracts.kafka_access``."""
+        return f"127.0.0.1:{self.kafka_sasl_port}"
+
+    def password_file(self, principal: str) -> Path:
+        """Where the stack keeps ``principal``'s SCRAM password (deploy.local.kafka_users)."""
+        return self.state_dir / "kafka" / "users" / principal
+
+    def kafka_as(self, principal: str, kafka: KafkaSettings | None = None) -> KafkaSettings:
+        """``kafka`` (default: the stack's topics) on the SASL listener as ``principal``."""
+        return (kafka or KafkaSettings()).model_copy(
+            update={
+                "bootstrap_servers": self.sasl_bootstrap_servers,
+                "security_protocol": "SASL_PLAINTEXT",
+                "username": principal,
+                "password_file": self.password_file(principal),
+            }
+        )
+
+    def kafka_env(self, principal: str) -> dict[str, str]:
+        """The environment of a service process that connects as ``principal``."""
+        return {
+            "RS_KAFKA_BOOTSTRAP_SERVERS": self.sasl_bootstrap_servers,
+            "RS_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "RS_KAFKA_USERNAME": principal,
+            "RS_KAFKA_PASSWORD_FILE": str(self.password_file(principal)),
+        }
 
     @property
     def database_url(self) -> str:

@@ -34,7 +34,10 @@ PORT_LINE = re.compile(r"health and metrics on https?://[\d.]+:(\d+)")
 
 def kafka_env(settings: KafkaSettings) -> dict[str, str]:
     """The RS_KAFKA_* variables that make a child process see ``settings``."""
-    return {f"RS_KAFKA_{name.upper()}": str(value) for name, value in settings.model_dump().items()}
+    values = settings.model_dump()
+    if settings.password is not None:  # dumped masked
+        values["password"] = settings.password.get_secret_value()
+    return {f"RS_KAFKA_{name.upper()}": str(v) for name, v in values.items() if v is not None}
 
 
 async def wait_for(

@@ -29,6 +29,7 @@ class StackSettings(BaseSettings):
         Path.home() / ".cache" / "reviewstream", description="downloaded Kafka jars"
     )
     kafka_controller_port: int = 9093
+    kafka_sasl_port: int = Field(9094, description="the broker's SASL_PLAINTEXT listener")
     kafka_heap_mb: int = 512
     bootstrap_model: bool = Field(
         True,

@@ -72,7 +72,7 @@ async def next_alert(ws: ClientConnection, **expected: str) -> dict[str, Any]:
 async def alerts_on_topic(kafka: KafkaSettings) -> list[Alert]:
     consumer = AIOKafkaConsumer(
         kafka.alerts_topic,
-        bootstrap_servers=kafka.bootstrap_servers,
+        **kafka.client(),
         group_id=None,
         auto_offset_reset="earliest",
     )

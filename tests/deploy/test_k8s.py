@@ -13,6 +13,7 @@ import pytest
 from kubernetes_validate.utils import SchemaNotFoundError
 from pydantic_settings import BaseSettings
 
+from contracts.kafka_access import PRINCIPALS
 from contracts.topics import KafkaSettings
 from deploy.healthcheck import ENDPOINTS, HEALTH_PATH, READY_PATH
 from export.settings import Settings as ExportSettings
@@ -42,9 +43,11 @@ K8S_VERSIONS = ("1.30", "1.37")
 # so an unexpected kind (or a typo in apiVersion) still fails validation.
 CUSTOM_RESOURCES = {
     ("keda.sh/v1alpha1", "ScaledObject"),  # components/keda
+    ("keda.sh/v1alpha1", "TriggerAuthentication"),
     ("cert-manager.io/v1", "Certificate"),  # components/gateway-backend-tls
     ("kafka.strimzi.io/v1beta2", "Kafka"),  # external/
     ("kafka.strimzi.io/v1beta2", "KafkaNodePool"),
+    ("kafka.strimzi.io/v1beta2", "KafkaUser"),  # base/kafka/users.yaml
     ("postgresql.cnpg.io/v1", "Cluster"),
     ("postgresql.cnpg.io/v1", "Database"),
     # components/monitoring: no schema vendored; tests/deploy/test_monitoring.py checks the
@@ -262,7 +265,8 @@ def test_dev_secret_has_every_key_the_pods_need() -> None:
         for c in [*spec.get("initContainers", []), *spec["containers"]]:
             for item in c.get("env", []):
                 ref = item.get("valueFrom", {}).get("secretKeyRef")
-                if ref and not ref.get("optional", False):
+                # A Kafka principal's password is in the Secret Strimzi makes for its KafkaUser.
+                if ref and not ref.get("optional", False) and ref["name"] not in PRINCIPALS:
                     assert ref["name"] == secret["metadata"]["name"]
                     needed.add(ref["key"])
         for volume in spec.get("volumes", []):
@@ -333,8 +337,12 @@ def test_kafka_settings_parse_with_the_real_settings_class(
     data = config_data(manifests, "ConfigMap", _env_from(manifests, "workers", "kafka-settings"))
     for key, value in data.items():
         monkeypatch.setenv(key, value)
+    # Each workload's own principal and password (base/kafka/auth-*.yaml), not shared.
+    monkeypatch.setenv("RS_KAFKA_USERNAME", "worker")
+    monkeypatch.setenv("RS_KAFKA_PASSWORD", "from-the-secret")
     settings = KafkaSettings()
-    assert {f"RS_KAFKA_{field.upper()}" for field in KafkaSettings.model_fields} == set(data)
+    per_workload = {"RS_KAFKA_USERNAME", "RS_KAFKA_PASSWORD"}
+    assert {f"RS_KAFKA_{f.upper()}" for f in KafkaSettings.model_fields} == set(data) | per_workload
     assert settings.requests_partitions == int(data["RS_KAFKA_REQUESTS_PARTITIONS"])
 
 

@@ -253,6 +253,7 @@ def test_kubernetes_values_parse_with_the_service_settings(
         if isinstance(value, str):
             monkeypatch.setenv(key, value)
     monkeypatch.setenv("DATABASE_URL", "postgresql://u:p@db:5432/reviewstream")
+    monkeypatch.setenv("RS_KAFKA_PASSWORD", "from-the-kafka-user-secret")
     monkeypatch.delenv("RS_GATEWAY_TLS_CERTFILE", raising=False)
     monkeypatch.delenv("RS_GATEWAY_TLS_KEYFILE", raising=False)
     settings = service_settings(package)()

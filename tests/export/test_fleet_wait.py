@@ -19,7 +19,7 @@ async def report(kafka: KafkaSettings, worker: str, version: str) -> None:
         heartbeat_s=30,  # live for the whole test without sending heartbeats
         started_at=utc_now(),
     )
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**kafka.client(), acks="all")
     await producer.start()
     try:
         await producer.send_and_wait(kafka.fleet_topic, encode(status), key=worker.encode())

@@ -29,7 +29,7 @@ HOSTILE = '<img src=x onerror="window.__pwned = 1">download failed'
 
 
 async def report(kafka: KafkaSettings, status: WorkerStatus) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**kafka.client(), acks="all")
     await producer.start()
     try:
         await producer.send_and_wait(

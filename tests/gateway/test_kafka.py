@@ -46,7 +46,7 @@ async def read_topic(settings: KafkaSettings, topic: str, count: int) -> list[by
     """The first ``count`` records of a topic, from the beginning; fails after a deadline."""
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=settings.bootstrap_servers,
+        **settings.client(),
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,

@@ -289,7 +289,7 @@ async def test_chat_page_with_a_worker_and_the_stats_processor(
 async def _read_feedback(kafka: KafkaSettings) -> Feedback:
     consumer = AIOKafkaConsumer(
         kafka.feedback_topic,
-        bootstrap_servers=kafka.bootstrap_servers,
+        **kafka.client(),
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,

@@ -237,7 +237,7 @@ async def test_replay_of_the_test_file_yields_the_offline_accuracy_live_in_postg
     assert live.correct == offline_correct
     assert live.accuracy == pytest.approx(offline_correct / count)
     print(f"live accuracy in PostgreSQL {live.accuracy:.4f} over {count} replayed reviews")
-    feedback = await dump_topic(kafka.bootstrap_servers, kafka.feedback_topic)
+    feedback = await dump_topic(kafka, kafka.feedback_topic)
     assert len(feedback) == count
     assert {decode(r.value, Feedback).label for r in feedback} <= {0, 1}
 
@@ -316,7 +316,7 @@ async def test_a_label_on_a_kafka_request_is_feedback_and_corrections_count_once
 async def produce(
     kafka: KafkaSettings, topic: str, messages: list[ReviewRequest] | list[Feedback]
 ) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**kafka.client(), acks="all")
     await producer.start()
     try:
         for message in messages:

@@ -63,8 +63,8 @@ async def test_replay_at_a_set_rate_sends_requests_then_their_labels(
     assert report.bad_rows == 2
     assert [str(bad) for bad in report.bad] == ["line 32: missing text", "line 33: missing text"]
 
-    requests = await dump_topic(kafka.bootstrap_servers, kafka.requests_topic)
-    feedback = await dump_topic(kafka.bootstrap_servers, kafka.feedback_topic)
+    requests = await dump_topic(kafka, kafka.requests_topic)
+    feedback = await dump_topic(kafka, kafka.feedback_topic)
     assert len(requests) == 30
     assert len(feedback) == 30
     sent = {}
@@ -101,18 +101,18 @@ async def test_replay_shuffles_with_a_seed_and_stops_at_the_limit(
         producer_settings(kafka), ReviewFile(path, require_label=True), options
     )
     assert (report.rows, report.sent, report.feedback_sent) == (10, 10, 0)
-    requests = await dump_topic(kafka.bootstrap_servers, kafka.requests_topic)
+    requests = await dump_topic(kafka, kafka.requests_topic)
     texts = [decode(r.value, ReviewRequest).text for r in requests]
     assert len(set(texts)) == 10
     assert set(texts) <= {text for text, _ in rows}
     assert set(texts) != {text for text, _ in rows[:10]}  # seed 7 does not keep the head
-    assert await dump_topic(kafka.bootstrap_servers, kafka.feedback_topic) == []
+    assert await dump_topic(kafka, kafka.feedback_topic) == []
 
 
 async def produce_requests(
     kafka: KafkaSettings, batches: list[list[ReviewRequest]], timestamps: list[int]
 ) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**kafka.client(), acks="all")
     await producer.start()
     try:
         for batch, stamp in zip(batches, timestamps, strict=True):
@@ -160,8 +160,7 @@ async def test_topic_range_replay_by_timestamps_resends_exactly_that_range(
     assert (report.rows, report.sent, report.feedback_sent, report.bad_rows) == (6, 6, 6, 0)
 
     everything = [
-        decode(r.value, ReviewRequest)
-        for r in await dump_topic(kafka.bootstrap_servers, kafka.requests_topic)
+        decode(r.value, ReviewRequest) for r in await dump_topic(kafka, kafka.requests_topic)
     ]
     replayed = [r for r in everything if r.source is Source.REPLAY]
     assert sorted(r.text for r in replayed) == sorted(r.text for r in batches[1])
@@ -169,17 +168,14 @@ async def test_topic_range_replay_by_timestamps_resends_exactly_that_range(
     labels = {r.request_id: r.user_label for r in replayed}
     original = {r.text: r.user_label for r in batches[1]}
     assert labels == {r.request_id: original[r.text] for r in replayed}  # kept from the originals
-    feedback = [
-        decode(r.value, Feedback)
-        for r in await dump_topic(kafka.bootstrap_servers, kafka.feedback_topic)
-    ]
+    feedback = [decode(r.value, Feedback) for r in await dump_topic(kafka, kafka.feedback_topic)]
     assert {f.request_id: f.label for f in feedback} == labels
 
 
 async def test_topic_range_replay_by_offsets_keeps_ids_when_asked(kafka: KafkaSettings) -> None:
     batch = originals("req", 12)
     await produce_requests(kafka, [batch], [int(time.time() * 1000)])
-    before = await dump_topic(kafka.bootstrap_servers, kafka.requests_topic)
+    before = await dump_topic(kafka, kafka.requests_topic)
     partition_0 = sorted((r for r in before if r.partition == 0), key=lambda r: r.offset)
     assert len(partition_0) >= 3, "12 keys over 3 partitions: partition 0 holds a few"
     expected = [decode(r.value, ReviewRequest).request_id for r in partition_0[1:3]]
@@ -193,7 +189,7 @@ async def test_topic_range_replay_by_offsets_keeps_ids_when_asked(kafka: KafkaSe
         ReplayOptions(keep_ids=True, feedback=False, wait=False, progress=False),
     )
     assert (report.rows, report.sent) == (2, 2)
-    after = await dump_topic(kafka.bootstrap_servers, kafka.requests_topic)
+    after = await dump_topic(kafka, kafka.requests_topic)
     assert len(after) == len(before) + 2
     replayed = [decode(r.value, ReviewRequest) for r in after]
     assert sorted(r.request_id for r in replayed if r.source is Source.REPLAY) == sorted(expected)
@@ -221,8 +217,7 @@ async def test_bulk_ids_are_deterministic_and_answered_rows_are_skipped(
     assert report.exit_code == 3
 
     requests = [
-        decode(r.value, ReviewRequest)
-        for r in await dump_topic(kafka.bootstrap_servers, kafka.requests_topic)
+        decode(r.value, ReviewRequest) for r in await dump_topic(kafka, kafka.requests_topic)
     ]
     assert sorted(r.request_id for r in requests) == sorted(f"{identity}-{n}" for n in range(5, 13))
     assert all(r.source is Source.PRODUCER for r in requests)
@@ -262,7 +257,7 @@ async def test_ctrl_c_stops_a_replay_cleanly_and_flushes_its_feedback(
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
-        while len(await dump_topic(kafka.bootstrap_servers, kafka.requests_topic)) < 5:
+        while len(await dump_topic(kafka, kafka.requests_topic)) < 5:
             assert process.returncode is None, "the replay ended early"
             assert time.monotonic() < deadline, "the replay sent nothing"
             await asyncio.sleep(0.2)
@@ -279,8 +274,8 @@ async def test_ctrl_c_stops_a_replay_cleanly_and_flushes_its_feedback(
     report = json.loads(summary.read_text())
     assert report["interrupted"] is True
     assert 5 <= report["sent"] < 200
-    requests = await dump_topic(kafka.bootstrap_servers, kafka.requests_topic)
-    feedback = await dump_topic(kafka.bootstrap_servers, kafka.feedback_topic)
+    requests = await dump_topic(kafka, kafka.requests_topic)
+    feedback = await dump_topic(kafka, kafka.feedback_topic)
     assert len(requests) == report["sent"]
     # Feedback was due in 60 s; stopping sent it at once, so every request keeps its label.
     assert len(feedback) == report["feedback_sent"] == report["sent"]

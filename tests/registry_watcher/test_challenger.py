@@ -38,7 +38,7 @@ async def records(kafka: KafkaSettings) -> list[tuple[str, str | None]]:
     """Every record's key and (for an event) its alias and version, tombstones as None."""
     consumer = AIOKafkaConsumer(
         kafka.models_topic,
-        bootstrap_servers=kafka.bootstrap_servers,
+        **kafka.client(),
         group_id=None,
         auto_offset_reset="earliest",
     )

@@ -31,7 +31,7 @@ from tests.serving import corrupt, eventually, mlflow_client, register, unique
 async def alerts_on(kafka: KafkaSettings) -> list[Alert]:
     consumer = AIOKafkaConsumer(
         kafka.alerts_topic,
-        bootstrap_servers=kafka.bootstrap_servers,
+        **kafka.client(),
         group_id=None,
         auto_offset_reset="earliest",
     )
@@ -54,7 +54,7 @@ async def fire(kafka: KafkaSettings, name: str, **labels: str) -> None:
         starts_at=datetime.now(UTC),
         fingerprint=unique("fp"),
     )
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**kafka.client(), acks="all")
     await producer.start()
     try:
         await producer.send_and_wait(kafka.alerts_topic, encode(alert), key=b"fp")
@@ -168,7 +168,7 @@ async def test_an_alert_during_probation_rolls_back_once_and_never_flaps(
 
 async def report(kafka: KafkaSettings, status: WorkerStatus) -> None:
     """A worker's report on the fleet topic, as workers.status publishes it."""
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**kafka.client(), acks="all")
     await producer.start()
     try:
         await producer.send_and_wait(

@@ -29,7 +29,7 @@ async def test_garbage_and_tombstones_on_the_fleet_topic(
     kafka: KafkaSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.ERROR, logger="runtime.fleet")
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**kafka.client(), acks="all")
     await producer.start()
     try:
         topic = kafka.fleet_topic

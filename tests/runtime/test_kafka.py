@@ -77,7 +77,7 @@ async def test_no_broker_is_one_line_and_no_aiokafka_errors(
 async def test_model_events_keep_the_latest_and_forget_a_tombstone_only_when_asked(
     kafka: KafkaSettings,
 ) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**kafka.client(), acks="all")
     await producer.start()
     try:
         for name, version in [("a", "1"), ("b", "1"), ("a", "2")]:

@@ -184,9 +184,9 @@ def encoded(messages: Sequence[Prediction | Feedback]) -> list[tuple[bytes | Non
 
 
 async def produce(
-    bootstrap: str, topic: str, records: Sequence[tuple[bytes | None, bytes | None]]
+    kafka: KafkaSettings, topic: str, records: Sequence[tuple[bytes | None, bytes | None]]
 ) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(**kafka.client(), acks="all", linger_ms=5)
     await producer.start()
     try:
         for key, value in records:
@@ -197,11 +197,11 @@ async def produce(
 
 
 async def send_predictions(kafka: KafkaSettings, predictions: list[Prediction]) -> None:
-    await produce(kafka.bootstrap_servers, kafka.predictions_topic, list(encoded(predictions)))
+    await produce(kafka, kafka.predictions_topic, list(encoded(predictions)))
 
 
 async def send_feedback(kafka: KafkaSettings, feedback: list[Feedback]) -> None:
-    await produce(kafka.bootstrap_servers, kafka.feedback_topic, list(encoded(feedback)))
+    await produce(kafka, kafka.feedback_topic, list(encoded(feedback)))
 
 
 async def count(url: str, sql: str) -> int:
@@ -308,8 +308,8 @@ def metric(
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-async def list_topics(bootstrap: str) -> set[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def list_topics(kafka: KafkaSettings) -> set[str]:
+    admin = AIOKafkaAdminClient(**kafka.client())
     await admin.start()
     try:
         return {name for name in await admin.list_topics() if not name.startswith("__")}
@@ -326,7 +326,7 @@ async def test_exact_counts_with_feedback_before_and_after_and_a_replay_changes_
     """As deployed: the processor connects as the writer role, which may not migrate."""
     scenario = make_scenario(unique("s"), 240, seed=1)
     group = unique("stats")
-    topics_before = await list_topics(kafka.bootstrap_servers)
+    topics_before = await list_topics(kafka)
     await send_feedback(kafka, scenario.feedback_before)
 
     async with StatsProcess(
@@ -383,7 +383,7 @@ async def test_exact_counts_with_feedback_before_and_after_and_a_replay_changes_
 
         # Faust created no topic of its own (no changelogs, no leader topic, no declarations).
         # (__consumer_offsets is the broker's own, created on the first commit of any group.)
-        assert await list_topics(kafka.bootstrap_servers) == topics_before
+        assert await list_topics(kafka) == topics_before
         assert processor.terminate() == 0, processor.log()[-3000:]
     assert "Traceback" not in processor.log()
 
@@ -413,7 +413,7 @@ async def test_killed_mid_stream_and_restarted_counts_exactly(
         first.kill()
     stored = await count(database_url, "SELECT count(*) FROM predictions")
     stored += await count(database_url, "SELECT count(*) FROM feedback")
-    committed = sum((await committed_offsets(kafka.bootstrap_servers, group)).values())
+    committed = sum((await committed_offsets(kafka, group)).values())
     assert committed < stored, "the kill must leave stored records whose offsets were not committed"
 
     async with StatsProcess(
@@ -543,10 +543,10 @@ async def test_malformed_records_go_to_the_dead_letter_topics_with_the_reason(
         submitted_at=good[0].submitted_at,
         source=Source.REST,
     )
-    await produce(kafka.bootstrap_servers, kafka.predictions_topic, bad_predictions[:3])
+    await produce(kafka, kafka.predictions_topic, bad_predictions[:3])
     await send_predictions(kafka, good[:2])
     await produce(
-        kafka.bootstrap_servers,
+        kafka,
         kafka.predictions_topic,
         [
             (b"v1", version_1.model_dump_json(exclude={"user_label", "explanation"}).encode()),
@@ -554,10 +554,10 @@ async def test_malformed_records_go_to_the_dead_letter_topics_with_the_reason(
             (b"explained", encode_message(explained)),
         ],
     )
-    await produce(kafka.bootstrap_servers, kafka.predictions_topic, bad_predictions[3:])
-    await produce(kafka.bootstrap_servers, kafka.feedback_topic, bad_feedback[:1])
+    await produce(kafka, kafka.predictions_topic, bad_predictions[3:])
+    await produce(kafka, kafka.feedback_topic, bad_feedback[:1])
     await send_feedback(kafka, [answer])
-    await produce(kafka.bootstrap_servers, kafka.feedback_topic, bad_feedback[1:])
+    await produce(kafka, kafka.feedback_topic, bad_feedback[1:])
 
     async with StatsProcess(
         kafka=kafka, database_url=database_url, group_id=group, log_path=tmp_path / "stats.log"
@@ -567,12 +567,8 @@ async def test_malformed_records_go_to_the_dead_letter_topics_with_the_reason(
             timeout_s=90,
             what="offsets committed past the bad records",
         )
-        letters = await read_all(
-            kafka.bootstrap_servers, KafkaSettings.dlq(kafka.predictions_topic), 6
-        )
-        letters += await read_all(
-            kafka.bootstrap_servers, KafkaSettings.dlq(kafka.feedback_topic), 2
-        )
+        letters = await read_all(kafka, KafkaSettings.dlq(kafka.predictions_topic), 6)
+        letters += await read_all(kafka, KafkaSettings.dlq(kafka.feedback_topic), 2)
         samples = await processor.metrics()
         assert processor.alive()
 
@@ -636,9 +632,9 @@ async def _at_least(value: Any, expected: int) -> bool:
 
 
 async def read_all(
-    bootstrap: str, topic: str, expected: int, timeout_s: float = 30
+    kafka: KafkaSettings, topic: str, expected: int, timeout_s: float = 30
 ) -> list[DeadLetter]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(topic, **kafka.client(), auto_offset_reset="earliest")
     await consumer.start()
     letters: list[DeadLetter] = []
     try:

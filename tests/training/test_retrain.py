@@ -215,7 +215,7 @@ async def label(
 
 async def send_requests(kafka: KafkaSettings, texts: list[str]) -> list[str]:
     requests = [ReviewRequest(text=t, source=Source.REST) for t in texts]
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**kafka.client(), acks="all")
     await producer.start()
     try:
         for request in requests:
@@ -272,7 +272,7 @@ async def test_enough_new_feedback_makes_a_new_snapshot_and_version(
 
     # The requests' texts leave the topic (here: another, empty one): a fresh snapshot still
     # holds those reviews, carried forward; the same data, nothing to train.
-    elsewhere = KafkaSettings().prefixed(unique("t"), bootstrap_servers=kafka.bootstrap_servers)
+    elsewhere = kafka.prefixed(unique("t"))
     await ensure_topics(elsewhere)
     monkeypatch.setenv("RS_KAFKA_REQUESTS_TOPIC", elsewhere.requests_topic)
     kept = await run_retrain(fresh="the requests have left the topic")
@@ -315,7 +315,7 @@ async def fire(kafka: KafkaSettings, name: str, status: AlertStatus) -> None:
         name=name, status=status, severity="warning", starts_at=datetime.now(UTC),
         fingerprint=unique("fp"),
     )  # fmt: skip
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**kafka.client(), acks="all")
     await producer.start()
     try:
         await producer.send_and_wait(kafka.alerts_topic, encode(alert), key=b"fp")

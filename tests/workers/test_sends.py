@@ -16,9 +16,7 @@ async def test_each_message_lands_in_its_partition_in_order_across_batch_splits(
 ) -> None:
     partitions = kafka.predictions_partitions
     # Small producer batches: 60 messages of ~100 bytes split into several batches per partition.
-    producer = AIOKafkaProducer(
-        bootstrap_servers=kafka.bootstrap_servers, acks="all", max_batch_size=1024
-    )
+    producer = AIOKafkaProducer(**kafka.client(), acks="all", max_batch_size=1024)
     await producer.start()
     try:
         messages = [
@@ -30,7 +28,7 @@ async def test_each_message_lands_in_its_partition_in_order_across_batch_splits(
     finally:
         await producer.stop()
 
-    records = await dump_topic(kafka.bootstrap_servers, kafka.predictions_topic)
+    records = await dump_topic(kafka, kafka.predictions_topic)
     for partition in range(partitions):
         landed = sorted((r for r in records if r.partition == partition), key=lambda r: r.offset)
         expected = [(key, value) for p, key, value in messages if p == partition]

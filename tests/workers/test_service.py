@@ -138,7 +138,7 @@ async def test_sigterm_drains_commits_and_leaves_the_group(
         assert await worker.wait_exit(timeout_s=30) == 0
     assert "left consumer group" in worker.log()
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka.client())
     await admin.start()
     try:
         (response,) = await admin.describe_consumer_groups([group])

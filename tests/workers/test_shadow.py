@@ -62,7 +62,7 @@ def labelled_replay(n: int) -> list[ReviewRequest]:
 
 async def read_all(kafka: KafkaSettings, topic: str) -> list[bytes]:
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=kafka.bootstrap_servers, group_id=None,
+        topic, **kafka.client(), group_id=None,
         auto_offset_reset="earliest",
     )  # fmt: skip
     await consumer.start()
@@ -121,7 +121,7 @@ async def test_a_challenger_in_shadow_under_a_labelled_replay(
 
             replay = labelled_replay(REVIEWS)
             blank = ReviewRequest(text="   ", source=Source.REPLAY, reply_to="t")
-            producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+            producer = AIOKafkaProducer(**kafka.client(), acks="all")
             await producer.start()
             try:
                 for request in [*replay, blank]:
