@@ -214,6 +214,8 @@ class Broker:
         env = {
             "RS_STACK_STATE_DIR": str(state),
             "RS_STACK_KAFKA_CONTROLLER_PORT": str(free_port()),
+            # Its own, not the session stack's (inherited from the environment).
+            "RS_STACK_KAFKA_SASL_PORT": str(free_port()),
             "RS_STACK_KAFKA_HEAP_MB": "256",
             "RS_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
         }
