@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from mlflow import MlflowClient
 
 from contracts import KafkaSettings
@@ -42,11 +43,15 @@ async def test_workers_retry_while_mlflow_is_away_and_acknowledge_once_it_is_bac
     database_url: str,
     procs: Processes,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     mlflow = own_mlflow(tmp_path)
     mlflow.start()
     try:
         await mlflow.wait_ready(120, path="/health")
+        # Its own admin, whose password it made at first start (not the session stack's).
+        admin = (tmp_path / "state" / "mlflow" / "credentials" / "admin").read_text().strip()
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", admin)
         client = MlflowClient(tracking_uri=mlflow.url, registry_uri=mlflow.url)
         name = unique("model")
         old = register(client, name, tmp_path, seed=1)
@@ -60,6 +65,7 @@ async def test_workers_retry_while_mlflow_is_away_and_acknowledge_once_it_is_bac
             name,
             unique("group"),
             MLFLOW_TRACKING_URI=mlflow.url,
+            MLFLOW_TRACKING_PASSWORD=admin,
             RS_WORKER_HEARTBEAT_S=1,
             RS_WORKER_LOAD_RETRY_CAP_S=2,
         )
