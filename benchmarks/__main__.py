@@ -104,6 +104,18 @@ def main(
             min=100, help="predictions through the stats path (default 20000, quick 2000)"
         ),
     ] = None,
+    soak_minutes: Annotated[
+        float | None,
+        typer.Option(min=0.05, help="minutes of the soak (default 10, quick 0.25)"),
+    ] = None,
+    soak_rate: Annotated[
+        float | None,
+        typer.Option(
+            min=1,
+            help="requests/s of the soak, REST and Kafka together "
+            "(default: half the 2-worker burst's throughput in the same run)",
+        ),
+    ] = None,
     own_stack: Annotated[
         bool,
         typer.Option(
@@ -129,6 +141,8 @@ def main(
         "explain_reviews_accurate": explain_reviews_accurate,
         "accurate_bundle": accurate_bundle,
         "stats_records": stats_records,
+        "soak_minutes": soak_minutes,
+        "soak_rate": soak_rate,
         "own_stack": own_stack,
         "profile_workers": profile_workers,
     }

@@ -27,6 +27,7 @@ from benchmarks.limit import measure_limit
 from benchmarks.load import LoadResult, Send, closed_loop, cycled
 from benchmarks.mlflow_peer import mlflow_serve, registered_uri
 from benchmarks.report import Report
+from benchmarks.soak import REST_IN_FLIGHT, Soak, SoakPlan, SoakResult, plot
 from benchmarks.stack import (
     FAST_BUCKETS,
     BenchStack,
@@ -45,11 +46,14 @@ from workers.settings import Settings as WorkerSettings
 
 log = logging.getLogger(__name__)
 
-SCENARIOS = ("limit", "streaming", "rest", "mlflow", "reload", "memory", "explain", "stats")
+SCENARIOS = (
+    "limit", "streaming", "rest", "mlflow", "reload", "memory", "explain", "stats", "soak"
+)  # fmt: skip
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / ".artifacts" / "bench"
 SETTLE_CONCURRENCY = 32
 STATS_BATCH_MAX = 500  # the stats processor's default
+SOAK_FALLBACK_RATE = 2000.0  # requests/s when the run measured no 2-worker burst
 
 
 @dataclass
@@ -69,6 +73,10 @@ class Options:
     accurate_bundle: Path | None = None  # default: the pretrained encoder with a random head
     stats_records: int = 20_000  # predictions through the stats path, per run (+ half as feedback)
     watcher_poll_s: float = 1.0
+    soak_minutes: float = 10.0
+    # Requests/s of the soak, REST and Kafka together; default: half the 2-worker burst's
+    # throughput measured in the same run (or SOAK_FALLBACK_RATE without it).
+    soak_rate: float | None = None
     bundle: Path | None = None
     reviews: Path = DEFAULT_REVIEWS
     output: Path | None = None
@@ -87,6 +95,7 @@ class Options:
             explain_reviews=40,
             explain_reviews_accurate=2,
             stats_records=2000,
+            soak_minutes=0.25,
             quick=True,
         ).replace(**overrides)
 
@@ -129,7 +138,7 @@ class Run:
         if self.wants("explain"):
             self.echo("7 explain: one explanation per review, per family, in process...")
             self.explain()
-        if not self.wants("streaming", "rest", "mlflow", "reload", "memory", "stats"):
+        if not self.wants("streaming", "rest", "mlflow", "reload", "memory", "stats", "soak"):
             return r
         async with self.stack, contextlib.AsyncExitStack() as peers:
             self.echo("starting the stack on free ports and registering the model...")
@@ -142,7 +151,7 @@ class Run:
                 await self.streaming(1)
             if self.wants("rest", "mlflow"):
                 await self.online()
-            if self.wants("streaming", "reload"):
+            if self.wants("streaming", "reload", "soak"):
                 self.echo("a second worker joins...")
                 await self.start_services(workers=2)
             if self.wants("streaming"):
@@ -153,6 +162,8 @@ class Run:
                 self.memory()
             if self.wants("stats"):
                 await self.stats_path()
+            if self.wants("soak"):
+                await self.soak()
         self.targets()
         return r
 
@@ -162,7 +173,7 @@ class Run:
         while len(self.workers) < workers:
             self.workers.append(s.start_worker())
             starting.append(self.workers[-1])
-        if self.gateway is None and self.wants("rest", "reload", "memory"):
+        if self.gateway is None and self.wants("rest", "reload", "memory", "soak"):
             self.gateway = s.start_gateway()
             starting.append(self.gateway)
         if self.wants("reload") and not any(x.package == "registry_watcher" for x in s.services):
@@ -394,6 +405,69 @@ class Run:
             add("6 peak RSS", "gateway", "MiB", [self.gateway.peak_rss_mib()])
         if self.peer_pid is not None:
             add("6 peak RSS", "mlflow models serve", "MiB", [tree_peak_rss_mib(self.peer_pid)])
+
+    # -- 9 soak ------------------------------------------------------------------------------
+
+    async def soak(self) -> None:
+        assert self.gateway is not None
+        total = self.o.soak_rate
+        if total is None:
+            two = self.report.find("2 Kafka burst, 2 workers", "throughput")
+            total = two.median / 2 if two is not None else SOAK_FALLBACK_RATE
+        # REST takes half what the gateway managed at its highest concurrency, at most a
+        # quarter of the total; producers straight to Kafka the rest.
+        top = self.report.find(f"3 REST c={max(self.o.concurrency)}", "throughput")
+        rest_rate = min(total / 4, top.median / 2 if top is not None else total / 10)
+        plan = SoakPlan(self.o.soak_minutes * 60, kafka_rate=total - rest_rate,
+                        rest_rate=rest_rate)  # fmt: skip
+        self.echo(f"9 soak: {plan.seconds / 60:g} min at {plan.kafka_rate:.0f}/s through Kafka "
+                  f"and {plan.rest_rate:.0f}/s REST, the stats processor counting...")  # fmt: skip
+        s = self.stack
+        soak = Soak(plan, kafka=s.kafka, gateway_url=self.gateway.url,
+                    database_url=s.database_url or DatabaseSettings().url.get_secret_value(),
+                    model_name=s.model_name, worker_group=s.model_name, texts=self.texts,
+                    work=self.work, echo=self.echo)  # fmt: skip
+        named = {f"worker-{i}": w for i, w in enumerate(self.workers)} | {"gateway": self.gateway}
+        services = {name: x.process.pid for name, x in named.items() if x.process is not None}
+        stack_pid = s.local.process.pid if s.local and s.local.process else None
+        result = await soak.run(stack_pid, services)
+        self.soak_figures(result)
+
+    def soak_figures(self, result: SoakResult) -> None:
+        add, scenario = self.report.add, "9 soak"
+        plan = result.plan
+        add(scenario, "Kafka requests sent", "requests/s", [result.kafka.sent / plan.seconds],
+            f"fixed rate {plan.kafka_rate:.0f}/s for {plan.seconds / 60:g} min")  # fmt: skip
+        add(scenario, "REST requests sent", "requests/s", [result.rest.sent / plan.seconds],
+            f"fixed rate {plan.rest_rate:.0f}/s, {result.rest.shed} shed "
+            f"(over {REST_IN_FLIGHT} in flight)")  # fmt: skip
+        minutes = result.per_minute()
+        for path in ("kafka", "rest"):
+            for q in (50, 99):
+                add(scenario, f"{path} p{q} latency per minute", "ms",
+                    [m[f"{path}_p{q}_ms"] for m in minutes],
+                    "median, best and worst of the minutes")  # fmt: skip
+        add(scenario, "lost (unanswered or not stored)", "requests", [float(result.lost)])
+        add(scenario, "counted twice", "predictions", [float(result.duplicates)])
+        add(scenario, "workers' lag, max per minute", "records",
+            [m["worker_lag_max"] for m in minutes])  # fmt: skip
+        add(scenario, "stats lag, max per minute", "records",
+            [m["stats_lag_max"] for m in minutes])  # fmt: skip
+        add(scenario, "drain after the load stopped", "s", [result.drain_s],
+            "until every answer was counted in PostgreSQL")  # fmt: skip
+        for name, growth in sorted(result.rss_growth_mib().items()):
+            add(scenario, f"RSS growth, {name}", "MiB", [growth],
+                "mean of the last fifth of the samples minus the first fifth's")  # fmt: skip
+        png = ARTIFACTS / f"soak-{time.strftime('%Y%m%dT%H%M%S')}.png"
+        plot(result, png)
+        self.report.notes.append(f"soak time line: {png}")
+        for m in minutes:
+            self.report.notes.append(
+                f"soak minute {m['minute']:.0f}: Kafka p50/p99 {m['kafka_p50_ms']:.1f}/"
+                f"{m['kafka_p99_ms']:.1f} ms, REST p50/p99 {m['rest_p50_ms']:.1f}/"
+                f"{m['rest_p99_ms']:.1f} ms, lags (workers/stats/uncounted) "
+                f"{m['worker_lag_max']:.0f}/{m['stats_lag_max']:.0f}/{m['uncounted_max']:.0f}"
+            )
 
     # -- verdicts ----------------------------------------------------------------------------
 

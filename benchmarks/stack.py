@@ -96,6 +96,8 @@ class BenchStack:
             self.local = LocalStack(state_dir=self.work / "state")
             await asyncio.to_thread(self.local.start)
             env |= self.local.env
+            # This process registers the model and starts mlflow serve: as the stack's admin.
+            os.environ.update(self.local.mlflow_credentials(self.local.mlflow_user))
         prefix = self.model_name
         self.kafka = KafkaSettings().prefixed(
             prefix, bootstrap_servers=env.get("RS_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
@@ -192,7 +194,9 @@ class BenchStack:
         )
 
     def start_gateway(self) -> Service:
-        return self.start_service("gateway", {"RS_GATEWAY_OPEN_MODE": "true"})
+        return self.start_service(
+            "gateway", {"RS_GATEWAY_OPEN_MODE": "true", "RS_GATEWAY_OPS_PORT": str(free_port())}
+        )
 
     def start_watcher(self, poll_interval_s: float) -> Service:
         return self.start_service(

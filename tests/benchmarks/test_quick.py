@@ -22,6 +22,7 @@ SCENARIO_PREFIXES = {
     "memory": "6 peak RSS",
     "explain": "7 explain",
     "stats": "8 stats path",
+    "soak": "9 soak",
 }
 
 
@@ -33,7 +34,7 @@ def test_quick_benchmark_saves_every_scenario_with_finite_figures(
         sys.executable, "-m", "benchmarks", "--quick", "--no-own-stack",
         "--repeats", "1", "--requests", "24", "--burst", "600", "--concurrency", "1,8",
         "--explain-reviews", "20", "--explain-reviews-accurate", "1", "--stats-records", "500",
-        "--output", str(output),
+        "--soak-minutes", "0.2", "--output", str(output),
     ]  # fmt: skip
     # The explain scenario exports the accurate family's encoder (~30 s) and occludes a review.
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=540)
@@ -59,3 +60,7 @@ def test_quick_benchmark_saves_every_scenario_with_finite_figures(
         assert by_name[(f"7 explain, {family}", "p50 latency per review")]["median"] > 0
     for monitor in ("off", "on"):
         assert by_name[("8 stats path", f"drift monitor {monitor}")]["median"] > 0
+    assert by_name[("9 soak", "Kafka requests sent")]["median"] > 0
+    assert by_name[("9 soak", "REST requests sent")]["median"] > 0
+    assert by_name[("9 soak", "lost (unanswered or not stored)")]["median"] == 0
+    assert by_name[("9 soak", "counted twice")]["median"] == 0
