@@ -122,6 +122,12 @@ def _apostrophes(
     return np.delete(start, emptied), np.delete(end, emptied)
 
 
+def _utf8(text: str) -> bytes:
+    # A lone surrogate (JSON may carry one) becomes three non-ASCII bytes: no token, as for
+    # the regex, rather than an error.
+    return text.encode("utf-8", "surrogatepass")
+
+
 def tokens(texts: list[str], max_tokens: int) -> Tokens:
     """The first ``max_tokens`` tokens of each text, lowercased as ``str.lower`` does."""
     lowered = [t.lower() for t in texts]
@@ -129,11 +135,11 @@ def tokens(texts: list[str], max_tokens: int) -> Tokens:
     # the text's own but perhaps the last (cut, or missing its "'s"): a prefix holding more
     # than max_tokens tokens is enough; the texts whose prefix is not are tokenized again whole.
     budget = (max_tokens + 1) * _CHARS_PER_TOKEN
-    found = _find([t[:budget].encode() for t in lowered])
+    found = _find([_utf8(t[:budget]) for t in lowered])
     lengths = np.fromiter(map(len, lowered), dtype=np.int64, count=len(texts))
     again = np.flatnonzero((found.count <= max_tokens) & (lengths > budget))
     if len(again):
-        found = _replace(found, again, _find([lowered[i].encode() for i in again]))
+        found = _replace(found, again, _find([_utf8(lowered[i]) for i in again]))
     return found.first(max_tokens)
 
 

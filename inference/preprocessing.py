@@ -83,8 +83,9 @@ class HashedNgrams:
         return {"kind": self.kind, "buckets": self.buckets, "max_tokens": self.max_tokens}
 
     def features(self, text: str) -> NDArray[np.int64]:
-        """Hashed unigram and bigram ids (1..buckets-1) of one text."""
-        return self.rows([text])[0]
+        """Hashed unigram and bigram ids (1..buckets-1) of one text (an explanation's): the
+        definition itself, cheaper than the batch path's fixed cost for a single text."""
+        return hashed_ngrams_one(text, self.buckets, self.max_tokens)
 
     def rows(self, texts: list[str]) -> list[NDArray[np.int64]]:
         """Each text's ids, unpadded."""

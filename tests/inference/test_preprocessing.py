@@ -24,6 +24,7 @@ TRICKY = [
     "İstanbul İİ i̇ KELVIN \u212a ok",  # lowercasing lengthens "İ"; the Kelvin sign lowers to "k"
     "héllo wörld café naïve façade Σ ΣΑΣ ß straße",
     "emoji 🙂🙂 between🙂words and\x00nul\ttab\r\nend",
+    "lone\ud800surrogate \udcff from JSON",  # valid in a str, not in UTF-8
     "x" * 30 + "'" + "y" * 5 + " " + "z" * 300,  # tokens longer than the vectorised columns
     " b" * 500,  # more than max_tokens words
     "word " * 399 + "last'one",
@@ -73,7 +74,7 @@ def test_random_texts_over_a_hard_alphabet_equal_the_definition() -> None:
     """Apostrophe chains, marks, digits, separators and lengthening characters in every
     arrangement, with limits small enough that texts are cut and tokenized again."""
     rng = np.random.default_rng(0)
-    alphabet = [*"ab'' 09!?Z\n", "İ", "\u212a", "é", "Σ", "\x00", "🙂", "A'"]
+    alphabet = [*"ab'' 09!?Z\n", "İ", "\u212a", "é", "Σ", "\x00", "🙂", "\ud800", "A'"]
     for _ in range(500):
         texts = [
             "".join(rng.choice(alphabet, size=int(rng.integers(0, 120))))
