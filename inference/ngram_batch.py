@@ -133,27 +133,16 @@ def tokens(texts: list[str], max_tokens: int) -> Tokens:
     lowered = [t.lower() for t in texts]
     # Most of a long text lies past its max_tokens-th token. The tokens found in a prefix are
     # the text's own but perhaps the last (cut, or missing its "'s"): a prefix holding more
-    # than max_tokens tokens is enough; the texts whose prefix is not are tokenized again whole.
+    # than max_tokens tokens is enough. Where one is not (rare), the batch is tokenized again
+    # with that text whole.
     budget = (max_tokens + 1) * _CHARS_PER_TOKEN
-    found = _find([_utf8(t[:budget]) for t in lowered])
+    cut = [_utf8(t[:budget]) for t in lowered]
+    found = _find(cut)
     lengths = np.fromiter(map(len, lowered), dtype=np.int64, count=len(texts))
-    again = np.flatnonzero((found.count <= max_tokens) & (lengths > budget))
-    if len(again):
-        found = _replace(found, again, _find([_utf8(lowered[i]) for i in again]))
+    again = ((found.count <= max_tokens) & (lengths > budget)).tolist()
+    if any(again):
+        found = _find([_utf8(t) if a else c for t, c, a in zip(lowered, cut, again, strict=True)])
     return found.first(max_tokens)
-
-
-def _replace(found: Tokens, rows: NDArray[np.int64], whole: Tokens) -> Tokens:
-    """``found`` with the tokens of texts ``rows`` replaced by ``whole``'s."""
-    count = found.count.copy()
-    count[rows] = whole.count
-    text = np.concatenate([found.text(), rows[whole.text()]])
-    keep = np.ones(len(found.start) + len(whole.start), dtype=bool)
-    keep[: len(found.start)] = ~np.isin(text[: len(found.start)], rows)
-    order = np.argsort(text[keep], kind="stable")
-    start = np.concatenate([found.start, whole.start + len(found.data)])[keep][order]
-    end = np.concatenate([found.end, whole.end + len(found.data)])[keep][order]
-    return Tokens(np.concatenate([found.data, whole.data]), start, end, count)
 
 
 def crc32(found: Tokens) -> NDArray[np.uint32]:
