@@ -23,7 +23,7 @@ import numpy as np
 from benchmarks.clients import mlflow_client, rest_client, websocket_client
 from benchmarks.data import DEFAULT_REVIEWS, load_reviews
 from benchmarks.explain_latency import ACCURATE_MAX_LENGTH, explain_ms, untrained_accurate_bundle
-from benchmarks.limit import measure_limit
+from benchmarks.limit import measure_limit, measure_preprocessing
 from benchmarks.load import LoadResult, Send, closed_loop, cycled
 from benchmarks.mlflow_peer import mlflow_serve, registered_uri
 from benchmarks.report import Report
@@ -39,7 +39,7 @@ from benchmarks.stack import (
 )
 from benchmarks.stats_throughput import one_run as stats_run
 from benchmarks.streaming import burst
-from inference import OnnxPredictor, load_bundle
+from inference import OnnxPredictor, WordPiece, load_bundle
 from inference.synthetic import make_fast_bundle
 from runtime.database import DatabaseSettings
 from workers.settings import Settings as WorkerSettings
@@ -204,13 +204,36 @@ class Run:
             for _ in range(self.o.repeats)
         ]
         note = f"batches of {self.worker_batch}, 1 ORT thread"
-        for key, metric in (
+        metrics = [
             ("preprocessing", "preprocessing alone"),
             ("inference", "inference alone"),
             ("end_to_end", "preprocessing + inference"),
-        ):
+        ]
+        if "preprocessing_before" in runs[0]:
+            metrics.append(("preprocessing_before", "preprocessing alone, row by row (before)"))
+        for key, metric in metrics:
             self.report.add("1 limit (in-process)", metric, "reviews/s",
                             [x[key] for x in runs], note)  # fmt: skip
+        if "preprocessing_before" in runs[0]:
+            self.report.add("1 limit (in-process)", "preprocessing, batch / row by row", "x",
+                            [x["preprocessing"] / x["preprocessing_before"] for x in runs],
+                            "the same texts, the same ids")  # fmt: skip
+        if self.bundles[0].family == "fast":
+            self.accurate_preprocessing(texts)
+
+    def accurate_preprocessing(self, texts: Sequence[str]) -> None:
+        """The other family's preprocessing (WordPiece, Rust ``tokenizers``) on the same texts."""
+        from training.families import minilm_dir  # the training extra, as scenario 7
+
+        wordpiece = WordPiece(minilm_dir() / "tokenizer.json", max_length=ACCURATE_MAX_LENGTH)
+        some = texts[: self.worker_batch * 8]  # tens of times slower than the fast path
+        figures = [
+            measure_preprocessing(wordpiece, some, batch_size=self.worker_batch)
+            for _ in range(self.o.repeats)
+        ]
+        self.report.add("1 limit (in-process)", "preprocessing alone, accurate (WordPiece)",
+                        "reviews/s", figures, f"{len(some)} reviews, max_length "
+                        f"{ACCURATE_MAX_LENGTH}; tokenizers' own threads")  # fmt: skip
 
     # -- 7 explaining ------------------------------------------------------------------------
 

@@ -23,6 +23,8 @@ from inference import HashedNgrams, Preprocessor, WordPiece
 from training.models import FastText, MiniLMClassifier
 from training.settings import AccurateSettings, FastSettings, Settings
 
+ENCODE_CHUNK = 1024  # texts hashed per call: the batch path's buffers stay small
+
 Batch = dict[str, Tensor]
 
 
@@ -44,7 +46,12 @@ class HashedEncoded(Encoded):
     """n-gram ids hashed once; batches padded exactly as ``HashedNgrams.encode`` pads them."""
 
     def __init__(self, preprocessor: HashedNgrams, texts: Sequence[str]) -> None:
-        self.rows = [torch.from_numpy(preprocessor.features(t)) for t in texts]
+        texts = list(texts)
+        self.rows = [
+            torch.from_numpy(row)
+            for start in range(0, len(texts), ENCODE_CHUNK)
+            for row in preprocessor.rows(texts[start : start + ENCODE_CHUNK])
+        ]
 
     def __len__(self) -> int:
         return len(self.rows)
