@@ -104,6 +104,10 @@ def main(
             min=100, help="predictions through the stats path (default 20000, quick 2000)"
         ),
     ] = None,
+    kill_rate: Annotated[
+        float | None,
+        typer.Option(min=1, help="broker-kill: REST requests a second (default 40)"),
+    ] = None,
     own_stack: Annotated[
         bool,
         typer.Option(
@@ -113,7 +117,8 @@ def main(
     ] = True,
 ) -> None:
     """Measure the limit, streaming, REST/WebSocket, mlflow serve, hot reload, memory and
-    the explain latency, and the stats path with and without the drift monitor."""
+    the explain latency, the stats path with and without the drift monitor, and REST latency
+    while one of three brokers is killed (not in --quick unless named in --scenarios)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     overrides = {
         "scenarios": _scenarios(scenarios) if scenarios else None,
@@ -129,6 +134,7 @@ def main(
         "explain_reviews_accurate": explain_reviews_accurate,
         "accurate_bundle": accurate_bundle,
         "stats_records": stats_records,
+        "kill_rate": kill_rate,
         "own_stack": own_stack,
         "profile_workers": profile_workers,
     }

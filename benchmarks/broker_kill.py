@@ -57,12 +57,13 @@ class KillResult:
     def duplicates(self) -> int:
         return self.counted - self.stored
 
-    def windows(self, width_s: float) -> list[tuple[float, list[float], int]]:
+    def windows(self, width_s: float, until_s: float) -> list[tuple[float, list[float], int]]:
         """(start since the kill, latencies of the answered requests sent in that window, how
-        many of those sent then failed)."""
+        many of those sent then failed), the last window ending at ``until_s``."""
         found: dict[float, tuple[list[float], list[int]]] = {}
+        last = float(np.ceil(until_s / width_s) * width_s) - width_s
         for shot in self.shots:
-            start = float(np.floor(shot.sent_s / width_s) * width_s)
+            start = min(last, float(np.floor(shot.sent_s / width_s) * width_s))
             latencies, failed = found.setdefault(start, ([], [0]))
             if shot.latency_ms is None:
                 failed[0] += 1
@@ -104,8 +105,8 @@ async def fixed_rate(
         for i in itertools.count():
             due = begin + i / rate
             if killed_at is None and due - begin >= before_s:
-                killed_at = time.perf_counter()
                 victim = await kill()
+                killed_at = time.perf_counter()  # the broker is gone
             if due - begin >= before_s + after_s:
                 break
             await asyncio.sleep(max(0.0, due - time.perf_counter()))

@@ -196,7 +196,10 @@ class BenchStack:
         )
 
     def start_gateway(self) -> Service:
-        return self.start_service("gateway", {"RS_GATEWAY_OPEN_MODE": "true"})
+        # Its operations port too: 9100 may be another stack's (two benchmarks at once).
+        return self.start_service(
+            "gateway", {"RS_GATEWAY_OPEN_MODE": "true", "RS_GATEWAY_OPS_PORT": str(free_port())}
+        )
 
     def start_watcher(self, poll_interval_s: float) -> Service:
         return self.start_service(

@@ -113,9 +113,20 @@ def replication_properties(brokers: int) -> list[str]:
         f"transaction.state.log.min.isr={min_isr}",
         f"share.coordinator.state.topic.replication.factor={brokers}",
         f"share.coordinator.state.topic.min.isr={min_isr}",
-        *([f"default.replication.factor={brokers}", f"min.insync.replicas={min_isr}"]
-          if brokers > 1 else []),
-    ]  # fmt: skip
+        *(
+            [
+                f"default.replication.factor={brokers}",
+                f"min.insync.replicas={min_isr}",
+                # The controller fences a silent broker (and moves its leaderships) after this
+                # long: 9 s by default, during which writes to the partitions it led wait and
+                # the gateway's publish timeout (5 s) answers 503. Heartbeats every 0.5 s.
+                "broker.heartbeat.interval.ms=500",
+                "broker.session.timeout.ms=3000",
+            ]
+            if brokers > 1
+            else []
+        ),
+    ]
 
 
 def kafka_command(libs: Path, properties: Path, heap_mb: int, *main: str) -> list[str]:
