@@ -57,13 +57,18 @@ class KillResult:
     def duplicates(self) -> int:
         return self.counted - self.stored
 
-    def windows(self, width_s: float, until_s: float) -> list[tuple[float, list[float], int]]:
+    def windows(
+        self, width_s: float, since_s: float, until_s: float
+    ) -> list[tuple[float, list[float], int]]:
         """(start since the kill, latencies of the answered requests sent in that window, how
-        many of those sent then failed), the last window ending at ``until_s``."""
+        many of those sent then failed), from ``since_s`` to ``until_s`` (the first and last
+        windows take the few requests sent outside: the kill takes a moment)."""
         found: dict[float, tuple[list[float], list[int]]] = {}
+        first = float(np.floor(since_s / width_s) * width_s)
         last = float(np.ceil(until_s / width_s) * width_s) - width_s
         for shot in self.shots:
-            start = min(last, float(np.floor(shot.sent_s / width_s) * width_s))
+            start = float(np.floor(shot.sent_s / width_s) * width_s)
+            start = min(last, max(first, start))
             latencies, failed = found.setdefault(start, ([], [0]))
             if shot.latency_ms is None:
                 failed[0] += 1

@@ -276,7 +276,7 @@ class Run:
         add(scenario, "p99 before (-10..0 s)", "ms", [k.p99(-10, 0)], note)
         add(scenario, "p99 during (0..15 s)", "ms", [k.p99(0, 15)])
         add(scenario, f"p99 after (15..{o.kill_after_s:g} s)", "ms", [k.p99(15, o.kill_after_s)])
-        windows = k.windows(5, o.kill_after_s)
+        windows = k.windows(5, -o.kill_before_s, o.kill_after_s)
         worst = max((float(np.percentile(ms, 99)) for _, ms, _ in windows if ms), default=math.nan)
         add(scenario, "p99 blip (worst 5 s window)", "ms", [worst])
         for start, ms, failed in windows:
