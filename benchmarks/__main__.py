@@ -116,6 +116,10 @@ def main(
             "(default: half the 2-worker burst's throughput in the same run)",
         ),
     ] = None,
+    kill_rate: Annotated[
+        float | None,
+        typer.Option(min=1, help="broker-kill: REST requests a second (default 40)"),
+    ] = None,
     own_stack: Annotated[
         bool,
         typer.Option(
@@ -125,7 +129,8 @@ def main(
     ] = True,
 ) -> None:
     """Measure the limit, streaming, REST/WebSocket, mlflow serve, hot reload, memory and
-    the explain latency, and the stats path with and without the drift monitor."""
+    the explain latency, the stats path with and without the drift monitor, and REST latency
+    while one of three brokers is killed (not in --quick unless named in --scenarios)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     overrides = {
         "scenarios": _scenarios(scenarios) if scenarios else None,
@@ -143,6 +148,7 @@ def main(
         "stats_records": stats_records,
         "soak_minutes": soak_minutes,
         "soak_rate": soak_rate,
+        "kill_rate": kill_rate,
         "own_stack": own_stack,
         "profile_workers": profile_workers,
     }

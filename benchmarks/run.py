@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.broker_kill import run_broker_kill
 from benchmarks.clients import mlflow_client, rest_client, websocket_client
 from benchmarks.data import DEFAULT_REVIEWS, load_reviews
 from benchmarks.explain_latency import ACCURATE_MAX_LENGTH, explain_ms, untrained_accurate_bundle
@@ -47,8 +49,13 @@ from workers.settings import Settings as WorkerSettings
 log = logging.getLogger(__name__)
 
 SCENARIOS = (
-    "limit", "streaming", "rest", "mlflow", "reload", "memory", "explain", "stats", "soak"
+    "limit", "streaming", "rest", "mlflow", "reload", "memory", "explain", "stats", "soak",
+    "broker-kill",
 )  # fmt: skip
+# A quick run leaves out what takes minutes of its own: three Kafka JVMs starting on a small
+# machine (ask for it with --scenarios broker-kill).
+QUICK_SKIPS = ("broker-kill",)
+STACK_SCENARIOS = ("streaming", "rest", "mlflow", "reload", "memory", "stats", "soak")
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / ".artifacts" / "bench"
 SETTLE_CONCURRENCY = 32
@@ -72,6 +79,9 @@ class Options:
     explain_reviews_accurate: int = 5  # occlusion: one encoder row per word, ~10 s a review
     accurate_bundle: Path | None = None  # default: the pretrained encoder with a random head
     stats_records: int = 20_000  # predictions through the stats path, per run (+ half as feedback)
+    kill_rate: float = 40.0  # REST requests a second while a broker is killed
+    kill_before_s: float = 20.0  # of load before the kill
+    kill_after_s: float = 40.0  # of load after it
     watcher_poll_s: float = 1.0
     soak_minutes: float = 10.0
     # Requests/s of the soak, REST and Kafka together; default: half the 2-worker burst's
@@ -87,6 +97,7 @@ class Options:
     @classmethod
     def quick_mode(cls, **overrides: Any) -> Options:
         return cls(
+            scenarios=[name for name in SCENARIOS if name not in QUICK_SKIPS],
             repeats=1,
             requests=64,
             settle_requests=64,
@@ -96,6 +107,8 @@ class Options:
             explain_reviews_accurate=2,
             stats_records=2000,
             soak_minutes=0.25,
+            kill_before_s=10.0,
+            kill_after_s=20.0,
             quick=True,
         ).replace(**overrides)
 
@@ -138,8 +151,15 @@ class Run:
         if self.wants("explain"):
             self.echo("7 explain: one explanation per review, per family, in process...")
             self.explain()
-        if not self.wants("streaming", "rest", "mlflow", "reload", "memory", "stats", "soak"):
-            return r
+        if self.wants(*STACK_SCENARIOS):
+            await self.on_the_stack()
+        if self.wants("broker-kill"):
+            await self.broker_kill()
+        self.targets()
+        return r
+
+    async def on_the_stack(self) -> None:
+        """The scenarios on one stack (one broker) with the services."""
         async with self.stack, contextlib.AsyncExitStack() as peers:
             self.echo("starting the stack on free ports and registering the model...")
             await self.stack.start(self.bundles[:2])
@@ -164,8 +184,6 @@ class Run:
                 await self.stats_path()
             if self.wants("soak"):
                 await self.soak()
-        self.targets()
-        return r
 
     async def start_services(self, workers: int) -> None:
         s = self.stack
@@ -274,6 +292,35 @@ class Run:
                             "records/s", [rate],
                             f"{total} records (predictions, feedback for half), "
                             "Kafka -> PostgreSQL, 10% to 90% stored")  # fmt: skip
+
+    # -- 9 a broker killed -------------------------------------------------------------------
+
+    async def broker_kill(self) -> None:
+        """Three brokers (a stack of its own, even with --no-own-stack: a broker of a shared
+        stack is not ours to kill), REST at a fixed rate, one broker SIGKILLed mid-run."""
+        o = self.o
+        k = await run_broker_kill(
+            self.work / "broker-kill", self.bundles[:2], self.texts, rate=o.kill_rate,
+            before_s=o.kill_before_s, after_s=o.kill_after_s, echo=self.echo,
+        )  # fmt: skip
+        add = self.report.add
+        scenario = "10 broker kill (3 brokers)"
+        note = f"REST at {k.rate:g}/s, node {k.victim} SIGKILLed at 0 s"
+        add(scenario, "p99 before (-10..0 s)", "ms", [k.p99(-10, 0)], note)
+        add(scenario, "p99 during (0..15 s)", "ms", [k.p99(0, 15)])
+        add(scenario, f"p99 after (15..{o.kill_after_s:g} s)", "ms", [k.p99(15, o.kill_after_s)])
+        windows = k.windows(5, -o.kill_before_s, o.kill_after_s)
+        worst = max((float(np.percentile(ms, 99)) for _, ms, _ in windows if ms), default=math.nan)
+        add(scenario, "p99 blip (worst 5 s window)", "ms", [worst])
+        for start, ms, failed in windows:
+            p50, p99 = (float(np.percentile(ms, q)) if ms else math.nan for q in (50, 99))
+            add(scenario, f"p99 sent {start:+.0f}..{start + 5:+.0f} s", "ms", [p99],
+                f"p50 {p50:.0f} ms, {len(ms)} answered, {failed} failed")  # fmt: skip
+        add(scenario, "failed requests", "requests", [float(k.failed)],
+            f"of {len(k.shots)} sent")  # fmt: skip
+        add(scenario, "answered, not in PostgreSQL", "requests", [float(k.lost)])
+        add(scenario, "counted twice", "predictions", [float(k.duplicates)],
+            "minute windows' sum minus stored predictions")  # fmt: skip
 
     # -- 2 streaming -------------------------------------------------------------------------
 

@@ -82,6 +82,7 @@ class BenchStack:
 
     work: Path
     own_stack: bool = True
+    kafka_brokers: int = 1  # 3: three KRaft nodes (the broker-kill scenario)
     model_name: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:8]}")
     services: list[Service] = field(default_factory=list)
     local: LocalStack | None = None
@@ -93,10 +94,11 @@ class BenchStack:
     async def start(self, bundles: tuple[Bundle, Bundle]) -> None:
         env = dict(os.environ)
         if self.own_stack:
-            self.local = LocalStack(state_dir=self.work / "state")
-            await asyncio.to_thread(self.local.start)
+            state = self.work / ("state" if self.kafka_brokers == 1 else "state-brokers")
+            self.local = LocalStack(state_dir=state, kafka_brokers=self.kafka_brokers)
+            await asyncio.to_thread(self.local.start, 420)
             env |= self.local.env
-            # This process registers the model and starts mlflow serve: as the stack's admin.
+            # This process's MLflow client signs in to that server too (as its admin).
             os.environ.update(self.local.mlflow_credentials(self.local.mlflow_user))
         prefix = self.model_name
         self.kafka = KafkaSettings().prefixed(
@@ -194,6 +196,7 @@ class BenchStack:
         )
 
     def start_gateway(self) -> Service:
+        # Its operations port too: 9100 may be another stack's (two benchmarks at once).
         return self.start_service(
             "gateway", {"RS_GATEWAY_OPEN_MODE": "true", "RS_GATEWAY_OPS_PORT": str(free_port())}
         )

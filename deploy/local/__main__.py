@@ -48,14 +48,19 @@ def infrastructure(settings: StackSettings) -> dict[str, str]:
         check_free(host, port, what="PostgreSQL", setting="DATABASE_URL")
         processes["postgres"] = f"{python} -m deploy.local.postgres"
     if settings.runs_kafka:
-        host, port = settings.kafka_address
-        check_free(host, port, what="Kafka", setting="RS_KAFKA_BOOTSTRAP_SERVERS")
-        check_free(
-            host,
-            settings.kafka_controller_port,
-            what="the Kafka controller",
-            setting="RS_STACK_KAFKA_CONTROLLER_PORT",
-        )
+        peers = len(settings.kafka_nodes) > 1
+        for node in settings.kafka_nodes:
+            peer = peers and node.id > 1
+            name = f"Kafka node {node.id}" if peers else "Kafka"
+            check_free(node.host, node.port, what=name, setting="RS_KAFKA_BOOTSTRAP_SERVERS")
+            check_free(
+                node.host,
+                node.controller_port,
+                what=f"the controller of {name}" if peers else "the Kafka controller",
+                setting="RS_STACK_KAFKA_PEER_CONTROLLER_PORTS"
+                if peer
+                else "RS_STACK_KAFKA_CONTROLLER_PORT",
+            )
         processes["kafka"] = f"{python} -m deploy.local.kafka"
     if settings.runs_mlflow:
         host, port = settings.mlflow_address

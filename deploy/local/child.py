@@ -38,19 +38,45 @@ def run_child(
     gets a session of its own, and dies with this process should honcho kill it first (Linux):
     no server is left behind holding its ports.
     """
-    delayed = stop_delay_s > 0
-    child = subprocess.Popen(
-        list(cmd),
+    return run_children(
+        [cmd],
+        initialise=lambda children: initialise(children[0]),
         user=user,
-        stdout=sys.stdout,
-        stderr=sys.stderr,
-        start_new_session=delayed,
-        preexec_fn=_die_with_parent if delayed and sys.platform == "linux" else None,
+        stop_signal=stop_signal,
+        stop_delay_s=stop_delay_s,
+        then=then,
     )
 
+
+def run_children(
+    cmds: Sequence[Sequence[str]],
+    *,
+    initialise: Callable[[list[subprocess.Popen[bytes]]], Coroutine[Any, Any, None]],
+    user: str | None = None,
+    stop_signal: signal.Signals = signal.SIGTERM,
+    stop_delay_s: float = 0.0,
+    then: tuple[signal.Signals, float] | None = None,
+) -> int:
+    """:func:`run_child` for servers that run side by side (a cluster's nodes): every one gets
+    the signals; this returns once all have exited, with the first failure's code. One that
+    dies alone leaves the others running."""
+    delayed = stop_delay_s > 0
+    children = [
+        subprocess.Popen(
+            list(cmd),
+            user=user,
+            stdout=sys.stdout,
+            stderr=sys.stderr,
+            start_new_session=delayed,
+            preexec_fn=_die_with_parent if delayed and sys.platform == "linux" else None,
+        )
+        for cmd in cmds
+    ]
+
     def send(signum: signal.Signals) -> None:
-        if child.poll() is None:
-            child.send_signal(signum)
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
 
     def later(seconds: float, signum: signal.Signals) -> None:
         timer = threading.Timer(seconds, send, args=(signum,))
@@ -68,14 +94,15 @@ def run_child(
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     try:
-        asyncio.run(initialise(child))
+        asyncio.run(initialise(children))
     except BaseException:
-        log.exception("initialisation failed; stopping %s", cmd[0])
-        if child.poll() is None:
-            child.send_signal(stop_signal)
-        child.wait()
+        log.exception("initialisation failed; stopping %s", cmds[0][0])
+        send(stop_signal)
+        for child in children:
+            child.wait()
         return 1
-    return child.wait()
+    codes = [child.wait() for child in children]
+    return next((code for code in codes if code), 0)
 
 
 def _die_with_parent() -> None:
@@ -84,14 +111,20 @@ def _die_with_parent() -> None:
     libc.prctl(1, signal.SIGKILL)
 
 
-async def wait_ready(child: subprocess.Popen[bytes], what: str, ready: Awaitable[None]) -> None:
-    """Await ``ready``, failing fast if the server dies first."""
+async def wait_ready(
+    child: subprocess.Popen[bytes] | Sequence[subprocess.Popen[bytes]],
+    what: str,
+    ready: Awaitable[None],
+) -> None:
+    """Await ``ready``, failing fast if the server (any of ``child``, given several) dies first."""
+    children = [child] if isinstance(child, subprocess.Popen) else list(child)
 
     async def exited() -> None:
         # Polling, not a thread blocked in wait(): asyncio.run would wait for that thread.
-        while child.poll() is None:  # noqa: ASYNC110
+        while all(c.poll() is None for c in children):  # noqa: ASYNC110
             await asyncio.sleep(0.2)
-        raise ChildExited(f"{what} exited with code {child.returncode} before it was ready")
+        code = next(c.returncode for c in children if c.returncode is not None)
+        raise ChildExited(f"{what} exited with code {code} before it was ready")
 
     watcher = asyncio.ensure_future(exited())
     readiness = asyncio.ensure_future(ready)

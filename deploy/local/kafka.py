@@ -1,4 +1,5 @@
-"""Apache Kafka in KRaft mode (one combined broker and controller) from the official jars.
+"""Apache Kafka in KRaft mode from the official jars: one combined broker and controller, or
+three of them (``RS_STACK_KAFKA_BROKERS=3``: a 3-voter quorum, replication factor 3).
 
 The jars are resolved by Maven from ``pom.xml`` beside this file into the cache folder (once
 per pom version), the storage is formatted on first start, and the topics are created as
@@ -21,14 +22,15 @@ import shutil
 import subprocess
 import sys
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from contracts.kafka_access import PRINCIPALS, access
 from deploy.acl import create_acls
-from deploy.local.child import run_child, wait_ready
+from deploy.local.child import run_children, wait_ready
 from deploy.local.kafka_users import MECHANISM, ensure_passwords, scram_arguments
-from deploy.local.settings import StackSettings
-from deploy.topics import ensure_topics, wait_for_broker
+from deploy.local.settings import KafkaNode, StackSettings
+from deploy.topics import ensure_topics, min_insync_replicas, wait_for_broker
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +62,17 @@ def resolve_jars(cache_dir: Path) -> Path:
     return libs
 
 
-def server_properties(settings: StackSettings, data_dir: Path) -> str:
-    host, port = settings.kafka_address
-    controller = f"{host}:{settings.kafka_controller_port}"
-    sasl = f"SASL_PLAINTEXT://{host}:{settings.kafka_sasl_port}"
+def server_properties(settings: StackSettings, node: KafkaNode, data_dir: Path) -> str:
+    nodes = settings.kafka_nodes
+    host, port = node.host, node.port
+    controller = f"{host}:{node.controller_port}"
+    sasl = f"SASL_PLAINTEXT://{host}:{node.sasl_port}"
+    voters = ",".join(f"{n.id}@{n.host}:{n.controller_port}" for n in nodes)
     return "\n".join(
         [
             "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@{controller}",
+            f"node.id={node.id}",
+            f"controller.quorum.voters={voters}",
             f"listeners=PLAINTEXT://{host}:{port},{sasl},CONTROLLER://{controller}",
             f"advertised.listeners=PLAINTEXT://{host}:{port},{sasl}",
             "controller.listener.names=CONTROLLER",
@@ -85,13 +89,8 @@ def server_properties(settings: StackSettings, data_dir: Path) -> str:
             f"log.dirs={data_dir.resolve()}",
             # Topics are created explicitly, with their partition counts.
             "auto.create.topics.enable=false",
-            # One node: replication factors of one, and no wait before the first rebalance.
-            "offsets.topic.replication.factor=1",
+            *replication_properties(len(nodes)),
             "offsets.topic.num.partitions=10",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
             "group.initial.rebalance.delay.ms=0",
             # The controller logs any event slower than this at ERROR (2 s by default): on a
             # busy laptop, with the services and a training run starting beside it, that
@@ -100,6 +99,34 @@ def server_properties(settings: StackSettings, data_dir: Path) -> str:
             "",
         ]
     )
+
+
+def replication_properties(brokers: int) -> list[str]:
+    """One node: replication factors of one. Three: every internal topic (offsets,
+    transactions, share state) and every topic created without its own setting keeps three
+    copies and accepts a write once two have it, so one broker may die and nothing
+    acknowledged is lost."""
+    min_isr = min_insync_replicas(brokers)
+    return [
+        f"offsets.topic.replication.factor={brokers}",
+        f"transaction.state.log.replication.factor={brokers}",
+        f"transaction.state.log.min.isr={min_isr}",
+        f"share.coordinator.state.topic.replication.factor={brokers}",
+        f"share.coordinator.state.topic.min.isr={min_isr}",
+        *(
+            [
+                f"default.replication.factor={brokers}",
+                f"min.insync.replicas={min_isr}",
+                # The controller fences a silent broker (and moves its leaderships) after this
+                # long: 9 s by default, during which writes to the partitions it led wait and
+                # the gateway's publish timeout (5 s) answers 503. Heartbeats every 0.5 s.
+                "broker.heartbeat.interval.ms=500",
+                "broker.session.timeout.ms=3000",
+            ]
+            if brokers > 1
+            else []
+        ),
+    ]
 
 
 def kafka_command(libs: Path, properties: Path, heap_mb: int, *main: str) -> list[str]:
@@ -116,14 +143,35 @@ def kafka_command(libs: Path, properties: Path, heap_mb: int, *main: str) -> lis
     ]
 
 
+def new_cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def cluster_id_of(data_dirs: list[Path]) -> str | None:
+    """The cluster id of the first formatted storage among ``data_dirs``: a node formatted
+    later (its folder removed) joins the same cluster."""
+    for data_dir in data_dirs:
+        meta = data_dir / "meta.properties"
+        if meta.exists():
+            for line in meta.read_text().splitlines():
+                if line.startswith("cluster.id="):
+                    return line.partition("=")[2].strip()
+    return None
+
+
 def format_storage(
-    libs: Path, properties: Path, data_dir: Path, heap_mb: int, scram: list[str]
+    libs: Path,
+    properties: Path,
+    data_dir: Path,
+    heap_mb: int,
+    scram: list[str],
+    cluster_id: str | None = None,
 ) -> bool:
     """Format a new storage, with the SCRAM users (``scram``: --add-scram arguments) in its
     first metadata; False when it was formatted before."""
     if (data_dir / "meta.properties").exists():
         return False
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cluster_id = cluster_id or new_cluster_id()
     log.info("formatting Kafka storage in %s (cluster %s)", data_dir, cluster_id)
     command = kafka_command(libs, properties, heap_mb, "kafka.tools.StorageTool")
     # `=` form: a base64 id may start with "-" and would otherwise be read as an option.
@@ -146,24 +194,42 @@ def add_users(libs: Path, properties: Path, bootstrap: str, passwords: dict[str,
         )  # fmt: skip
 
 
+def node_folder(state: Path, node: KafkaNode, nodes: int) -> Path:
+    """One node keeps the folders it always had; each of three has its own."""
+    return state if nodes == 1 else state / f"node-{node.id}"
+
+
 def main() -> int:
     settings = StackSettings()
+    nodes = settings.kafka_nodes
     state = settings.state_dir / "kafka"
-    data_dir = state / "data"
     state.mkdir(parents=True, exist_ok=True)
-    properties = state / "server.properties"
-    properties.write_text(server_properties(settings, data_dir))
+    folders = [node_folder(state, node, len(nodes)) for node in nodes]
+    for node, folder in zip(nodes, folders, strict=True):
+        folder.mkdir(exist_ok=True)
+        (folder / "server.properties").write_text(
+            server_properties(settings, node, folder / "data")
+        )
     libs = resolve_jars(settings.cache_dir)
     passwords, new = ensure_passwords(state / "users", PRINCIPALS)
-    formatted = format_storage(
-        libs, properties, data_dir, settings.kafka_heap_mb, scram_arguments(passwords)
-    )
+    cluster_id = cluster_id_of([folder / "data" for folder in folders]) or new_cluster_id()
+    with ThreadPoolExecutor(len(nodes)) as pool:  # three JVMs at once: a few seconds saved
+        formatted = list(
+            pool.map(
+                lambda folder: format_storage(
+                    libs, folder / "server.properties", folder / "data",
+                    settings.kafka_heap_mb, scram_arguments(passwords), cluster_id,
+                ),
+                folders,
+            )
+        )  # fmt: skip
+    properties = folders[0] / "server.properties"
     # A storage formatted before (an older state, or a password file removed): those users
     # are set through the loopback listener once the broker answers.
-    late = {} if formatted else {name: passwords[name] for name in new}
+    late = {} if all(formatted) else {name: passwords[name] for name in new}
 
-    async def initialise(child: subprocess.Popen[bytes]) -> None:
-        await wait_ready(child, "Kafka", wait_for_broker(settings.kafka))
+    async def initialise(children: list[subprocess.Popen[bytes]]) -> None:
+        await wait_ready(children, "Kafka", wait_for_broker(settings.kafka, brokers=len(nodes)))
         created = await ensure_topics(settings.kafka)
         if late:
             host, port = settings.kafka_address
@@ -174,12 +240,17 @@ def main() -> int:
             "Kafka ready at %s (%d topics created)", settings.kafka.bootstrap_servers, len(created)
         )
 
-    command = kafka_command(libs, properties, settings.kafka_heap_mb, "kafka.Kafka")
+    commands = [
+        [*kafka_command(libs, folder / "server.properties", settings.kafka_heap_mb, "kafka.Kafka"),
+         str(folder / "server.properties")]
+        for folder in folders
+    ]  # fmt: skip
     # honcho stops every process at once; the broker goes last, so that the services stopping
     # beside it can still commit and leave their groups instead of logging a burst of
     # connection errors. A single broker's controlled shutdown takes about a second, well
-    # within honcho's 5 s before SIGKILL.
-    return run_child([*command, str(properties)], initialise=initialise, stop_delay_s=1.5)
+    # within honcho's 5 s before SIGKILL. Of three nodes, one that dies alone (a test's
+    # SIGKILL) leaves the others running: the cluster is there to survive it.
+    return run_children(commands, initialise=initialise, stop_delay_s=1.5)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ clients, never with a sleep.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -43,6 +44,11 @@ class LocalStack:
     kafka_sasl_port: int = field(default_factory=free_port)
     postgres_port: int = field(default_factory=free_port)
     mlflow_port: int = field(default_factory=free_port)
+    # 3: three KRaft nodes (deploy.local.kafka); nodes 2 and 3 listen on the peer ports.
+    kafka_brokers: int = 1
+    kafka_peer_ports: list[int] = field(default_factory=lambda: [free_port(), free_port()])
+    controller_peer_ports: list[int] = field(default_factory=lambda: [free_port(), free_port()])
+    kafka_sasl_peer_ports: list[int] = field(default_factory=lambda: [free_port(), free_port()])
     process: subprocess.Popen[bytes] | None = None
     # The tests' MLflow user: the admin, who may do anything the services and people do.
     mlflow_user: str = ADMIN
@@ -69,6 +75,10 @@ class LocalStack:
             "RS_STACK_KAFKA_CONTROLLER_PORT": str(self.controller_port),
             "RS_STACK_KAFKA_SASL_PORT": str(self.kafka_sasl_port),
             "RS_STACK_KAFKA_HEAP_MB": "384",
+            # Always set: a stack started inside a test never inherits the session stack's.
+            "RS_STACK_KAFKA_BROKERS": str(self.kafka_brokers),
+            "RS_STACK_KAFKA_PEER_CONTROLLER_PORTS": json.dumps(self.controller_peer_ports),
+            "RS_STACK_KAFKA_PEER_SASL_PORTS": json.dumps(self.kafka_sasl_peer_ports),
             "RS_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
             "DATABASE_URL": self.database_url,
             "MLFLOW_TRACKING_URI": self.mlflow_uri,
@@ -78,12 +88,15 @@ class LocalStack:
 
     @property
     def bootstrap_servers(self) -> str:
-        return f"127.0.0.1:{self.kafka_port}"
+        """The plaintext listener of every node."""
+        ports = [self.kafka_port, *self.kafka_peer_ports][: self.kafka_brokers]
+        return ",".join(f"127.0.0.1:{port}" for port in ports)
 
     @property
     def sasl_bootstrap_servers(self) -> str:
         """The authenticated listener: SCRAM-SHA-512, ACLs of ``contracts.kafka_access``."""
-        return f"127.0.0.1:{self.kafka_sasl_port}"
+        ports = [self.kafka_sasl_port, *self.kafka_sasl_peer_ports][: self.kafka_brokers]
+        return ",".join(f"127.0.0.1:{port}" for port in ports)
 
     def password_file(self, principal: str) -> Path:
         """Where the stack keeps ``principal``'s SCRAM password (deploy.local.kafka_users)."""

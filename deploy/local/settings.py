@@ -7,10 +7,12 @@ moves both ends. A component whose address is not on this machine is not started
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, HttpUrl
+from pydantic import Field, HttpUrl, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.topics import KafkaSettings
@@ -19,6 +21,17 @@ from runtime.database import DatabaseSettings
 RULES = Path(__file__).resolve().parents[1] / "monitoring" / "rules.yml"
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}  # noqa: S104 - names, not a bind
 DEFAULT_TRACKING_URI = "http://127.0.0.1:5000"
+
+
+@dataclass(frozen=True)
+class KafkaNode:
+    """One KRaft node of the local cluster (a combined broker and controller)."""
+
+    id: int
+    host: str
+    port: int  # the plaintext loopback listener
+    controller_port: int
+    sasl_port: int
 
 
 class StackSettings(BaseSettings):
@@ -31,6 +44,18 @@ class StackSettings(BaseSettings):
     kafka_controller_port: int = 9093
     kafka_sasl_port: int = Field(9094, description="the broker's SASL_PLAINTEXT listener")
     kafka_heap_mb: int = 512
+    kafka_brokers: int = Field(
+        1,
+        description="KRaft nodes, each a broker and a controller; 3: a 3-voter quorum, topics "
+        "with replication factor 3 and min.insync.replicas 2, RS_KAFKA_BOOTSTRAP_SERVERS "
+        "listing the three plaintext addresses",
+    )
+    kafka_peer_controller_ports: list[int] = Field(
+        [9193, 9293], description="with 3 brokers: the controller ports of nodes 2 and 3"
+    )
+    kafka_peer_sasl_ports: list[int] = Field(
+        [9194, 9294], description="with 3 brokers: the SASL_PLAINTEXT ports of nodes 2 and 3"
+    )
     bootstrap_model: bool = Field(
         True,
         description="on a start with the services, train and promote the fast model when the "
@@ -68,11 +93,45 @@ class StackSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
 
+    @model_validator(mode="after")
+    def _three_addresses_for_three_brokers(self) -> Self:
+        if self.kafka_brokers not in (1, 3):
+            raise ValueError("RS_STACK_KAFKA_BROKERS is 1 or 3 (a quorum of three voters)")
+        peers = self.kafka_brokers - 1
+        if len(self.kafka_addresses) < self.kafka_brokers:
+            raise ValueError(
+                f"RS_STACK_KAFKA_BROKERS={self.kafka_brokers} needs RS_KAFKA_BOOTSTRAP_SERVERS "
+                f"to list {self.kafka_brokers} addresses, one per broker (e.g. 127.0.0.1:9092,"
+                "127.0.0.1:9192,127.0.0.1:9292)"
+            )
+        for name in ("kafka_peer_controller_ports", "kafka_peer_sasl_ports"):
+            if len(getattr(self, name)) < peers:
+                raise ValueError(f"RS_STACK_{name.upper()} needs {peers} ports")
+        return self
+
+    @property
+    def kafka_addresses(self) -> list[tuple[str, int]]:
+        """The (host, port) of every address in RS_KAFKA_BOOTSTRAP_SERVERS."""
+        addresses = []
+        for server in self.kafka.bootstrap_servers.split(","):
+            host, _, port = server.strip().rpartition(":")
+            addresses.append((host.strip("[]"), int(port)))
+        return addresses
+
     @property
     def kafka_address(self) -> tuple[str, int]:
-        first = self.kafka.bootstrap_servers.split(",")[0]
-        host, _, port = first.rpartition(":")
-        return host.strip("[]"), int(port)
+        return self.kafka_addresses[0]
+
+    @property
+    def kafka_nodes(self) -> list[KafkaNode]:
+        """The nodes the stack runs: node 1 on the first bootstrap address and the controller
+        and SASL ports; nodes 2 and 3 (with 3 brokers) on the next addresses and peer ports."""
+        controllers = [self.kafka_controller_port, *self.kafka_peer_controller_ports]
+        sasl = [self.kafka_sasl_port, *self.kafka_peer_sasl_ports]
+        return [
+            KafkaNode(i + 1, host, port, controllers[i], sasl[i])
+            for i, (host, port) in enumerate(self.kafka_addresses[: self.kafka_brokers])
+        ]
 
     @property
     def database_address(self) -> tuple[str, int]:
