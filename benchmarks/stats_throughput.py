@@ -154,8 +154,13 @@ async def processor_rate(
             processor.terminate()
     finally:
         await conn.close()
-    t10, c10 = next((t, c) for t, c in samples if c >= 0.1 * total)
-    t90, c90 = next((t, c) for t, c in samples if c >= 0.9 * total)
+    i10 = next(i for i, (_, c) in enumerate(samples) if c >= 0.1 * total)
+    i90 = next(i for i, (_, c) in enumerate(samples) if c >= 0.9 * total)
+    if i10 == i90:  # a small load stored within one sample: measure from the sample before
+        i10 = max(0, i10 - 1)
+    (t10, c10), (t90, c90) = samples[i10], samples[i90]
+    if t90 <= t10:  # stored before the first sample: measure from the processor's start
+        t10, c10 = started, 0
     return (c90 - c10) / (t90 - t10), samples[-1][0] - started
 
 
