@@ -10,7 +10,7 @@ from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.topics import KafkaSettings
-from inference.registry import CHALLENGER_ALIAS, DEFAULT_ALIAS, DEFAULT_MODEL_NAME
+from inference.versions import CHALLENGER_ALIAS, DEFAULT_ALIAS, DEFAULT_MODEL_NAME
 from runtime.settings import CommaSeparated
 from runtime.signing import TrustedKeys
 
