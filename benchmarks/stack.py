@@ -96,6 +96,9 @@ class BenchStack:
             self.local = LocalStack(state_dir=self.work / "state")
             await asyncio.to_thread(self.local.start)
             env |= self.local.env
+            # The run's own MLflow clients (registration, alias moves, mlflow serve) sign in to
+            # its MLflow as the stack's admin, as the tests do.
+            os.environ.update(self.local.mlflow_credentials(self.local.mlflow_user))
         prefix = self.model_name
         self.kafka = KafkaSettings().prefixed(
             prefix, bootstrap_servers=env.get("RS_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
