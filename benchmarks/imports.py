@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -33,6 +34,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "mlflow (no longer imported)": ("mlflow",),
     "all of python -m workers": ("workers.__main__",),
 }
+ALL_OF_THE_WORKER = ("all of python -m workers",)
 
 PROBE = r"""
 import importlib, json, sys, time
@@ -93,12 +95,12 @@ def measure(group: str, modules: tuple[str, ...], bundle: Path | None = None) ->
     return Cost(group, **data)
 
 
-def import_costs(bundle: Path | None = None) -> list[Cost]:
-    """Every group alone; the bundle (if any) loaded after all of the worker's imports."""
-    last = list(GROUPS)[-1]
+def import_costs(bundle: Path | None = None, *, groups: Sequence[str] | None = None) -> list[Cost]:
+    """Each group alone (every one by default); the bundle (if any) loaded after all of the
+    worker's imports."""
     return [
-        measure(group, modules, bundle if group == last else None)
-        for group, modules in GROUPS.items()
+        measure(group, GROUPS[group], bundle if group in ALL_OF_THE_WORKER else None)
+        for group in (groups or GROUPS)
     ]
 
 
