@@ -123,7 +123,10 @@ class MlflowModelSource:
         """The bundle the event names, if it lies in the registry's artifact store, verified
         against the event's sha256 (a partial earlier attempt is replaced)."""
         check_artifact_uri(event.artifact_uri, self.artifact_prefixes)
-        for leftover in target.iterdir():
-            shutil.rmtree(leftover, ignore_errors=True)
+        for leftover in target.iterdir():  # of an attempt that failed half-way
+            if leftover.is_dir():
+                shutil.rmtree(leftover)
+            else:
+                leftover.unlink()
         local = self.api.download(event.artifact_uri, target)
         return load_bundle(local, expected_sha256=event.sha256)

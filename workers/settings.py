@@ -49,7 +49,8 @@ class Settings(BaseSettings):
     artifact_prefixes: CommaSeparated = Field(
         default_factory=list,
         description="bundle addresses fetched besides models:/, runs:/ and mlflow-artifacts:/, "
-        "comma-separated (the registry's store when its server does not proxy it: s3://b/p/)",
+        "comma-separated: another tracking server's artifact proxy, mlflow-artifacts://host:port/ "
+        "(a worker fetches through an artifact proxy only)",
     )
     registry_poll_interval_s: float = Field(
         5.0, gt=0, description="while no model is served, how often to ask the registry"

@@ -78,3 +78,13 @@ def test_an_address_outside_the_proxy_and_a_wrong_password_are_errors(
     with pytest.raises(MlflowApiError) as error:  # an error, never "no such model"
         api.version_by_alias("reviewstream-sentiment", "production")
     assert error.value.status == 401
+
+
+def test_proxy_addresses_map_to_the_proxy_that_serves_them() -> None:
+    api = MlflowApi("https://mlflow.example:5000/")
+    assert api.proxied("mlflow-artifacts:/1/models/m-1/artifacts/bundle") == (
+        "https://mlflow.example:5000",
+        "1/models/m-1/artifacts/bundle",
+    )
+    # another server's proxy, fetched only where RS_WORKER_ARTIFACT_PREFIXES allows it
+    assert api.proxied("mlflow-artifacts://other:5000/2/x") == ("https://other:5000", "2/x")
