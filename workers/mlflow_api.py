@@ -102,21 +102,26 @@ class MlflowApi:
         self._fetch(base, path.rstrip("/"), local, depth=0)
         return local
 
-    def proxied(self, uri: str) -> tuple[str, str]:
-        """(the server's URL, the path under its artifact proxy) of an artifact address."""
+    def proxied(self, uri: str, *, resolved: bool = False) -> tuple[str, str]:
+        """(the server's URL, the path under its artifact proxy) of an artifact address.
+
+        Another server's proxy (``mlflow-artifacts://host/``) only as the event's own address,
+        which a configured prefix allowed; never as where a run or model says it lies (an
+        experiment's artifact location is whatever its creator chose): the credential goes
+        to no host nobody configured."""
         parsed = urlparse(uri)
         inner = parsed.path.lstrip("/")
-        if parsed.scheme == "mlflow-artifacts":
-            if not parsed.netloc:
-                return self.base, inner
+        if parsed.scheme == "mlflow-artifacts" and not parsed.netloc:
+            return self.base, inner
+        if parsed.scheme == "mlflow-artifacts" and not resolved:
             scheme = urlparse(self.base).scheme or "http"
-            return f"{scheme}://{parsed.netloc}", inner  # allowed only by a configured prefix
-        if parsed.scheme == "runs" and not parsed.netloc:
+            return f"{scheme}://{parsed.netloc}", inner
+        if parsed.scheme == "runs" and not parsed.netloc and not resolved:
             run_id, _, rest = inner.partition("/")
             run = self._json("api/2.0/mlflow/runs/get", {"run_id": run_id})
-            return self.proxied(_join(run["run"]["info"]["artifact_uri"], rest))
-        if parsed.scheme == "models" and not parsed.netloc:
-            return self.proxied(self._model_location(inner))
+            return self.proxied(_join(run["run"]["info"]["artifact_uri"], rest), resolved=True)
+        if parsed.scheme == "models" and not parsed.netloc and not resolved:
+            return self.proxied(self._model_location(inner), resolved=True)
         raise BundleError(
             f"{uri!r} is not served by the tracking server's artifact proxy "
             "(mlflow-artifacts:/): a worker fetches bundles only through it"

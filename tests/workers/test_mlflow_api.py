@@ -88,3 +88,6 @@ def test_proxy_addresses_map_to_the_proxy_that_serves_them() -> None:
     )
     # another server's proxy, fetched only where RS_WORKER_ARTIFACT_PREFIXES allows it
     assert api.proxied("mlflow-artifacts://other:5000/2/x") == ("https://other:5000", "2/x")
+    # ...never where a run or a model says it lies: the credential would go there
+    with pytest.raises(BundleError, match="artifact proxy"):
+        api.proxied("mlflow-artifacts://other:5000/2/x", resolved=True)
