@@ -25,6 +25,7 @@ from benchmarks.broker_kill import run_broker_kill
 from benchmarks.clients import mlflow_client, rest_client, websocket_client
 from benchmarks.data import DEFAULT_REVIEWS, load_reviews
 from benchmarks.explain_latency import ACCURATE_MAX_LENGTH, explain_ms, untrained_accurate_bundle
+from benchmarks.imports import ALL_OF_THE_WORKER, import_costs
 from benchmarks.limit import measure_limit, measure_preprocessing
 from benchmarks.load import LoadResult, Send, closed_loop, cycled
 from benchmarks.mlflow_peer import mlflow_serve, registered_uri
@@ -475,6 +476,18 @@ class Run:
             add("6 peak RSS", "gateway", "MiB", [self.gateway.peak_rss_mib()])
         if self.peer_pid is not None:
             add("6 peak RSS", "mlflow models serve", "MiB", [tree_peak_rss_mib(self.peer_pid)])
+        self.echo("6 memory: what each of the worker's imports costs...")
+        groups = ALL_OF_THE_WORKER if self.o.quick else None
+        for cost in import_costs(self.bundles[0].path, groups=groups):
+            if cost.missing:
+                continue
+            note = "RSS, alone in a fresh interpreter"
+            add("6 worker imports", cost.group, "MiB", [cost.mib], note)
+            add("6 worker imports", f"{cost.group}: time", "ms", [cost.ms], note)
+            if cost.model_mib is not None and cost.model_peak_mib is not None:
+                peak = f"peak +{cost.model_peak_mib:.1f} MiB while it loads"
+                add("6 worker imports", "+ the bundle: session, reference check", "MiB",
+                    [cost.model_mib], peak)  # fmt: skip
 
     # -- 9 soak ------------------------------------------------------------------------------
 

@@ -98,7 +98,8 @@ class BenchStack:
             self.local = LocalStack(state_dir=state, kafka_brokers=self.kafka_brokers)
             await asyncio.to_thread(self.local.start, 420)
             env |= self.local.env
-            # This process's MLflow client signs in to that server too (as its admin).
+            # The run's own MLflow clients (registration, alias moves, mlflow serve) sign in to
+            # its MLflow as the stack's admin, as the tests do.
             os.environ.update(self.local.mlflow_credentials(self.local.mlflow_user))
         prefix = self.model_name
         self.kafka = KafkaSettings().prefixed(

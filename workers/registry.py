@@ -1,5 +1,8 @@
 """The MLflow model registry as a :class:`~workers.models.ModelSource`: real downloads, real
-sha256 verification, a real ONNX Runtime session and the bundle's reference check."""
+sha256 verification, a real ONNX Runtime session and the bundle's reference check.
+
+MLflow is reached over its REST API (:mod:`workers.mlflow_api`), never through its client,
+which would cost every worker ~116 MiB."""
 
 from __future__ import annotations
 
@@ -9,9 +12,6 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import mlflow
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 from tenacity import (
     Retrying,
     before_sleep_log,
@@ -21,9 +21,11 @@ from tenacity import (
 
 from contracts import ModelChanged
 from inference import Bundle, BundleError, OnnxPredictor, ReferenceMismatch, explainer_for
-from inference.registry import changed_event, download_bundle
-from inference.release import current, release_problem
+from inference.bundle import load_bundle
+from inference.release_rules import release_problem
+from inference.versions import changed_event, check_artifact_uri
 from runtime.backoff import backoff
+from workers.mlflow_api import MlflowApi, MlflowApiError
 from workers.models import LoadedModel, ModelRefused
 
 log = logging.getLogger(__name__)
@@ -40,9 +42,7 @@ class MlflowModelSource:
         download_attempts: int = 3,
         artifact_prefixes: Sequence[str] = (),
     ) -> None:
-        # download_artifacts resolves mlflow-artifacts:/ URIs against the global tracking URI.
-        mlflow.set_tracking_uri(tracking_uri)
-        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self.api = MlflowApi(tracking_uri)
         self.cache_dir = cache_dir or Path(tempfile.gettempdir())
         self.intra_op_threads = intra_op_threads
         self.inter_op_threads = inter_op_threads
@@ -52,7 +52,7 @@ class MlflowModelSource:
     def serving(self, name: str, alias: str) -> ModelChanged | None:
         """Where the alias points, if that version may ship: this fallback runs only while the
         models topic names nothing, and must not load what the release refused."""
-        version = current(self.client, name, alias)
+        version = self.api.version_by_alias(name, alias)
         if version is None:
             return None
         problem = release_problem(version)
@@ -112,9 +112,21 @@ class MlflowModelSource:
                 reraise=True,
             ):
                 with attempt:
-                    return download_bundle(event, target, self.artifact_prefixes)
+                    return self._fetch(event, target)
         except BundleError as exc:
             raise ModelRefused("verify", str(exc)) from exc
-        except (MlflowException, OSError) as exc:
+        except (MlflowApiError, OSError) as exc:
             raise ModelRefused("download", f"{type(exc).__name__}: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _fetch(self, event: ModelChanged, target: Path) -> Bundle:
+        """The bundle the event names, if it lies in the registry's artifact store, verified
+        against the event's sha256 (a partial earlier attempt is replaced)."""
+        check_artifact_uri(event.artifact_uri, self.artifact_prefixes)
+        for leftover in target.iterdir():  # of an attempt that failed half-way
+            if leftover.is_dir():
+                shutil.rmtree(leftover)
+            else:
+                leftover.unlink()
+        local = self.api.download(event.artifact_uri, target)
+        return load_bundle(local, expected_sha256=event.sha256)

@@ -46,6 +46,7 @@ from workers.follower import ModelFollower
 from workers.metrics import WorkerMetrics
 from workers.models import LoadedModel, ModelRefused, ModelSlot, ModelSource
 from workers.offsets import Offsets, requests_lag
+from workers.registry import MlflowModelSource
 from workers.reload import Failure, Reloader
 from workers.settings import Settings
 from workers.settlement import Settlements
@@ -126,7 +127,7 @@ class Worker:
         s = self.settings
         source = self._source
         if source is None:
-            source = await asyncio.to_thread(self._registry)
+            source = self._registry()
         slot = ModelSlot(
             source,
             s.model_name,
@@ -196,8 +197,6 @@ class Worker:
         log.info("worker %s stopped", s.worker_id)
 
     def _registry(self) -> ModelSource:
-        from workers.registry import MlflowModelSource  # imports mlflow: slow, so in a thread
-
         return MlflowModelSource(
             self.settings.mlflow_tracking_uri,
             cache_dir=self._cache_dir,
