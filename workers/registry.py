@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -71,8 +72,17 @@ class MlflowModelSource:
         target = Path(
             tempfile.mkdtemp(prefix=f"{event.model_name}-{event.version}-", dir=self.cache_dir)
         )
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+
+        def took(step: str) -> None:
+            nonlocal started
+            now = time.perf_counter()
+            timings[step], started = now - started, now
+
         try:
             bundle = self._download(event, target)
+            took("download")
             try:
                 predictor = OnnxPredictor(
                     bundle,
@@ -81,10 +91,12 @@ class MlflowModelSource:
                 )
             except Exception as exc:
                 raise ModelRefused("load", f"{type(exc).__name__}: {exc}") from exc
+            took("session")
             try:
                 worst = predictor.check_reference()
             except ReferenceMismatch as exc:
                 raise ModelRefused("reference", str(exc)) from exc
+            took("reference")
         except BaseException:
             shutil.rmtree(target, ignore_errors=True)
             raise
@@ -100,6 +112,7 @@ class MlflowModelSource:
             predictor=predictor,
             path=target,
             explainer=explainer_for(predictor),
+            timings=timings,
         )
 
     def _download(self, event: ModelChanged, target: Path) -> Bundle:
