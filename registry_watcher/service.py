@@ -134,9 +134,10 @@ class Watcher:
             settings, published=m.published, errors=m.publish_errors, signer=self._signer
         )
         self.published: dict[str, ModelChanged] = {}
-        # Per model: the verdict key of the version verified for shipping, and of the one
-        # refused with the alert that said so (each is decided once, not on every poll).
-        self._verified: dict[str, tuple[str, ...]] = {}
+        # The bundles (model, version, sha256) whose artifact check passed: a version's artifact
+        # never changes, so it is downloaded once (a rollback to it ships at once); per model,
+        # the verdict key of the version refused with the alert that said so (decided once).
+        self._verified: set[tuple[str, str, str]] = set()
         self._refused: dict[str, tuple[tuple[str, ...], Alert]] = {}
         # Per model: when (monotonic) the event now on the models topic was shipped or learned,
         # and whether the fleet's failure to follow it was said already.
@@ -295,11 +296,12 @@ class Watcher:
         try:
             problem = release_problem(target.version)
             started = time.perf_counter()
-            if problem is None and self._verified.get(name) != verdict:
+            bundle = (name, event.version, event.sha256)
+            if problem is None and bundle not in self._verified:
                 if self.settings.verify_artifacts:
                     problem = await asyncio.to_thread(registry.artifact_problem, event)
                 if problem is None:
-                    self._verified[name] = verdict
+                    self._verified.add(bundle)
             timings["verify"] = time.perf_counter() - started
             if problem is not None:
                 await self._refuse(registry, target, problem)
