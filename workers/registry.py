@@ -2,13 +2,19 @@
 sha256 verification, a real ONNX Runtime session and the bundle's reference check.
 
 MLflow is reached over its REST API (:mod:`workers.mlflow_api`), never through its client,
-which would cost every worker ~116 MiB."""
+which would cost every worker ~116 MiB.
+
+The source owns the bundle folders: it keeps the last :data:`KEPT_BUNDLES` that loaded (the one
+served and the one before it), so that moving back (a rollback) reads the bundle from disk,
+its sha256 checked again, instead of downloading it; older ones are deleted."""
 
 from __future__ import annotations
 
 import logging
 import shutil
 import tempfile
+import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,6 +36,8 @@ from workers.models import LoadedModel, ModelRefused
 
 log = logging.getLogger(__name__)
 
+KEPT_BUNDLES = 2
+
 
 class MlflowModelSource:
     def __init__(
@@ -48,6 +56,8 @@ class MlflowModelSource:
         self.inter_op_threads = inter_op_threads
         self.download_attempts = download_attempts
         self.artifact_prefixes = tuple(artifact_prefixes)
+        # sha256 -> (the folder made for it, the bundle inside), oldest first
+        self._kept: OrderedDict[str, tuple[Path, Path]] = OrderedDict()
 
     def serving(self, name: str, alias: str) -> ModelChanged | None:
         """Where the alias points, if that version may ship: this fallback runs only while the
@@ -68,11 +78,28 @@ class MlflowModelSource:
         return changed_event(version, alias)
 
     def load(self, event: ModelChanged) -> LoadedModel:
-        target = Path(
-            tempfile.mkdtemp(prefix=f"{event.model_name}-{event.version}-", dir=self.cache_dir)
-        )
+        started = time.perf_counter()
+        kept = self._kept.pop(event.sha256, None)
+        bundle = None if kept is None else self._reuse(event, *kept)
+        if kept is not None and bundle is not None:
+            target = kept[0]
+        else:
+            target = Path(
+                tempfile.mkdtemp(prefix=f"{event.model_name}-{event.version}-", dir=self.cache_dir)
+            )
+        timings: dict[str, float] = {}
+
+        def took(step: str) -> None:
+            nonlocal started
+            now = time.perf_counter()
+            timings[step], started = now - started, now
+
         try:
-            bundle = self._download(event, target)
+            if bundle is not None:
+                took("reuse")
+            else:
+                bundle = self._download(event, target)
+                took("download")
             try:
                 predictor = OnnxPredictor(
                     bundle,
@@ -81,10 +108,12 @@ class MlflowModelSource:
                 )
             except Exception as exc:
                 raise ModelRefused("load", f"{type(exc).__name__}: {exc}") from exc
+            took("session")
             try:
                 worst = predictor.check_reference()
             except ReferenceMismatch as exc:
                 raise ModelRefused("reference", str(exc)) from exc
+            took("reference")
         except BaseException:
             shutil.rmtree(target, ignore_errors=True)
             raise
@@ -93,14 +122,32 @@ class MlflowModelSource:
         )
         if predictor.profile is None:
             log.warning("version %s has no reference profile: served unmonitored", event.version)
+        self._keep(event.sha256, target, bundle.path)
         return LoadedModel(
             name=event.model_name,
             version=event.version,
             sha256=event.sha256,
             predictor=predictor,
-            path=target,
+            path=None,  # the folder is this source's to delete (KEPT_BUNDLES)
             explainer=explainer_for(predictor),
+            timings=timings,
         )
+
+    def _reuse(self, event: ModelChanged, folder: Path, bundle: Path) -> Bundle | None:
+        """A kept bundle, if its bytes still match the event's sha256; else it is deleted and
+        None (downloaded anew)."""
+        try:
+            return load_bundle(bundle, expected_sha256=event.sha256)
+        except (BundleError, OSError) as exc:
+            log.warning("the kept bundle of version %s does not check out (%s)", event.version, exc)
+            shutil.rmtree(folder, ignore_errors=True)
+            return None
+
+    def _keep(self, sha256: str, folder: Path, bundle: Path) -> None:
+        self._kept[sha256] = (folder, bundle)
+        while len(self._kept) > KEPT_BUNDLES:
+            _, (old, _) = self._kept.popitem(last=False)
+            shutil.rmtree(old, ignore_errors=True)
 
     def _download(self, event: ModelChanged, target: Path) -> Bundle:
         try:

@@ -228,6 +228,15 @@ class Worker:
         self.metrics.model_info.labels(new.name, new.version, new.sha256).set(1)
         self.metrics.model_version.set(float(new.version) if new.version.isdigit() else -1)
         self.metrics.model_loads.labels(outcome="loaded", stage="").inc()
+        for step, seconds in new.timings.items():
+            self.metrics.model_load_seconds.labels(step=step).observe(seconds)
+        if new.timings:
+            log.info(
+                "version %s loaded in %.3f s (%s)",
+                new.version,
+                sum(new.timings.values()),
+                ", ".join(f"{step} {seconds:.3f} s" for step, seconds in new.timings.items()),
+            )
         self.status.serving(new, None if self.reloader is None else self.reloader.wanted)
 
     def _withdrawn(self, old: LoadedModel) -> None:

@@ -50,12 +50,14 @@ def test_quick_benchmark_saves_every_scenario_with_finite_figures(
         assert f["values"], f
         assert all(math.isfinite(v) for v in f["values"]), f
     by_name = {(f["scenario"], f["metric"]): f for f in figures}
-    for transport in ("3 REST", "3 WebSocket", "4 mlflow models serve"):
+    for transport in ("3 REST", "3 WebSocket", "4 mlflow models serve",
+                      "4 mlflow models serve, tuned"):  # fmt: skip
         for c in (1, 8):
             assert by_name[(f"{transport} c={c}", "throughput")]["median"] > 0
             assert by_name[(f"{transport} c={c}", "failed")]["median"] == 0
     assert by_name[("2 Kafka burst, 2 workers", "unanswered")]["median"] == 0
-    assert by_name[("5 hot reload, 2 workers", "failed requests")]["median"] == 0
+    for path in ("webhook", "polling only"):
+        assert by_name[(f"5 hot reload, {path}", "failed requests")]["median"] == 0
     for family in ("fast", "accurate"):
         assert by_name[(f"7 explain, {family}", "p50 latency per review")]["median"] > 0
     for monitor in ("off", "on"):
