@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.breakdown import measure as breakdown
 from benchmarks.broker_kill import run_broker_kill
 from benchmarks.clients import mlflow_client, rest_client, websocket_client
 from benchmarks.data import DEFAULT_REVIEWS, load_reviews
@@ -384,6 +385,8 @@ class Run:
         for name, _ in transports:
             for c in self.o.concurrency:
                 self._online_figures(f"{name} c={c}", results[(name, c)])
+        if 1 in self.o.concurrency and ("3 REST", 1) in results:
+            await self.rest_breakdown(results)
         for c, (peer, short) in itertools.product(self.o.concurrency, PEER_SHORT.items()):
             peer_runs = results.get((peer, c))
             for ours in ("3 REST", "3 WebSocket"):
@@ -400,6 +403,33 @@ class Run:
                 self.report.add(scenario, "p99 latency ratio", "x",
                                 [a.percentile(99) / b.percentile(99)
                                  for a, b in zip(mine, peer_runs, strict=True)])  # fmt: skip
+
+    async def rest_breakdown(self, results: dict[tuple[str, int], list[LoadResult]]) -> None:
+        """REST at concurrency 1 taken apart (benchmarks.breakdown), against mlflow serve's p50."""
+        assert self.gateway is not None
+        self.echo("3 REST c=1: where the time goes, each part alone...")
+        parts = await breakdown(
+            gateway_url=self.gateway.url,
+            kafka=self.stack.kafka,
+            predictor=OnnxPredictor(self.bundles[0]),
+            texts=self.texts,
+            requests=max(self.o.requests, 100),
+        )
+        scenario, note = "3 REST c=1, where the time goes", "p50, one request at a time"
+        add, rest = self.report.add, parts.rest_ms
+        add(scenario, "REST classify", "ms", [rest], note)
+        add(scenario, "HTTP alone (GET /healthz)", "ms", [parts.http_ms], note)
+        add(scenario, "Kafka round trip through a worker", "ms", [parts.kafka_ms], note)
+        add(scenario, "  of which the produce's acknowledgement", "ms", [parts.produce_ms], note)
+        add(scenario, "  of which the model, in process", "ms", [parts.model_ms], note)
+        add(scenario, "the gateway's own work (the rest)", "ms",
+            [rest - parts.http_ms - parts.kafka_ms], "REST - HTTP - Kafka round trip")  # fmt: skip
+        for peer in (PEER, PEER_TUNED):
+            if (peer, 1) in results:  # the REST run's p50 against the peer's, same loads
+                ours = np.median([r.percentile(50) for r in results[("3 REST", 1)]])
+                theirs = np.median([r.percentile(50) for r in results[(peer, 1)]])
+                add(scenario, f"REST p50 - {PEER_SHORT[peer]} p50", "ms",
+                    [float(ours - theirs)], "c=1 runs above; target: <= 1 ms")  # fmt: skip
 
     async def _load(self, send: Send, concurrency: int) -> LoadResult:
         return await closed_loop(
@@ -575,6 +605,14 @@ class Run:
                     [m[f"{path}_p{q}_ms"] for m in minutes],
                     "median, best and worst of the minutes")  # fmt: skip
         add(scenario, "lost (unanswered or not stored)", "requests", [float(result.lost)])
+        add(
+            scenario, "  of which unanswered Kafka requests", "requests", [float(result.unanswered)]
+        )
+        add(scenario, "  of which failed sends (Kafka, REST)", "requests",
+            [float(result.kafka.failed + result.rest.failed)],
+            f"Kafka {result.kafka.errors or 0}, REST {result.rest.errors or 0}")  # fmt: skip
+        add(scenario, "  of which answered, not in PostgreSQL", "requests",
+            [float(max(0, result.answered - result.stored))])  # fmt: skip
         add(scenario, "counted twice", "predictions", [float(result.duplicates)])
         add(scenario, "workers' lag, max per minute", "records",
             [m["worker_lag_max"] for m in minutes])  # fmt: skip
