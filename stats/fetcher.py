@@ -39,7 +39,7 @@ Fetch = list[tuple[TP, list[Message]]]
 class BatchConsumer(faust_aiokafka.Consumer):
     """faust's aiokafka consumer, its fetch loop delivering one fetch per ``wait_first``."""
 
-    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - faust's thread
+    async def _drain_messages(self, fetcher: Any) -> None:
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
         try:
