@@ -81,8 +81,11 @@ def main(
     ] = None,
     reviews: Annotated[Path, typer.Option(help="gzip CSV with a text column")] = DEFAULT_REVIEWS,
     watcher_poll_s: Annotated[
-        float, typer.Option(min=0.1, help="the registry watcher's poll interval (hot reload)")
-    ] = 1.0,
+        float | None,
+        typer.Option(
+            min=0.1, help="the registry watcher's poll interval (hot reload; default: its own)"
+        ),
+    ] = None,
     profile_workers: Annotated[
         Path | None,
         typer.Option(help="run the workers under cProfile, writing DIR/worker-N.prof on exit"),

@@ -68,6 +68,11 @@ class SourceLog:
     sent: int = 0
     failed: int = 0
     shed: int = 0
+    errors: dict[str, int] = field(default_factory=dict)  # why each failed, by HTTP status/error
+
+    def fail(self, why: str) -> None:
+        self.failed += 1
+        self.errors[why] = self.errors.get(why, 0) + 1
 
 
 @dataclass
@@ -297,8 +302,8 @@ class Soak:
                 self.k.sent += 1
                 try:
                     await producer.send(self.kafka.requests_topic, encode(request), key=key)
-                except Exception:  # a refused send is a lost request, counted as such
-                    self.k.failed += 1
+                except Exception as exc:  # a refused send is a lost request, counted as such
+                    self.k.fail(type(exc).__name__)
                     self.pending.pop(key, None)
             await asyncio.sleep(max(0.0, TICK_S - (time.perf_counter() - now)))
         await producer.flush()
@@ -325,10 +330,10 @@ class Soak:
                 async with http.post(url, json={"text": text}) as response:
                     await response.read()
                     if response.status != 200:
-                        self.r.failed += 1
+                        self.r.fail(str(response.status))
                         return
-            except (aiohttp.ClientError, TimeoutError):
-                self.r.failed += 1
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                self.r.fail(type(exc).__name__)
                 return
             self.r.sent_at.append(sent - self.started)
             self.r.latency_ms.append((time.perf_counter() - sent) * 1000)

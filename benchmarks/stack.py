@@ -23,6 +23,8 @@ from mlflow import MlflowClient
 from contracts import KafkaSettings, encode
 from deploy.local.launcher import LocalStack, free_port
 from deploy.local.processes import ServiceProcess, kafka_env
+from deploy.mlflow_access import ensure_secret_file
+from deploy.mlflow_webhook import ensure_webhook, webhooks
 from deploy.topics import ensure_topics
 from export.gates import Gate
 from export.registry import record_gates
@@ -98,7 +100,8 @@ class BenchStack:
             self.local = LocalStack(state_dir=state, kafka_brokers=self.kafka_brokers)
             await asyncio.to_thread(self.local.start, 420)
             env |= self.local.env
-            # This process's MLflow client signs in to that server too (as its admin).
+            # The run's own MLflow clients (registration, alias moves, mlflow serve) sign in to
+            # its MLflow as the stack's admin, as the tests do.
             os.environ.update(self.local.mlflow_credentials(self.local.mlflow_user))
         prefix = self.model_name
         self.kafka = KafkaSettings().prefixed(
@@ -201,14 +204,25 @@ class BenchStack:
             "gateway", {"RS_GATEWAY_OPEN_MODE": "true", "RS_GATEWAY_OPS_PORT": str(free_port())}
         )
 
-    def start_watcher(self, poll_interval_s: float) -> Service:
-        return self.start_service(
-            "registry_watcher",
-            {
-                "RS_WATCHER_MODEL_NAMES": self.model_name,
-                "RS_WATCHER_POLL_INTERVAL_S": str(poll_interval_s),
-            },
-        )
+    def start_watcher(self, poll_interval_s: float | None, *, webhook: bool) -> Service:
+        """The registry watcher (at its default poll interval unless one is given); with
+        ``webhook``, MLflow posts this model's alias moves to it (deploy.mlflow_webhook)."""
+        settings = {"RS_WATCHER_MODEL_NAMES": self.model_name}
+        if poll_interval_s is not None:
+            settings["RS_WATCHER_POLL_INTERVAL_S"] = str(poll_interval_s)
+        secret = ensure_secret_file(self.work / "webhook_secret")
+        if webhook:
+            settings["RS_WATCHER_WEBHOOK_SECRET_FILE"] = str(secret)
+        watcher = self.start_service("registry_watcher", settings)
+        client, name = self.client(), f"{self.model_name}-watcher"
+        if webhook:
+            url = f"http://127.0.0.1:{watcher.port}/webhooks/mlflow"
+            ensure_webhook(client, url=url, secret=secret.read_text().strip(), name=name)
+        else:  # polling only: no delivery at all
+            for hook in webhooks(client):
+                if hook.name == name:
+                    client.delete_webhook(hook.webhook_id)
+        return watcher
 
     def stop(self) -> None:
         for service in reversed(self.services):

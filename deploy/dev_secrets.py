@@ -26,7 +26,7 @@ from typing import Annotated
 import typer
 import yaml
 
-from deploy.mlflow_access import ensure_password_files, ensure_secret_file
+from deploy.mlflow_access import ensure_password_files, server_secrets
 from gateway.auth import KeyFile, KeyRecord, Role, hash_key, new_key
 from runtime.signing import new_key_pair
 from stats.roles import READER, WRITER
@@ -96,7 +96,7 @@ def compose(folder: Path) -> str | None:
     signing_key_pair(folder / "secrets")
     # MLflow's users' passwords, one file each (RS_COMPOSE_MLFLOW_SECRETS_DIR's default).
     ensure_password_files(folder / "mlflow-secrets")
-    ensure_secret_file(folder / "mlflow-secrets" / "flask_secret_key")
+    server_secrets(folder / "mlflow-secrets")
     return api_key_file(folder / "secrets" / "api-keys.json", "compose-admin")
 
 

@@ -124,6 +124,28 @@ def ensure_secret_file(path: Path) -> Path:
     return path
 
 
+def ensure_fernet_key_file(path: Path) -> Path:
+    """A file (0600) holding a Fernet key, made if missing: MLflow encrypts the webhook secrets
+    it stores with ``MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY`` (one key for every server process
+    and restart, or a stored secret cannot be read back)."""
+    if not path.exists():
+        from cryptography.fernet import Fernet
+
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(Fernet.generate_key().decode())
+    return path
+
+
+def server_secrets(directory: Path) -> None:
+    """The MLflow server's own secrets beside the passwords, made if missing: the UI's
+    session key, the webhook secrets' encryption key, and the secret the registry watcher's
+    webhook is signed with (shared by the server's admin job and the watcher)."""
+    ensure_secret_file(directory / "flask_secret_key")
+    ensure_fernet_key_file(directory / "webhook_encryption_key")
+    ensure_secret_file(directory / "webhook_secret")
+
+
 def read_password(path: Path) -> str:
     try:
         password = path.read_text().strip()
@@ -214,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     generate = commands.add_parser(
-        "generate", help="write a random password file per user (and the admin) into DIR, once"
+        "generate",
+        help="write a random password file per user (and the admin) into DIR, and the "
+        "server's flask_secret_key, webhook_encryption_key and webhook_secret, once",
     )
     generate.add_argument("dir", type=Path)
     provision_cmd = commands.add_parser(
@@ -237,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "generate":
         for user, path in ensure_password_files(args.dir).items():
             print(f"{user}: {path}")
-        ensure_secret_file(args.dir / "flask_secret_key")
+        server_secrets(args.dir)
         return 0
     try:
         if args.database_uri:

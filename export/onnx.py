@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from torch import Tensor, nn
 
 from inference import Preprocessor
+from inference.onnx_weights import save_weights_apart
 
 logger = logging.getLogger(__name__)
 
@@ -97,5 +98,9 @@ def export_onnx(model: nn.Module, preprocessor: Preprocessor, path: Path) -> Pat
     outputs = [o.name for o in graph.graph.output]
     if inputs != list(example) or outputs != ["probability"]:
         raise ExportError(f"graph takes {inputs} and gives {outputs}, expected {list(example)}")
-    logger.info("exported %s (%.1f MB)", path, path.stat().st_size / 1e6)
+    # The weights in a file of their own, which ONNX Runtime maps rather than copies: a worker
+    # holds them once, also while it loads (inference.onnx_weights).
+    weights = save_weights_apart(graph, path)
+    size = path.stat().st_size + (weights.stat().st_size if weights else 0)
+    logger.info("exported %s (%.1f MB)", path, size / 1e6)
     return path

@@ -39,6 +39,7 @@ from inference import (
     explainer_for,
     write_bundle,
 )
+from inference.bundle import WEIGHTS_FILE
 from inference.registry import download_bundle, register_bundle, serving_version
 
 logger = logging.getLogger(__name__)
@@ -158,6 +159,7 @@ def build_bundle(
     reference profile for the drift monitor); return the parity gap."""
     texts = [*reference_texts, *REFERENCE_EXTRAS]
     onnx_file = export_onnx(candidate.model, candidate.preprocessor, workdir / "model.onnx")
+    weights = tuple(w for w in (onnx_file.parent / WEIGHTS_FILE,) if w.exists())
     expected = torch_probabilities(candidate.model, candidate.preprocessor, texts)
 
     def write(extra_files: tuple[Path, ...]) -> Bundle:
@@ -173,13 +175,14 @@ def build_bundle(
             metadata={"run_id": run_id},
         )
 
-    bundle = write(candidate.bundle_files)
+    bundle = write((*weights, *candidate.bundle_files))
     predictor = OnnxPredictor(bundle)
     actual = predictor.predict(texts)
     parity_diff = float(np.max(np.abs(actual - expected)))
     logger.info("parity: max |ONNX - torch| = %.3g on %d texts", parity_diff, len(texts))
     if profile is not None:  # measured on the model as it serves, then shipped beside it
-        bundle = write((*candidate.bundle_files, write_profile(predictor, profile, workdir)))
+        profile_file = write_profile(predictor, profile, workdir)
+        bundle = write((*weights, *candidate.bundle_files, profile_file))
     return bundle, parity_diff
 
 

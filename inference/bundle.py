@@ -5,6 +5,8 @@
     bundle/
       bundle.json      manifest: format, family, preprocessing, inputs/output, sha256 of every file
       model.onnx       the graph (outputs the positive-class probability, float32 [batch])
+      model.onnx.data  its large weights, which ONNX Runtime maps instead of copying
+                       (``inference.onnx_weights``; bundles written before hold them inline)
       reference.json   texts with the probabilities recorded at export time
       tokenizer.json   (wordpiece models only)
 
@@ -26,6 +28,7 @@ FORMAT_VERSION = 1
 MANIFEST = "bundle.json"
 MODEL_FILE = "model.onnx"
 REFERENCE_FILE = "reference.json"
+WEIGHTS_FILE = "model.onnx.data"  # the name model.onnx gives its weights' file
 
 
 class BundleError(Exception):

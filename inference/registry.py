@@ -1,4 +1,4 @@
-"""How bundles live in the MLflow model registry: the conventions export, watcher and workers share.
+"""How bundles live in the MLflow model registry, through MLflow's client (export, watcher).
 
 - A bundle is logged as an MLflow pyfunc model of its run (:mod:`inference.mlflow_model`), so
   MLflow's own tools load and serve any version; the version's ``source`` is that model, the
@@ -7,6 +7,9 @@
 - Versions registered before (no ``bundle_path`` tag) have the bundle folder itself as source.
 - The serving alias (``production`` by default) names the version to serve. Moving it is how a
   model ships; :func:`serving_version` reads where it points as a ModelChanged event.
+
+What a version's fields mean lives in :mod:`inference.versions`, which imports no MLflow: the
+workers read the registry over its REST API (``workers.mlflow_api``) with the same rules.
 """
 
 from __future__ import annotations
@@ -15,36 +18,30 @@ import logging
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import urlparse
 
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
-from pydantic import ValidationError
 
-from contracts import ChangeReason, ModelChanged, ReferenceProfile
-from contracts.topics import SERVING_ALIAS
-from inference.bundle import Bundle, BundleError, load_bundle
+from contracts import ModelChanged
+from inference.bundle import Bundle, load_bundle
 from inference.monitoring import load_profile
 
-log = logging.getLogger(__name__)
+# The conventions themselves (read without MLflow's client, as workers do), named here too.
+from inference.versions import ABSENT as ABSENT
+from inference.versions import BUNDLE_PATH_TAG as BUNDLE_PATH_TAG
+from inference.versions import CHALLENGER_ALIAS as CHALLENGER_ALIAS
+from inference.versions import DEFAULT_ALIAS as DEFAULT_ALIAS
+from inference.versions import DEFAULT_MODEL_NAME as DEFAULT_MODEL_NAME
+from inference.versions import PROFILE_TAG as PROFILE_TAG
+from inference.versions import REGISTRY_SCHEMES as REGISTRY_SCHEMES
+from inference.versions import SHA_TAG as SHA_TAG
+from inference.versions import bundle_uri as bundle_uri
+from inference.versions import changed_event as changed_event
+from inference.versions import check_artifact_uri as check_artifact_uri
 
-DEFAULT_MODEL_NAME = "reviewstream-sentiment"
-DEFAULT_ALIAS = SERVING_ALIAS  # "production"
-# The version in shadow: answers into the shadow predictions topic only, never to a client.
-CHALLENGER_ALIAS = "challenger"
-SHA_TAG = "bundle_sha256"
-BUNDLE_PATH_TAG = "bundle_path"
-PROFILE_TAG = "reference_profile"
-# What MLflow answers when the model or its alias does not exist. With sign-in on, a user who is
-# not an admin is told 403 about a model that does not exist (MLflow does not say whether it
-# exists to whom it might hide it); every role of deploy/mlflow_access.py reads every model, so
-# there 403 means "no such model yet". A wrong password is 401, and still an error.
-ABSENT = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "PERMISSION_DENIED"})
-# URIs that MLflow resolves through the configured tracking server, never another host: an
-# event naming a file, an http(s) address or mlflow-artifacts://other-host is not fetched.
-REGISTRY_SCHEMES = frozenset({"models", "runs", "mlflow-artifacts"})
+log = logging.getLogger(__name__)
 
 
 def register_bundle(
@@ -52,7 +49,7 @@ def register_bundle(
 ) -> ModelVersion:
     """Log the bundle as an MLflow model of the run and register it as a new version of
     ``model_name``."""
-    # Imported here: workers import this module, and must not load MLflow's pyfunc and pandas.
+    # Imported here: the watcher and export import this module, and need no pyfunc or pandas.
     from inference.mlflow_model import log_bundle_model
 
     logged = log_bundle_model(client, run_id=run_id, bundle=bundle)
@@ -69,39 +66,6 @@ def register_bundle(
     )
 
 
-def changed_event(
-    version: ModelVersion, alias: str, reason: ChangeReason = ChangeReason.ALIAS_MOVED
-) -> ModelChanged:
-    return ModelChanged(
-        model_name=version.name,
-        version=str(version.version),
-        alias=alias,
-        artifact_uri=bundle_uri(version),
-        sha256=version.tags[SHA_TAG],
-        reason=reason,
-        profile=_profile(version.tags.get(PROFILE_TAG)),
-    )
-
-
-def bundle_uri(version: ModelVersion) -> str:
-    """The bundle folder of a version: inside its MLflow model, or (registered before versions
-    were MLflow models) the source itself."""
-    inside = version.tags.get(BUNDLE_PATH_TAG)
-    source = str(version.source)
-    return f"{source.rstrip('/')}/{inside.strip('/')}" if inside else source
-
-
-def _profile(tag: str | None) -> ReferenceProfile | None:
-    """A broken tag must not stop the version from shipping: it is served unmonitored."""
-    if tag is None:
-        return None
-    try:
-        return ReferenceProfile.model_validate_json(tag)
-    except ValidationError as exc:
-        log.warning("ignoring the version's %s tag: %s", PROFILE_TAG, exc)
-        return None
-
-
 def serving_version(client: MlflowClient, model_name: str, alias: str) -> ModelChanged | None:
     """Where the alias points now, or None if the model or the alias does not exist yet."""
     try:
@@ -111,23 +75,6 @@ def serving_version(client: MlflowClient, model_name: str, alias: str) -> ModelC
             return None
         raise
     return changed_event(version, alias)
-
-
-def check_artifact_uri(uri: str, allowed_prefixes: Sequence[str] = ()) -> None:
-    """Refuse a bundle address outside the configured registry's artifact store.
-
-    ``allowed_prefixes`` adds the store a tracking server hands out directly (e.g.
-    ``s3://bucket/mlflow/`` when it does not proxy artifacts).
-    """
-    parsed = urlparse(uri)
-    if parsed.scheme in REGISTRY_SCHEMES and not parsed.netloc and ".." not in uri.split("/"):
-        return
-    if any(uri.startswith(prefix) for prefix in allowed_prefixes if prefix):
-        return
-    raise BundleError(
-        f"artifact_uri {uri!r} is not in the registry's artifact store "
-        f"({', '.join(sorted(REGISTRY_SCHEMES))} URIs, or a configured prefix)"
-    )
 
 
 def download_bundle(

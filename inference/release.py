@@ -24,13 +24,24 @@ from mlflow.exceptions import MlflowException
 from contracts import ChangeReason
 from inference.registry import ABSENT
 
-GATES_TAG = "gates"
-PASSED, FAILED = "passed", "failed"
-OVERRIDE_BY, OVERRIDE_REASON, OVERRIDE_AT = "override.by", "override.reason", "override.at"
-REFUSED, REFUSED_AT = "release.refused", "release.refused_at"
-ROLLED_BACK_AT = "rolled_back_at"
-PROMOTED_AT = "promoted_at"
-AUTOMATIC_ROLLBACK = "rollback.automatic"
+# The rules themselves (they read tags only; the workers use them without MLflow), named here too.
+from inference.release_rules import AUTOMATIC_ROLLBACK as AUTOMATIC_ROLLBACK
+from inference.release_rules import FAILED as FAILED
+from inference.release_rules import GATES_TAG as GATES_TAG
+from inference.release_rules import OVERRIDE_AT as OVERRIDE_AT
+from inference.release_rules import OVERRIDE_BY as OVERRIDE_BY
+from inference.release_rules import OVERRIDE_REASON as OVERRIDE_REASON
+from inference.release_rules import PASSED as PASSED
+from inference.release_rules import PROMOTED_AT as PROMOTED_AT
+from inference.release_rules import REFUSED as REFUSED
+from inference.release_rules import REFUSED_AT as REFUSED_AT
+from inference.release_rules import ROLLED_BACK_AT as ROLLED_BACK_AT
+from inference.release_rules import Override as Override
+from inference.release_rules import failed_gates as failed_gates
+from inference.release_rules import override_of as override_of
+from inference.release_rules import release_problem as release_problem
+from inference.release_rules import rolled_back_at as rolled_back_at
+from inference.release_rules import stamp as stamp
 
 
 class RegistryError(Exception):
@@ -50,68 +61,8 @@ class AliasMove:
     reason: ChangeReason
 
 
-@dataclass(frozen=True)
-class Override:
-    by: str
-    reason: str
-    at: datetime
-
-
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def stamp(value: str | None) -> datetime | None:
-    """A tag's ISO time, or None when absent or unreadable."""
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def failed_gates(version: ModelVersion) -> list[str]:
-    """The failing gates, each with its detail; ['no gate results'] for an ungated version."""
-    if version.tags.get(GATES_TAG) not in {PASSED, FAILED}:
-        return ["no gate results recorded on this version"]
-    names = [n for n in version.tags.get("gates.failed", "").split(",") if n]
-    return [f"{n}: {version.tags.get(f'gate.{n}.detail', 'failed')}" for n in names]
-
-
-def override_of(version: ModelVersion) -> Override | None:
-    at = stamp(version.tags.get(OVERRIDE_AT))
-    if at is None:
-        return None
-    return Override(
-        by=version.tags.get(OVERRIDE_BY, "unknown"),
-        reason=version.tags.get(OVERRIDE_REASON, ""),
-        at=at,
-    )
-
-
-def rolled_back_at(version: ModelVersion) -> datetime | None:
-    return stamp(version.tags.get(ROLLED_BACK_AT))
-
-
-def release_problem(version: ModelVersion) -> str | None:
-    """Why the version must not ship, or None: it passed its gates or carries an override, and
-    was not rolled back since (a rolled-back version ships again only with a newer override)."""
-    override = override_of(version)
-    rolled_back = rolled_back_at(version)
-    if rolled_back is not None and (override is None or override.at <= rolled_back):
-        why = version.tags.get("rolled_back_reason", "no reason recorded")
-        return (
-            f"v{version.version} was rolled back at {rolled_back.isoformat()} ({why}); "
-            "it ships again only with an override newer than that"
-        )
-    if override is not None:
-        return None
-    failures = failed_gates(version)
-    if failures:
-        return f"v{version.version} did not pass its gates: " + "; ".join(failures)
-    return None
 
 
 def record_override(client: MlflowClient, version: ModelVersion, *, by: str, reason: str) -> None:

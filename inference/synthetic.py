@@ -14,7 +14,9 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from inference import Bundle, HashedNgrams, OnnxPredictor, write_bundle
+from inference.bundle import WEIGHTS_FILE
 from inference.monitoring import PROFILE_FILE, build_profile
+from inference.onnx_weights import save_weights_apart
 
 REFERENCE_TEXTS = [
     "The food was wonderful and the staff were kind.",
@@ -53,8 +55,7 @@ def tiny_onnx(path: Path, *, buckets: int, seed: int, bias: float = 0.0) -> Path
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
+    save_weights_apart(model, path)
     return path
 
 
@@ -80,6 +81,7 @@ def make_fast_bundle(
     model = tiny_onnx(work / "model.onnx", buckets=buckets, seed=seed, bias=bias)
     preprocessor = HashedNgrams(buckets=buckets, max_tokens=64)
     preprocessing = preprocessor.config()
+    weights = [w for w in (model.parent / WEIGHTS_FILE,) if w.exists()]
     draft = write_bundle(
         path,
         model_file=model,
@@ -87,11 +89,12 @@ def make_fast_bundle(
         preprocessing=preprocessing,
         reference_texts=REFERENCE_TEXTS,
         reference_probabilities=[0.0] * len(REFERENCE_TEXTS),
+        extra_files=weights,
     )
     # Record what ONNX Runtime answers, as export does with torch's outputs.
     predictor = OnnxPredictor(draft)
     expected = predictor.predict(REFERENCE_TEXTS).tolist()
-    extra: list[Path] = []
+    extra = list(weights)
     if profile:
         held_out = profile_texts(400, seed=seed)
         texts = [t for t, _ in held_out]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,9 +64,14 @@ class MlflowRegistry:
         """When it shipped starts its probation; the version the fleet served before is where a
         rollback returns. That is the watcher's to say: an alias moved in the MLflow UI has no
         ``previous_production``, and one promoted over a refused version names that one."""
-        tag(self.client, target.version, "shipped_at", now())
+        tags = {"shipped_at": now()}
         if previous and previous != target.event.version:
-            tag(self.client, target.version, "previous_production", previous)
+            tags["previous_production"] = previous
+        # At once, not one after the other: they are on the path from the move to the fleet.
+        with ThreadPoolExecutor(len(tags), thread_name_prefix="tag") as pool:
+            writes = [pool.submit(tag, self.client, target.version, *kv) for kv in tags.items()]
+            for write in writes:
+                write.result()
 
     def roll_back(self, name: str, alias: str, reason: str) -> AliasMove:
         return rollback(

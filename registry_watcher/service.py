@@ -10,6 +10,12 @@ the version gets a ``release.refused`` tag and the alerts topic a ReleaseRefused
 A registry or broker that is away costs a poll, is logged and counted, and the next poll tries
 again: the watcher never exits for it.
 
+With ``webhook_secret_file`` set, MLflow's registry webhook (``registry_watcher.webhook``,
+``POST /webhooks/mlflow`` on the health server's port) wakes the poll the moment an alias
+moves: the registry stays the source of truth, the webhook only says "look now", and the
+poll runs on as the safety net. Each step from the poll to the event (lookup, verify, tag,
+publish) is timed (``rs_watcher_release_step_seconds``) and logged with the shipped event.
+
 Beside the polls it reads the alerts topic: a firing alert on the version it shipped, within
 ``probation_s``, moves the alias back (``registry_watcher.probation``).
 
@@ -26,10 +32,11 @@ from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from types import TracebackType
 
+from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from mlflow.exceptions import MlflowException
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 from tenacity import AsyncRetrying, retry_if_exception_type
 
 from contracts import Alert, AlertStatus, ModelChanged, encode
@@ -42,6 +49,7 @@ from registry_watcher.probation import rollback_reason
 from registry_watcher.registry import MlflowRegistry, Target
 from registry_watcher.release import key
 from registry_watcher.settings import Settings
+from registry_watcher.webhook import PATH, Refused, WebhookCheck, concerns, read_secret
 from runtime.backoff import backoff
 from runtime.fleet import FleetReader, FleetView
 from runtime.health import HealthServer, Readiness
@@ -53,6 +61,7 @@ from runtime.tasks import Supervisor
 log = logging.getLogger(__name__)
 
 SERVICE = "registry_watcher"
+STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0)
 NOT_POLLED = "not polled yet"
 
 
@@ -79,6 +88,15 @@ class WatcherMetrics:
             ["model_name"], registry=r,
         )  # fmt: skip
         self.models_refused = refused_counter("watcher", r)
+        self.webhooks = Counter(
+            "rs_watcher_webhooks", "MLflow webhook deliveries by outcome (accepted, ignored, "
+            "unsigned, bad_signature, stale, replayed, malformed, off)", ["outcome"], registry=r,
+        )  # fmt: skip
+        self.release_steps = Histogram(
+            "rs_watcher_release_step_seconds",
+            "Seconds per step of shipping a move (wait: from the webhook to the poll; lookup, "
+            "verify, tag, publish)", ["step"], buckets=STEP_BUCKETS, registry=r,
+        )  # fmt: skip
         self.rollbacks = Counter(
             "rs_watcher_rollbacks", "Automatic rollbacks of a version on probation",
             ["model_name", "alert"], registry=r,
@@ -95,7 +113,14 @@ class Watcher:
             port=settings.port,
             registry=self.metrics.registry,
             readiness=self.readiness,
+            routes=[web.post(PATH, self._on_webhook)],
         )
+        self._webhooks = (
+            None
+            if settings.webhook_secret_file is None
+            else WebhookCheck(read_secret(settings.webhook_secret_file), settings.webhook_max_age_s)
+        )
+        self._woken_at: float | None = None  # when (perf_counter) a webhook asked for a poll
         self._stack = AsyncExitStack()
         self._supervisor = Supervisor(SERVICE, self.metrics.registry)
         self._stopping = asyncio.Event()
@@ -109,9 +134,10 @@ class Watcher:
             settings, published=m.published, errors=m.publish_errors, signer=self._signer
         )
         self.published: dict[str, ModelChanged] = {}
-        # Per model: the verdict key of the version verified for shipping, and of the one
-        # refused with the alert that said so (each is decided once, not on every poll).
-        self._verified: dict[str, tuple[str, ...]] = {}
+        # The bundles (model, version, sha256) whose artifact check passed: a version's artifact
+        # never changes, so it is downloaded once (a rollback to it ships at once); per model,
+        # the verdict key of the version refused with the alert that said so (decided once).
+        self._verified: set[tuple[str, str, str]] = set()
         self._refused: dict[str, tuple[tuple[str, ...], Alert]] = {}
         # Per model: when (monotonic) the event now on the models topic was shipped or learned,
         # and whether the fleet's failure to follow it was said already.
@@ -192,11 +218,12 @@ class Watcher:
         self._supervisor.start(self._watch_alerts(registry), name="alerts")
         self._supervisor.start(self._watch_fleet(), name="fleet")
         log.info(
-            "watching %s@%s in %s every %.1fs",
+            "watching %s@%s in %s every %.1fs%s",
             ",".join(s.model_names),
             s.alias,
             s.mlflow_tracking_uri,
             s.poll_interval_s,
+            f" and on MLflow's webhook (POST {PATH})" if self._webhooks else " (webhooks off)",
         )
         while not self._stopping.is_set():
             self._wake.clear()
@@ -209,7 +236,12 @@ class Watcher:
     async def poll(self, registry: MlflowRegistry) -> None:
         """Ask once per model; ship what changed and may ship."""
         s = self.settings
+        timings: dict[str, float] = {}
+        if self._woken_at is not None:
+            timings["wait"] = time.perf_counter() - self._woken_at
+            self._woken_at = None
         for name in s.model_names:
+            started = time.perf_counter()
             try:
                 target = await asyncio.to_thread(registry.target, name, s.alias)
             except Exception as exc:
@@ -241,9 +273,16 @@ class Watcher:
             self.metrics.registry_up.set(1)
             if target is not None and target.event.version.isdigit():
                 self.metrics.serving_version.labels(model_name=name).set(int(target.event.version))
-            await self._consider(registry, name, target)
+            timings["lookup"] = time.perf_counter() - started
+            await self._consider(registry, name, target, timings)
 
-    async def _consider(self, registry: MlflowRegistry, name: str, target: Target | None) -> None:
+    async def _consider(
+        self,
+        registry: MlflowRegistry,
+        name: str,
+        target: Target | None,
+        timings: dict[str, float],
+    ) -> None:
         """Ship the version the alias names if it is news and may ship; refuse it once if not."""
         published = self.published.get(name)
         event = change(published, target.event if target is not None else None)
@@ -256,26 +295,31 @@ class Watcher:
             return  # refused, and said so; a new override or tag makes a new verdict
         try:
             problem = release_problem(target.version)
-            if problem is None and self._verified.get(name) != verdict:
+            started = time.perf_counter()
+            bundle = (name, event.version, event.sha256)
+            if problem is None and bundle not in self._verified:
                 if self.settings.verify_artifacts:
                     problem = await asyncio.to_thread(registry.artifact_problem, event)
                 if problem is None:
-                    self._verified[name] = verdict
+                    self._verified.add(bundle)
+            timings["verify"] = time.perf_counter() - started
             if problem is not None:
                 await self._refuse(registry, target, problem)
                 return
             # Tagged before the event: probation starts, and the version to return to is
             # known, before any worker serves it.
+            started = time.perf_counter()
             await asyncio.to_thread(
                 registry.mark_shipped, target, published.version if published else None
             )
+            timings["tag"] = time.perf_counter() - started
         except Exception as exc:  # the registry or its artifact store is away: poll again
             log.warning(
                 "could not verify %s v%s (%s: %s); next poll tries again",
                 name, target.event.version, type(exc).__name__, exc,
             )  # fmt: skip
             return
-        await self._publish(event)
+        await self._publish(event, timings)
 
     async def _refuse(self, registry: MlflowRegistry, target: Target, problem: str) -> None:
         event = target.event
@@ -424,9 +468,10 @@ class Watcher:
             return False
         return True
 
-    async def _publish(self, event: ModelChanged) -> None:
+    async def _publish(self, event: ModelChanged, timings: dict[str, float]) -> None:
         assert self._producer is not None
         topic = self.settings.kafka.models_topic
+        started = time.perf_counter()
         try:
             await send_signed(
                 self._producer, topic, event.model_name.encode(), encode(event), self._signer
@@ -435,14 +480,53 @@ class Watcher:
             self.metrics.publish_errors.inc()
             log.warning("could not publish %s: %s; next poll tries again", event.version, exc)
             return
+        timings["publish"] = time.perf_counter() - started
         self.published[event.model_name] = event
         self._shipped_at[event.model_name] = time.monotonic()
         self.metrics.published.labels(model_name=event.model_name, reason=event.reason).inc()
+        for step, seconds in timings.items():
+            self.metrics.release_steps.labels(step=step).observe(seconds)
         log.info(
-            "published %s: %s@%s -> version %s (sha256 %s)",
+            "published %s: %s@%s -> version %s (sha256 %s) in %.3f s (%s)",
             event.reason,
             event.model_name,
             event.alias,
             event.version,
             event.sha256[:12],
+            sum(timings.values()),
+            ", ".join(f"{step} {seconds:.3f} s" for step, seconds in timings.items()),
         )
+
+    async def _on_webhook(self, request: web.Request) -> web.Response:
+        """MLflow's webhook: wake the poll on a valid move of a followed alias; a delivery
+        that is unsigned, badly signed, stale or replayed is refused (401) and counted."""
+        count = self.metrics.webhooks.labels
+        if self._webhooks is None:
+            count(outcome="off").inc()
+            return web.json_response(
+                {"error": "webhooks_off",
+                 "detail": "RS_WATCHER_WEBHOOK_SECRET_FILE is not set: polling only"},
+                status=404,
+            )  # fmt: skip
+        body = await request.read()
+        try:
+            event = self._webhooks.verify(request.headers, body)
+        except Refused as exc:
+            count(outcome=exc.reason).inc()
+            log.warning("refused a webhook from %s: %s (%s)", request.remote, exc.reason, exc)
+            return web.json_response({"error": exc.reason, "detail": str(exc)}, status=exc.status)
+        s = self.settings
+        if event is None or not concerns(event, s.model_names, [s.alias, *s.shadow_aliases]):
+            count(outcome="ignored").inc()
+            return web.json_response({"status": "ignored"})
+        count(outcome="accepted").inc()
+        log.info(
+            "webhook: %s@%s %s; polling now",
+            event.model_name,
+            event.alias,
+            f"moved to version {event.version}" if event.version else "deleted",
+        )
+        if self._woken_at is None:
+            self._woken_at = time.perf_counter()
+        self._wake.set()
+        return web.json_response({"status": "polling"}, status=202)

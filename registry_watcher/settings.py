@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -16,7 +18,17 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="bind address of /healthz, /readyz and /metrics")
     port: int = Field(9103, ge=0, le=65535, description="their port; 0 picks a free one (logged)")
-    poll_interval_s: float = Field(5.0, gt=0, description="how often to ask the registry")
+    poll_interval_s: float = Field(
+        5.0, gt=0, description="how often to ask the registry (a webhook asks at once)"
+    )
+    webhook_secret_file: Path | None = Field(
+        None,
+        description="the shared secret of MLflow's registry webhook (POST /webhooks/mlflow, "
+        "HMAC-signed); unset: webhooks off, polling only",
+    )
+    webhook_max_age_s: float = Field(
+        300.0, gt=0, description="a webhook sent further from now than this is refused (replay)"
+    )
     model_names: CommaSeparated = Field(
         default_factory=lambda: [DEFAULT_MODEL_NAME],
         description="registered models to watch, comma-separated",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -87,12 +87,14 @@ class HealthServer:
         port: int,
         registry: CollectorRegistry,
         readiness: ReadinessCheck,
+        routes: Sequence[web.RouteDef] = (),
     ) -> None:
         self.service = service
         self.host = host
         self.port = port
         self.registry = registry
         self.readiness = readiness
+        self.routes = routes  # a service's own few endpoints beside these (the watcher's webhook)
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> int:
@@ -101,6 +103,7 @@ class HealthServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
+        app.router.add_routes(self.routes)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)

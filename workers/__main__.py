@@ -26,14 +26,4 @@ def make() -> Worker:
 
 
 if __name__ == "__main__":
-    serve(
-        make,
-        name="workers",
-        # A failed registry call is retried by the next poll (or by the download's own
-        # retries), not by MLflow's long default retry ladder.
-        environ={
-            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
-            "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
-            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-        },
-    )
+    serve(make, name="workers")

@@ -8,6 +8,7 @@ from runtime.metrics import service_registry
 from runtime.signing import refused_counter
 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+LOAD_STEPS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0, 10.0)
 LATENCIES = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -53,6 +54,11 @@ class WorkerMetrics:
             "rs_worker_model_load_failures",
             "Failed loads of the wanted version, by stage (retried ones count each attempt)",
             ["stage", "permanent"], registry=r,
+        )  # fmt: skip
+        self.model_load_seconds = Histogram(
+            "rs_worker_model_load_step_seconds",
+            "Seconds per step of loading a version (download with sha256, session, reference)",
+            ["step"], buckets=LOAD_STEPS, registry=r,
         )  # fmt: skip
         self.wanted_model_version = Gauge(
             "rs_worker_wanted_model_version",

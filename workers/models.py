@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -52,6 +52,8 @@ class LoadedModel:
     predictor: Predictor
     path: Path | None = None
     explainer: Explainer | None = None
+    # Seconds each step of the load took (download, session, reference): hot reload's budget.
+    timings: Mapping[str, float] = field(default_factory=dict)
 
 
 class ModelSource(Protocol):

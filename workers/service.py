@@ -46,6 +46,7 @@ from workers.follower import ModelFollower
 from workers.metrics import WorkerMetrics
 from workers.models import LoadedModel, ModelRefused, ModelSlot, ModelSource
 from workers.offsets import Offsets, requests_lag
+from workers.registry import MlflowModelSource
 from workers.reload import Failure, Reloader
 from workers.settings import Settings
 from workers.settlement import Settlements
@@ -126,7 +127,7 @@ class Worker:
         s = self.settings
         source = self._source
         if source is None:
-            source = await asyncio.to_thread(self._registry)
+            source = self._registry()
         slot = ModelSlot(
             source,
             s.model_name,
@@ -196,8 +197,6 @@ class Worker:
         log.info("worker %s stopped", s.worker_id)
 
     def _registry(self) -> ModelSource:
-        from workers.registry import MlflowModelSource  # imports mlflow: slow, so in a thread
-
         return MlflowModelSource(
             self.settings.mlflow_tracking_uri,
             cache_dir=self._cache_dir,
@@ -229,6 +228,15 @@ class Worker:
         self.metrics.model_info.labels(new.name, new.version, new.sha256).set(1)
         self.metrics.model_version.set(float(new.version) if new.version.isdigit() else -1)
         self.metrics.model_loads.labels(outcome="loaded", stage="").inc()
+        for step, seconds in new.timings.items():
+            self.metrics.model_load_seconds.labels(step=step).observe(seconds)
+        if new.timings:
+            log.info(
+                "version %s loaded in %.3f s (%s)",
+                new.version,
+                sum(new.timings.values()),
+                ", ".join(f"{step} {seconds:.3f} s" for step, seconds in new.timings.items()),
+            )
         self.status.serving(new, None if self.reloader is None else self.reloader.wanted)
 
     def _withdrawn(self, old: LoadedModel) -> None:

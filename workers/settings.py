@@ -10,7 +10,7 @@ from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.topics import KafkaSettings
-from inference.registry import CHALLENGER_ALIAS, DEFAULT_ALIAS, DEFAULT_MODEL_NAME
+from inference.versions import CHALLENGER_ALIAS, DEFAULT_ALIAS, DEFAULT_MODEL_NAME
 from runtime.settings import CommaSeparated
 from runtime.signing import TrustedKeys
 
@@ -49,7 +49,8 @@ class Settings(BaseSettings):
     artifact_prefixes: CommaSeparated = Field(
         default_factory=list,
         description="bundle addresses fetched besides models:/, runs:/ and mlflow-artifacts:/, "
-        "comma-separated (the registry's store when its server does not proxy it: s3://b/p/)",
+        "comma-separated: another tracking server's artifact proxy, mlflow-artifacts://host:port/ "
+        "(a worker fetches through an artifact proxy only)",
     )
     registry_poll_interval_s: float = Field(
         5.0, gt=0, description="while no model is served, how often to ask the registry"

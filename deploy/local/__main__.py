@@ -20,7 +20,7 @@ from honcho.manager import Manager
 
 from deploy import mlflow_access
 from deploy.local.database_roles import role_passwords, service_env
-from deploy.local.mlflow_server import credentials_dir
+from deploy.local.mlflow_server import credentials_dir, webhook_secret_path
 from deploy.local.monitoring import ensure_key, gateway_keys_env
 from deploy.local.ports import check_free
 from deploy.local.settings import StackSettings
@@ -34,6 +34,8 @@ MLFLOW_USERS: dict[str, str] = {
     "workers": "worker",
     "registry_watcher": "watcher",
     "bootstrap": "trainer",
+    # Only the admin may create MLflow webhooks (deploy.local.webhook).
+    "webhook": mlflow_access.ADMIN,
 }
 
 app = typer.Typer(add_completion=False)
@@ -83,6 +85,9 @@ def services(settings: StackSettings) -> dict[str, str]:
     if settings.bootstrap_model:
         # A first start with an empty registry trains a model; later ones only check.
         processes["bootstrap"] = f"{sys.executable} -m deploy.local.bootstrap"
+    if settings.runs_mlflow:
+        # The stack's MLflow posts alias moves to the watcher (it polls without them too).
+        processes["webhook"] = f"{sys.executable} -m deploy.local.webhook"
     return processes
 
 
@@ -147,6 +152,8 @@ def up(
             # Each service connects as its own role (stats.roles), never as the owner.
             own = service_env(name, env, database_url, settings.state_dir)
         own = own | signing_env(settings, name) | mlflow_env(name, credentials)
+        if name == "registry_watcher" and settings.runs_mlflow:
+            own = own | {"RS_WATCHER_WEBHOOK_SECRET_FILE": str(webhook_secret_path(settings))}
         manager.add_process(name, command, env=own)
     manager.loop()
     raise typer.Exit(manager.returncode or 0)

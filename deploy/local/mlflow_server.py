@@ -4,6 +4,11 @@ Kept light for two cores: one worker, no background job runner, no access log.
 Sign-in required: MLflow's basic-auth app, its users and roles those of ``deploy.mlflow_access``
 (its own SQLite database, ``auth.db``), each user's password generated at the first start into
 ``credentials/<user>`` (0600) beside it, the admin's included: never a default password.
+Registry webhooks (``deploy.mlflow_webhook``) may post over plain HTTP to this machine's
+addresses (MLflow refuses both by default: a local stack's watcher listens on loopback), their
+secrets stored under a Fernet key made once in the state folder, and a new webhook is seen
+within a second (MLflow caches the list of webhooks per event, 60 s by default: a test or a
+bench run that adds its own watcher's webhook would otherwise miss the first moves).
 Run alone with ``python -m deploy.local.mlflow_server``.
 """
 
@@ -18,6 +23,7 @@ from deploy.local.settings import StackSettings
 
 # A checked password is trusted this long by the server (MLflow's own cache): see the README.
 AUTH_CACHE_TTL_S = 60
+WEBHOOK_CACHE_TTL_S = 1
 
 
 def state_of(settings: StackSettings) -> Path:
@@ -46,6 +52,23 @@ def prepare_auth(settings: StackSettings) -> Path:
     )
     mlflow_access.provision_from_files(config, credentials_dir(settings))
     return config
+
+
+def webhook_secret_path(settings: StackSettings) -> Path:
+    """The secret the watcher's webhook is signed with (the watcher's and the admin job's)."""
+    return mlflow_access.ensure_secret_file(state_of(settings) / "webhook_secret")
+
+
+def webhook_env(settings: StackSettings) -> dict[str, str]:
+    state = state_of(settings)
+    state.mkdir(parents=True, exist_ok=True)
+    key = mlflow_access.ensure_fernet_key_file(state / "webhook_encryption_key")
+    return {
+        "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": mlflow_access.read_password(key),
+        "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+        "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+        "MLFLOW_WEBHOOK_CACHE_TTL": str(WEBHOOK_CACHE_TTL_S),
+    }
 
 
 def command(settings: StackSettings) -> list[str]:
@@ -78,6 +101,7 @@ def main() -> None:
     key = mlflow_access.ensure_secret_file(state_of(settings) / "flask_secret_key")
     os.environ["MLFLOW_FLASK_SERVER_SECRET_KEY"] = mlflow_access.read_password(key)
     os.environ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    os.environ.update(webhook_env(settings))
     given = os.environ.get("PYTHONWARNINGS")
     os.environ["PYTHONWARNINGS"] = f"{given},{QUIET_WARNINGS}" if given else QUIET_WARNINGS
     argv = command(settings)

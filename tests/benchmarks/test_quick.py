@@ -34,7 +34,9 @@ def test_quick_benchmark_saves_every_scenario_with_finite_figures(
         sys.executable, "-m", "benchmarks", "--quick", "--no-own-stack",
         "--repeats", "1", "--requests", "24", "--burst", "600", "--concurrency", "1,8",
         "--explain-reviews", "20", "--explain-reviews-accurate", "1", "--stats-records", "500",
-        "--soak-minutes", "0.2", "--output", str(output),
+        # A fixed, modest soak rate: the rate derived from this run's tiny bursts can overload
+        # a busy machine, and a refused request would count as lost (the check is the counting).
+        "--soak-minutes", "0.2", "--soak-rate", "400", "--output", str(output),
     ]  # fmt: skip
     # The explain scenario exports the accurate family's encoder (~30 s) and occludes a review.
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=540)
@@ -50,17 +52,23 @@ def test_quick_benchmark_saves_every_scenario_with_finite_figures(
         assert f["values"], f
         assert all(math.isfinite(v) for v in f["values"]), f
     by_name = {(f["scenario"], f["metric"]): f for f in figures}
-    for transport in ("3 REST", "3 WebSocket", "4 mlflow models serve"):
+    for transport in ("3 REST", "3 WebSocket", "4 mlflow models serve",
+                      "4 mlflow models serve, tuned"):  # fmt: skip
         for c in (1, 8):
             assert by_name[(f"{transport} c={c}", "throughput")]["median"] > 0
             assert by_name[(f"{transport} c={c}", "failed")]["median"] == 0
     assert by_name[("2 Kafka burst, 2 workers", "unanswered")]["median"] == 0
-    assert by_name[("5 hot reload, 2 workers", "failed requests")]["median"] == 0
+    parts = "3 REST c=1, where the time goes"
+    assert by_name[(parts, "Kafka round trip through a worker")]["median"] > 0
+    assert by_name[(parts, "HTTP alone (GET /healthz)")]["median"] > 0
+    for path in ("webhook", "polling only"):
+        assert by_name[(f"5 hot reload, {path}", "failed requests")]["median"] == 0
     for family in ("fast", "accurate"):
         assert by_name[(f"7 explain, {family}", "p50 latency per review")]["median"] > 0
     for monitor in ("off", "on"):
         assert by_name[("8 stats path", f"drift monitor {monitor}")]["median"] > 0
     assert by_name[("9 soak", "Kafka requests sent")]["median"] > 0
     assert by_name[("9 soak", "REST requests sent")]["median"] > 0
-    assert by_name[("9 soak", "lost (unanswered or not stored)")]["median"] == 0
+    lost = by_name[("9 soak", "lost (unanswered or not stored)")]
+    assert lost["median"] == 0, [f for f in figures if f["scenario"] == "9 soak"]
     assert by_name[("9 soak", "counted twice")]["median"] == 0

@@ -24,7 +24,23 @@ def test_compose_config_accepts_the_file() -> None:
     result = run_compose("config", "--quiet")
     assert result.returncode == 0, result.stderr
     names = set(compose_config()["services"])
-    assert names == {*INFRA, "init-job", *(c for c, _ in DEPLOYED.values())}
+    assert names == {*INFRA, "init-job", "mlflow-webhook", *(c for c, _ in DEPLOYED.values())}
+
+
+def test_mlflow_posts_alias_moves_to_the_watcher_with_a_shared_secret() -> None:
+    job = service("mlflow-webhook")
+    assert job["environment"]["MLFLOW_TRACKING_USERNAME"] == "admin"  # only it may
+    assert "http://registry-watcher:9103/webhooks/mlflow" in job["command"]
+    watcher = service("registry-watcher")
+    secret = watcher["environment"]["RS_WATCHER_WEBHOOK_SECRET_FILE"]
+    mounted = {s["target"]: s["source"] for s in watcher["secrets"]}
+    assert mounted[Path(secret).name] == "webhook_secret"
+    assert {"source": "webhook_secret", "target": "webhook_secret"} in [
+        {k: s[k] for k in ("source", "target")} for s in job["secrets"]
+    ]
+    server = service("mlflow")
+    assert "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY" in " ".join(server["command"])
+    assert server["environment"]["MLFLOW_WEBHOOK_ALLOWED_SCHEMES"] == "http,https"
 
 
 def test_training_profile_is_valid_and_not_started_by_default() -> None:
@@ -92,7 +108,8 @@ def test_mlflow_requires_sign_in_with_users_from_secret_files() -> None:
     assert "python -m deploy.mlflow_access provision --passwords /run/secrets" in command
     assert "mlflow server --app-name basic-auth" in command
     assert {s["target"] for s in mlflow["secrets"]} == {
-        "admin", "people", "worker", "trainer", "release", "watcher", "flask_secret_key"
+        "admin", "people", "worker", "trainer", "release", "watcher", "flask_secret_key",
+        "webhook_encryption_key",
     }  # fmt: skip
     secrets = compose_config()["secrets"]
     for source in (s["source"] for s in mlflow["secrets"]):

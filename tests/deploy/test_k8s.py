@@ -459,3 +459,21 @@ def test_mlflow_server_requires_sign_in_with_users_provisioned_from_a_secret() -
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["users"]["secret"]["secretName"] == "mlflow-users"
     assert "password1234" not in str(pod)
+
+
+def test_mlflow_posts_alias_moves_to_the_watcher_from_a_job_run_as_its_admin() -> None:
+    external = render(K8S / "external")
+    server = find(external, "Deployment", "mlflow")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in server["env"]}
+    key = env["MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY"]["valueFrom"]["secretKeyRef"]
+    assert key == {"name": "mlflow-users", "key": "webhook_encryption_key"}
+    pod = find(external, "Job", "mlflow-webhook")["spec"]["template"]["spec"]
+    (job,) = pod["containers"]
+    assert job["command"][:3] == ["python", "-m", "deploy.mlflow_webhook"]
+    assert "http://registry-watcher.reviewstream.svc:9103/webhooks/mlflow" in job["command"]
+    assert {e["name"]: e.get("value") for e in job["env"]}["MLFLOW_TRACKING_USERNAME"] == "admin"
+    (users,) = [v for v in pod["volumes"] if v["name"] == "users"]
+    assert {i["key"] for i in users["secret"]["items"]} == {"admin", "webhook_secret"}
+    watcher = find(overlay("prod"), "Deployment", "registry-watcher")["spec"]["template"]["spec"]
+    (shared,) = [v for v in watcher["volumes"] if v["name"] == "mlflow-webhook"]
+    assert shared["secret"]["items"] == [{"key": "webhook_secret", "path": "secret"}]

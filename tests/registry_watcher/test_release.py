@@ -145,10 +145,18 @@ async def test_an_alert_during_probation_rolls_back_once_and_never_flaps(
         assert tags["rolled_back_reason"] == (
             "alert LiveAccuracyDrop during probation: LiveAccuracyDrop in a test"
         )
-        said = [a for a in await alerts_on(kafka) if a.name == "ModelRolledBack"]
-        assert [(a.labels["model_version"], a.labels["restored_version"]) for a in said] == [
-            (v2, v1)
-        ]
+
+        # The alert and the event travel on two topics: either may be read first (the restored
+        # version's bundle was checked already, so its event can beat the alert).
+        async def rolled_back_said() -> list[tuple[str, str]]:
+            said = [a for a in await alerts_on(kafka) if a.name == "ModelRolledBack"]
+            return [(a.labels["model_version"], a.labels["restored_version"]) for a in said]
+
+        async def said_once() -> bool:
+            return bool(await rolled_back_said())
+
+        await eventually(said_once, timeout_s=30, what="ModelRolledBack said")
+        assert await rolled_back_said() == [(v2, v1)]
 
         # No flapping: the restored version is not on probation, and v2 moved back by hand
         # is refused (it was rolled back) until an override newer than the rollback.

@@ -1,0 +1,143 @@
+"""Scenario 3's "where the time goes" at concurrency 1: a REST classify taken apart.
+
+A REST answer (``POST /v1/classify``) is the gateway's HTTP handling plus a Kafka round trip
+through a worker (request produced -> worker -> prediction read back) plus what the gateway
+does around it (validation, the publish, matching the reply). Each part is timed alone, one
+request at a time, right after the REST runs and on the same stack; REST itself is timed again,
+interleaved with the HTTP baseline, so that both see the same machine:
+
+- ``http``: ``GET /healthz`` on the gateway's API port (the HTTP client, uvicorn, Starlette and
+  the middleware, a JSON body; no Kafka);
+- ``produce``: a ReviewRequest produced to the requests topic until the broker acknowledges it
+  (``acks=all``, as the gateway sends);
+- ``kafka``: the same request until its prediction is read back from the predictions topic (two
+  produces, two fetches and the worker's batch: the gateway's wait without the gateway);
+- ``model``: preprocessing + ONNX Runtime for one review in process (the worker's share of
+  ``kafka``).
+
+The rest of the REST p50 (REST minus ``http`` minus ``kafka``) is the gateway's own work on a
+classify: the body's validation, encoding the request, the publish call and the reply's match.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiohttp
+import numpy as np
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from contracts import KafkaSettings, ReviewRequest, Source, encode
+from inference import OnnxPredictor
+
+
+@dataclass(frozen=True)
+class Parts:
+    """Median milliseconds of each part, one request at a time."""
+
+    rest_ms: float
+    http_ms: float
+    produce_ms: float
+    kafka_ms: float
+    model_ms: float
+
+
+def _median_ms(seconds: Sequence[float]) -> float:
+    return float(np.median(seconds)) * 1000
+
+
+async def http_ms(
+    base_url: str, texts: Sequence[str], requests: int, warmup: int
+) -> tuple[float, float]:
+    """Median (REST classify, GET /healthz), the two interleaved one at a time."""
+    classify: list[float] = []
+    healthz: list[float] = []
+    cycle = itertools.cycle(texts)
+    async with aiohttp.ClientSession() as http:
+        for i in range(warmup + requests):
+            started = time.perf_counter()
+            async with http.post(f"{base_url}/v1/classify", json={"text": next(cycle)}) as r:
+                await r.read()
+                r.raise_for_status()
+            middle = time.perf_counter()
+            async with http.get(f"{base_url}/healthz") as r:
+                await r.read()
+                r.raise_for_status()
+            if i >= warmup:
+                classify.append(middle - started)
+                healthz.append(time.perf_counter() - middle)
+    return _median_ms(classify), _median_ms(healthz)
+
+
+async def kafka_ms(
+    kafka: KafkaSettings, texts: Sequence[str], requests: int, warmup: int
+) -> tuple[float, float]:
+    """Median (produce acknowledged, prediction read back) of sequential requests."""
+    consumer = AIOKafkaConsumer(
+        kafka.predictions_topic, **kafka.client(), group_id=None, enable_auto_commit=False
+    )
+    producer = AIOKafkaProducer(**kafka.client(), acks="all", linger_ms=0)
+    await consumer.start()
+    await producer.start()
+    try:
+        await consumer.seek_to_end()
+        for tp in consumer.assignment():  # resolve the end offsets before anything is sent
+            await consumer.position(tp)
+        acked: list[float] = []
+        answered: list[float] = []
+        cycle = itertools.cycle(texts)
+        for i in range(warmup + requests):
+            request = ReviewRequest(text=next(cycle), source=Source.PRODUCER)
+            key, value = request.request_id.encode(), encode(request)
+            started = time.perf_counter()
+            await producer.send_and_wait(kafka.requests_topic, value, key=key)
+            ack = time.perf_counter()
+            await _read_until(consumer, key)
+            if i >= warmup:
+                acked.append(ack - started)
+                answered.append(time.perf_counter() - started)
+        return _median_ms(acked), _median_ms(answered)
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+async def _read_until(consumer: AIOKafkaConsumer, key: bytes) -> None:
+    async with asyncio.timeout(30):
+        while True:
+            batches = await consumer.getmany(timeout_ms=100)
+            if any(m.key == key for messages in batches.values() for m in messages):
+                return
+
+
+def model_ms(predictor: OnnxPredictor, texts: Sequence[str], requests: int) -> float:
+    took: list[float] = []
+    for text in itertools.islice(itertools.cycle(texts), requests):
+        started = time.perf_counter()
+        predictor.predict([text])
+        took.append(time.perf_counter() - started)
+    return _median_ms(took)
+
+
+async def measure(
+    *,
+    gateway_url: str,
+    kafka: KafkaSettings,
+    predictor: OnnxPredictor,
+    texts: Sequence[str],
+    requests: int,
+    warmup: int = 50,
+) -> Parts:
+    produce, round_trip = await kafka_ms(kafka, texts, requests, warmup)
+    rest, http = await http_ms(gateway_url, texts, requests, warmup)
+    return Parts(
+        rest_ms=rest,
+        http_ms=http,
+        produce_ms=produce,
+        kafka_ms=round_trip,
+        model_ms=await asyncio.to_thread(model_ms, predictor, texts, requests),
+    )

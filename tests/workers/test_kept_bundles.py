@@ -1,0 +1,50 @@
+"""The worker's registry source keeps the bundle served and the one before it: moving back (a
+rollback) reads it from disk, its sha256 checked again, instead of downloading it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deploy.local.launcher import LocalStack
+from inference.registry import serving_version
+from tests.serving import mlflow_client, register, unique
+from workers.registry import KEPT_BUNDLES, MlflowModelSource
+
+
+def test_a_version_loaded_before_is_read_from_disk_and_a_tampered_one_downloaded_again(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    client = mlflow_client(stack)
+    name = unique("model")
+    events = []
+    for seed in (1, 2, 3):
+        version = register(client, name, tmp_path, seed=seed)  # each promoted in turn
+        event = serving_version(client, name, "production")
+        assert event is not None
+        assert event.version == version
+        events.append(event)
+    first, second, third = events
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    source = MlflowModelSource(stack.mlflow_uri, cache_dir=cache)
+
+    assert "download" in source.load(first).timings
+    assert "download" in source.load(second).timings
+    back = source.load(first)  # a rollback
+    assert "reuse" in back.timings
+    assert "download" not in back.timings
+    assert back.version == first.version
+    assert back.predictor.predict_described(["great food"])[0].shape == (1,)
+
+    # The second version's kept bytes changed on disk: not trusted, downloaded again.
+    (model,) = cache.glob(f"{name}-{second.version}-*/**/model.onnx")
+    tampered = bytearray(model.read_bytes())
+    tampered[-1] ^= 0xFF
+    model.write_bytes(bytes(tampered))
+    again = source.load(second)
+    assert "download" in again.timings
+    assert "reuse" not in again.timings
+
+    source.load(third)  # only the last ones stay on disk
+    assert len(list(cache.iterdir())) == KEPT_BUNDLES
+    assert not list(cache.glob(f"{name}-{first.version}-*"))
