@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import faust
@@ -27,6 +27,7 @@ from contracts.topics import KafkaSettings
 from runtime.kafka import wait_for_kafka
 from runtime.records import Record
 from stats.batches import DeadLetterUnavailable
+from stats.fetcher import BatchTransport
 from stats.metrics import Metrics
 from stats.settings import Settings
 
@@ -89,6 +90,9 @@ def make_app(settings: Settings) -> faust.App:
         web_enabled=False,
         datadir=str(settings.data_dir),
     )
+    # The consumer's transport only (the producer keeps faust's): one fetch per delivery, see
+    # stats.fetcher. App.transport's setter is how faust lets an app bring its own.
+    app.transport = BatchTransport(app.conf.broker_consumer, app)
     return app
 
 
@@ -106,6 +110,77 @@ def record_of(event: Any) -> Record:
         key=message.key,
         value=message.value,
     )
+
+
+async def take_batches(
+    app: faust.App, stream: Any, max_: int, within_s: float
+) -> AsyncIterator[list[Any]]:
+    """The agent's events in batches of up to ``max_``, read straight from its channel.
+
+    Why not ``stream.noack_take``: that passes every record through the stream's processors
+    and a task switch of its own, which cost more CPU than decoding and storing the record.
+    Here a batch is whatever the consumer has already delivered (stats.fetcher delivers a
+    whole fetch at a time), taken in one go, plus what arrives within ``within_s`` while it is
+    not full. What the stream did per event and the processor relies on is kept: an event
+    of a generation before the latest rebalance, or read while the flow is stopped, is
+    dropped unacknowledged (its partition is read again from the committed offset by whoever
+    owns it now), and the rest are tracked as pending acknowledgement. Nothing is
+    acknowledged here: the caller acks each event after its transaction.
+    """
+    channel = aiter(stream.channel)  # subscribes the agent's topic, as iterating the stream does
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            events = [await channel.get()]
+        except StopAsyncIteration:  # faust ends its channels so when it stops
+            return
+        deadline = loop.time() + within_s
+        while len(events) < max_:
+            _drain(channel, events, max_)
+            left = deadline - loop.time()
+            if len(events) >= max_ or left <= 0:
+                break
+            try:
+                events.append(await channel.get(timeout=left))
+            except (TimeoutError, StopAsyncIteration):
+                break  # the events taken are still stored and acknowledged
+        if current := _current(app, events):
+            yield current
+
+
+def _drain(channel: Any, events: list[Any], max_: int) -> None:
+    """Move what the channel's queue holds now into ``events``, up to ``max_`` in all."""
+    queue = channel.queue
+    while len(events) < max_ and not queue.empty():
+        try:
+            events.append(queue.get_nowait())
+        except asyncio.QueueEmpty:  # only an error is pending: the next get() raises it
+            return
+
+
+def _current(app: faust.App, events: list[Any]) -> list[Any]:
+    """The events of the current generation, tracked as pending acknowledgement (as
+    ``Stream`` does for each event it yields)."""
+    generation = app.consumer_generation_id
+    if not app.flow_control.is_active():
+        return []
+    consumer = app.consumer
+    current = [e for e in events if e.message.generation_id == generation]
+    for event in current:
+        if not event.message.tracked:
+            event.message.tracked = True
+            consumer.track_message(event.message)
+    return current
+
+
+def acknowledge(app: faust.App, events: Sequence[Any]) -> None:
+    """Acknowledge stored events: faust may now commit their offsets (``Stream.ack`` without
+    the stream's own per-event sensors, which never saw them)."""
+    on_message_out = app.sensors.on_message_out
+    for event in events:
+        if event.ack():
+            message = event.message
+            on_message_out(message.tp, message.offset, message)
 
 
 def topics_known(app: faust.App, *topics: str) -> bool:

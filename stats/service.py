@@ -38,9 +38,11 @@ from stats.db import PostgresStatsStore, create_pool
 from stats.kafka import (
     FaustDeadLetterSink,
     LagMonitor,
+    acknowledge,
     make_app,
     record_of,
     source_topic,
+    take_batches,
     topics_known,
     wait_for_broker,
 )
@@ -226,15 +228,14 @@ class StatsService:
         s = self._settings
         try:
             await self._database_ready.wait()
-            # noack_take: faust acknowledges nothing by itself; we do, after the transaction.
-            async for events in stream.noack_take(s.batch_max, within=s.batch_within_s):
+            # faust acknowledges nothing by itself; we do, after the transaction.
+            async for events in take_batches(self.app, stream, s.batch_max, s.batch_within_s):
                 async with self._inflight[kind]:
                     records = [record_of(event) for event in events]
                     outcome = await process(records)
                     # Stored (or dead-lettered) and committed in PostgreSQL: only now may faust
                     # commit these offsets.
-                    for event in events:
-                        await stream.ack(event)
+                    acknowledge(self.app, events)
                 if after is not None:
                     await after(records)
                 self.metrics.processed(len(events))

@@ -433,6 +433,90 @@ async def test_killed_mid_stream_and_restarted_counts_exactly(
         assert replayed > 0  # the replay happened, and changed nothing
 
 
+async def test_a_backlog_is_read_in_large_batches_replays_count_once_a_bad_record_alone_dlq(
+    kafka: KafkaSettings, database_url: str, tmp_path: Path
+) -> None:
+    """Everything is in Kafka before the processor starts, so it is delivered a whole fetch at
+    a time (stats.fetcher) and read in batches of hundreds (stats.kafka.take_batches): every
+    offset is committed, a prediction sent twice, in the same batch or far apart, is counted
+    once, and a bad record among them is the only dead letter."""
+    scenario = make_scenario(unique("b"), 1200, seed=5)
+    preds = scenario.predictions
+    records = list(encoded(preds[:600]))
+    records.append((b"bad", b"not json"))
+    records += list(encoded(preds[600:]))
+    records += list(encoded(preds[:300]))  # a replay: the first 300 again, at the end
+    records += list(encoded(preds[900:910]))  # and ten again, right after the first copy
+    await send_feedback(kafka, scenario.feedback_before)
+    await produce(kafka, kafka.predictions_topic, records)
+    await send_feedback(kafka, scenario.feedback_after)
+    group = unique("stats")
+
+    async with StatsProcess(
+        kafka=kafka,
+        database_url=database_url,
+        group_id=group,
+        log_path=tmp_path / "stats.log",
+        extra_env={"RS_STATS_BATCH_MAX": "500"},
+    ) as processor:
+        await wait_for(lambda: caught_up(kafka, group), timeout_s=120, what="offsets committed")
+        samples = await processor.metrics()
+        assert processor.alive()
+
+    letters = await read_all(kafka, KafkaSettings.dlq(kafka.predictions_topic), 1)
+    assert [base64.b64decode(letter.key or "") for letter in letters] == [b"bad"]
+    assert "not JSON" in letters[0].reason
+    await assert_exact(database_url, scenario, waiting=4)
+    n = len(preds)
+    assert metric(samples, "rs_stats_records_total", kind="prediction", outcome="stored") == n
+    assert metric(samples, "rs_stats_records_total", kind="prediction", outcome="duplicate") == 310
+    read = metric(samples, "rs_stats_batch_records_sum", kind="prediction")
+    batches = metric(samples, "rs_stats_batch_records_count", kind="prediction")
+    assert read == len(records)  # each record read once: no fetch delivered twice
+    assert read / batches >= 50, f"{read:.0f} records in {batches:.0f} batches"
+    assert "Traceback" not in processor.log()
+
+
+async def test_two_processors_share_a_backlog_and_one_is_killed_counts_exactly(
+    kafka: KafkaSettings, database_url: str, tmp_path: Path
+) -> None:
+    """Two processors in one group split the partitions of a backlog, each delivered a whole
+    fetch at a time (stats.fetcher); one is killed with records stored whose offsets it never
+    committed. The rebalance gives its partitions to the other, which replays them from the
+    committed offsets: every record counted exactly once, every offset committed."""
+    scenario = make_scenario(unique("r"), 2400, seed=6)
+    group = unique("stats")
+    await send_feedback(kafka, scenario.feedback)
+    await send_predictions(kafka, scenario.predictions)
+    slow = {"RS_STATS_BATCH_MAX": "20", "RS_STATS_COMMIT_INTERVAL_S": "120", **FAST_FAILOVER}
+
+    def processor(name: str, env: dict[str, str]) -> StatsProcess:
+        return StatsProcess(
+            kafka=kafka,
+            database_url=database_url,
+            group_id=group,
+            log_path=tmp_path / f"{name}.log",
+            extra_env=env,
+        )
+
+    async with (
+        processor("survivor", FAST_FAILOVER) as survivor,
+        processor("victim", slow) as victim,
+    ):
+        await wait_for(
+            lambda: _at_least(count(database_url, "SELECT count(*) FROM predictions"), 300),
+            timeout_s=120,
+            what="both processors under way",
+        )
+        victim.kill()
+        await wait_for(
+            lambda: caught_up(kafka, group), timeout_s=180, what="caught up after the kill"
+        )
+        await assert_exact(database_url, scenario, waiting=4)
+        assert survivor.alive()
+    assert "Traceback" not in survivor.log()
+
+
 async def test_database_outage_loses_nothing_and_counts_nothing_twice(
     kafka: KafkaSettings, tmp_path: Path
 ) -> None:
