@@ -7,6 +7,7 @@ systemd, podman schedules no health checks, so this run runs each container's ow
 (``podman healthcheck run``) every few seconds; compose waits on their results as it would on
 Docker's. Steps, each printed with its time:
 
+0. the worker image has no torch;
 1. the stack up, every health check green (``up --wait``);
 2. a model trained and promoted by the training image (``run training``);
 3. a review classified through the gateway container, over REST and over WebSocket;
@@ -305,7 +306,20 @@ def model_version(output: str, promoted: bool) -> str:
     return version
 
 
-def smoke(stack: Stack, steps: Steps) -> None:
+def check_no_torch(image: str) -> None:
+    """The worker image serves ONNX models without torch (its extra pulls none)."""
+    found = subprocess.run(
+        ["podman", "run", "--rm", "--network", "none", image, "python", "-c",
+         "import importlib.util as u; print(u.find_spec('torch') is not None)"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    if found != "False":
+        raise SmokeFailed(f"{image} has torch")
+
+
+def smoke(stack: Stack, steps: Steps, worker_image: str) -> None:
+    with steps.step("the worker image has no torch"):
+        check_no_torch(worker_image)
     with steps.step("compose up: every container started, every health check green"):
         stack.up()
         print("    " + ", ".join(sorted(f"{c['Names'][0]}" for c in containers())), flush=True)
@@ -369,7 +383,7 @@ def main(
     with tempfile.TemporaryDirectory(prefix="rs-smoke.") as folder:
         stack = Stack(Path(folder), images, data_dir.resolve())
         try:
-            smoke(stack, steps)
+            smoke(stack, steps, f"{registry}/worker:{tag}")
         except (SmokeFailed, subprocess.CalledProcessError, httpx.HTTPError, OSError) as exc:
             report_failure(str(exc))
             raise typer.Exit(1) from None
