@@ -51,6 +51,8 @@ COMPOSE = ROOT / ".tools" / "docker" / "cli-plugins" / "docker-compose"
 PROJECT = "rs-smoke"
 MODEL = "reviewstream-sentiment"
 LOG_LINES = 30
+# No compose command of this test takes this long, unless something hangs.
+COMMAND_TIMEOUT_S = 900
 # A short training run: the fast family on a seeded subset (seconds, not minutes). This checks
 # the containers, not the model: such a run's accuracy (about 0.94) is under the release floor
 # (0.95), so the floor is lowered for it; every other gate holds as released.
@@ -174,9 +176,15 @@ class Stack:
     def compose(self, *args: str, env: dict[str, str] | None = None) -> str:
         command = [str(COMPOSE), "-p", PROJECT, "-f", str(COMPOSE_FILE)]
         command += ["--env-file", str(self.folder / ".env"), *args]
-        result = subprocess.run(
-            command, env=self.env | (env or {}), capture_output=True, text=True, check=False
-        )
+        try:
+            result = subprocess.run(
+                command, env=self.env | (env or {}), capture_output=True, text=True,
+                check=False, timeout=COMMAND_TIMEOUT_S,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise SmokeFailed(
+                f"docker compose {' '.join(args)} still running after {COMMAND_TIMEOUT_S} s"
+            ) from None
         if result.returncode != 0:
             tail = "\n".join((result.stdout + result.stderr).splitlines()[-LOG_LINES:])
             raise SmokeFailed(
