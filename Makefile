@@ -16,7 +16,7 @@ COMPOSE_VERSION := v5.6.0
 
 .PHONY: up test lint format install tools browser monitoring bench clean-state train podman \
 	compose-secrets k8s-dev-secrets \
-	training-image train-image
+	training-image train-image images containers-smoke
 
 # The gateway's open mode (no API keys, every caller is admin) is for local development:
 # `make up` turns it on here, explicitly; it is off everywhere else.
@@ -31,8 +31,9 @@ compose-secrets: install ## Generate deploy/compose/.env and secrets/api-keys.js
 k8s-dev-secrets: install ## Generate the dev overlay's secrets files if missing
 	$(PY) -m deploy.dev_secrets k8s-dev
 
-test: install tools browser monitoring lint ## Lint, type-check, then the whole test suite on a real stack
+test: install tools browser monitoring lint ## Lint, type-check, the whole test suite on a real stack, then the container smoke test
 	$(PY) -m pytest
+	$(MAKE) --no-print-directory containers-smoke
 
 # The browser tests drive Debian's Chromium with Playwright; no browser build is downloaded.
 browser: ## Install Debian's chromium if it is missing
@@ -45,28 +46,56 @@ monitoring: ## Install Debian's prometheus and prometheus-alertmanager if missin
 	@command -v prometheus >/dev/null 2>&1 && command -v prometheus-alertmanager >/dev/null 2>&1 || \
 	    (apt-get update && apt-get install -y --no-install-recommends prometheus prometheus-alertmanager)
 
-# The training image (deploy/docker/Dockerfile, target `training`), built with podman and
-# kept: once per project version, again only when its inputs change (the stamp files under
-# .images/ hold the digests). No public registry is reachable from every machine this runs on,
-# so its base is a local Debian one (deploy/podman/python-base.sh) in place of the official
-# python image; the Dockerfile's default stays the official one. podman reads its settings
-# from the repository, not /etc.
+# The images of deploy/docker/Dockerfile, one per target, built with podman (CONTAINER_TOOL=docker
+# elsewhere) and kept: once per project version, again only when their inputs change (the stamp
+# files under .images/ hold the digests). No public registry is reachable from every machine
+# this runs on, so with podman the base is a local Debian one (deploy/podman/python-base.sh) in
+# place of the official python image, and Kafka and PostgreSQL are local stand-ins built from
+# Maven's jars and Debian's package (deploy/podman/*.Containerfile); the Dockerfile's and the
+# compose file's defaults stay the official images. podman reads its settings from the
+# repository, not /etc.
 export CONTAINERS_CONF := $(abspath deploy/podman/containers.conf)
+CONTAINER_TOOL ?= podman
 VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml | head -n 1)
-BASE_IMAGE ?= localhost/reviewstream/python-base:3.11-bookworm
-TRAIN_IMAGE ?= localhost/reviewstream/training:$(VERSION)
+IMAGE_REGISTRY ?= localhost/reviewstream
+IMAGE_TARGETS := worker registry-watcher gateway stats mlflow training
+BASE_IMAGE ?= $(IMAGE_REGISTRY)/python-base:3.11-bookworm
+TRAIN_IMAGE ?= $(IMAGE_REGISTRY)/training:$(VERSION)
+KAFKA_VERSION := $(shell sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' deploy/local/pom.xml)
+KAFKA_IMAGE ?= $(IMAGE_REGISTRY)/kafka:$(KAFKA_VERSION)
+POSTGRES_IMAGE ?= $(IMAGE_REGISTRY)/postgres:15-bookworm
 BASE_STAMP := .images/python-base.digest
 TRAIN_STAMP := .images/training-$(VERSION).digest
+IMAGE_STAMPS := $(IMAGE_TARGETS:%=.images/%-$(VERSION).digest)
+STANDIN_STAMPS := .images/kafka-$(KAFKA_VERSION).digest .images/postgres.digest
 IMAGE_SOURCES := $(shell find contracts deploy export inference gateway producers registry_watcher \
-    runtime stats training workers -type f -not -path '*/__pycache__/*' 2>/dev/null)
+    runtime stats training workers -type f -not -path '*/__pycache__/*' -not -path 'deploy/podman/*' \
+    -not -path 'deploy/compose/*' -not -path 'deploy/k8s/*' 2>/dev/null)
 SHARED_DATA ?= $(abspath ../shared/data)
 
-# Containers for the training image: Debian's podman with runc (Debian's crun fails on this
-# machine's cgroups), debootstrap for the local base image; explicitly runc, so that apt does
-# not choose crun for podman's `crun | runc`.
-podman: ## Install Debian's podman, runc and debootstrap if missing
-	@command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 || \
-	    (apt-get update && apt-get install -y --no-install-recommends podman runc debootstrap)
+# Containers: Debian's podman with runc (Debian's crun fails on this machine's cgroups),
+# catatonit for compose's `init: true`, debootstrap for the local base image; explicitly runc,
+# so that apt does not choose crun for podman's `crun | runc`.
+podman: ## Install Debian's podman, runc, catatonit, netavark, aardvark-dns and debootstrap if missing
+	@command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1 && command -v catatonit >/dev/null 2>&1 && \
+	    test -x /usr/lib/podman/netavark && test -x /usr/lib/podman/aardvark-dns && \
+	    command -v debootstrap >/dev/null 2>&1 || \
+	    (apt-get update && apt-get install -y --no-install-recommends podman runc catatonit netavark aardvark-dns debootstrap)
+
+# Every image, then their sizes. With docker the official bases are pulled instead.
+ifeq ($(CONTAINER_TOOL),podman)
+images: podman ## Build every image of the Dockerfile (and, with podman, the Kafka/PostgreSQL stand-ins), tagged by version
+	@for t in python-base:$(BASE_IMAGE) $(foreach t,$(IMAGE_TARGETS),$(t)-$(VERSION):$(IMAGE_REGISTRY)/$(t):$(VERSION)) \
+	    kafka-$(KAFKA_VERSION):$(KAFKA_IMAGE) postgres:$(POSTGRES_IMAGE); do \
+	    podman image exists "$${t#*:}" || rm -f ".images/$${t%%:*}.digest"; done
+	@$(MAKE) --no-print-directory $(STANDIN_STAMPS) $(IMAGE_STAMPS)
+	@podman images --format '{{.Repository}}:{{.Tag}} {{.Size}}' --filter reference='$(IMAGE_REGISTRY)/*' | sort
+else
+images: ## Build every image of the Dockerfile, tagged by version
+	for t in $(IMAGE_TARGETS); do $(CONTAINER_TOOL) build -f deploy/docker/Dockerfile --target $$t \
+	    --build-arg RS_TRAIN_IMAGE=$(TRAIN_IMAGE) -t $(IMAGE_REGISTRY)/$$t:$(VERSION) . || exit 1; done
+	$(CONTAINER_TOOL) images --filter reference='$(IMAGE_REGISTRY)/*'
+endif
 
 training-image: podman ## Build the training image once (a local Debian base, the host's uv cache), record its digest
 	@podman image exists $(BASE_IMAGE) || rm -f $(BASE_STAMP)
@@ -80,15 +109,39 @@ $(BASE_STAMP): deploy/podman/python-base.sh
 	podman image inspect --format '{{.Digest}}' $(BASE_IMAGE) > $@
 
 # The host's uv cache is mounted into the build (UV_CACHE_DIR, see the Dockerfile's builder):
-# torch and its CUDA wheels, GBs, are not downloaded a second time. Host network: the build
-# reaches PyPI as the host does, with no container network to set up.
-$(TRAIN_STAMP): $(BASE_STAMP) deploy/docker/Dockerfile .dockerignore pyproject.toml uv.lock $(IMAGE_SOURCES) | $(UV)
+# wheels the host has (torch's CUDA ones are GBs) are not downloaded a second time. Host
+# network: the build reaches PyPI as the host does, with no container network to set up.
+# Only the training stage reads RS_TRAIN_IMAGE. Docker's image format: OCI's has no HEALTHCHECK.
+.images/%-$(VERSION).digest: $(BASE_STAMP) deploy/docker/Dockerfile .dockerignore pyproject.toml uv.lock $(IMAGE_SOURCES) | $(UV)
 	@mkdir -p $(@D)
-	podman build --network host -f deploy/docker/Dockerfile --target training \
+	podman build --format docker --network host -f deploy/docker/Dockerfile --target $* \
 	    --build-arg PYTHON_IMAGE=$(BASE_IMAGE) --build-arg RS_TRAIN_IMAGE=$(TRAIN_IMAGE) \
 	    --build-arg UV_CACHE_DIR=/var/cache/uv-host -v "$$($(UV) cache dir)":/var/cache/uv-host \
-	    -t $(TRAIN_IMAGE) .
-	podman image inspect --format '{{.Digest}}' $(TRAIN_IMAGE) > $@
+	    -t $(IMAGE_REGISTRY)/$*:$(VERSION) .
+	podman image inspect --format '{{.Digest}}' $(IMAGE_REGISTRY)/$*:$(VERSION) > $@
+
+# Kafka from the jars the local stack resolves with Maven (deploy/local/kafka.py), mounted into
+# the build; its entrypoint reads the official image's KAFKA_* variables.
+.images/kafka-$(KAFKA_VERSION).digest: $(BASE_STAMP) deploy/podman/kafka.Containerfile deploy/podman/kafka-entrypoint.sh \
+	    deploy/local/pom.xml deploy/local/log4j2.properties | install
+	@mkdir -p $(@D)
+	jars=$$($(PY) -c 'from deploy.local.kafka import resolve_jars; from deploy.local.settings import StackSettings; print(resolve_jars(StackSettings().cache_dir))') && \
+	podman build --network host -f deploy/podman/kafka.Containerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) \
+	    -v "$$jars":/var/cache/kafka-jars:ro -t $(KAFKA_IMAGE) deploy
+	podman image inspect --format '{{.Digest}}' $(KAFKA_IMAGE) > $@
+
+# PostgreSQL from Debian's package; its entrypoint reads the official image's POSTGRES_* variables.
+.images/postgres.digest: $(BASE_STAMP) deploy/podman/postgres.Containerfile deploy/podman/postgres-entrypoint.sh
+	@mkdir -p $(@D)
+	podman build --network host -f deploy/podman/postgres.Containerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) \
+	    -t $(POSTGRES_IMAGE) deploy
+	podman image inspect --format '{{.Digest}}' $(POSTGRES_IMAGE) > $@
+
+# The compose stack from these images, for real (deploy/podman/smoke.py): health checks, a model
+# trained and promoted, REST and WebSocket through the gateway, a reload, down/up, a scale-out.
+containers-smoke: images tools ## Run the compose stack from the built images under podman and check it end to end
+	$(PY) -m deploy.podman.smoke --registry $(IMAGE_REGISTRY) --tag $(VERSION) \
+	    --kafka-image $(KAFKA_IMAGE) --postgres-image $(POSTGRES_IMAGE) --data-dir $(SHARED_DATA)
 
 # Runs the exact image the stamp names (by digest) on the host network, against `make up`'s
 # stack, with the shared data read-only where the image's code looks for it; RS_TRAIN_* and

@@ -7,7 +7,9 @@ values, never changes what exists, and prints a new admin API key once (only its
 - ``compose``: ``deploy/compose/.env`` (0600; compose reads it beside compose.yaml) with
   ``RS_POSTGRES_PASSWORD`` (the owner's), ``RS_DB_WRITER_PASSWORD``, ``RS_DB_READER_PASSWORD``
   and ``RS_COMPOSE_API_KEYS_FILE``; ``deploy/compose/secrets/api-keys.json`` (hashes only)
-  and the models topic's key pair ``models-signing.pem``/``.pub``.
+  and the models topic's key pair ``models-signing.pem``/``.pub``; MLflow's passwords under
+  ``deploy/compose/mlflow-secrets/``. The services read these as uid 10001 through bind
+  mounts: the files are 0644, their folders 0700.
 - ``k8s-dev``: under ``deploy/k8s/overlays/dev/secrets/``, ``database.env`` (the Secret's
   ``DATABASE_URL`` of each role), ``api-keys.json``, the models topic's key pair, and
   ``database-roles.yaml``: the
@@ -97,7 +99,19 @@ def compose(folder: Path) -> str | None:
     # MLflow's users' passwords, one file each (RS_COMPOSE_MLFLOW_SECRETS_DIR's default).
     ensure_password_files(folder / "mlflow-secrets")
     server_secrets(folder / "mlflow-secrets")
-    return api_key_file(folder / "secrets" / "api-keys.json", "compose-admin")
+    key = api_key_file(folder / "secrets" / "api-keys.json", "compose-admin")
+    readable_by_containers(folder / "secrets", folder / "mlflow-secrets")
+    return key
+
+
+def readable_by_containers(*folders: Path) -> None:
+    """Compose mounts each secret file as it is (a bind mount: the file's own mode applies),
+    and the services read them as uid 10001, not the files' owner: the files are 0644 and the
+    folders 0700, so that no one else on the host reaches them."""
+    for folder in folders:
+        folder.chmod(0o700)
+        for path in folder.iterdir():
+            path.chmod(0o644)
 
 
 def k8s_dev(overlay: Path) -> str | None:
