@@ -31,9 +31,10 @@ compose-secrets: install ## Generate deploy/compose/.env and secrets/api-keys.js
 k8s-dev-secrets: install ## Generate the dev overlay's secrets files if missing
 	$(PY) -m deploy.dev_secrets k8s-dev
 
-test: install tools browser monitoring lint ## Lint, type-check, the whole test suite on a real stack, then the container smoke test
+# The container smoke test (`make containers-smoke`) is not part of it yet: it adds ~25 min
+# and a 7 GB training image on a fresh machine (issue #18).
+test: install tools browser monitoring lint ## Lint, type-check, the whole test suite on a real stack
 	$(PY) -m pytest
-	$(MAKE) --no-print-directory containers-smoke
 
 # The browser tests drive Debian's Chromium with Playwright; no browser build is downloaded.
 browser: ## Install Debian's chromium if it is missing
