@@ -51,6 +51,7 @@ COMPOSE = ROOT / ".tools" / "docker" / "cli-plugins" / "docker-compose"
 PROJECT = "rs-smoke"
 MODEL = "reviewstream-sentiment"
 LOG_LINES = 30
+ONE_SHOT_JOBS = ("init-job", "mlflow-webhook")  # exit 0 when done; other services keep running
 # No compose command of this test takes this long, unless something hangs.
 COMMAND_TIMEOUT_S = 900
 # A short training run: the fast family on a seeded subset (seconds, not minutes). This checks
@@ -263,8 +264,8 @@ class Stack:
 
 
 def well(container: dict[str, Any]) -> bool:
-    """Running and not failing its health check, or the init job done."""
-    if service_of(container) == "init-job":
+    """Running and not failing its health check, or a one-shot job done."""
+    if service_of(container) in ONE_SHOT_JOBS:
         return container.get("State") == "running" or container.get("ExitCode") == 0
     return container.get("State") == "running" and health_of(container) in ("healthy", "")
 
