@@ -289,24 +289,28 @@ class Load:
         self.tick_s = tick_s
         self.sent: list[str] = []
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     async def _run(self) -> None:
         i = 0
-        while True:
+        while not self._stopping.is_set():
             texts = [REVIEWS[(i + k) % len(REVIEWS)] for k in range(self.per_tick)]
             i += self.per_tick
             self.sent += await self.traffic.send(texts)
-            await asyncio.sleep(self.tick_s)  # pacing of the load, not a synchronisation
+            # Pacing of the load, not a synchronisation; stop() ends the wait early.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.tick_s)
 
     def start(self) -> Load:
         self._task = asyncio.create_task(self._run())
         return self
 
     async def stop(self) -> list[str]:
+        """Stop after the send in flight: cancelling it could leave requests produced (and
+        answered and counted) that ``sent`` never names."""
+        self._stopping.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task
         return self.sent
 
     async def __aenter__(self) -> Load:
