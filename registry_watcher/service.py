@@ -49,12 +49,13 @@ from registry_watcher.probation import rollback_reason
 from registry_watcher.registry import MlflowRegistry, Target
 from registry_watcher.release import key
 from registry_watcher.settings import Settings
-from registry_watcher.webhook import PATH, Refused, WebhookCheck, concerns, read_secret
+from registry_watcher.webhook import PATH, Refused, WebhookCheck, concerns
 from runtime.backoff import backoff
 from runtime.fleet import FleetReader, FleetView
 from runtime.health import HealthServer, Readiness
 from runtime.kafka import ModelEvents, connect, producer, send_signed, wait_for_kafka
 from runtime.metrics import service_registry
+from runtime.secret_files import read_secret_file
 from runtime.signing import refused_counter
 from runtime.tasks import Supervisor
 
@@ -118,7 +119,9 @@ class Watcher:
         self._webhooks = (
             None
             if settings.webhook_secret_file is None
-            else WebhookCheck(read_secret(settings.webhook_secret_file), settings.webhook_max_age_s)
+            else WebhookCheck(
+                read_secret_file(settings.webhook_secret_file).encode(), settings.webhook_max_age_s
+            )
         )
         self._woken_at: float | None = None  # when (perf_counter) a webhook asked for a poll
         self._stack = AsyncExitStack()
