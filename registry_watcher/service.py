@@ -190,11 +190,10 @@ class Watcher:
         if not await wait_for_kafka(s.kafka, topics=topics, log=log, give_up=stopping):
             log.info("registry watcher stopped")
             return
+        verifier = s.trusted_keys.verifier(self.metrics.models_refused)  # once, not per retry
         events = await connect(
             lambda: ModelEvents(
-                s.kafka,
-                client_id="rs-registry-watcher-catch-up",
-                verifier=s.trusted_keys.verifier(self.metrics.models_refused),
+                s.kafka, client_id="rs-registry-watcher-catch-up", verifier=verifier
             ),
             what=f"models topic {s.kafka.models_topic}",
             give_up=stopping,
