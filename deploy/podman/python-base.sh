@@ -5,6 +5,9 @@
 # (/usr/local/bin/python3, a pip that may install, groupadd/useradd), imported into podman.
 #
 #   deploy/podman/python-base.sh TAG [MIRROR]
+#
+# RECIPE (the Makefile passes this script's sha256) becomes the label org.reviewstream.recipe,
+# which tells `make images` whether an existing base is this recipe's.
 set -euo pipefail
 tag=$1
 mirror=${2:-http://deb.debian.org/debian}
@@ -37,4 +40,5 @@ tar -C "$root" --numeric-owner -c . | "$podman" import \
     --change 'ENV LANG=C.UTF-8' \
     --change 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' \
     --change 'CMD ["python3"]' \
+    --change "LABEL org.reviewstream.recipe=${RECIPE:-}" \
     - "$tag"
