@@ -3,12 +3,17 @@ predictions, into PostgreSQL.
 
 Each agent is one plain loop that shows its acknowledgements::
 
-    take a batch -> BatchProcessor (decode, DLQ, one transaction, retry while the database
-    is away) -> ack every event of the batch -> faust commits acknowledged offsets
+    take batch N+1 -> decode it (BatchProcessor.prepare) -> wait for batch N -> write N+1:
+        one transaction (retried while the database is away), DLQ -> ack every event of
+        N+1 -> the drift monitor -> faust commits acknowledged offsets
 
-An event is acknowledged only after its transaction committed (or its dead letter was
-acknowledged by the broker), so offsets never run ahead of the database; what a crash leaves
-unacknowledged is read again and the idempotent writes in ``stats.db`` make the replay a no-op.
+A batch is decoded while the transaction of the batch before runs (PostgreSQL works on the
+other core meanwhile), but batches are written, acknowledged and watched strictly one after
+the other, in the order they were read: batch N+1's transaction starts only once batch N is
+acknowledged, and never when batch N failed. An event is acknowledged only after its own
+transaction committed (or its dead letter was acknowledged by the broker), so offsets never
+run ahead of the database; what a crash leaves unacknowledged is read again and the idempotent
+writes in ``stats.db`` make the replay a no-op.
 """
 
 from __future__ import annotations
@@ -28,12 +33,12 @@ from tenacity import (
     stop_never,
 )
 
+from contracts import Message
 from runtime.backoff import backoff
 from runtime.health import HealthServer, Readiness
 from runtime.process import ServiceFailed
-from runtime.records import Record
 from runtime.startup import wait_for
-from stats.batches import BatchOutcome, BatchProcessor, Kind
+from stats.batches import BatchProcessor, Kind, PreparedBatch
 from stats.db import PostgresStatsStore, create_pool
 from stats.kafka import (
     FaustDeadLetterSink,
@@ -206,45 +211,68 @@ class StatsService:
     # -- the agents ---------------------------------------------------------------------------
 
     async def _consume_predictions(self, stream: Any) -> None:
-        assert self._batches is not None
         after = self._monitor.stored if self._monitor is not None else None
-        await self._consume("prediction", stream, self._batches.predictions, after=after)
+        await self._consume("prediction", stream, after=after)
 
     async def _consume_feedback(self, stream: Any) -> None:
-        assert self._batches is not None
-        await self._consume("feedback", stream, self._batches.feedback)
+        await self._consume("feedback", stream)
 
     async def _consume_shadow(self, stream: Any) -> None:
-        assert self._batches is not None
-        await self._consume("shadow", stream, self._batches.shadow)
+        await self._consume("shadow", stream)
 
     async def _consume(
         self,
         kind: Kind,
         stream: Any,
-        process: Callable[[Sequence[Record]], Awaitable[BatchOutcome]],
-        after: Callable[[Sequence[Record]], Awaitable[None]] | None = None,
+        after: Callable[[Sequence[Message]], Awaitable[None]] | None = None,
     ) -> None:
-        s = self._settings
+        assert self._batches is not None
+        s, batches = self._settings, self._batches
+        writing: asyncio.Task[bool] | None = None  # the batch before: written, acked, watched
         try:
             await self._database_ready.wait()
             # faust acknowledges nothing by itself; we do, after the transaction.
             async for events in take_batches(self.app, stream, s.batch_max, s.batch_within_s):
-                async with self._inflight[kind]:
-                    records = [record_of(event) for event in events]
-                    outcome = await process(records)
-                    # Stored (or dead-lettered) and committed in PostgreSQL: only now may faust
-                    # commit these offsets.
-                    acknowledge(self.app, events)
-                if after is not None:
-                    await after(records)
-                self.metrics.processed(len(events))
-                log.debug("%s batch of %d: %s", kind, len(events), outcome)
+                batch = batches.prepare(kind, [record_of(event) for event in events])
+                if writing is not None and not await writing:
+                    return  # the batch before failed: this one is not written nor acknowledged
+                writing = asyncio.create_task(self._write(batch, events, after))
+            if writing is not None:
+                await writing
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             # Not acknowledged: the batch is read again after the restart this exit causes.
             self._fail(f"{kind} agent (its batch is not acknowledged)", exc)
+        finally:
+            if writing is not None:
+                writing.cancel()  # stopped: a transaction cut short is rolled back, not acked
+
+    async def _write(
+        self,
+        batch: PreparedBatch[Any],
+        events: Sequence[Any],
+        after: Callable[[Sequence[Message]], Awaitable[None]] | None,
+    ) -> bool:
+        """Store one prepared batch and acknowledge its events; False when it failed (the
+        service stops, nothing of it is acknowledged)."""
+        assert self._batches is not None
+        try:
+            async with self._inflight[batch.kind]:
+                outcome = await self._batches.store(batch)
+                # Stored (or dead-lettered) and committed in PostgreSQL: only now may faust
+                # commit these offsets.
+                acknowledge(self.app, events)
+            if after is not None:
+                await after(batch.messages)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._fail(f"{batch.kind} agent (its batch is not acknowledged)", exc)
+            return False
+        self.metrics.processed(len(events))
+        log.debug("%s batch of %d: %s", batch.kind, len(events), outcome)
+        return True
 
     async def _unless_stopped(self, job: Awaitable[object]) -> bool:
         """Await ``job`` unless stop() comes first (then cancel it and answer False)."""
