@@ -7,10 +7,9 @@ refuses one record of a batch for good, the batch is written again one record at
 that only that record goes to the DLQ. Only when :meth:`BatchProcessor.process` returns may
 the caller acknowledge the batch.
 
-A batch is processed in two steps, so that the caller may decode the next batch while this
-one's transaction runs (``stats.service``): :meth:`BatchProcessor.prepare` (decode, the DLQ
-decisions; CPU only, nothing written) and :meth:`BatchProcessor.store` (the transaction, the
-dead letters, the metrics).
+A batch is processed in two steps: :meth:`BatchProcessor.prepare` (decode, the DLQ decisions;
+CPU only, nothing written) and :meth:`BatchProcessor.store` (the transaction, the dead letters,
+the metrics); the decoded messages stay with the batch for the drift monitor.
 """
 
 from __future__ import annotations
@@ -160,7 +159,7 @@ class BatchProcessor:
         m.records.labels(kind, "ignored").inc(outcome.ignored)
         m.labelled.inc(outcome.labelled)
         m.batch_records.labels(kind).observe(len(batch.records))
-        # Decoding and writing, not the wait for the batch before (stats.service pipelines).
+        # Decoding and writing.
         m.batch_seconds.labels(kind).observe(batch.decode_s + time.perf_counter() - started)
         return outcome
 

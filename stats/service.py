@@ -3,17 +3,13 @@ predictions, into PostgreSQL.
 
 Each agent is one plain loop that shows its acknowledgements::
 
-    take batch N+1 -> decode it (BatchProcessor.prepare) -> wait for batch N -> write N+1:
-        one transaction (retried while the database is away), DLQ -> ack every event of
-        N+1 -> the drift monitor -> faust commits acknowledged offsets
+    take a batch -> decode it (BatchProcessor.prepare: rows, DLQ decisions) -> write it
+    (BatchProcessor.store: one transaction, retried while the database is away; the DLQ)
+    -> ack every event of the batch -> the drift monitor -> faust commits acknowledged offsets
 
-A batch is decoded while the transaction of the batch before runs (PostgreSQL works on the
-other core meanwhile), but batches are written, acknowledged and watched strictly one after
-the other, in the order they were read: batch N+1's transaction starts only once batch N is
-acknowledged, and never when batch N failed. An event is acknowledged only after its own
-transaction committed (or its dead letter was acknowledged by the broker), so offsets never
-run ahead of the database; what a crash leaves unacknowledged is read again and the idempotent
-writes in ``stats.db`` make the replay a no-op.
+An event is acknowledged only after its transaction committed (or its dead letter was
+acknowledged by the broker), so offsets never run ahead of the database; what a crash leaves
+unacknowledged is read again and the idempotent writes in ``stats.db`` make the replay a no-op.
 """
 
 from __future__ import annotations
@@ -228,25 +224,20 @@ class StatsService:
     ) -> None:
         assert self._batches is not None
         s, batches = self._settings, self._batches
-        writing: asyncio.Task[bool] | None = None  # the batch before: written, acked, watched
         try:
             await self._database_ready.wait()
             # faust acknowledges nothing by itself; we do, after the transaction.
             async for events in take_batches(self.app, stream, s.batch_max, s.batch_within_s):
                 batch = batches.prepare(kind, [record_of(event) for event in events])
-                if writing is not None and not await writing:
-                    return  # the batch before failed: this one is not written nor acknowledged
-                writing = asyncio.create_task(self._write(batch, events, after))
-            if writing is not None:
-                await writing
+                # One batch at a time: decoding the next one during this transaction cost more
+                # CPU per record than it saved (README, "Pipelined batches").
+                if not await self._write(batch, events, after):
+                    return  # failed: not acknowledged, the service stops
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             # Not acknowledged: the batch is read again after the restart this exit causes.
             self._fail(f"{kind} agent (its batch is not acknowledged)", exc)
-        finally:
-            if writing is not None:
-                writing.cancel()  # stopped: a transaction cut short is rolled back, not acked
 
     async def _write(
         self,

@@ -707,14 +707,14 @@ async def test_malformed_records_go_to_the_dead_letter_topics_with_the_reason(
     )
 
 
-async def test_a_failing_transaction_holds_back_the_batches_decoded_after_it(
+async def test_a_failing_transaction_holds_back_the_batches_read_after_it(
     kafka: KafkaSettings, database_url: str, tmp_path: Path
 ) -> None:
-    """The processor decodes batch N+1 while batch N's transaction runs (stats.service), but
-    writes and acknowledges batches strictly in order. Here batch N's transaction fails again
-    and again (a trigger refuses one prediction with a serialization failure, retried as
-    transient): nothing read after it is stored or committed meanwhile. Killed then, and
-    restarted without the trigger, every record is counted exactly once."""
+    """The processor writes and acknowledges batches strictly in the order read (the guard
+    for any overlap of batches, see the README's "Pipelined batches"). Here batch N's
+    transaction fails again and again (a trigger refuses one prediction with a serialization
+    failure, retried as transient): nothing read after it is stored or committed meanwhile.
+    Killed then, and restarted without the trigger, every record is counted exactly once."""
     scenario = make_scenario(unique("q"), 1200, seed=7)
     preds = scenario.predictions
     poisoned = 500
