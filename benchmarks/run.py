@@ -295,14 +295,17 @@ class Run:
         self.echo("8 stats path: the stats processor without and with the drift monitor...")
         database = self.stack.env.get("DATABASE_URL") or DatabaseSettings().url.get_secret_value()
         for monitor in (False, True):
-            total, rate, _, _ = await stats_run(
+            run = await stats_run(
                 self.stack.kafka.bootstrap_servers, database, self.o.stats_records,
                 STATS_BATCH_MAX, self.work, monitor=monitor, echo=self.echo,
             )  # fmt: skip
             self.report.add("8 stats path", f"drift monitor {'on' if monitor else 'off'}",
-                            "records/s", [rate],
-                            f"{total} records (predictions, feedback for half), "
+                            "records/s", [run.rate],
+                            f"{run.records} records (predictions, feedback for half), "
                             "Kafka -> PostgreSQL, 10% to 90% stored")  # fmt: skip
+            self.report.add("8 stats path", f"CPU/record, monitor {'on' if monitor else 'off'}",
+                            "us", [run.cpu_us],
+                            "the processor's, user + system, 10% to 90% stored")  # fmt: skip
 
     # -- 9 a broker killed -------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """Sustained records/second of the stats processor into PostgreSQL, on this machine.
 
     .venv/bin/python -m benchmarks.stats_throughput [--records 20000] [--batch-max 500]
+        [--baseline DIR]
 
 Starts a local stack on free ports (or uses the running one with ``--running-stack``), loads
 predictions (with the features the drift monitor reads) and the feedback for half of them into
@@ -9,7 +10,14 @@ fresh database each time: without the drift monitor, then with it (every version
 with a reference profile), and samples the database: the rate is measured between 10% and 90% of
 the records stored, so start-up and the tail do not count. A second figure times the store
 alone (batches straight into ``PostgresStatsStore``, no Kafka) to show where the time goes.
-Prints figures; asserts nothing.
+Besides records/s, each run says the processor's CPU (user + system, all its threads) per
+record over the same span: on a shared machine the rate follows the other jobs, the CPU per
+record much less.
+
+``--baseline DIR``: another checkout's processor (e.g. ``git archive main | tar -x -C DIR``)
+runs before this one on the same load, ``python -m stats`` started in DIR so that its
+packages are imported; figures side by side from the same stack. Prints figures; asserts
+nothing.
 """
 
 from __future__ import annotations
@@ -22,10 +30,11 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NamedTuple
 from urllib.parse import urlsplit
 
 import asyncpg
+import psutil  # type: ignore[import-untyped]
 import typer
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
@@ -42,7 +51,7 @@ from contracts import (
     Timings,
     encode,
 )
-from deploy.local.launcher import LocalStack
+from deploy.local.launcher import ROOT, LocalStack
 from deploy.local.processes import StatsProcess
 from deploy.topics import ensure_topics
 from runtime.database import DatabaseSettings
@@ -51,6 +60,19 @@ from stats.db import PostgresStatsStore, create_pool
 from stats.migrate import migrate
 
 app = typer.Typer(add_completion=False)
+
+
+class StatsRun(NamedTuple):
+    records: int
+    """records loaded: predictions and the feedback for half of them"""
+    rate: float
+    """records/s stored, between 10% and 90% of them"""
+    seconds: float
+    """from the processor's start to the last record stored"""
+    cpu_us: float
+    """the processor's CPU per record over the same span as ``rate``, in microseconds"""
+    direct: float
+    """predictions/s written by PostgresStatsStore alone"""
 
 
 def predictions(prefix: str, n: int) -> list[Prediction]:
@@ -131,11 +153,17 @@ async def stored(conn: asyncpg.Connection) -> int:
 
 
 async def processor_rate(
-    kafka: KafkaSettings, url: str, total: int, env: dict[str, str], workdir: Path
-) -> tuple[float, float]:
-    """(sustained records/s between 10% and 90%, seconds from start to the last record)."""
+    kafka: KafkaSettings,
+    url: str,
+    total: int,
+    env: dict[str, str],
+    workdir: Path,
+    checkout: Path = ROOT,
+) -> tuple[float, float, float]:
+    """(sustained records/s between 10% and 90%, seconds from start to the last record, the
+    processor's CPU microseconds per record between 10% and 90%)."""
     conn = await asyncpg.connect(url)
-    samples: list[tuple[float, int]] = []
+    samples: list[tuple[float, int, float]] = []  # (time, records stored, processor CPU s)
     try:
         async with StatsProcess(
             kafka=kafka,
@@ -143,25 +171,30 @@ async def processor_rate(
             group_id=f"bench-{uuid.uuid4().hex[:8]}",
             log_path=workdir / "stats.log",
             extra_env=env,
+            cwd=checkout,
         ) as processor:
+            assert processor.process is not None
+            cpu = psutil.Process(processor.process.pid)
             started = time.monotonic()
             deadline = started + 600
             while not samples or samples[-1][1] < total:
                 if not processor.alive() or time.monotonic() > deadline:
                     raise RuntimeError(f"the processor did not finish:\n{processor.log()[-3000:]}")
-                samples.append((time.monotonic(), await stored(conn)))
+                times = cpu.cpu_times()
+                samples.append((time.monotonic(), await stored(conn), times.user + times.system))
                 await asyncio.sleep(0.1)
             processor.terminate()
     finally:
         await conn.close()
-    i10 = next(i for i, (_, c) in enumerate(samples) if c >= 0.1 * total)
-    i90 = next(i for i, (_, c) in enumerate(samples) if c >= 0.9 * total)
+    i10 = next(i for i, (_, c, _) in enumerate(samples) if c >= 0.1 * total)
+    i90 = next(i for i, (_, c, _) in enumerate(samples) if c >= 0.9 * total)
     if i10 == i90:  # a small load stored within one sample: measure from the sample before
         i10 = max(0, i10 - 1)
-    (t10, c10), (t90, c90) = samples[i10], samples[i90]
+    (t10, c10, cpu10), (t90, c90, cpu90) = samples[i10], samples[i90]
     if t90 <= t10:  # stored before the first sample: measure from the processor's start
-        t10, c10 = started, 0
-    return (c90 - c10) / (t90 - t10), samples[-1][0] - started
+        t10, c10, cpu10 = started, 0, 0.0
+    cpu_us = (cpu90 - cpu10) / max(1, c90 - c10) * 1e6
+    return (c90 - c10) / (t90 - t10), samples[-1][0] - started, cpu_us
 
 
 async def store_rate(url: str, n: int, batch: int) -> float:
@@ -178,7 +211,7 @@ async def store_rate(url: str, n: int, batch: int) -> float:
         await pool.close()
 
 
-async def bench(records: int, batch_max: int, running_stack: bool) -> None:
+async def bench(records: int, batch_max: int, running_stack: bool, baseline: Path | None) -> None:
     with tempfile.TemporaryDirectory(prefix="stats-bench-") as tmp:
         workdir = Path(tmp)
         stack = None if running_stack else LocalStack(state_dir=workdir / "stack")
@@ -190,31 +223,51 @@ async def bench(records: int, batch_max: int, running_stack: bool) -> None:
             else:
                 bootstrap = KafkaSettings().bootstrap_servers
                 base_url = DatabaseSettings().url.get_secret_value()
-            await run(bootstrap, base_url, records, batch_max, workdir)
+            await run(bootstrap, base_url, records, batch_max, workdir, baseline)
         finally:
             if stack is not None:
                 stack.stop()
 
 
-async def run(bootstrap: str, base_url: str, records: int, batch_max: int, workdir: Path) -> None:
-    """The processor without and with the drift monitor, on the same load, side by side."""
-    figures = {}
-    for monitor in (False, True):
-        figures[monitor] = await one_run(
-            bootstrap, base_url, records, batch_max, workdir, monitor=monitor
-        )
-    (total, plain, plain_s, direct), (_, watched, watched_s, _) = figures[False], figures[True]
-    typer.echo(
-        f"\nstats processor, Kafka -> faust -> PostgreSQL (batch_max={batch_max}), "
-        f"{total} records ({records} predictions + {total - records} feedback) each run:\n"
-        f"  drift monitor off: {plain:,.0f} records/s sustained (10% to 90% stored), "
-        f"all stored {plain_s:.1f}s after start\n"
-        f"  drift monitor on:  {watched:,.0f} records/s sustained, all stored "
-        f"{watched_s:.1f}s after start ({watched / plain:.2f}x)\n"
-        f"store alone, PostgresStatsStore.write_predictions, {batch_max} per transaction:\n"
-        f"  {direct:,.0f} predictions/s\n"
-        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+async def run(
+    bootstrap: str,
+    base_url: str,
+    records: int,
+    batch_max: int,
+    workdir: Path,
+    baseline: Path | None = None,
+) -> None:
+    """The processor without and with the drift monitor, on the same load, side by side (and
+    the baseline's before each, when given)."""
+    checkouts = (
+        {"this code": ROOT} if baseline is None else {"baseline": baseline, "this code": ROOT}
     )
+    figures: dict[tuple[bool, str], StatsRun] = {}
+    for monitor in (False, True):
+        for name, checkout in checkouts.items():
+            figures[monitor, name] = await one_run(
+                bootstrap, base_url, records, batch_max, workdir, monitor=monitor,
+                checkout=checkout,
+            )  # fmt: skip
+    total = figures[False, "this code"].records
+    lines = [
+        f"\nstats processor, Kafka -> faust -> PostgreSQL (batch_max={batch_max}), {total} records "
+        f"({records} predictions + {total - records} feedback) each run; records/s sustained "
+        "(10% to 90% stored), the processor's CPU per record over the same span:"
+    ]
+    for (monitor, name), f in figures.items():
+        where = f" ({checkouts[name]})" if baseline is not None else ""
+        lines.append(
+            f"  drift monitor {'on ' if monitor else 'off'}, {name}{where}: {f.rate:,.0f} "
+            f"records/s, {f.cpu_us:.0f} us CPU/record, all stored {f.seconds:.1f}s after start"
+        )
+    direct = figures[False, "this code"].direct
+    lines += [
+        f"store alone, PostgresStatsStore.write_predictions, {batch_max} per transaction:",
+        f"  {direct:,.0f} predictions/s",
+        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}",
+    ]
+    typer.echo("\n".join(lines))
 
 
 async def one_run(
@@ -226,8 +279,9 @@ async def one_run(
     *,
     monitor: bool,
     echo: Callable[[str], None] = typer.echo,
-) -> tuple[int, float, float, float]:
-    """Fresh topics and database: (records, records/s, seconds to the last, store alone/s)."""
+    checkout: Path = ROOT,
+) -> StatsRun:
+    """Fresh topics and database, the processor of ``checkout`` (this one by default)."""
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     kafka = KafkaSettings().prefixed(prefix, bootstrap_servers=bootstrap)
     name = prefix.replace("-", "_")
@@ -245,9 +299,9 @@ async def one_run(
         total = await load(kafka, preds)
         echo(f"loaded {total} records into Kafka in {time.perf_counter() - started:.1f}s")
         env = {"RS_STATS_BATCH_MAX": str(batch_max), "RS_STATS_DRIFT_ENABLED": str(monitor)}
-        rate, elapsed = await processor_rate(kafka, url, total, env, workdir)
+        rate, elapsed, cpu_us = await processor_rate(kafka, url, total, env, workdir, checkout)
         direct = await store_rate(url, min(records, 20_000), batch_max)
-        return total, rate, elapsed, direct
+        return StatsRun(total, rate, elapsed, cpu_us, direct)
     finally:
         await admin_db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin_db.close()
@@ -273,9 +327,13 @@ def main(
         bool,
         typer.Option(help="use the stack at RS_KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL"),
     ] = False,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(help="another checkout whose processor runs before this one, same load"),
+    ] = None,
 ) -> None:
     """Print the stats processor's sustained records/second into PostgreSQL."""
-    asyncio.run(bench(records, batch_max, running_stack))
+    asyncio.run(bench(records, batch_max, running_stack, baseline))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,10 @@ retrying with exponential backoff for as long as the database is away. When the 
 refuses one record of a batch for good, the batch is written again one record at a time so
 that only that record goes to the DLQ. Only when :meth:`BatchProcessor.process` returns may
 the caller acknowledge the batch.
+
+A batch is processed in two steps: :meth:`BatchProcessor.prepare` (decode, the DLQ decisions;
+CPU only, nothing written) and :meth:`BatchProcessor.store` (the transaction, the dead letters,
+the metrics); the decoded messages stay with the batch for the drift monitor.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from tenacity import (
     AsyncRetrying,
@@ -28,6 +32,7 @@ from contracts import (
     DecodeError,
     Feedback,
     KafkaSettings,
+    Message,
     Prediction,
     dead_letter,
     decode,
@@ -71,6 +76,21 @@ class BatchOutcome:
     answer to an ``explain`` request (a question about a review, not traffic)"""
 
 
+@dataclass(frozen=True)
+class PreparedBatch(Generic[Row]):
+    """A batch decoded and nothing written yet: what to store, dead-letter or ignore."""
+
+    kind: Kind
+    records: Sequence[Record]
+    rows: list[tuple[Record, Row]]
+    messages: list[Message]
+    """the decoded message of each row, in order (the drift monitor reads them, decoded once)"""
+    dead: list[tuple[Record, str, str]]
+    ignored: int
+    write: Callable[[Sequence[Row]], Awaitable[WriteResult]]
+    decode_s: float
+
+
 class BatchProcessor:
     def __init__(
         self,
@@ -86,52 +106,38 @@ class BatchProcessor:
         self._max_backoff_s = retry_max_backoff_s
 
     async def predictions(self, records: Sequence[Record]) -> BatchOutcome:
-        return await self._process(
-            "prediction", records, _prediction, self._store.write_predictions
-        )
+        return await self.store(self.prepare("prediction", records))
 
     async def feedback(self, records: Sequence[Record]) -> BatchOutcome:
-        return await self._process(
-            "feedback",
-            records,
-            lambda raw: FeedbackRow.from_message(decode(raw, Feedback)),
-            self._store.write_feedback,
-        )
+        return await self.store(self.prepare("feedback", records))
 
     async def shadow(self, records: Sequence[Record]) -> BatchOutcome:
         """A challenger's predictions (the shadow predictions topic)."""
-        return await self._process(
-            "shadow", records, shadow_row, self._store.write_shadow_predictions
-        )
+        return await self.store(self.prepare("shadow", records))
 
-    async def _process(
-        self,
-        kind: Kind,
-        records: Sequence[Record],
-        parse: Callable[[bytes | None], Row | None],
-        write: Callable[[Sequence[Row]], Awaitable[WriteResult]],
-    ) -> BatchOutcome:
+    def prepare(self, kind: Kind, records: Sequence[Record]) -> PreparedBatch[Any]:
+        """Decode a batch of ``kind``: its rows, its dead letters; nothing is written."""
+        store = self._store
+        if kind == "prediction":
+            return _prepare(kind, records, _prediction, store.write_predictions)
+        if kind == "feedback":
+            return _prepare(kind, records, _feedback, store.write_feedback)
+        return _prepare(kind, records, shadow_row, store.write_shadow_predictions)
+
+    async def store(self, batch: PreparedBatch[Row]) -> BatchOutcome:
+        """Write a prepared batch in one transaction (one record at a time when the database
+        refuses one), dead-letter what cannot be stored; retried while the database is away."""
         started = time.perf_counter()
-        parsed: list[tuple[Record, Row]] = []
-        dead: list[tuple[Record, str, str]] = []
-        ignored = 0
-        for record in records:
-            try:
-                row = parse(record.value)
-            except DecodeError as exc:
-                dead.append((record, exc.reason, "DecodeError"))
-                continue
-            if row is None:
-                ignored += 1
-            else:
-                parsed.append((record, row))
+        kind, write = batch.kind, batch.write
+        dead = list(batch.dead)
         results: list[WriteResult] = []
-        if parsed:
+        if batch.rows:
             try:
-                results.append(await self._retrying(kind, partial(write, [r for _, r in parsed])))
+                rows = [row for _, row in batch.rows]
+                results.append(await self._retrying(kind, partial(write, rows)))
             except RecordRejected as exc:
                 log.warning("%s batch refused (%s); writing it one record at a time", kind, exc)
-                for record, row in parsed:
+                for record, row in batch.rows:
                     try:
                         results.append(await self._retrying(kind, partial(write, [row])))
                     except RecordRejected as one:
@@ -144,7 +150,7 @@ class BatchProcessor:
             duplicates=sum(r.duplicates for r in results),
             dead_lettered=len(dead),
             labelled=sum(r.labelled for r in results),
-            ignored=ignored,
+            ignored=batch.ignored,
         )
         m = self._metrics
         m.records.labels(kind, "stored").inc(outcome.stored)
@@ -152,8 +158,9 @@ class BatchProcessor:
         m.records.labels(kind, "dead_lettered").inc(outcome.dead_lettered)
         m.records.labels(kind, "ignored").inc(outcome.ignored)
         m.labelled.inc(outcome.labelled)
-        m.batch_records.labels(kind).observe(len(records))
-        m.batch_seconds.labels(kind).observe(time.perf_counter() - started)
+        m.batch_records.labels(kind).observe(len(batch.records))
+        # Decoding and writing.
+        m.batch_seconds.labels(kind).observe(batch.decode_s + time.perf_counter() - started)
         return outcome
 
     async def _dead_letters(self, kind: Kind, dead: Sequence[tuple[Record, str, str]]) -> None:
@@ -215,10 +222,42 @@ class BatchProcessor:
         )
 
 
-def _prediction(raw: bytes | None) -> PredictionRow | None:
+def _prepare(
+    kind: Kind,
+    records: Sequence[Record],
+    parse: Callable[[bytes | None], tuple[Row, Message] | None],
+    write: Callable[[Sequence[Row]], Awaitable[WriteResult]],
+) -> PreparedBatch[Row]:
+    started = time.perf_counter()
+    rows: list[tuple[Record, Row]] = []
+    messages: list[Message] = []
+    dead: list[tuple[Record, str, str]] = []
+    ignored = 0
+    for record in records:
+        try:
+            parsed = parse(record.value)
+        except DecodeError as exc:
+            dead.append((record, exc.reason, "DecodeError"))
+            continue
+        if parsed is None:
+            ignored += 1
+        else:
+            rows.append((record, parsed[0]))
+            messages.append(parsed[1])
+    return PreparedBatch(
+        kind, records, rows, messages, dead, ignored, write, time.perf_counter() - started
+    )
+
+
+def _prediction(raw: bytes | None) -> tuple[PredictionRow, Message] | None:
     """A prediction to store; an error reply (RequestFailed) or an explanation answers its
     sender and stops here."""
     reply = decode_reply(raw)
     if isinstance(reply, Prediction) and reply.explanation is None:
-        return PredictionRow.from_message(reply)
+        return PredictionRow.from_message(reply), reply
     return None
+
+
+def _feedback(raw: bytes | None) -> tuple[FeedbackRow, Message]:
+    feedback = decode(raw, Feedback)
+    return FeedbackRow.from_message(feedback), feedback

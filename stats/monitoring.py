@@ -23,11 +23,10 @@ from datetime import UTC, datetime
 from aiokafka.errors import KafkaError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
-from contracts import DecodeError, KafkaSettings, ModelChanged, Prediction, decode_reply
+from contracts import KafkaSettings, Message, ModelChanged, Prediction
 from inference.monitoring import feature_values, histograms
 from runtime.backoff import backoff
 from runtime.kafka import ModelEvents
-from runtime.records import Record
 from runtime.signing import Verifier
 from stats.db import PostgresStatsStore
 from stats.drift import AccuracyCheck, DriftMonitor, DriftSettings, FeatureDrift, check_accuracy
@@ -71,16 +70,14 @@ class Watches:
         watch = self._versions.get(version)
         return watch.accuracy if watch is not None else None
 
-    def observe(self, records: Sequence[Record]) -> list[DriftCheck]:
-        """Feed the stored predictions of a batch; the checks that came due."""
+    def observe(self, messages: Sequence[Message]) -> list[DriftCheck]:
+        """Feed the stored predictions of a batch, as the batch processor decoded them (bad
+        records went to the DLQ, error replies and explanations were left out); the checks
+        that came due."""
         checks: list[DriftCheck] = []
-        for record in records:
-            try:
-                reply = decode_reply(record.value)
-            except DecodeError:
-                continue  # dead-lettered by the batch processor already
-            if isinstance(reply, Prediction) and reply.explanation is None:
-                checks += self._observe(reply)
+        for message in messages:
+            if isinstance(message, Prediction):
+                checks += self._observe(message)
         return checks
 
     def _observe(self, p: Prediction) -> list[DriftCheck]:
@@ -148,10 +145,10 @@ class Monitor:
                 finally:
                     await events.stop()
 
-    async def stored(self, records: Sequence[Record]) -> None:
+    async def stored(self, messages: Sequence[Message]) -> None:
         """A batch of predictions is stored: feed it, and write the checks that came due.
         The checks are derived data: when the database is away they are skipped, not retried."""
-        await self._write(self.watches.observe(records))
+        await self._write(self.watches.observe(messages))
 
     async def check_accuracy(self) -> None:
         s = self._settings

@@ -39,8 +39,9 @@ class ShadowRow:
         )
 
 
-def shadow_row(raw: bytes | None) -> ShadowRow | None:
-    """A shadow prediction to store; a shadow worker's error reply has nothing to compare.
-    Raises DecodeError for a record that is neither (it goes to the topic's DLQ)."""
+def shadow_row(raw: bytes | None) -> tuple[ShadowRow, Prediction] | None:
+    """A shadow prediction to store, and the message it came from; a shadow worker's error
+    reply has nothing to compare. Raises DecodeError for a record that is neither (it goes
+    to the topic's DLQ)."""
     reply = decode_reply(raw)
-    return ShadowRow.from_message(reply) if isinstance(reply, Prediction) else None
+    return (ShadowRow.from_message(reply), reply) if isinstance(reply, Prediction) else None

@@ -79,8 +79,10 @@ class ServiceProcess:
         port: int | None = None,
         tls: bool = False,
         python_args: Sequence[str] = (),
+        cwd: Path = ROOT,
     ) -> None:
         self.package = package
+        self.cwd = cwd  # `python -m` imports the packages of this checkout
         self.port = port
         self.log_path = log_path
         self.tls = tls
@@ -117,7 +119,7 @@ class ServiceProcess:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 self.command,
-                cwd=ROOT,
+                cwd=self.cwd,
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -242,12 +244,14 @@ class StatsProcess(ServiceProcess):
         group_id: str,
         log_path: Path,
         extra_env: Mapping[str, str] | None = None,
+        cwd: Path = ROOT,
     ) -> None:
         port = free_port()
         super().__init__(
             "stats",
             port=port,
             log_path=log_path,
+            cwd=cwd,
             env={
                 **kafka_env(kafka),
                 "DATABASE_URL": database_url,

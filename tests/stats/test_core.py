@@ -274,8 +274,9 @@ async def test_shadow_predictions_stored_error_replies_ignored_garbage_dead_lett
 
 
 def test_a_shadow_row_keeps_what_the_comparison_needs() -> None:
-    row = shadow_row(encode(prediction("a")))
-    assert row is not None
+    parsed = shadow_row(encode(prediction("a")))
+    assert parsed is not None
+    row = parsed[0]
     assert (row.request_id, row.model_version, row.label) == ("a", "1", 1)
 
 

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts import (
@@ -184,13 +184,16 @@ def encoded(messages: Sequence[Prediction | Feedback]) -> list[tuple[bytes | Non
 
 
 async def produce(
-    kafka: KafkaSettings, topic: str, records: Sequence[tuple[bytes | None, bytes | None]]
+    kafka: KafkaSettings,
+    topic: str,
+    records: Sequence[tuple[bytes | None, bytes | None]],
+    partition: int | None = None,
 ) -> None:
     producer = AIOKafkaProducer(**kafka.client(), acks="all", linger_ms=5)
     await producer.start()
     try:
         for key, value in records:
-            await producer.send(topic, key=key, value=value)
+            await producer.send(topic, key=key, value=value, partition=partition)
         await producer.flush()
     finally:
         await producer.stop()
@@ -702,6 +705,97 @@ async def test_malformed_records_go_to_the_dead_letter_topics_with_the_reason(
         )
         == 2
     )
+
+
+async def test_a_failing_transaction_holds_back_the_batches_read_after_it(
+    kafka: KafkaSettings, database_url: str, tmp_path: Path
+) -> None:
+    """The processor writes and acknowledges batches strictly in the order read (the guard
+    for any overlap of batches, see the README's "Pipelined batches"). Here batch N's
+    transaction fails again and again (a trigger refuses one prediction with a serialization
+    failure, retried as transient): nothing read after it is stored or committed meanwhile.
+    Killed then, and restarted without the trigger, every record is counted exactly once."""
+    scenario = make_scenario(unique("q"), 1200, seed=7)
+    preds = scenario.predictions
+    poisoned = 500
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(_POISON.format(request_id=preds[poisoned].request_id))
+    finally:
+        await conn.close()
+    await send_feedback(kafka, scenario.feedback)
+    # One partition, so that the offsets are the order the batches are read in.
+    await produce(kafka, kafka.predictions_topic, list(encoded(preds)), partition=0)
+    group = unique("stats")
+    env = {
+        "RS_STATS_BATCH_MAX": "50",
+        "RS_STATS_COMMIT_INTERVAL_S": "0.2",
+        "RS_STATS_RETRY_MAX_BACKOFF_S": "0.3",
+        **FAST_FAILOVER,
+    }
+
+    def processor(name: str) -> StatsProcess:
+        return StatsProcess(
+            kafka=kafka,
+            database_url=database_url,
+            group_id=group,
+            log_path=tmp_path / f"{name}.log",
+            extra_env=env,
+        )
+
+    async with processor("first") as first:
+
+        async def stuck_on_the_poisoned_batch() -> bool:
+            if not first.alive():
+                raise RuntimeError(first.log()[-3000:])
+            try:
+                samples = await first.metrics()
+            except (aiohttp.ClientError, OSError):  # not listening yet
+                return False
+            return metric(samples, "rs_stats_db_retries_total", kind="prediction") >= 5
+
+        await wait_for(stuck_on_the_poisoned_batch, timeout_s=90, what="the poisoned batch retried")
+        stored = await _request_ids(database_url)
+        # A prefix of what was read, ending before the poisoned batch: nothing after it.
+        assert stored == {p.request_id for p in preds[: len(stored)]}
+        assert len(stored) <= poisoned
+        committed = await committed_offsets(kafka, group)
+        assert committed.get(TopicPartition(kafka.predictions_topic, 0), 0) <= len(stored)
+        first.kill()
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("DROP TRIGGER poison ON predictions")
+    finally:
+        await conn.close()
+    async with processor("second") as second:
+        await wait_for(
+            lambda: caught_up(kafka, group), timeout_s=120, what="caught up after the restart"
+        )
+        await assert_exact(database_url, scenario, waiting=4)
+        assert second.alive()
+    assert "Traceback" not in second.log()
+
+
+# A transient failure (SQLSTATE 40001, retried by the processor) for one request_id.
+_POISON = """
+CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.request_id = '{request_id}' THEN
+        RAISE EXCEPTION 'poisoned by the test' USING ERRCODE = 'serialization_failure';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER poison BEFORE INSERT ON predictions FOR EACH ROW EXECUTE FUNCTION poison();
+"""
+
+
+async def _request_ids(url: str) -> set[str]:
+    conn = await asyncpg.connect(url)
+    try:
+        return {r["request_id"] for r in await conn.fetch("SELECT request_id FROM predictions")}
+    finally:
+        await conn.close()
 
 
 # -- helpers ------------------------------------------------------------------------------------
