@@ -19,6 +19,7 @@ from typing import Protocol, Self
 from aiokafka.errors import KafkaError
 
 from contracts import KafkaSettings, ModelChanged
+from contracts.topics import is_candidate
 from runtime.fleet import FleetReader, FleetView
 from runtime.kafka import ModelEvents, keep_latest, wait_for_kafka
 from runtime.signing import Verifier
@@ -115,7 +116,8 @@ class FleetTopics:
             await events.start()
             latest = await events.catch_up(timeout_s=1, forget=True)
             while True:
-                self.announced = dict(latest)
+                # A next version announced ahead of its move is no deployment (contracts.topics).
+                self.announced = {k: e for k, e in latest.items() if not is_candidate(e.alias)}
                 keep_latest(latest, await events.read(timeout_s=1), forget=True)
         finally:
             await events.stop()
