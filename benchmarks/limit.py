@@ -5,25 +5,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-import numpy as np
-
 from benchmarks.load import repeat_batches
 from inference import HashedNgrams, OnnxPredictor
-from inference.preprocessing import Inputs, Preprocessor, hashed_ngrams_one
+from inference.preprocessing import Inputs, Preprocessor, hashed_ngrams_one, pad_rows
 
 
 def row_by_row(preprocessor: HashedNgrams, texts: list[str]) -> Inputs:
     """The fast model's preprocessing before the batch path, kept as the baseline measured in
     the same run: the definition (regex, ``zlib.crc32``) one text at a time, padded row by
     row. Its ids are the batch path's, to the last one (tests/inference/test_preprocessing)."""
-    rows = [hashed_ngrams_one(t, preprocessor.buckets, preprocessor.max_tokens) for t in texts]
-    length = max(1, max((len(r) for r in rows), default=1))
-    ids = np.zeros((len(rows), length), dtype=np.int64)
-    mask = np.zeros((len(rows), length), dtype=np.float32)
-    for i, row in enumerate(rows):
-        ids[i, : len(row)] = row
-        mask[i, : len(row)] = 1.0
-    return {"ids": ids, "mask": mask}
+    return pad_rows(
+        [hashed_ngrams_one(t, preprocessor.buckets, preprocessor.max_tokens) for t in texts]
+    )
 
 
 def reviews_per_s(encode: Callable[[list[str]], Inputs], batches: list[list[str]]) -> float:

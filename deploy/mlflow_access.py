@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from runtime.secret_files import SecretFileError, read_secret_file
+
 if TYPE_CHECKING:  # the store pulls in Flask and SQLAlchemy: only where it is used
     from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
 
@@ -146,16 +148,6 @@ def server_secrets(directory: Path) -> None:
     ensure_secret_file(directory / "webhook_secret")
 
 
-def read_password(path: Path) -> str:
-    try:
-        password = path.read_text().strip()
-    except OSError as exc:
-        raise AccessError(f"cannot read the MLflow password file {path}: {exc}") from exc
-    if not password:
-        raise AccessError(f"the MLflow password file {path} is empty")
-    return password
-
-
 def provision(store: SqlAlchemyStore, passwords: Mapping[str, str]) -> None:
     """Make the auth store match :data:`ROLES` and :data:`USERS`, with ``passwords``
     (user -> password, the admin's included). Idempotent: run at every start."""
@@ -214,7 +206,10 @@ def provision_from_files(config_path: Path, password_dir: Path) -> None:
     config = configparser.ConfigParser()
     if not config.read(config_path):
         raise AccessError(f"cannot read the MLflow auth config {config_path}")
-    passwords = {user: read_password(password_dir / user) for user in [ADMIN, *USERS]}
+    try:
+        passwords = {user: read_secret_file(password_dir / user) for user in [ADMIN, *USERS]}
+    except SecretFileError as exc:
+        raise AccessError(f"no usable MLflow password: {exc}") from exc
     store = SqlAlchemyStore()
     store.init_db(config["mlflow"]["database_uri"])  # type: ignore[no-untyped-call]
     provision(store, passwords)

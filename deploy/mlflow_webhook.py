@@ -21,7 +21,6 @@ each server process makes its own and cannot read what another stored).
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -34,7 +33,8 @@ from tenacity import (
     wait_exponential,
 )
 
-from deploy.mlflow_access import read_password
+from runtime.mlflow_credentials import load_password_file
+from runtime.secret_files import SecretFileError, read_secret_file
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -58,23 +58,6 @@ EVENTS: list[
 DESCRIPTION = (
     "alias moves and version tags to the reviewstream registry watcher (a nudge to look at once)"
 )
-
-
-def read_secret(path: Path) -> str:
-    try:
-        secret = path.read_text().strip()
-    except OSError as exc:
-        raise typer.BadParameter(f"cannot read {path}: {exc}") from None
-    if not secret:
-        raise typer.BadParameter(f"{path} is empty")
-    return secret
-
-
-def load_password_file() -> None:
-    """``MLFLOW_TRACKING_PASSWORD`` from ``MLFLOW_TRACKING_PASSWORD_FILE`` when that is set."""
-    name = os.environ.get("MLFLOW_TRACKING_PASSWORD_FILE")
-    if name:
-        os.environ["MLFLOW_TRACKING_PASSWORD"] = read_password(Path(name))
 
 
 def webhooks(client: MlflowClient) -> list[Webhook]:
@@ -128,7 +111,10 @@ def main(
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     load_password_file()
-    secret = read_secret(secret_file)
+    try:
+        secret = read_secret_file(secret_file)
+    except SecretFileError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--secret-file") from None
     client = MlflowClient()
     for attempt in Retrying(  # MLflow may still be starting (a job runs beside it)
         stop=stop_after_delay(wait_s),

@@ -16,16 +16,16 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
+from aiokafka.errors import UnknownTopicOrPartitionError
 
 from contracts import Alert, DecodeError, KafkaSettings, decode
-from runtime.kafka import wait_for_kafka
+from gateway.topic_readers import Follow, TopicReaders
 from runtime.tasks import Supervisor
 
 log = logging.getLogger(__name__)
@@ -73,57 +73,22 @@ class AlertBoard:
             self._readers.discard(queue)
 
 
-class AlertFeed(Protocol):
+class AlertFeed(AbstractAsyncContextManager["AlertFeed", None], Protocol):
     """Started and stopped with ``async with``."""
-
-    async def __aenter__(self) -> Self: ...
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
 
     @property
     def board(self) -> AlertBoard: ...
 
 
-class AlertsTopic:
+class AlertsTopic(TopicReaders):
     def __init__(
         self, settings: KafkaSettings, *, client_id: str, supervisor: Supervisor, keep: int
     ) -> None:
-        self._settings = settings
-        self._client_id = client_id
-        self._supervisor = supervisor
+        super().__init__(settings, client_id=client_id, supervisor=supervisor)
         self.board = AlertBoard(keep)
-        self._task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> AlertsTopic:
-        self._task = self._supervisor.start(self._run(), name="alerts-topic")
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self) -> None:
-        s = self._settings
-        await wait_for_kafka(s, topics=[s.alerts_topic], log=log, level=logging.DEBUG)
-        while True:
-            try:
-                await self._follow()
-            except (KafkaError, OSError) as exc:
-                log.warning("reading %s failed (%r); reading it again", s.alerts_topic, exc)
-                await asyncio.sleep(1)
+    def readers(self) -> Mapping[str, tuple[str, Follow]]:
+        return {"alerts-topic": (self._settings.alerts_topic, self._follow)}
 
     async def _follow(self) -> None:
         s = self._settings

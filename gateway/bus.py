@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Protocol, Self
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
 
 from contracts import Alert, Feedback, ReviewRequest
 
 
-class RequestBus(Protocol):
+class RequestBus(AbstractAsyncContextManager["RequestBus", None], Protocol):
     """Started and stopped with ``async with``."""
-
-    async def __aenter__(self) -> Self: ...
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
 
     @property
     def connected(self) -> bool:

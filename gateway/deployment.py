@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from enum import StrEnum
-from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
 
 from contracts import ModelChanged
 from gateway.errors import ModelNotDeployed
@@ -83,17 +83,8 @@ class Deployments:
             await changed.wait()
 
 
-class ModelFeed(Protocol):
+class ModelFeed(AbstractAsyncContextManager["ModelFeed", None], Protocol):
     """Started and stopped with ``async with``."""
-
-    async def __aenter__(self) -> Self: ...
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
 
     @property
     def current(self) -> Deployment: ...

@@ -10,35 +10,21 @@ meanwhile).
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Awaitable, Callable, Mapping
-from types import TracebackType
-from typing import Protocol, Self
-
-from aiokafka.errors import KafkaError
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
 
 from contracts import KafkaSettings, ModelChanged
 from contracts.topics import is_candidate
+from gateway.topic_readers import Follow, TopicReaders
 from runtime.fleet import FleetReader, FleetView
-from runtime.kafka import ModelEvents, keep_latest, wait_for_kafka
+from runtime.kafka import ModelEvents, keep_latest
 from runtime.signing import Verifier
 from runtime.tasks import Supervisor
 
-log = logging.getLogger(__name__)
 
-
-class FleetFeed(Protocol):
+class FleetFeed(AbstractAsyncContextManager["FleetFeed", None], Protocol):
     """Started and stopped with ``async with``."""
-
-    async def __aenter__(self) -> Self: ...
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
 
     @property
     def view(self) -> FleetView: ...
@@ -49,7 +35,7 @@ class FleetFeed(Protocol):
         ...
 
 
-class FleetTopics:
+class FleetTopics(TopicReaders):
     def __init__(
         self,
         settings: KafkaSettings,
@@ -58,45 +44,17 @@ class FleetTopics:
         supervisor: Supervisor,
         verifier: Verifier,
     ) -> None:
-        self._settings = settings
+        super().__init__(settings, client_id=client_id, supervisor=supervisor)
         self._verifier = verifier
-        self._client_id = client_id
-        self._supervisor = supervisor
         self.view = FleetView()
         self.announced: Mapping[str, ModelChanged] = {}
-        self._tasks: list[asyncio.Task[None]] = []
 
-    async def __aenter__(self) -> FleetTopics:
+    def readers(self) -> Mapping[str, tuple[str, Follow]]:
         s = self._settings
-        self._tasks = [
-            self._supervisor.start(
-                self._keep_reading(s.fleet_topic, self._follow_fleet), name="fleet-topic"
-            ),
-            self._supervisor.start(
-                self._keep_reading(s.models_topic, self._follow_models), name="fleet-models-topic"
-            ),
-        ]
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        tasks, self._tasks = self._tasks, []
-        if tasks:
-            await self._supervisor.stop(*tasks)
-
-    async def _keep_reading(self, topic: str, follow: Callable[[], Awaitable[None]]) -> None:
-        # The request bus says "waiting for Kafka" for this process: this wait stays at DEBUG.
-        await wait_for_kafka(self._settings, topics=[topic], log=log, level=logging.DEBUG)
-        while True:
-            try:
-                await follow()
-            except (KafkaError, OSError) as exc:
-                log.warning("reading %s failed (%r); reading it again", topic, exc)
-                await asyncio.sleep(1)
+        return {
+            "fleet-topic": (s.fleet_topic, self._follow_fleet),
+            "fleet-models-topic": (s.models_topic, self._follow_models),
+        }
 
     async def _follow_fleet(self) -> None:
         reader = FleetReader(self._settings, client_id=f"{self._client_id}-fleet")

@@ -10,23 +10,20 @@ reads the topic again from the beginning.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator
-from types import TracebackType
-
-from aiokafka.errors import KafkaError
+from collections.abc import AsyncIterator, Mapping
 
 from contracts import KafkaSettings
 from gateway.deployment import Deployment, Deployments, ModelState
-from runtime.kafka import ModelEvents, keep_latest, serving_only, wait_for_kafka
+from gateway.topic_readers import Follow, TopicReaders
+from runtime.kafka import ModelEvents, keep_latest, serving_only
 from runtime.signing import Verifier
 from runtime.tasks import Supervisor
 
 log = logging.getLogger(__name__)
 
 
-class ModelsTopic:
+class ModelsTopic(TopicReaders):
     def __init__(
         self,
         settings: KafkaSettings,
@@ -35,12 +32,9 @@ class ModelsTopic:
         supervisor: Supervisor,
         verifier: Verifier,
     ) -> None:
-        self._settings = settings
+        super().__init__(settings, client_id=client_id, supervisor=supervisor)
         self._verifier = verifier
-        self._supervisor = supervisor
-        self._client_id = client_id
         self._board = Deployments()
-        self._task: asyncio.Task[None] | None = None
 
     @property
     def current(self) -> Deployment:
@@ -49,30 +43,8 @@ class ModelsTopic:
     def changes(self) -> AsyncIterator[Deployment]:
         return self._board.changes()
 
-    async def __aenter__(self) -> ModelsTopic:
-        self._task = self._supervisor.start(self._run(), name="models-topic")
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            await self._supervisor.stop(task)
-
-    async def _run(self) -> None:
-        s = self._settings
-        # The request bus says "waiting for Kafka" for this process: this wait stays at DEBUG.
-        await wait_for_kafka(s, topics=[s.models_topic], log=log, level=logging.DEBUG)
-        while True:
-            try:
-                await self._follow()
-            except (KafkaError, OSError) as exc:
-                log.warning("reading %s failed (%r); reading it again", s.models_topic, exc)
-                await asyncio.sleep(1)
+    def readers(self) -> Mapping[str, tuple[str, Follow]]:
+        return {"models-topic": (self._settings.models_topic, self._follow)}
 
     async def _follow(self) -> None:
         s = self._settings

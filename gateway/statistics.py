@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
 
 from contracts import Prediction
 from gateway.errors import StatsUnavailable
@@ -33,17 +34,8 @@ from runtime.tasks import Supervisor
 log = logging.getLogger(__name__)
 
 
-class StatsStore(Protocol):
+class StatsStore(AbstractAsyncContextManager["StatsStore", None], Protocol):
     """Opened and closed with ``async with``; every query raises StatsUnavailable when down."""
-
-    async def __aenter__(self) -> Self: ...
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
 
     async def summary(self) -> SummaryOut: ...
 

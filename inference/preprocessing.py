@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -68,6 +69,18 @@ def hashed_ngrams_one(text: str, buckets: int, max_tokens: int) -> NDArray[np.in
     bigrams = (unigrams[:-1] * BIGRAM_MIX) ^ unigrams[1:]
     hashed = np.concatenate([unigrams, bigrams]) % np.uint64(buckets - 1) + np.uint64(1)
     return hashed.astype(np.int64)
+
+
+def pad_rows(rows: Sequence[NDArray[np.int64]]) -> Inputs:
+    """Rows of ids padded with 0 to the longest (at least 1 wide), with the mask of the real
+    ids: what ``HashedNgrams.encode`` returns for the texts of those rows."""
+    width = max(1, max((len(row) for row in rows), default=1))
+    ids = np.zeros((len(rows), width), dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.float32)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = row
+        mask[i, : len(row)] = 1.0
+    return {"ids": ids, "mask": mask}
 
 
 class HashedNgrams:

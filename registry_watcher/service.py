@@ -59,12 +59,13 @@ from registry_watcher.probation import rollback_reason
 from registry_watcher.registry import MlflowRegistry, Target
 from registry_watcher.release import key
 from registry_watcher.settings import Settings
-from registry_watcher.webhook import PATH, Refused, TagEvent, WebhookCheck, concerns, read_secret
+from registry_watcher.webhook import PATH, Refused, TagEvent, WebhookCheck, concerns
 from runtime.backoff import backoff
 from runtime.fleet import FleetReader, FleetView
 from runtime.health import HealthServer, Readiness
 from runtime.kafka import ModelEvents, connect, producer, send_signed, wait_for_kafka
 from runtime.metrics import service_registry
+from runtime.secret_files import read_secret_file
 from runtime.signing import refused_counter
 from runtime.tasks import Supervisor
 
@@ -138,7 +139,9 @@ class Watcher:
         self._webhooks = (
             None
             if settings.webhook_secret_file is None
-            else WebhookCheck(read_secret(settings.webhook_secret_file), settings.webhook_max_age_s)
+            else WebhookCheck(
+                read_secret_file(settings.webhook_secret_file).encode(), settings.webhook_max_age_s
+            )
         )
         self._woken_at: float | None = None  # when (perf_counter) a webhook asked for a poll
         self._stack = AsyncExitStack()
@@ -215,11 +218,10 @@ class Watcher:
         if not await wait_for_kafka(s.kafka, topics=topics, log=log, give_up=stopping):
             log.info("registry watcher stopped")
             return
+        verifier = s.trusted_keys.verifier(self.metrics.models_refused)  # once, not per retry
         events = await connect(
             lambda: ModelEvents(
-                s.kafka,
-                client_id="rs-registry-watcher-catch-up",
-                verifier=s.trusted_keys.verifier(self.metrics.models_refused),
+                s.kafka, client_id="rs-registry-watcher-catch-up", verifier=verifier
             ),
             what=f"models topic {s.kafka.models_topic}",
             give_up=stopping,

@@ -26,7 +26,6 @@ import json
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 # MLflow's (mlflow/webhooks/constants.py; a test holds them to it).
 WEBHOOK_SIGNATURE_HEADER = "X-MLflow-Signature"
@@ -64,17 +63,6 @@ class TagEvent:
     model_name: str
     version: str
     key: str
-
-
-def read_secret(path: Path) -> bytes:
-    """The shared secret, from its file (stripped); an empty or unreadable file is an error."""
-    try:
-        secret = path.read_text().strip()
-    except OSError as exc:
-        raise ValueError(f"cannot read the webhook secret file {path}: {exc}") from None
-    if not secret:
-        raise ValueError(f"the webhook secret file {path} is empty")
-    return secret.encode()
 
 
 def signature(secret: bytes, delivery_id: str, timestamp: str, body: bytes) -> str:

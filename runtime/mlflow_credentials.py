@@ -15,6 +15,8 @@ import os
 from collections.abc import MutableMapping
 from pathlib import Path
 
+from runtime.secret_files import SecretFileError, read_secret_file
+
 # The names of variables, not their values.
 USERNAME = "MLFLOW_TRACKING_USERNAME"
 PASSWORD = "MLFLOW_TRACKING_PASSWORD"  # noqa: S105
@@ -38,12 +40,9 @@ def load_password_file(environ: MutableMapping[str, str] | None = None) -> None:
     if not env.get(USERNAME):
         raise CredentialError(f"{PASSWORD_FILE} is set but {USERNAME} is not")
     try:
-        password = Path(name).read_text().strip()
-    except OSError as exc:
-        raise CredentialError(f"cannot read {PASSWORD_FILE}={name}: {exc}") from exc
-    if not password:
-        raise CredentialError(f"{PASSWORD_FILE}={name} is empty")
-    env[PASSWORD] = password
+        env[PASSWORD] = read_secret_file(Path(name))
+    except SecretFileError as exc:
+        raise CredentialError(f"{PASSWORD_FILE}: {exc}") from exc
 
 
 def basic_auth_header(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:

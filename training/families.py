@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from torch import Tensor, nn
 
 from inference import HashedNgrams, Preprocessor, WordPiece
+from inference.preprocessing import pad_rows
 from training.models import FastText, MiniLMClassifier
 from training.settings import AccurateSettings, FastSettings, Settings
 
@@ -48,7 +49,7 @@ class HashedEncoded(Encoded):
     def __init__(self, preprocessor: HashedNgrams, texts: Sequence[str]) -> None:
         texts = list(texts)
         self.rows = [
-            torch.from_numpy(row)
+            row
             for start in range(0, len(texts), ENCODE_CHUNK)
             for row in preprocessor.rows(texts[start : start + ENCODE_CHUNK])
         ]
@@ -60,14 +61,8 @@ class HashedEncoded(Encoded):
         return np.fromiter((len(r) for r in self.rows), dtype=np.int64, count=len(self.rows))
 
     def batch(self, indices: Sequence[int]) -> Batch:
-        rows = [self.rows[i] for i in indices]
-        length = max(1, max((len(r) for r in rows), default=1))
-        ids = torch.zeros((len(rows), length), dtype=torch.int64)
-        mask = torch.zeros((len(rows), length), dtype=torch.float32)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = row
-            mask[i, : len(row)] = 1.0
-        return {"ids": ids, "mask": mask}
+        inputs = pad_rows([self.rows[i] for i in indices])
+        return {name: torch.from_numpy(array) for name, array in inputs.items()}
 
 
 class TextEncoded(Encoded):

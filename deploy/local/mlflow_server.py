@@ -20,6 +20,7 @@ from pathlib import Path
 
 from deploy import mlflow_access
 from deploy.local.settings import StackSettings
+from runtime.secret_files import read_secret_file
 
 # A checked password is trusted this long by the server (MLflow's own cache): see the README.
 AUTH_CACHE_TTL_S = 60
@@ -64,7 +65,7 @@ def webhook_env(settings: StackSettings) -> dict[str, str]:
     state.mkdir(parents=True, exist_ok=True)
     key = mlflow_access.ensure_fernet_key_file(state / "webhook_encryption_key")
     return {
-        "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": mlflow_access.read_password(key),
+        "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": read_secret_file(key),
         "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
         "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
         "MLFLOW_WEBHOOK_CACHE_TTL": str(WEBHOOK_CACHE_TTL_S),
@@ -99,7 +100,7 @@ def main() -> None:
     os.environ["MLFLOW_AUTH_CONFIG_PATH"] = str(prepare_auth(settings))
     # Signs the UI's CSRF tokens and sessions: made once, kept beside the passwords.
     key = mlflow_access.ensure_secret_file(state_of(settings) / "flask_secret_key")
-    os.environ["MLFLOW_FLASK_SERVER_SECRET_KEY"] = mlflow_access.read_password(key)
+    os.environ["MLFLOW_FLASK_SERVER_SECRET_KEY"] = read_secret_file(key)
     os.environ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     os.environ.update(webhook_env(settings))
     given = os.environ.get("PYTHONWARNINGS")

@@ -20,11 +20,11 @@ from mlflow.exceptions import MlflowException
 
 from deploy.local.mlflow_server import webhook_secret_path
 from deploy.local.settings import StackSettings
-from deploy.mlflow_access import read_password
 from deploy.mlflow_webhook import ensure_webhook
 from registry_watcher.settings import Settings as WatcherSettings
 from registry_watcher.webhook import PATH
 from runtime.mlflow_credentials import load_password_file
+from runtime.secret_files import read_secret_file
 from runtime.startup import http_ok, wait_for
 
 log = logging.getLogger("webhook")
@@ -55,7 +55,7 @@ def main() -> int:
         )
     ):
         url = watcher_url(WatcherSettings())
-        secret = read_password(webhook_secret_path(settings))
+        secret = read_secret_file(webhook_secret_path(settings))
         try:
             ensure_webhook(MlflowClient(uri, uri), url=url, secret=secret)
             log.info("MLflow posts alias moves to the registry watcher at %s", url)

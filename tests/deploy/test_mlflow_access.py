@@ -177,7 +177,7 @@ def test_a_password_file_becomes_mlflows_password_variable(tmp_path: Path) -> No
         ({"MLFLOW_TRACKING_PASSWORD_FILE": "/nonexistent/pw"}, "MLFLOW_TRACKING_USERNAME"),
         (
             {"MLFLOW_TRACKING_USERNAME": "w", "MLFLOW_TRACKING_PASSWORD_FILE": "/nonexistent/pw"},
-            "cannot read MLFLOW_TRACKING_PASSWORD_FILE=/nonexistent/pw",
+            "MLFLOW_TRACKING_PASSWORD_FILE: cannot read the secret file /nonexistent/pw",
         ),
     ],
 )

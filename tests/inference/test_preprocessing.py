@@ -10,7 +10,7 @@ from numpy.typing import NDArray
 
 from benchmarks.data import load_reviews
 from inference import HashedNgrams
-from inference.preprocessing import hashed_ngrams_one, token_spans
+from inference.preprocessing import hashed_ngrams_one, pad_rows, token_spans
 
 TRICKY = [
     "",
@@ -36,14 +36,8 @@ def padded(
     texts: list[str], buckets: int, max_tokens: int
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
     """What ``encode`` returned before the batch path: the definition's rows, padded."""
-    rows = [hashed_ngrams_one(t, buckets, max_tokens) for t in texts]
-    width = max(1, max((len(r) for r in rows), default=1))
-    ids = np.zeros((len(texts), width), dtype=np.int64)
-    mask = np.zeros((len(texts), width), dtype=np.float32)
-    for i, row in enumerate(rows):
-        ids[i, : len(row)] = row
-        mask[i, : len(row)] = 1.0
-    return ids, mask
+    inputs = pad_rows([hashed_ngrams_one(t, buckets, max_tokens) for t in texts])
+    return inputs["ids"], inputs["mask"]
 
 
 def assert_same(texts: list[str], buckets: int, max_tokens: int) -> None:
