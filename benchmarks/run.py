@@ -45,6 +45,7 @@ from benchmarks.stack import (
 )
 from benchmarks.stats_throughput import one_run as stats_run
 from benchmarks.streaming import burst
+from benchmarks.timeline import Marks
 from inference import OnnxPredictor, WordPiece, load_bundle
 from inference.synthetic import make_fast_bundle
 from registry_watcher.settings import Settings as WatcherSettings
@@ -463,18 +464,32 @@ class Run:
                       f"(concurrency {self.o.reload_concurrency})...")  # fmt: skip
             watcher = self.stack.start_watcher(self.o.watcher_poll_s, webhook=webhook)
             await watcher.wait_ready(timeout_s=180)
+            await self._fetched_ahead()
             seconds, failed, slow = [], [], []
             steps: dict[str, list[float]] = {}
+            marks: dict[str, list[float]] = {}
             async with rest_client(self.gateway.url) as send:
                 for _ in range(self.o.repeats):
                     before = await self._step_seconds(watcher)
-                    moved, result = await self._reload_once(send, self._other_version())
+                    target = self._other_version()
+                    moved, result, moved_at, call_s = await self._reload_once(send, target)
                     after = await self._step_seconds(watcher)
                     for step, total in after.items():
                         steps.setdefault(step, []).append(1000 * (total - before.get(step, 0)))
                     seconds.append(moved)
                     failed.append(float(result.failures))
                     slow.append(float(result.slower_than(1000)))
+                    line = Marks.read(moved_at, watcher.log(), [w.log() for w in self.workers],
+                                      self.stack.model_name, target)  # fmt: skip
+                    for mark, at in (
+                        ("MLflow answered the alias call", call_s),
+                        ("the webhook reached the watcher", line.webhook),
+                        ("the event was published", line.published),
+                        ("the last worker swapped", line.swapped),
+                        ("every worker answered with it", moved),
+                    ):
+                        if at is not None:
+                            marks.setdefault(mark, []).append(1000 * at)
             watcher.stop()
             self.stack.services.remove(watcher)
             scenario = f"5 hot reload, {path}"
@@ -482,9 +497,38 @@ class Run:
             self.report.add(scenario, "alias moved -> all workers new", "s", seconds, note)
             self.report.add(scenario, "failed requests", "requests", failed)
             self.report.add(scenario, "slow requests (> 1 s)", "requests", slow)
+            for mark, values in marks.items():
+                self.report.add(scenario, f"at: {mark}", "ms", values,
+                                "since the alias call started (services' logs)")  # fmt: skip
             for step, values in steps.items():
-                self.report.add(scenario, f"step: {step}", "ms", values,
-                                "per move; workers: mean of the workers")  # fmt: skip
+                note = "per move; workers: mean of the workers"
+                if step == "watcher tag":
+                    note = "per move; written after the event, off the path"
+                self.report.add(scenario, f"step: {step}", "ms", values, note)
+
+    async def _fetched_ahead(self, timeout_s: float = 60) -> None:
+        """A version is registered and gated well before it is promoted: wait, as that time
+        would, until every worker has fetched the newest version ahead (the watcher checks
+        and announces it: registry_watcher.candidates), if it is not the one serving."""
+        newest = max(self.stack.versions, key=int)
+        if newest == self._serving():
+            return
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            fetched = [
+                (await w.metrics()).get(("rs_worker_prefetched_model_version", ()), 0.0)
+                for w in self.workers
+            ]
+            if all(v == float(newest) for v in fetched):
+                return
+            await asyncio.sleep(0.2)
+        self.report.notes.append(f"5 hot reload: version {newest} not fetched ahead in time")
+
+    def _serving(self) -> str:
+        version = self.stack.client().get_model_version_by_alias(
+            self.stack.model_name, "production"
+        )
+        return str(version.version)
 
     def _other_version(self) -> str:
         serving = self.stack.client().get_model_version_by_alias(
@@ -506,9 +550,10 @@ class Run:
                     found[key] = found.get(key, 0.0) + value / len(self.workers)
         return found
 
-    async def _reload_once(self, send: Send, target: str) -> tuple[float, LoadResult]:
+    async def _reload_once(self, send: Send, target: str) -> tuple[float, LoadResult, float, float]:
         """Steady load; move the alias once every worker answers; the seconds until every
-        worker has answered with ``target``, and what the load saw meanwhile."""
+        worker has answered with ``target``, what the load saw meanwhile, when (wall clock) the
+        alias call started and the seconds MLflow took to answer it."""
         workers = len(self.workers)
         seen: set[str] = set()
         first_new: dict[str, float] = {}
@@ -531,8 +576,9 @@ class Run:
         try:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(all_seen.wait(), 60)
-            moved_at = time.perf_counter()
+            moved_at, wall = time.perf_counter(), time.time()
             await asyncio.to_thread(self.stack.move_alias, target)
+            call_s = time.perf_counter() - moved_at
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(all_new.wait(), 60)
             await asyncio.sleep(1.0)  # one more second of load after the switch
@@ -540,7 +586,7 @@ class Run:
             stop.set()
             result = await load
         done = max(first_new.values()) if len(first_new) >= workers else float("nan")
-        return done - moved_at, result
+        return done - moved_at, result, wall, call_s
 
     # -- 6 memory ----------------------------------------------------------------------------
 

@@ -25,6 +25,23 @@ def models_key(model_name: str, alias: str) -> str:
     return model_name if alias == SERVING_ALIAS else f"{model_name}@{alias}"
 
 
+# A version the registry watcher checked ahead of its promotion is announced as a ModelChanged of
+# the pseudo-alias ``<alias>~candidate`` (key ``<model>@<alias>~candidate``), so that workers can
+# fetch and verify it before the alias names it. MLflow allows only letters, digits, "_" and "-"
+# in an alias, so no real alias is ever named so: every reader that follows a real alias (or
+# the serving one only) ignores these events without knowing them, and no schema changes.
+CANDIDATE_SUFFIX = "~candidate"
+
+
+def candidate_alias(alias: str) -> str:
+    """The pseudo-alias under which ``alias``'s next version is announced ahead of its move."""
+    return f"{alias}{CANDIDATE_SUFFIX}"
+
+
+def is_candidate(alias: str) -> bool:
+    return alias.endswith(CANDIDATE_SUFFIX)
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     name: str

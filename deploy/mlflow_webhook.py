@@ -48,11 +48,16 @@ WAIT = wait_exponential(multiplier=0.2, max=5.0)
 NAME = "reviewstream-registry-watcher"
 # What the watcher listens to (registry_watcher.webhook; this module runs in the MLflow image,
 # which has no service code).
-EVENTS: list[Literal["model_version_alias.created", "model_version_alias.deleted"]] = [
+EVENTS: list[
+    Literal["model_version_alias.created", "model_version_alias.deleted", "model_version_tag.set"]
+] = [
     "model_version_alias.created",
     "model_version_alias.deleted",
+    "model_version_tag.set",  # a version gated: the watcher checks it ahead of its move
 ]
-DESCRIPTION = "alias moves to the reviewstream registry watcher (a nudge to poll at once)"
+DESCRIPTION = (
+    "alias moves and version tags to the reviewstream registry watcher (a nudge to look at once)"
+)
 
 
 def webhooks(client: MlflowClient) -> list[Webhook]:

@@ -15,6 +15,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from contracts import KafkaSettings, ModelChanged
+from contracts.topics import is_candidate
 from gateway.topic_readers import Follow, TopicReaders
 from runtime.fleet import FleetReader, FleetView
 from runtime.kafka import ModelEvents, keep_latest
@@ -73,7 +74,8 @@ class FleetTopics(TopicReaders):
             await events.start()
             latest = await events.catch_up(timeout_s=1, forget=True)
             while True:
-                self.announced = dict(latest)
+                # A next version announced ahead of its move is no deployment (contracts.topics).
+                self.announced = {k: e for k, e in latest.items() if not is_candidate(e.alias)}
                 keep_latest(latest, await events.read(timeout_s=1), forget=True)
         finally:
             await events.stop()

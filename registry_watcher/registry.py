@@ -41,6 +41,16 @@ class MlflowRegistry:
             return None
         return Target(changed_event(version, alias), version)
 
+    def newest(self, name: str, count: int) -> list[ModelVersion]:
+        """The ``count`` newest versions of ``name``, with their tags (blocking); none for a
+        name that MLflow's filter syntax cannot quote."""
+        if "'" in name:
+            return []
+        found = self.client.search_model_versions(
+            f"name = '{name}'", max_results=count, order_by=["version_number DESC"]
+        )
+        return list(found)
+
     def artifact_problem(self, event: ModelChanged) -> str | None:
         """Download the bundle as a worker would and re-check what is cheap: the sha256 of every
         file against the registered one, and the model's answers on its reference set. The
@@ -60,14 +70,14 @@ class MlflowRegistry:
         tag(self.client, target.version, REFUSED, reason[:TAG_LIMIT])
         tag(self.client, target.version, REFUSED_AT, now())
 
-    def mark_shipped(self, target: Target, previous: str | None) -> None:
+    def mark_shipped(self, target: Target, previous: str | None, shipped_at: str) -> None:
         """When it shipped starts its probation; the version the fleet served before is where a
         rollback returns. That is the watcher's to say: an alias moved in the MLflow UI has no
         ``previous_production``, and one promoted over a refused version names that one."""
-        tags = {"shipped_at": now()}
+        tags = {"shipped_at": shipped_at}
         if previous and previous != target.event.version:
             tags["previous_production"] = previous
-        # At once, not one after the other: they are on the path from the move to the fleet.
+        # At once, not one after the other (written right after the event is sent).
         with ThreadPoolExecutor(len(tags), thread_name_prefix="tag") as pool:
             writes = [pool.submit(tag, self.client, target.version, *kv) for kv in tags.items()]
             for write in writes:

@@ -13,8 +13,15 @@ again: the watcher never exits for it.
 With ``webhook_secret_file`` set, MLflow's registry webhook (``registry_watcher.webhook``,
 ``POST /webhooks/mlflow`` on the health server's port) wakes the poll the moment an alias
 moves: the registry stays the source of truth, the webhook only says "look now", and the
-poll runs on as the safety net. Each step from the poll to the event (lookup, verify, tag,
+poll runs on as the safety net. Each step from the poll to the event (lookup, verify,
 publish) is timed (``rs_watcher_release_step_seconds``) and logged with the shipped event.
+
+What a move needs is done ahead where it can be: the next version is checked and announced
+before the alias names it (``registry_watcher.candidates``), so the move itself costs one
+registry lookup and the event; the release tags (``shipped_at``, ``previous_production``) are
+written right after the event, off the path to the fleet. A rollback waits for them (an alert
+is decided only once the tags of what shipped are written), and a watcher that stopped between
+the event and the tags writes them when it starts again.
 
 Beside the polls it reads the alerts topic: a firing alert on the version it shipped, within
 ``probation_s``, moves the alias back (``registry_watcher.probation``).
@@ -37,19 +44,22 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from mlflow.exceptions import MlflowException
 from prometheus_client import Counter, Gauge, Histogram
-from tenacity import AsyncRetrying, retry_if_exception_type
+from tenacity import AsyncRetrying, before_sleep_log, retry_if_exception_type
 
 from contracts import Alert, AlertStatus, ModelChanged, encode
-from inference.release import AliasMove, release_problem
+from contracts.topics import candidate_alias, models_key
+from inference.registry import changed_event
+from inference.release import GATES_TAG, AliasMove, now, release_problem, stamp
 from registry_watcher.acknowledgement import overdue
 from registry_watcher.alerts import alerts_since
+from registry_watcher.candidates import SCANNED, candidate
 from registry_watcher.challengers import Challengers
 from registry_watcher.changes import change
 from registry_watcher.probation import rollback_reason
 from registry_watcher.registry import MlflowRegistry, Target
 from registry_watcher.release import key
 from registry_watcher.settings import Settings
-from registry_watcher.webhook import PATH, Refused, WebhookCheck, concerns
+from registry_watcher.webhook import PATH, Refused, TagEvent, WebhookCheck, concerns
 from runtime.backoff import backoff
 from runtime.fleet import FleetReader, FleetView
 from runtime.health import HealthServer, Readiness
@@ -90,13 +100,23 @@ class WatcherMetrics:
         )  # fmt: skip
         self.models_refused = refused_counter("watcher", r)
         self.webhooks = Counter(
-            "rs_watcher_webhooks", "MLflow webhook deliveries by outcome (accepted, ignored, "
-            "unsigned, bad_signature, stale, replayed, malformed, off)", ["outcome"], registry=r,
+            "rs_watcher_webhooks", "MLflow webhook deliveries by outcome (accepted, gated, "
+            "ignored, unsigned, bad_signature, stale, replayed, malformed, off)", ["outcome"],
+            registry=r,
         )  # fmt: skip
         self.release_steps = Histogram(
             "rs_watcher_release_step_seconds",
             "Seconds per step of shipping a move (wait: from the webhook to the poll; lookup, "
-            "verify, tag, publish)", ["step"], buckets=STEP_BUCKETS, registry=r,
+            "verify, publish; tag: the release tags, written after the event)", ["step"],
+            buckets=STEP_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.bundle_checks = Counter(
+            "rs_watcher_bundle_checks", "Bundles downloaded and checked (sha256, reference "
+            "outputs), by verdict (fit, unfit)", ["verdict"], registry=r,
+        )  # fmt: skip
+        self.candidates = Counter(
+            "rs_watcher_candidates", "Next versions checked ahead of their move, by outcome "
+            "(announced, refused)", ["model_name", "outcome"], registry=r,
         )  # fmt: skip
         self.rollbacks = Counter(
             "rs_watcher_rollbacks", "Automatic rollbacks of a version on probation",
@@ -137,15 +157,23 @@ class Watcher:
             settings, published=m.published, errors=m.publish_errors, signer=self._signer
         )
         self.published: dict[str, ModelChanged] = {}
-        # The bundles (model, version, sha256) whose artifact check passed: a version's artifact
-        # never changes, so it is downloaded once (a rollback to it ships at once); per model,
-        # the verdict key of the version refused with the alert that said so (decided once).
-        self._verified: set[tuple[str, str, str]] = set()
+        # The bundles (model, version, sha256) checked, with the problem found (None: fit): a
+        # version's artifact never changes, so it is downloaded once (a candidate checked ahead,
+        # or a rollback to it, ships at once), and a check under way is joined, not repeated;
+        # per model, the verdict key of the version refused with the alert that said so.
+        self._verdicts: dict[tuple[str, str, str], str | None] = {}
+        self._checking: dict[tuple[str, str, str], asyncio.Future[str | None]] = {}
         self._refused: dict[str, tuple[tuple[str, ...], Alert]] = {}
         # Per model: when (monotonic) the event now on the models topic was shipped or learned,
         # and whether the fleet's failure to follow it was said already.
         self._shipped_at: dict[str, float] = {}
         self._ack_said: set[tuple[str, str]] = set()
+        # Per model: the release tags being written after an event, the candidate announced
+        # last, and whether the served version's tags were looked at since the start.
+        self._tagging: dict[str, asyncio.Task[None]] = {}
+        self.candidates: dict[str, ModelChanged] = {}
+        self._tags_checked: set[str] = set()
+        self._look_ahead_now = asyncio.Event()  # a version's gates were just recorded
 
     async def __aenter__(self) -> Watcher:
         await self.health.start()
@@ -210,6 +238,12 @@ class Watcher:
         for event in self.published.values():
             log.info("models topic: %s@%s is version %s", event.model_name, s.alias, event.version)
         self.challengers.learn(latest)
+        next_alias = candidate_alias(s.alias)
+        self.candidates = {
+            name: latest[models_key(name, next_alias)]
+            for name in s.model_names
+            if models_key(name, next_alias) in latest
+        }
         self._producer = await connect(
             lambda: producer(s.kafka, client_id="rs-registry-watcher"),
             what="producer",
@@ -217,8 +251,10 @@ class Watcher:
         )
         self._stack.push_async_callback(self._producer.stop)
         self._stack.push_async_callback(self._supervisor.stop)
+        self._stack.push_async_callback(self._stop_tagging)
         self._supervisor.start(self._watch_alerts(registry), name="alerts")
         self._supervisor.start(self._watch_fleet(), name="fleet")
+        self._supervisor.start(self._watch_candidates(registry), name="candidates")
         log.info(
             "watching %s@%s in %s every %.1fs%s",
             ",".join(s.model_names),
@@ -291,6 +327,8 @@ class Watcher:
         verdict = key(target.version) if target is not None else None
         if name in self._refused and self._refused[name][0] != verdict:
             await self._resolve_refusal(name)  # the alias left the refused version
+        if event is None and target is not None and published is not None:
+            self._check_tags(registry, target, published)
         if event is None or target is None or verdict is None:
             return
         if name in self._refused:
@@ -298,30 +336,160 @@ class Watcher:
         try:
             problem = release_problem(target.version)
             started = time.perf_counter()
-            bundle = (name, event.version, event.sha256)
-            if problem is None and bundle not in self._verified:
-                if self.settings.verify_artifacts:
-                    problem = await asyncio.to_thread(registry.artifact_problem, event)
-                if problem is None:
-                    self._verified.add(bundle)
+            if problem is None:
+                problem = await self._check(registry, event)
             timings["verify"] = time.perf_counter() - started
             if problem is not None:
                 await self._refuse(registry, target, problem)
                 return
-            # Tagged before the event: probation starts, and the version to return to is
-            # known, before any worker serves it.
-            started = time.perf_counter()
-            await asyncio.to_thread(
-                registry.mark_shipped, target, published.version if published else None
-            )
-            timings["tag"] = time.perf_counter() - started
         except Exception as exc:  # the registry or its artifact store is away: poll again
             log.warning(
                 "could not verify %s v%s (%s: %s); next poll tries again",
                 name, target.event.version, type(exc).__name__, exc,
             )  # fmt: skip
             return
-        await self._publish(event, timings)
+        shipped_at = now()
+        if await self._publish(event, timings):
+            self._tag(registry, target, published.version if published else None, shipped_at)
+            self._tags_checked.add(name)
+
+    async def _check(self, registry: MlflowRegistry, event: ModelChanged) -> str | None:
+        """Why the event's bundle must not ship (download, sha256, reference outputs), or None;
+        once per bundle, a check under way joined; raises while the artifact store is away."""
+        bundle = (event.model_name, event.version, event.sha256)
+        if not self.settings.verify_artifacts:
+            return None
+        if bundle in self._verdicts:
+            return self._verdicts[bundle]
+        checking = self._checking.get(bundle)
+        if checking is None:
+            checking = asyncio.ensure_future(asyncio.to_thread(registry.artifact_problem, event))
+            self._checking[bundle] = checking
+            checking.add_done_callback(lambda _: self._checking.pop(bundle, None))
+        problem = await asyncio.shield(checking)
+        if bundle not in self._verdicts:
+            self._verdicts[bundle] = problem
+            self.metrics.bundle_checks.labels(verdict="fit" if problem is None else "unfit").inc()
+        return problem
+
+    def _tag(
+        self, registry: MlflowRegistry, target: Target, previous: str | None, shipped_at: str
+    ) -> None:
+        """Write the release tags of what just shipped, after the tags of what shipped before,
+        retried with backoff until MLflow takes them (a rollback waits for them)."""
+        name = target.event.model_name
+        before = self._tagging.get(name)
+
+        async def write() -> None:
+            if before is not None:
+                await asyncio.wait([before])
+            started = time.perf_counter()
+            async for attempt in AsyncRetrying(
+                wait=backoff(),
+                retry=retry_if_exception_type(Exception),
+                before_sleep=before_sleep_log(log, logging.WARNING),
+            ):
+                with attempt:
+                    await asyncio.to_thread(registry.mark_shipped, target, previous, shipped_at)
+            self.metrics.release_steps.labels(step="tag").observe(time.perf_counter() - started)
+
+        self._tagging[name] = asyncio.create_task(write(), name=f"tag-{name}")
+
+    def _check_tags(
+        self, registry: MlflowRegistry, target: Target, published: ModelChanged
+    ) -> None:
+        """Once per model after a start: a version announced whose ``shipped_at`` is missing or
+        older than its event (the watcher stopped between the event and its tags, or someone
+        else announced it) gets its tags now, as shipped when its event was."""
+        name = published.model_name
+        if name in self._tags_checked or target.event.version != published.version:
+            return
+        self._tags_checked.add(name)
+        shipped = stamp(target.version.tags.get("shipped_at"))
+        announced = published.changed_at.replace(microsecond=0)
+        if shipped is not None and shipped >= announced:
+            return
+        when = announced.isoformat(timespec="seconds")
+        log.warning(
+            "%s v%s was announced at %s without its release tags; writing them now",
+            name, published.version, when,
+        )  # fmt: skip
+        self._tag(registry, target, None, when)
+
+    async def _tags_written(self, name: str) -> None:
+        tagging = self._tagging.get(name)
+        if tagging is not None:
+            await asyncio.wait([tagging])
+
+    async def _stop_tagging(self) -> None:
+        # A write cut short is made good at the next start (_check_tags).
+        for task in self._tagging.values():
+            task.cancel()
+        await asyncio.gather(*self._tagging.values(), return_exceptions=True)
+
+    async def _watch_candidates(self, registry: MlflowRegistry) -> None:
+        """Check and announce each model's next version ahead of its move, every poll."""
+        s = self.settings
+        while True:
+            for name in s.model_names:
+                try:
+                    await self._look_ahead(registry, name)
+                except Exception as exc:  # the registry is away: the serving poll says so
+                    log.debug("no look at %s's next version: %r", name, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._look_ahead_now.wait(), timeout=s.poll_interval_s)
+            self._look_ahead_now.clear()
+
+    async def _look_ahead(self, registry: MlflowRegistry, name: str) -> None:
+        """Check the next version and announce it; then check the versions a move back would
+        return to (the one serving, the one before it), which a watcher that started after
+        they shipped has not checked yet."""
+        serving = self.published.get(name)
+        versions = await asyncio.to_thread(registry.newest, name, SCANNED)
+        chosen = candidate(versions, serving.version if serving is not None else None)
+        if chosen is not None:
+            await self._announce(
+                registry, changed_event(chosen, candidate_alias(self.settings.alias))
+            )
+        if serving is None:
+            return
+        await self._check(registry, serving)
+        back = next(
+            (
+                v.tags.get("previous_production")
+                for v in versions
+                if str(v.version) == serving.version
+            ),
+            None,
+        )
+        for version in versions:
+            if str(version.version) == back and release_problem(version) is None:
+                await self._check(registry, changed_event(version, self.settings.alias))
+
+    async def _announce(self, registry: MlflowRegistry, event: ModelChanged) -> None:
+        """Announce a checked next version (once: not again while it stays the next one)."""
+        name = event.model_name
+        announced = self.candidates.get(name)
+        if announced is not None and change(announced, event) is None:
+            return
+        fresh = (name, event.version, event.sha256) not in self._verdicts
+        problem = await self._check(registry, event)
+        if problem is not None:
+            if fresh:
+                self.metrics.candidates.labels(model_name=name, outcome="refused").inc()
+                log.warning("next version %s v%s does not check out: %s", name, event.version,
+                            problem)  # fmt: skip
+            return
+        assert self._producer is not None
+        topic, what = self.settings.kafka.models_topic, models_key(name, event.alias)
+        try:
+            await send_signed(self._producer, topic, what.encode(), encode(event), self._signer)
+        except KafkaError as exc:
+            log.warning("could not announce %s -> version %s: %s", what, event.version, exc)
+            return
+        self.candidates[name] = event
+        self.metrics.candidates.labels(model_name=name, outcome="announced").inc()
+        log.info("announced %s -> version %s (checked ahead of its move)", what, event.version)
 
     async def _refuse(self, registry: MlflowRegistry, target: Target, problem: str) -> None:
         event = target.event
@@ -377,6 +545,7 @@ class Watcher:
         if alert.status != AlertStatus.FIRING or alert.name not in s.rollback_on:
             return
         for name in s.model_names:
+            await self._tags_written(name)  # probation is read from what shipped
             # An alert must not be lost to an MLflow outage: wait for the registry.
             async for attempt in AsyncRetrying(
                 wait=backoff(), retry=retry_if_exception_type((MlflowException, OSError))
@@ -470,7 +639,7 @@ class Watcher:
             return False
         return True
 
-    async def _publish(self, event: ModelChanged, timings: dict[str, float]) -> None:
+    async def _publish(self, event: ModelChanged, timings: dict[str, float]) -> bool:
         assert self._producer is not None
         topic = self.settings.kafka.models_topic
         started = time.perf_counter()
@@ -481,7 +650,7 @@ class Watcher:
         except KafkaError as exc:
             self.metrics.publish_errors.inc()
             log.warning("could not publish %s: %s; next poll tries again", event.version, exc)
-            return
+            return False
         timings["publish"] = time.perf_counter() - started
         self.published[event.model_name] = event
         self._shipped_at[event.model_name] = time.monotonic()
@@ -498,10 +667,12 @@ class Watcher:
             sum(timings.values()),
             ", ".join(f"{step} {seconds:.3f} s" for step, seconds in timings.items()),
         )
+        return True
 
     async def _on_webhook(self, request: web.Request) -> web.Response:
-        """MLflow's webhook: wake the poll on a valid move of a followed alias; a delivery
-        that is unsigned, badly signed, stale or replayed is refused (401) and counted."""
+        """MLflow's webhook: wake the poll on a valid move of a followed alias, and the look at
+        the next version on a version gated; a delivery that is unsigned, badly signed, stale or
+        replayed is refused (401) and counted."""
         count = self.metrics.webhooks.labels
         if self._webhooks is None:
             count(outcome="off").inc()
@@ -518,6 +689,15 @@ class Watcher:
             log.warning("refused a webhook from %s: %s (%s)", request.remote, exc.reason, exc)
             return web.json_response({"error": exc.reason, "detail": str(exc)}, status=exc.status)
         s = self.settings
+        if isinstance(event, TagEvent):
+            if event.model_name not in s.model_names or event.key != GATES_TAG:
+                count(outcome="ignored").inc()
+                return web.json_response({"status": "ignored"})
+            count(outcome="gated").inc()
+            log.info("webhook: %s v%s gated; looking at the next version now",
+                     event.model_name, event.version)  # fmt: skip
+            self._look_ahead_now.set()
+            return web.json_response({"status": "looking"}, status=202)
         if event is None or not concerns(event, s.model_names, [s.alias, *s.shadow_aliases]):
             count(outcome="ignored").inc()
             return web.json_response({"status": "ignored"})

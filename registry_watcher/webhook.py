@@ -4,7 +4,10 @@ MLflow (>= 3.3, SQL store) posts ``model_version_alias.created`` (and ``.deleted
 watcher when an alias moves. The body is JSON ``{"entity", "action", "timestamp", "data":
 {"name", "alias", "version"}}``; the headers carry a delivery id, a Unix timestamp and
 ``v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`` under the webhook's secret
-(``mlflow/webhooks/delivery.py``, the Standard Webhooks scheme).
+(``mlflow/webhooks/delivery.py``, the Standard Webhooks scheme). It also posts
+``model_version_tag.set`` (``data: {"name", "version", "key", "value"}``): a version's ``gates``
+tag being recorded makes the watcher look at the next version at once
+(``registry_watcher.candidates``) instead of at the next poll.
 
 :class:`WebhookCheck` accepts a delivery only if its signature is right under the shared
 secret, its timestamp lies within ``max_age_s`` of now (either way: clocks drift) and its id
@@ -32,8 +35,9 @@ WEBHOOK_SIGNATURE_VERSION = "v1"
 
 PATH = "/webhooks/mlflow"
 ALIAS_ENTITY = "model_version_alias"
+TAG_ENTITY = "model_version_tag"
 # What MLflow should send here (deploy.mlflow_webhook subscribes to these).
-EVENTS = (f"{ALIAS_ENTITY}.created", f"{ALIAS_ENTITY}.deleted")
+EVENTS = (f"{ALIAS_ENTITY}.created", f"{ALIAS_ENTITY}.deleted", f"{TAG_ENTITY}.set")
 
 
 class Refused(Exception):
@@ -52,6 +56,15 @@ class AliasEvent:
     version: str | None  # None when the alias was deleted
 
 
+@dataclass(frozen=True)
+class TagEvent:
+    """A tag set on a model version."""
+
+    model_name: str
+    version: str
+    key: str
+
+
 def signature(secret: bytes, delivery_id: str, timestamp: str, body: bytes) -> str:
     """MLflow's ``X-MLflow-Signature`` for a delivery (also what tests sign with)."""
     signed = f"{delivery_id}.{timestamp}.".encode() + body
@@ -67,8 +80,8 @@ class WebhookCheck:
     # delivery id -> its timestamp, for the replay check; pruned to the window
     _seen: dict[str, int] = field(default_factory=dict)
 
-    def verify(self, headers: Mapping[str, str], body: bytes) -> AliasEvent | None:
-        """The alias event a delivery carries (None for another kind of event); raises
+    def verify(self, headers: Mapping[str, str], body: bytes) -> AliasEvent | TagEvent | None:
+        """The alias or tag event a delivery carries (None for another kind); raises
         :class:`Refused` when the delivery is not to be trusted or cannot be read."""
         delivery_id = headers.get(WEBHOOK_DELIVERY_ID_HEADER)
         stamp = headers.get(WEBHOOK_TIMESTAMP_HEADER)
@@ -98,7 +111,7 @@ class WebhookCheck:
         if delivery_id in self._seen:
             raise Refused("replayed", f"delivery {delivery_id[:64]} was received already")
         self._seen[delivery_id] = sent
-        return _alias_event(body)
+        return _event(body)
 
     def _forget_before(self, oldest: float) -> None:
         # Bounded by the window: an id older than it would be refused as stale anyway.
@@ -106,10 +119,12 @@ class WebhookCheck:
             del self._seen[key]
 
 
-def _alias_event(body: bytes) -> AliasEvent | None:
+def _event(body: bytes) -> AliasEvent | TagEvent | None:
     try:
         payload = json.loads(body)
         entity, data = payload["entity"], payload["data"]
+        if entity == TAG_ENTITY:
+            return TagEvent(str(data["name"]), str(data["version"]), str(data["key"]))
         if entity != ALIAS_ENTITY:
             return None
         version = data.get("version")

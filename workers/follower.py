@@ -7,6 +7,10 @@ retrying with backoff, and the slot swaps it in between batches). Until a model 
 ``registry_poll_interval_s``: a worker started before any event, or after the topic was
 compacted away, still finds its model.
 
+The version the watcher announced as next (``<model>@<alias>~candidate``,
+``registry_watcher.candidates``) goes to the :class:`~workers.prefetch.Prefetcher`, which
+fetches its bundle ahead of the move; it is never served from that announcement.
+
 A shadow worker follows the challenger alias (key ``<model>@challenger``): when the challenger
 is withdrawn the watcher publishes a tombstone for that key, and the shadow worker drops its
 model and stops shadowing (a serving worker ignores tombstones: it keeps serving what it has).
@@ -21,10 +25,11 @@ from typing import Any
 from aiokafka.errors import KafkaError
 
 from contracts import ModelChanged
-from contracts.topics import models_key
+from contracts.topics import candidate_alias, models_key
 from runtime.kafka import Forgotten, ModelEvents
 from runtime.startup import http_ok, wait_for
 from workers.metrics import WorkerMetrics
+from workers.prefetch import Prefetcher
 from workers.reload import Reloader
 from workers.settings import Settings
 
@@ -41,6 +46,7 @@ class ModelFollower:
         stopping: asyncio.Event,
         registry_over_http: bool,
         withdraw_on_tombstone: bool = False,
+        prefetcher: Prefetcher | None = None,
     ) -> None:
         self.reloader = reloader
         self.slot = reloader.slot
@@ -50,6 +56,8 @@ class ModelFollower:
         self._registry_over_http = registry_over_http
         self._withdraw_on_tombstone = withdraw_on_tombstone
         self._key = models_key(settings.model_name, settings.model_alias)
+        self._prefetcher = prefetcher
+        self._next_key = models_key(settings.model_name, candidate_alias(settings.model_alias))
         self._caught_up = asyncio.Event()
         # Said "waiting for MLflow" at start-up: say so once it first answers.
         self._registry_waited = self._registry_answered = False
@@ -58,6 +66,9 @@ class ModelFollower:
         """Read the topic to its end (the current event), then every new event, forever."""
         latest = await events.catch_up(forget=self._withdraw_on_tombstone)
         event = latest.get(self._key)
+        upcoming = latest.get(self._next_key)
+        if upcoming is not None and self._prefetcher is not None:
+            self._prefetcher.want(upcoming)
         if event is not None and self.slot.concerns(event):
             log.info("models topic names version %s", event.version)
             await self._registry_up()
@@ -71,6 +82,9 @@ class ModelFollower:
                 log.warning("models topic: %s; retrying", exc)
                 await asyncio.sleep(1)
                 continue
+            ahead = [e for e in batch if isinstance(e, ModelChanged) and self._next(e)]
+            if ahead and self._prefetcher is not None:
+                self._prefetcher.want(ahead[-1])
             mine = [e for e in batch if self._concerns(e)]
             if not mine:  # only the newest matters; older ones in the same fetch are superseded
                 continue
@@ -79,6 +93,9 @@ class ModelFollower:
                 self.reloader.withdraw()
             else:
                 self.reloader.want(newest)
+
+    def _next(self, event: ModelChanged) -> bool:
+        return models_key(event.model_name, event.alias) == self._next_key
 
     def _concerns(self, event: ModelChanged | Forgotten) -> bool:
         if isinstance(event, Forgotten):

@@ -60,6 +60,15 @@ class WorkerMetrics:
             "Seconds per step of loading a version (download with sha256, session, reference)",
             ["step"], buckets=LOAD_STEPS, registry=r,
         )  # fmt: skip
+        self.model_prefetches = Counter(
+            "rs_worker_model_prefetches",
+            "Next versions the watcher announced, fetched ahead of their move, by outcome "
+            "(fetched, on_disk, refused, failed)", ["outcome"], registry=r,
+        )  # fmt: skip
+        self.prefetched_version = Gauge(
+            "rs_worker_prefetched_model_version",
+            "Version number of the bundle fetched ahead of its move (0 = none)", registry=r,
+        )  # fmt: skip
         self.wanted_model_version = Gauge(
             "rs_worker_wanted_model_version",
             "Version number the alias names, as heard (differs from model_version while a new "

@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -65,6 +65,16 @@ class ModelSource(Protocol):
 
     def load(self, event: ModelChanged) -> LoadedModel:
         """Download, verify, load and check a version; raise ModelRefused (blocking)."""
+        ...
+
+
+@runtime_checkable
+class Prefetching(Protocol):
+    """A source that can fetch and verify a version's bundle ahead of its load."""
+
+    def prefetch(self, event: ModelChanged) -> bool:
+        """Download and verify, not load (blocking); False when it was on disk already.
+        Raises ModelRefused."""
         ...
 
 

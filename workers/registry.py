@@ -5,17 +5,28 @@ MLflow is reached over its REST API (:mod:`workers.mlflow_api`), never through i
 which would cost every worker ~116 MiB.
 
 The source owns the bundle folders: it keeps the last :data:`KEPT_BUNDLES` that loaded (the one
-served and the one before it), so that moving back (a rollback) reads the bundle from disk,
-its sha256 checked again, instead of downloading it; older ones are deleted."""
+served and the one before it), so that moving back (a rollback) reads the bundle from disk
+instead of downloading it; older ones are deleted. Beside them it keeps one bundle fetched
+ahead (:meth:`MlflowModelSource.prefetch`: the next version the watcher announced). A load and
+a prefetch of the same bundle never download it twice: the second waits for the first.
+
+A bundle on disk is trusted again only if not one of its files was written since its sha256
+was verified (:class:`OnDisk`): the inode, size, mtime and ctime of every file are taken before
+the hash, and compared when the bundle is used again. Any write or ``utime`` changes a file's
+ctime, which no process can set back, so equal fingerprints mean the bytes hashed are the bytes
+on disk, without hashing tens of MB again on the path of a hot reload. A bundle whose files
+changed is hashed again in full (and downloaded anew if it no longer matches)."""
 
 from __future__ import annotations
 
 import logging
 import shutil
 import tempfile
+import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from tenacity import (
@@ -38,6 +49,39 @@ log = logging.getLogger(__name__)
 
 KEPT_BUNDLES = 2
 
+Fingerprint = Mapping[str, tuple[int, int, int, int]]
+
+
+def fingerprint(path: Path) -> Fingerprint:
+    """Inode, size, mtime and ctime (ns) of every file under ``path``, by relative name."""
+    found = {}
+    for file in sorted(path.rglob("*")):
+        if file.is_file():
+            st = file.stat()
+            found[str(file.relative_to(path))] = (
+                st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+            )  # fmt: skip
+    return found
+
+
+@dataclass(frozen=True)
+class OnDisk:
+    """A bundle in this source's cache, as verified: its folder, and its files' fingerprint
+    taken just before they were hashed."""
+
+    folder: Path
+    bundle: Bundle
+    files: Fingerprint
+
+    def unchanged(self) -> bool:
+        return fingerprint(self.bundle.path) == self.files
+
+
+def verified(folder: Path, path: Path, sha256: str) -> OnDisk:
+    """The bundle at ``path`` checked against ``sha256`` (raises BundleError), fingerprinted."""
+    files = fingerprint(path)
+    return OnDisk(folder, load_bundle(path, expected_sha256=sha256), files)
+
 
 class MlflowModelSource:
     def __init__(
@@ -56,8 +100,11 @@ class MlflowModelSource:
         self.inter_op_threads = inter_op_threads
         self.download_attempts = download_attempts
         self.artifact_prefixes = tuple(artifact_prefixes)
-        # sha256 -> (the folder made for it, the bundle inside), oldest first
-        self._kept: OrderedDict[str, tuple[Path, Path]] = OrderedDict()
+        # sha256 -> the bundle loaded, oldest first; and the one fetched ahead
+        self._kept: OrderedDict[str, OnDisk] = OrderedDict()
+        self._ahead: OnDisk | None = None
+        self._lock = threading.Lock()  # guards the two above and _fetching
+        self._fetching: dict[str, threading.Lock] = {}  # one download per sha256 at a time
 
     def serving(self, name: str, alias: str) -> ModelChanged | None:
         """Where the alias points, if that version may ship: this fallback runs only while the
@@ -77,16 +124,43 @@ class MlflowModelSource:
             return None
         return changed_event(version, alias)
 
+    def prefetch(self, event: ModelChanged) -> bool:
+        """Download and verify the bundle of a version that may be served next, without
+        loading it (blocking); False when it is on disk already. Raises ModelRefused."""
+        with self._fetching_lock(event.sha256):
+            with self._lock:
+                ahead = self._ahead is not None and self._ahead.bundle.sha256 == event.sha256
+                if event.sha256 in self._kept or ahead:
+                    return False
+            target = self._folder(event)
+            try:
+                fetched = self._download(event, target)
+            except BaseException:
+                shutil.rmtree(target, ignore_errors=True)
+                raise
+            with self._lock:
+                before, self._ahead = self._ahead, fetched
+        if before is not None:
+            shutil.rmtree(before.folder, ignore_errors=True)
+        return True
+
     def load(self, event: ModelChanged) -> LoadedModel:
+        with self._fetching_lock(event.sha256):
+            return self._load(event)
+
+    def _load(self, event: ModelChanged) -> LoadedModel:
         started = time.perf_counter()
-        kept = self._kept.pop(event.sha256, None)
-        bundle = None if kept is None else self._reuse(event, *kept)
-        if kept is not None and bundle is not None:
-            target = kept[0]
-        else:
-            target = Path(
-                tempfile.mkdtemp(prefix=f"{event.model_name}-{event.version}-", dir=self.cache_dir)
-            )
+        with self._lock:
+            kept = self._kept.pop(event.sha256, None)
+            reused = "reuse"
+            if (
+                kept is None
+                and self._ahead is not None
+                and self._ahead.bundle.sha256 == event.sha256
+            ):
+                kept, self._ahead, reused = self._ahead, None, "prefetched"
+        on_disk = None if kept is None else self._reuse(event, kept)
+        target = on_disk.folder if on_disk is not None else self._folder(event)
         timings: dict[str, float] = {}
 
         def took(step: str) -> None:
@@ -95,11 +169,12 @@ class MlflowModelSource:
             timings[step], started = now - started, now
 
         try:
-            if bundle is not None:
-                took("reuse")
+            if on_disk is not None:
+                took(reused)
             else:
-                bundle = self._download(event, target)
+                on_disk = self._download(event, target)
                 took("download")
+            bundle = on_disk.bundle
             try:
                 predictor = OnnxPredictor(
                     bundle,
@@ -122,7 +197,7 @@ class MlflowModelSource:
         )
         if predictor.profile is None:
             log.warning("version %s has no reference profile: served unmonitored", event.version)
-        self._keep(event.sha256, target, bundle.path)
+        self._keep(event.sha256, on_disk)
         return LoadedModel(
             name=event.model_name,
             version=event.version,
@@ -133,23 +208,36 @@ class MlflowModelSource:
             timings=timings,
         )
 
-    def _reuse(self, event: ModelChanged, folder: Path, bundle: Path) -> Bundle | None:
-        """A kept bundle, if its bytes still match the event's sha256; else it is deleted and
-        None (downloaded anew)."""
+    def _reuse(self, event: ModelChanged, kept: OnDisk) -> OnDisk | None:
+        """A bundle on disk, if not a byte of it was written since it was verified, or if its
+        bytes still match the event's sha256; else it is deleted and None (downloaded anew)."""
         try:
-            return load_bundle(bundle, expected_sha256=event.sha256)
+            if kept.bundle.sha256 == event.sha256 and kept.unchanged():
+                return kept
+            log.warning("the bundle of version %s changed on disk: hashing it again", event.version)
+            return verified(kept.folder, kept.bundle.path, event.sha256)
         except (BundleError, OSError) as exc:
             log.warning("the kept bundle of version %s does not check out (%s)", event.version, exc)
-            shutil.rmtree(folder, ignore_errors=True)
+            shutil.rmtree(kept.folder, ignore_errors=True)
             return None
 
-    def _keep(self, sha256: str, folder: Path, bundle: Path) -> None:
-        self._kept[sha256] = (folder, bundle)
-        while len(self._kept) > KEPT_BUNDLES:
-            _, (old, _) = self._kept.popitem(last=False)
-            shutil.rmtree(old, ignore_errors=True)
+    def _keep(self, sha256: str, on_disk: OnDisk) -> None:
+        with self._lock:
+            self._kept[sha256] = on_disk
+            while len(self._kept) > KEPT_BUNDLES:
+                _, old = self._kept.popitem(last=False)
+                shutil.rmtree(old.folder, ignore_errors=True)
 
-    def _download(self, event: ModelChanged, target: Path) -> Bundle:
+    def _fetching_lock(self, sha256: str) -> threading.Lock:
+        with self._lock:
+            return self._fetching.setdefault(sha256, threading.Lock())
+
+    def _folder(self, event: ModelChanged) -> Path:
+        return Path(
+            tempfile.mkdtemp(prefix=f"{event.model_name}-{event.version}-", dir=self.cache_dir)
+        )
+
+    def _download(self, event: ModelChanged, target: Path) -> OnDisk:
         try:
             for attempt in Retrying(
                 stop=stop_after_attempt(self.download_attempts),
@@ -166,7 +254,7 @@ class MlflowModelSource:
             raise ModelRefused("download", f"{type(exc).__name__}: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _fetch(self, event: ModelChanged, target: Path) -> Bundle:
+    def _fetch(self, event: ModelChanged, target: Path) -> OnDisk:
         """The bundle the event names, if it lies in the registry's artifact store, verified
         against the event's sha256 (a partial earlier attempt is replaced)."""
         check_artifact_uri(event.artifact_uri, self.artifact_prefixes)
@@ -176,4 +264,4 @@ class MlflowModelSource:
             else:
                 leftover.unlink()
         local = self.api.download(event.artifact_uri, target)
-        return load_bundle(local, expected_sha256=event.sha256)
+        return verified(target, local, event.sha256)

@@ -44,8 +44,9 @@ from workers.batch import collect, failure, predictions, triage
 from workers.classify import classify
 from workers.follower import ModelFollower
 from workers.metrics import WorkerMetrics
-from workers.models import LoadedModel, ModelRefused, ModelSlot, ModelSource
+from workers.models import LoadedModel, ModelRefused, ModelSlot, ModelSource, Prefetching
 from workers.offsets import Offsets, requests_lag
+from workers.prefetch import Prefetcher
 from workers.registry import MlflowModelSource
 from workers.reload import Failure, Reloader
 from workers.settings import Settings
@@ -139,6 +140,7 @@ class Worker:
         self.reloader = Reloader(
             slot, cap_s=s.load_retry_cap_s, on_loading=self._loading, on_failure=self._failed
         )
+        prefetcher = Prefetcher(source, self.metrics) if isinstance(source, Prefetching) else None
         self.follower = ModelFollower(
             self.reloader,
             s,
@@ -146,6 +148,7 @@ class Worker:
             stopping=self._stopping,
             registry_over_http=self._source is None,
             withdraw_on_tombstone=s.shadow,
+            prefetcher=prefetcher,
         )
         client_id = f"rs-worker-{s.worker_id}"
         verifier = s.trusted_keys.verifier(self.metrics.models_refused)
@@ -179,6 +182,8 @@ class Worker:
                 tasks.create_task(self.reloader.run(), name="reload-model"),
                 tasks.create_task(self.follower.follow(events), name="follow-models"),
             ]
+            if prefetcher is not None:
+                side.append(tasks.create_task(prefetcher.run(), name="prefetch-model"))
             if await self.follower.wait_for_model():
                 self._consumer = await connect(
                     self._requests_consumer, what="requests consumer", give_up=stopping

@@ -76,13 +76,16 @@ async def test_challenger_beside_production_then_withdrawn(
 
     async with running(settings):
         key = f"{name}@challenger"
+        # v2 is also the serving alias's next version: announced for the workers to fetch ahead.
+        upcoming = f"{name}@production~candidate"
 
         async def both() -> bool:
-            return await latest(kafka) == {name: v1, key: v2}
+            return await latest(kafka) == {name: v1, key: v2, upcoming: v2}
 
         await eventually(both, timeout_s=30, what="production and challenger announced")
         keys = [k for k, _ in await records(kafka)]
-        assert sorted(keys) == sorted([name, key])  # neither erases the other on compaction
+        # none erases another on compaction
+        assert sorted(keys) == sorted([name, key, upcoming])
         # A reader that serves clients sees production only.
         events = ModelEvents(kafka, client_id=unique("test-reader"), verifier=Verifier({}))
         await events.start()
@@ -95,7 +98,7 @@ async def test_challenger_beside_production_then_withdrawn(
         client.delete_registered_model_alias(name, "challenger")
 
         async def withdrawn() -> bool:
-            return await latest(kafka) == {name: v1}
+            return await latest(kafka) == {name: v1, upcoming: v2}
 
         await eventually(withdrawn, timeout_s=30, what="the challenger withdrawn")
         assert (await records(kafka))[-1] == (key, None)  # a tombstone for its key only

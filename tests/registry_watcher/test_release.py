@@ -140,6 +140,13 @@ async def test_an_alert_during_probation_rolls_back_once_and_never_flaps(
         await fire(kafka, "LiveAccuracyDrop", model_version=v2)
         rolled_back = [*shipped, (v1, ChangeReason.ROLLED_BACK)]
         await eventually(events_are(kafka, rolled_back), timeout_s=30, what="the rollback")
+
+        # The rollback moves the alias, then tags both versions: the event (sent at once,
+        # its release tags after it) may come first.
+        def rollback_tagged() -> bool:  # restored_at on v1 comes after every tag on v2
+            return "restored_at" in client.get_model_version(name, v1).tags
+
+        await eventually(rollback_tagged, timeout_s=30, what="the rollback's tags")
         tags = client.get_model_version(name, v2).tags
         assert tags["rollback.automatic"] == "true"
         assert tags["rolled_back_reason"] == (

@@ -83,15 +83,16 @@ async def running(settings: Settings) -> AsyncIterator[Watcher]:
             await asyncio.wait_for(task, timeout=30)
 
 
-async def topic_events(kafka: KafkaSettings) -> list[ModelChanged]:
-    """Every event on the models topic, in order."""
+async def topic_events(kafka: KafkaSettings, alias: str = "production") -> list[ModelChanged]:
+    """Every event of ``alias`` on the models topic, in order (the next versions announced
+    ahead, ``production~candidate``, are not the serving alias's)."""
     events = ModelEvents(kafka, client_id=unique("test-reader"), verifier=Verifier({}))
     await events.start()
     try:
         found: list[ModelChanged] = []
         while batch := await events.fetch(timeout_s=0.5):
             found += batch
-        return found
+        return [e for e in found if e.alias == alias]
     finally:
         await events.stop()
 

@@ -31,6 +31,7 @@ from registry_watcher.webhook import (
     PATH,
     AliasEvent,
     Refused,
+    TagEvent,
     WebhookCheck,
     signature,
 )
@@ -199,3 +200,15 @@ async def test_an_alias_move_reaches_the_worker_through_the_webhook_and_forgerie
         client.delete_webhook(hook.webhook_id)
     assert hook.webhook_id not in {h.webhook_id for h in webhooks(client)}
     assert watcher.alive()
+
+
+def test_a_tag_set_on_a_version_is_a_tag_event() -> None:
+    headers, body = delivery(
+        {
+            "entity": "model_version_tag",
+            "action": "set",
+            "timestamp": "2027-01-15T08:00:00+00:00",
+            "data": {"name": "m", "version": "7", "key": "gates", "value": "passed"},
+        }
+    )
+    assert check().verify(headers, body) == TagEvent("m", "7", "gates")

@@ -1,5 +1,6 @@
 """Moving the serving alias under load: every request answered, versions switch, none fail;
-a corrupt version is refused while the old one keeps serving."""
+the new version is fetched ahead of the move; a corrupt version is refused while the old one
+keeps serving."""
 
 from __future__ import annotations
 
@@ -49,8 +50,16 @@ async def test_alias_move_under_load_switches_versions_and_a_corrupt_one_is_refu
     try:
         await eventually(lambda: old in versions(), timeout_s=60, what=f"answers from {old}")
 
-        # The alias moves; the watcher announces it; the worker loads, checks and swaps.
+        # A new version: the watcher announces it as the next one, and the worker fetches and
+        # verifies its bundle ahead.
         new = register(client, name, tmp_path, seed=2, promote=False)
+
+        async def fetched_ahead() -> bool:
+            return await worker.metric("rs_worker_prefetched_model_version") == int(new)
+
+        await eventually(fetched_ahead, timeout_s=60, what=f"version {new} fetched ahead")
+
+        # The alias moves; the watcher announces it; the worker loads from disk, checks, swaps.
         client.set_registered_model_alias(name, "production", new)
         moved_at = time.monotonic()
         await eventually(lambda: new in versions(), timeout_s=60, what=f"answers from {new}")
@@ -87,6 +96,8 @@ async def test_alias_move_under_load_switches_versions_and_a_corrupt_one_is_refu
         await worker.metric("rs_worker_model_loads_total", outcome="refused", stage="verify") == 1
     )
     assert await worker.metric("rs_worker_model_info", model_version=new) == 1
+    # Loaded from the bundle fetched ahead: not downloaded at the move.
+    assert await worker.metric("rs_worker_model_load_step_seconds_count", step="prefetched") == 1
     assert f"refused {name} version {bad} at verify" in worker.log()
     assert (await worker.get("/readyz")).status == 200
     assert watcher.alive()
