@@ -8,7 +8,7 @@ the alias moves, and announces it on the models topic under the pseudo-alias
 ``<alias>~candidate`` (``contracts.topics.candidate_alias``): workers fetch and verify its bundle
 ahead, and a move to it loads from their disk. Nothing about the release changes: the move is
 decided as before on the registry's word at the time of the move, and every worker checks the
-sha256 again before the swap.
+bundle again before the swap (``workers.registry``: unchanged since its sha256 was verified).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 The registry watcher announces the version it checked ahead of its move under the pseudo-alias
 ``<alias>~candidate`` (``registry_watcher.candidates``). The :class:`Prefetcher` has the source
 download and verify that bundle (sha256) in the background, never loading or serving it, so
-that when the alias moves the load reads it from disk (its sha256 checked again) and the swap
+that when the alias moves the load reads it from disk (unchanged since verified, see
+``workers.registry``) and the swap
 costs only the session and the reference check. A failed prefetch costs nothing but the time:
 it is logged and counted, and the move downloads the bundle as it always did (with retries).
 One at a time, the newest announcement wins.

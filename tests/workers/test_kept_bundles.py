@@ -1,6 +1,7 @@
 """The worker's registry source keeps the bundle served and the one before it: moving back (a
-rollback) reads it from disk, its sha256 checked again, instead of downloading it; and it
-fetches the next version ahead of its move, verified on arrival and again when loaded."""
+rollback) reads it from disk, unchanged since its sha256 was verified, instead of downloading
+it; and it fetches the next version ahead of its move, verified on arrival and again when
+loaded."""
 
 from __future__ import annotations
 
