@@ -21,6 +21,9 @@ Strimzi's KafkaUser) is set aside; ``tests/deploy`` validates those offline.
 - emptyDir: 4.3.1 names the volume after the pod's volume name, so every pod with an emptyDir
   ``tmp`` would share one volume ``tmp`` with every other (and with any volume of that name on
   the host): each gets a name of its own, ``<prefix><owner>-<volume>``;
+- a pod with init containers runs with ``restartPolicy: OnFailure``: 4.3.1 gives its init
+  containers the pod's policy, and under ``Always`` (a Deployment's) an init container that
+  finished is started again, forever, and the pod's other containers never start;
 - ``$(VAR)`` in command and args: the kubelet expands it from the container's env, 4.3.1
   passes it on as written; it is expanded here (literal values and secretKeyRefs);
 - ``metadata.namespace`` is dropped (podman has none).
@@ -143,6 +146,8 @@ class ForPodman:
         return out
 
     def pod_spec(self, owner: str, spec: Manifest) -> None:
+        if spec.get("initContainers") and spec.get("restartPolicy", "Always") == "Always":
+            spec["restartPolicy"] = "OnFailure"
         renamed: dict[str, str] = {}
         for volume in spec.get("volumes", []):
             if "emptyDir" in volume:

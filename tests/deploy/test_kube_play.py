@@ -98,6 +98,15 @@ def test_variables_in_commands_are_expanded_as_the_kubelet_does() -> None:
     assert users["command"][-1].endswith(f"@{p.hosts.postgres}:5432/mlflow")
 
 
+def test_a_pod_with_init_containers_does_not_restart_them_once_done() -> None:
+    """podman 4.3.1 gives init containers the pod's restart policy: under Always one that
+    finished starts again forever and the server never starts."""
+    p = planned()
+    mlflow = p.mlflow[0]["spec"]["template"]["spec"]
+    assert mlflow["initContainers"]
+    assert mlflow["restartPolicy"] == "OnFailure"
+
+
 def test_a_secret_volume_with_items_reads_only_those_items_under_their_paths() -> None:
     """podman 4.3 mounts every key of a Secret and ignores ``items``: the watcher would see
     every MLflow password, and none under the path its settings name."""
