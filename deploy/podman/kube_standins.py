@@ -189,8 +189,9 @@ def kafka(hosts: Hosts, image: str, key_store: str) -> list[Manifest]:
             "name": "kafka", "image": image,
             "env": [{"name": k, "value": v} for k, v in env.items()],
             "ports": [{"name": "tls", "containerPort": KAFKA_PORT}],
+            # A JVM start: slow on a busy machine (over 20 s at load average 40).
             "readinessProbe": {"exec": {"command": ["sh", "-c", f"{check} >/dev/null 2>&1"]},
-                               "periodSeconds": 5, "timeoutSeconds": 20},
+                               "periodSeconds": 5, "timeoutSeconds": 60},
             "volumeMounts": [{"name": "tls", "mountPath": "/etc/kafka-tls", "readOnly": True},
                              {"name": "data", "mountPath": "/var/lib/kafka/data"}],
         }, volumes=[{"name": "tls", "secret": {"secretName": "kafka-tls"}},
