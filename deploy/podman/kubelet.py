@@ -54,7 +54,9 @@ def containers_of(manifests: list[Manifest]) -> list[Container]:
             spec, pods = m["spec"], [m["metadata"]["name"]]
         else:
             continue
-        job = spec.get("restartPolicy") in ("OnFailure", "Never")
+        # A Job's pod runs to completion; a Deployment's never does, whatever its policy (one
+        # with init containers is played with OnFailure, see kube_manifests).
+        job = m["kind"] == "Pod" and spec.get("restartPolicy") in ("OnFailure", "Never")
         for pod in pods:
             found += [Container(pod, f"{pod}-{c['name']}", c, job) for c in spec["containers"]]
     return found
