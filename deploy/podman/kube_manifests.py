@@ -26,6 +26,10 @@ Strimzi's KafkaUser) is set aside; ``tests/deploy`` validates those offline.
   finished is started again, forever, and the pod's other containers never start;
 - ``$(VAR)`` in command and args: the kubelet expands it from the container's env, 4.3.1
   passes it on as written; it is expanded here (literal values and secretKeyRefs);
+- ``ports``: 4.3.1 publishes every ``containerPort`` on the host, on the same port and every
+  address (``hostPort`` defaults to it), so workers and shadow-workers (both 9101) cannot
+  both start ("address already in use") and the pods would take host ports: they are left
+  out, and kept aside (``ports``) for the probes' named ports;
 - ``metadata.namespace`` is dropped (podman has none).
 """
 
@@ -118,6 +122,8 @@ class ForPodman:
     secrets: dict[str, Manifest]  # every Secret the pods may read, by its name in the manifests
     env_secrets: dict[str, dict[str, str]] = field(default_factory=dict)
     volume_secrets: dict[str, dict[str, str]] = field(default_factory=dict)
+    # "<played name>/<container>" -> the container's ports, left out of what podman plays
+    ports: dict[str, list[Manifest]] = field(default_factory=dict)
 
     def rewrite(self, manifests: Iterable[Manifest]) -> list[Manifest]:
         out: list[Manifest] = []
@@ -164,6 +170,8 @@ class ForPodman:
                 claim["claimName"] = self.prefix + claim["claimName"]
         for c in [*spec.get("initContainers", []), *spec["containers"]]:
             c["image"] = self.image_of(c["image"])
+            if "ports" in c:
+                self.ports[f"{self.prefix}{owner}/{c['name']}"] = c.pop("ports")
             for mount in c.get("volumeMounts", []):
                 mount["name"] = renamed.get(mount["name"], mount["name"])
             env: dict[str, str] = {}

@@ -17,6 +17,7 @@ class Plan:
     passwords: standins.Passwords
     env_secrets: dict[str, dict[str, str]]  # podman secret -> key -> value
     volume_secrets: dict[str, dict[str, str]]  # podman secret -> file -> content
+    ports: dict[str, list[Manifest]]  # "<pod manifest>/<container>" -> its ports (not played)
     kafka: list[Manifest]
     postgres: list[Manifest]
     mlflow: list[Manifest]
@@ -54,6 +55,7 @@ def plan(
         passwords=passwords,
         env_secrets=rewrite.env_secrets,
         volume_secrets=rewrite.volume_secrets,
+        ports=rewrite.ports,
         kafka=kafka,
         postgres=postgres,
         mlflow=mlflow,

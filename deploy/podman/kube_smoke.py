@@ -75,6 +75,7 @@ class KubeRun:
         self.played: list[Path] = []
         self.secrets: set[str] = set()
         self.containers: list[Container] = []
+        self.ports: dict[str, list[manifests.Manifest]] = {}
 
     def create_network(self) -> None:
         run("podman", "network", "create", self.network)
@@ -93,12 +94,12 @@ class KubeRun:
         path = self.folder / f"{name}.yaml"
         path.write_text(yaml.safe_dump_all(objects, sort_keys=False))
         self.played.append(path)
-        self.containers += containers_of(objects)
+        self.containers += containers_of(objects, self.ports)
         network = self.network + (f":alias={alias}" if alias else "")
         run("podman", "kube", "play", "--network", network, str(path))
 
     def wait_ready(self, objects: list[manifests.Manifest]) -> None:
-        names = {c.name for c in containers_of(objects)}
+        names = {c.name for c in containers_of(objects, self.ports)}
         wait_ready([c for c in self.containers if c.name in names], self.network, READY_TIMEOUT_S)
 
     def report_failure(self, reason: str) -> None:
@@ -154,6 +155,7 @@ def smoke(kube: KubeRun, steps: Steps, images: dict[str, str], data_dir: Path) -
         p = kube_plan.plan(overlay, kube.prefix, image_of, images,
                            K8S / "external" / "mlflow.yaml", INITDB)  # fmt: skip
         hosts, passwords = p.hosts, p.passwords
+        kube.ports = p.ports
 
     with steps.step(f"Kafka, PostgreSQL, MLflow on the network as {hosts.kafka}, "
                     f"{hosts.postgres}, {hosts.mlflow}: ready"):  # fmt: skip
@@ -225,7 +227,7 @@ def smoke(kube: KubeRun, steps: Steps, images: dict[str, str], data_dir: Path) -
 
     with steps.step("a review classified through the gateway pod (REST, the overlay's admin key)"):
         gateway = next(c for c in kube.containers if c.spec["name"] == "gateway")
-        port = next(p["containerPort"] for p in gateway.spec["ports"] if p["name"] == "http")
+        port = next(p["containerPort"] for p in gateway.ports if p["name"] == "http")
         response = httpx.post(
             f"http://{pod_address(gateway.pod, kube.network)}:{port}/v1/classify",
             json={"text": "The staff were lovely and the food was great."},

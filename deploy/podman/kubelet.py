@@ -32,6 +32,7 @@ class Container:
     pod: str
     name: str  # podman's: <pod>-<container>
     spec: Manifest
+    ports: list[Manifest]  # the manifest's (podman would publish them: not played)
     job: bool = False  # runs to completion
     started: bool = False  # its startup probe passed
     ready_after: float | None = None
@@ -43,8 +44,11 @@ class Container:
         return {p: self.spec[p] for p in PROBES if p in self.spec}
 
 
-def containers_of(manifests: list[Manifest]) -> list[Container]:
-    """The containers podman makes for ``manifests`` (named as kube play names them)."""
+def containers_of(
+    manifests: list[Manifest], ports: dict[str, list[Manifest]] | None = None
+) -> list[Container]:
+    """The containers podman makes for ``manifests`` (named as kube play names them);
+    ``ports``: "<manifest>/<container>" -> the ports taken out of what podman plays."""
     found = []
     for m in manifests:
         if m["kind"] == "Deployment":
@@ -58,7 +62,11 @@ def containers_of(manifests: list[Manifest]) -> list[Container]:
         # with init containers is played with OnFailure, see kube_manifests).
         job = m["kind"] == "Pod" and spec.get("restartPolicy") in ("OnFailure", "Never")
         for pod in pods:
-            found += [Container(pod, f"{pod}-{c['name']}", c, job) for c in spec["containers"]]
+            found += [
+                Container(pod, f"{pod}-{c['name']}", c,
+                          (ports or {}).get(f"{m['metadata']['name']}/{c['name']}", []), job)
+                for c in spec["containers"]
+            ]  # fmt: skip
     return found
 
 
@@ -69,10 +77,10 @@ def pod_address(pod: str, network: str) -> str:
     return str(inspect["NetworkSettings"]["Networks"][network]["IPAddress"])
 
 
-def port_number(port: int | str, spec: Manifest) -> int:
+def port_number(port: int | str, container: Container) -> int:
     if isinstance(port, int):
         return port
-    for p in spec.get("ports", []):
+    for p in [*container.spec.get("ports", []), *container.ports]:
         if p.get("name") == port:
             return int(p["containerPort"])
     raise SmokeFailed(f"probe port {port!r} is not a port of the container")
@@ -83,9 +91,7 @@ def run_probe(probe: Manifest, container: Container, address: str) -> tuple[bool
     if "httpGet" in probe:
         get = probe["httpGet"]
         scheme = str(get.get("scheme", "HTTP")).lower()
-        url = (
-            f"{scheme}://{address}:{port_number(get['port'], container.spec)}{get.get('path', '/')}"
-        )
+        url = f"{scheme}://{address}:{port_number(get['port'], container)}{get.get('path', '/')}"
         try:
             # As the kubelet: an HTTPS probe does not verify the pod's certificate.
             response = httpx.get(url, timeout=timeout, verify=False)  # noqa: S501
@@ -94,7 +100,7 @@ def run_probe(probe: Manifest, container: Container, address: str) -> tuple[bool
         ok = 200 <= response.status_code < 400
         return ok, f"GET {url}: {response.status_code} {response.text[:200]!r}"
     if "tcpSocket" in probe:
-        port = port_number(probe["tcpSocket"]["port"], container.spec)
+        port = port_number(probe["tcpSocket"]["port"], container)
         try:
             socket.create_connection((address, port), timeout=timeout).close()
         except OSError as exc:

@@ -139,3 +139,14 @@ def test_the_stand_ins_answer_under_the_overlays_host_names_with_its_passwords()
     assert p.env_secrets[f"{PREFIX}mlflow-store"]["MLFLOW_BACKEND_STORE_URI"].endswith(
         f"@{p.hosts.postgres}:5432/mlflow"
     )
+
+
+def test_no_port_is_published_on_the_host_yet_named_probe_ports_resolve() -> None:
+    """podman 4.3.1 publishes every containerPort on the host's same port: workers and
+    shadow-workers (both 9101) could not both start."""
+    p = planned()
+    for spec in pod_specs([*p.app, *p.mlflow, *p.kafka, *p.postgres]):
+        assert all("ports" not in c for c in spec["containers"])
+    assert p.ports[f"{PREFIX}shadow-workers/worker"] == [
+        {"name": "http", "containerPort": 9101, "protocol": "TCP"}
+    ]
