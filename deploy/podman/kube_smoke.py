@@ -34,6 +34,7 @@ from typing import Annotated
 import httpx
 import typer
 import yaml
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from deploy.podman import kube_manifests as manifests
 from deploy.podman import kube_plan
@@ -228,13 +229,19 @@ def smoke(kube: KubeRun, steps: Steps, images: dict[str, str], data_dir: Path) -
     with steps.step("a review classified through the gateway pod (REST, the overlay's admin key)"):
         gateway = next(c for c in kube.containers if c.spec["name"] == "gateway")
         port = next(p["containerPort"] for p in gateway.ports if p["name"] == "http")
-        response = httpx.post(
-            f"http://{pod_address(gateway.pod, kube.network)}:{port}/v1/classify",
-            json={"text": "The staff were lovely and the food was great."},
-            headers={"X-API-Key": api_key}, timeout=30,
-        )  # fmt: skip
-        if response.status_code != 200:
-            raise SmokeFailed(f"POST /v1/classify: {response.status_code} {response.text[:300]}")
+        url = f"http://{pod_address(gateway.pod, kube.network)}:{port}/v1/classify"
+        # The gateway answers 503 until the watcher's announcement of the model reaches it.
+        for attempt in Retrying(stop=stop_after_delay(180), wait=wait_fixed(2), reraise=True,
+                                retry=retry_if_exception_type(SmokeFailed)):  # fmt: skip
+            with attempt:
+                response = httpx.post(
+                    url, json={"text": "The staff were lovely and the food was great."},
+                    headers={"X-API-Key": api_key}, timeout=30,
+                )  # fmt: skip
+                if response.status_code != 200:
+                    raise SmokeFailed(
+                        f"POST /v1/classify: {response.status_code} {response.text[:300]}"
+                    )
         answer = response.json()
         print(f"    {answer['verdict']} ({answer['probability']:.2f}) by v{answer['model_version']}"
               f" on {answer['worker_id']}", flush=True)  # fmt: skip
