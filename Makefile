@@ -16,7 +16,7 @@ COMPOSE_VERSION := v5.6.0
 
 .PHONY: up test lint format install tools browser monitoring bench clean-state train podman \
 	compose-secrets k8s-dev-secrets \
-	training-image train-image images containers-smoke
+	training-image train-image images containers-smoke kube-smoke
 
 # The gateway's open mode (no API keys, every caller is admin) is for local development:
 # `make up` turns it on here, explicitly; it is off everywhere else.
@@ -146,11 +146,20 @@ $(BASE_STAMP): deploy/podman/python-base.sh
 	    -t $(POSTGRES_IMAGE) deploy
 	podman image inspect --format '{{.Digest}}' $(POSTGRES_IMAGE) > $@
 
-# The compose stack from these images, for real (deploy/podman/smoke.py): health checks, a model
-# trained and promoted, REST and WebSocket through the gateway, a reload, down/up, a scale-out.
-containers-smoke: images tools ## Run the compose stack from the built images under podman and check it end to end
-	$(PY) -m deploy.podman.smoke --registry $(IMAGE_REGISTRY) --tag $(VERSION) \
-	    --kafka-image $(KAFKA_IMAGE) --postgres-image $(POSTGRES_IMAGE) --data-dir $(SHARED_DATA)
+# The container smoke tests, from these images, for real: the compose stack (deploy/podman/smoke.py:
+# health checks, a model trained and promoted, REST and WebSocket through the gateway, a reload,
+# down/up, a scale-out), then the dev overlay under `podman kube play`
+# (deploy/podman/kube_smoke.py: every pod ready, a review classified). Both run; either failing
+# fails the target.
+SMOKE_ARGS = --registry $(IMAGE_REGISTRY) --tag $(VERSION) --kafka-image $(KAFKA_IMAGE) \
+	--postgres-image $(POSTGRES_IMAGE) --data-dir $(SHARED_DATA)
+
+containers-smoke: install images tools ## Both container smoke tests: the compose stack, then the dev overlay under podman kube play
+	@status=0; $(PY) -m deploy.podman.smoke $(SMOKE_ARGS) || status=1; \
+	    $(PY) -m deploy.podman.kube_smoke $(SMOKE_ARGS) || status=1; exit $$status
+
+kube-smoke: install images tools ## The dev overlay (kustomize) under podman kube play from the built images: every pod ready
+	$(PY) -m deploy.podman.kube_smoke $(SMOKE_ARGS)
 
 # Runs the exact image the stamp names (by digest) on the host network, against `make up`'s
 # stack, with the shared data read-only where the image's code looks for it; RS_TRAIN_* and

@@ -33,8 +33,6 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -44,13 +42,13 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_f
 from websockets.sync.client import connect
 
 from deploy import dev_secrets
+from deploy.podman.report import LOG_LINES, SmokeFailed, Steps, podman, show_logs
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "deploy" / "compose" / "compose.yaml"
 COMPOSE = ROOT / ".tools" / "docker" / "cli-plugins" / "docker-compose"
 PROJECT = "rs-smoke"
 MODEL = "reviewstream-sentiment"
-LOG_LINES = 30
 ONE_SHOT_JOBS = ("init-job", "mlflow-webhook")  # exit 0 when done; other services keep running
 # No compose command of this test takes this long, unless something hangs.
 COMMAND_TIMEOUT_S = 900
@@ -66,21 +64,11 @@ TRAIN_ENV = {
 app = typer.Typer(add_completion=False)
 
 
-class SmokeFailed(Exception):
-    """A step's check did not hold."""
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def podman(*args: str) -> str:
-    return subprocess.run(
-        ["podman", *args], capture_output=True, text=True, check=True
-    ).stdout.strip()
 
 
 def containers(everything: bool = False) -> list[dict[str, Any]]:
@@ -277,31 +265,11 @@ def report_failure(reason: str) -> None:
     found = containers(everything=True)
     unwell = [c for c in found if not well(c)]
     for c in unwell or found:
-        name = c["Names"][0]
-        print(f"--- {name} ({service_of(c)}): {c.get('Status')}; last {LOG_LINES} log lines")
-        logs = subprocess.run(
-            ["podman", "logs", "--tail", str(LOG_LINES), c["Id"]], capture_output=True, text=True
-        )
-        print(logs.stdout + logs.stderr, flush=True)
+        show_logs(c["Id"], f"{c['Names'][0]} ({service_of(c)}): {c.get('Status')}")
         if health_of(c) in ("unhealthy", "starting"):
             inspect = json.loads(podman("inspect", c["Id"]))[0]
             for check in (inspect["State"].get("Health") or {}).get("Log") or []:
                 print(f"    health check exit {check['ExitCode']}: {check['Output'][-300:]!r}")
-
-
-class Steps:
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-        self.times: list[tuple[str, float]] = []
-
-    @contextmanager
-    def step(self, name: str) -> Iterator[None]:
-        print(f"[{time.monotonic() - self.started:6.1f}s] {name} ...", flush=True)
-        began = time.monotonic()
-        yield
-        took = time.monotonic() - began
-        self.times.append((name, took))
-        print(f"[{time.monotonic() - self.started:6.1f}s] {name}: ok ({took:.1f} s)", flush=True)
 
 
 def model_version(output: str, promoted: bool) -> str:
@@ -399,11 +367,7 @@ def main(
         finally:
             with steps.step("compose down -v: containers and volumes removed"):
                 stack.close()
-    total = time.monotonic() - steps.started
-    print("\ncontainer smoke test passed; seconds per step:")
-    for name, took in steps.times:
-        print(f"  {took:7.1f}  {name}")
-    print(f"  {total:7.1f}  in all", flush=True)
+    steps.summary("container smoke test passed")
 
 
 if __name__ == "__main__":
