@@ -124,8 +124,11 @@ class ForPodman:
     volume_secrets: dict[str, dict[str, str]] = field(default_factory=dict)
     # "<played name>/<container>" -> the container's ports, left out of what podman plays
     ports: dict[str, list[Manifest]] = field(default_factory=dict)
+    configs: list[Manifest] = field(default_factory=list)  # the ConfigMaps envFrom names
 
     def rewrite(self, manifests: Iterable[Manifest]) -> list[Manifest]:
+        manifests = list(manifests)
+        self.configs = [m for m in manifests if m["kind"] == "ConfigMap"]
         out: list[Manifest] = []
         for original in manifests:
             m = copy.deepcopy(original)
@@ -174,6 +177,7 @@ class ForPodman:
                 self.ports[f"{self.prefix}{owner}/{c['name']}"] = c.pop("ports")
             for mount in c.get("volumeMounts", []):
                 mount["name"] = renamed.get(mount["name"], mount["name"])
+            self.fold_env_from(c)
             env: dict[str, str] = {}
             for item in c.get("env", []):
                 ref = (item.get("valueFrom") or {}).get("secretKeyRef")
@@ -187,6 +191,21 @@ class ForPodman:
             for key in ("command", "args"):
                 if key in c:
                     c[key] = expand(c[key], env)
+
+    def fold_env_from(self, container: Manifest) -> None:
+        """podman 4.3.1 lets ``envFrom`` win over ``env``, the reverse of Kubernetes (the
+        shadow worker took the serving role): the ConfigMaps' values become ``env`` entries
+        after the container's own, each name once, the container's own first."""
+        own = {item["name"] for item in container.get("env", [])}
+        folded: dict[str, str] = {}
+        for source in container.pop("envFrom", []):
+            values = config_data(self.configs, source["configMapRef"]["name"])
+            folded |= {k: v for k, v in values.items() if k not in own}
+        if folded:
+            container["env"] = [
+                *container.get("env", []),
+                *({"name": k, "value": v} for k, v in folded.items()),
+            ]
 
     def for_env(self, name: str) -> str:
         """The podman secret ``secretKeyRef`` reads for Secret ``name``."""

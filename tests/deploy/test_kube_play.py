@@ -150,3 +150,23 @@ def test_no_port_is_published_on_the_host_yet_named_probe_ports_resolve() -> Non
     assert p.ports[f"{PREFIX}shadow-workers/worker"] == [
         {"name": "http", "containerPort": 9101, "protocol": "TCP"}
     ]
+
+
+def test_a_containers_own_env_wins_over_its_config_maps_as_in_kubernetes() -> None:
+    """podman 4.3.1 applies envFrom after env: the ConfigMaps are folded into env under the
+    container's own entries, so the shadow worker keeps its role, group and alias."""
+    p = planned()
+    for played in p.app:
+        if played["kind"] != "Deployment":
+            continue
+        for c in played["spec"]["template"]["spec"]["containers"]:
+            assert "envFrom" not in c
+            names = [e["name"] for e in c.get("env", [])]
+            assert len(names) == len(set(names)), f"{name_of(played)} sets a variable twice"
+    shadow = next(m for m in p.app if name_of(m) == f"{PREFIX}shadow-workers")
+    env = {
+        e["name"]: e.get("value")
+        for e in shadow["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["RS_WORKER_ROLE"] == "shadow"
+    assert env["RS_KAFKA_BOOTSTRAP_SERVERS"]  # from the shared kafka-settings ConfigMap
