@@ -465,7 +465,9 @@ class Run:
             watcher = self.stack.start_watcher(self.o.watcher_poll_s, webhook=webhook)
             await watcher.wait_ready(timeout_s=180)
             await self._fetched_ahead()
+            newest = max(self.stack.versions, key=int)
             seconds, failed, slow = [], [], []
+            by_way: dict[str, list[float]] = {}
             steps: dict[str, list[float]] = {}
             marks: dict[str, list[float]] = {}
             async with rest_client(self.gateway.url) as send:
@@ -477,6 +479,10 @@ class Run:
                     for step, total in after.items():
                         steps.setdefault(step, []).append(1000 * (total - before.get(step, 0)))
                     seconds.append(moved)
+                    # To the newer version: the one checked ahead (the webhook's shortcut);
+                    # back: a rollback's way, decided by the registry lookup.
+                    way = "to the next version" if target == newest else "back"
+                    by_way.setdefault(way, []).append(moved)
                     failed.append(float(result.failures))
                     slow.append(float(result.slower_than(1000)))
                     line = Marks.read(moved_at, watcher.log(), [w.log() for w in self.workers],
@@ -495,6 +501,8 @@ class Run:
             scenario = f"5 hot reload, {path}"
             note = f"watcher polls every {poll_s:g} s" + (", MLflow webhook" if webhook else "")
             self.report.add(scenario, "alias moved -> all workers new", "s", seconds, note)
+            for way, values in sorted(by_way.items(), reverse=True):
+                self.report.add(scenario, f"alias moved -> all workers new, {way}", "s", values)
             self.report.add(scenario, "failed requests", "requests", failed)
             self.report.add(scenario, "slow requests (> 1 s)", "requests", slow)
             for mark, values in marks.items():

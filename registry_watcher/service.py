@@ -59,6 +59,7 @@ from registry_watcher.probation import rollback_reason
 from registry_watcher.registry import MlflowRegistry, Target
 from registry_watcher.release import key
 from registry_watcher.settings import Settings
+from registry_watcher.shortcut import Moves, Unconfirmed, ahead
 from registry_watcher.webhook import PATH, Refused, TagEvent, WebhookCheck, concerns
 from runtime.backoff import backoff
 from runtime.fleet import FleetReader, FleetView
@@ -118,6 +119,13 @@ class WatcherMetrics:
             "rs_watcher_candidates", "Next versions checked ahead of their move, by outcome "
             "(announced, refused)", ["model_name", "outcome"], registry=r,
         )  # fmt: skip
+        self.shortcuts = Counter(
+            "rs_watcher_shortcuts", "Signed webhook moves of the serving alias, by path: shipped "
+            "(the next version checked ahead, before the lookup), looked_up (the lookup decides); "
+            "then the registry's answer on a move shipped: confirmed, corrected; out_of_order (a "
+            "delivery built before one heard, or undated: no shortcut)", ["outcome"],
+            registry=r,
+        )  # fmt: skip
         self.rollbacks = Counter(
             "rs_watcher_rollbacks", "Automatic rollbacks of a version on probation",
             ["model_name", "alert"], registry=r,
@@ -174,6 +182,12 @@ class Watcher:
         self.candidates: dict[str, ModelChanged] = {}
         self._tags_checked: set[str] = set()
         self._look_ahead_now = asyncio.Event()  # a version's gates were just recorded
+        # The webhook's shortcut (registry_watcher.shortcut): the signed moves heard, per model
+        # the next version checked ahead (as the serving alias's event), and the move shipped
+        # on the webhook's word that the registry has not confirmed yet.
+        self._moves = Moves()
+        self._next: dict[str, ModelChanged] = {}
+        self._unconfirmed: dict[str, Unconfirmed] = {}
 
     async def __aenter__(self) -> Watcher:
         await self.health.start()
@@ -265,6 +279,7 @@ class Watcher:
         )
         while not self._stopping.is_set():
             self._wake.clear()
+            await self._ship_ahead(registry)
             await self.poll(registry)
             await self.challengers.poll(self._producer)
             with contextlib.suppress(TimeoutError):
@@ -314,6 +329,55 @@ class Watcher:
             timings["lookup"] = time.perf_counter() - started
             await self._consider(registry, name, target, timings)
 
+    async def _ship_ahead(self, registry: MlflowRegistry) -> None:
+        """Ship the webhook's moves to the next version checked ahead before the lookup, which
+        follows at once and confirms or corrects them (``registry_watcher.shortcut``)."""
+        for name, hint in self._moves.take().items():
+            published = self.published.get(name)
+            found = ahead(hint, self._next.get(name), published)
+            event = None if found is None else change(published, found)
+            if event is None or name in self._unconfirmed or name in self._refused:
+                self.metrics.shortcuts.labels(outcome="looked_up").inc()
+                continue
+            shipped_at = now()
+            if not await self._publish(event, {"wait": time.perf_counter() - hint.heard_at}):
+                continue  # the lookup path tries again
+            self._woken_at = None  # its wait is counted
+            log.info("shipped %s v%s on the webhook's word (checked ahead); asking the registry",
+                     name, event.version)  # fmt: skip
+            self.metrics.shortcuts.labels(outcome="shipped").inc()
+            unconfirmed = Unconfirmed(event, published, shipped_at)
+            self._unconfirmed[name] = unconfirmed
+            self._tags_checked.add(name)
+            previous = published.version if published else None
+            self._tag(registry, name, unconfirmed.confirmed, previous, shipped_at)
+
+    async def _confirm(self, name: str, target: Target | None) -> ModelChanged | None:
+        """The registry's answer on a move shipped on the webhook's word: its tags are written
+        if it agrees; if not, and it names no version that may ship, what served before is
+        announced again. Returns what the release tags should name as served before."""
+        unconfirmed = self._unconfirmed.pop(name)
+        ships = target is not None and release_problem(target.version) is None
+        if ships and unconfirmed.agrees(target):
+            unconfirmed.confirmed.set_result(target)
+            self.metrics.shortcuts.labels(outcome="confirmed").inc()
+            return self.published.get(name)
+        log.warning(
+            "the registry does not confirm %s v%s shipped on the webhook's word (it names %s, "
+            "%s): announcing %s",
+            name, unconfirmed.event.version, f"v{target.event.version}" if target else "nothing",
+            "which may ship" if ships else "which may not ship",
+            "it" if ships else "what served before",
+        )  # fmt: skip
+        before = unconfirmed.before
+        restore = None if before is None else change(self.published.get(name), before)
+        if not ships and restore is not None and not await self._publish(restore, {}):
+            self._unconfirmed[name] = unconfirmed  # asked again at the next poll
+            return before
+        unconfirmed.confirmed.set_result(None)  # its tags are not written
+        self.metrics.shortcuts.labels(outcome="corrected").inc()
+        return before
+
     async def _consider(
         self,
         registry: MlflowRegistry,
@@ -322,6 +386,9 @@ class Watcher:
         timings: dict[str, float],
     ) -> None:
         """Ship the version the alias names if it is news and may ship; refuse it once if not."""
+        previous = self.published.get(name)  # what the release tags name as served before
+        if name in self._unconfirmed:
+            previous = await self._confirm(name, target)
         published = self.published.get(name)
         event = change(published, target.event if target is not None else None)
         verdict = key(target.version) if target is not None else None
@@ -350,7 +417,7 @@ class Watcher:
             return
         shipped_at = now()
         if await self._publish(event, timings):
-            self._tag(registry, target, published.version if published else None, shipped_at)
+            self._tag(registry, name, target, previous.version if previous else None, shipped_at)
             self._tags_checked.add(name)
 
     async def _check(self, registry: MlflowRegistry, event: ModelChanged) -> str | None:
@@ -373,16 +440,24 @@ class Watcher:
         return problem
 
     def _tag(
-        self, registry: MlflowRegistry, target: Target, previous: str | None, shipped_at: str
+        self,
+        registry: MlflowRegistry,
+        name: str,
+        target: Target | asyncio.Future[Target | None],
+        previous: str | None,
+        shipped_at: str,
     ) -> None:
         """Write the release tags of what just shipped, after the tags of what shipped before,
-        retried with backoff until MLflow takes them (a rollback waits for them)."""
-        name = target.event.model_name
+        retried with backoff until MLflow takes them (a rollback waits for them); for a move
+        shipped on the webhook's word, once the registry confirmed it (never, if it did not)."""
         before = self._tagging.get(name)
 
         async def write() -> None:
             if before is not None:
                 await asyncio.wait([before])
+            confirmed = target if isinstance(target, Target) else await target
+            if confirmed is None:
+                return
             started = time.perf_counter()
             async for attempt in AsyncRetrying(
                 wait=backoff(),
@@ -390,7 +465,7 @@ class Watcher:
                 before_sleep=before_sleep_log(log, logging.WARNING),
             ):
                 with attempt:
-                    await asyncio.to_thread(registry.mark_shipped, target, previous, shipped_at)
+                    await asyncio.to_thread(registry.mark_shipped, confirmed, previous, shipped_at)
             self.metrics.release_steps.labels(step="tag").observe(time.perf_counter() - started)
 
         self._tagging[name] = asyncio.create_task(write(), name=f"tag-{name}")
@@ -414,7 +489,7 @@ class Watcher:
             "%s v%s was announced at %s without its release tags; writing them now",
             name, published.version, when,
         )  # fmt: skip
-        self._tag(registry, target, None, when)
+        self._tag(registry, name, target, None, when)
 
     async def _tags_written(self, name: str) -> None:
         tagging = self._tagging.get(name)
@@ -447,10 +522,14 @@ class Watcher:
         serving = self.published.get(name)
         versions = await asyncio.to_thread(registry.newest, name, SCANNED)
         chosen = candidate(versions, serving.version if serving is not None else None)
-        if chosen is not None:
-            await self._announce(
-                registry, changed_event(chosen, candidate_alias(self.settings.alias))
-            )
+        if chosen is not None and await self._announce(
+            registry, changed_event(chosen, candidate_alias(self.settings.alias))
+        ):
+            self._next[name] = changed_event(chosen, self.settings.alias)
+        elif serving is None or self._next.get(name, serving).version != serving.version:
+            # Kept while it is the version serving (a move back and forth again ships it);
+            # else it is no longer next (rolled back, its gates changed, a newer one unfit).
+            self._next.pop(name, None)
         if serving is None:
             return
         await self._check(registry, serving)
@@ -466,12 +545,10 @@ class Watcher:
             if str(version.version) == back and release_problem(version) is None:
                 await self._check(registry, changed_event(version, self.settings.alias))
 
-    async def _announce(self, registry: MlflowRegistry, event: ModelChanged) -> None:
-        """Announce a checked next version (once: not again while it stays the next one)."""
+    async def _announce(self, registry: MlflowRegistry, event: ModelChanged) -> bool:
+        """Announce a checked next version (once: not again while it stays the next one);
+        whether its bundle checked out (by this watcher: the webhook's shortcut needs that)."""
         name = event.model_name
-        announced = self.candidates.get(name)
-        if announced is not None and change(announced, event) is None:
-            return
         fresh = (name, event.version, event.sha256) not in self._verdicts
         problem = await self._check(registry, event)
         if problem is not None:
@@ -479,17 +556,21 @@ class Watcher:
                 self.metrics.candidates.labels(model_name=name, outcome="refused").inc()
                 log.warning("next version %s v%s does not check out: %s", name, event.version,
                             problem)  # fmt: skip
-            return
+            return False
+        announced = self.candidates.get(name)
+        if announced is not None and change(announced, event) is None:
+            return True
         assert self._producer is not None
         topic, what = self.settings.kafka.models_topic, models_key(name, event.alias)
         try:
             await send_signed(self._producer, topic, what.encode(), encode(event), self._signer)
         except KafkaError as exc:
             log.warning("could not announce %s -> version %s: %s", what, event.version, exc)
-            return
+            return True
         self.candidates[name] = event
         self.metrics.candidates.labels(model_name=name, outcome="announced").inc()
         log.info("announced %s -> version %s (checked ahead of its move)", what, event.version)
+        return True
 
     async def _refuse(self, registry: MlflowRegistry, target: Target, problem: str) -> None:
         event = target.event
@@ -560,6 +641,7 @@ class Watcher:
                 name, s.alias, moved.previous, moved.version, reason,
             )  # fmt: skip
             self.metrics.rollbacks.labels(model_name=name, alert=alert.name).inc()
+            self._next.pop(name, None)  # its tags changed: looked at again before a shortcut
             await self._send_alert(
                 Alert(
                     name="ModelRolledBack",
@@ -654,6 +736,7 @@ class Watcher:
         timings["publish"] = time.perf_counter() - started
         self.published[event.model_name] = event
         self._shipped_at[event.model_name] = time.monotonic()
+        self._look_ahead_now.set()  # the next version is counted from this one now
         self.metrics.published.labels(model_name=event.model_name, reason=event.reason).inc()
         for step, seconds in timings.items():
             self.metrics.release_steps.labels(step=step).observe(seconds)
@@ -702,6 +785,8 @@ class Watcher:
             count(outcome="ignored").inc()
             return web.json_response({"status": "ignored"})
         count(outcome="accepted").inc()
+        if event.alias == s.alias and not self._moves.heard(event, time.perf_counter()):
+            self.metrics.shortcuts.labels(outcome="out_of_order").inc()
         log.info(
             "webhook: %s@%s %s; polling now",
             event.model_name,

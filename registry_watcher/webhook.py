@@ -1,4 +1,4 @@
-"""MLflow's registry webhooks: a signed nudge to poll now, never a source of truth.
+"""MLflow's registry webhooks: a signed nudge to look now; the registry stays the source of truth.
 
 MLflow (>= 3.3, SQL store) posts ``model_version_alias.created`` (and ``.deleted``) to the
 watcher when an alias moves. The body is JSON ``{"entity", "action", "timestamp", "data":
@@ -12,9 +12,10 @@ tag being recorded makes the watcher look at the next version at once
 :class:`WebhookCheck` accepts a delivery only if its signature is right under the shared
 secret, its timestamp lies within ``max_age_s`` of now (either way: clocks drift) and its id
 was not seen within that window (a replay). A valid alias event for a watched model wakes the
-poll at once; the poll then asks the registry where the alias points, as it always does, so a
-webhook can make the watcher look sooner but never makes it ship anything the registry does
-not say. The poll keeps running as the safety net for lost deliveries.
+poll at once; the poll then asks the registry where the alias points, as it always does. One
+shortcut (``registry_watcher.shortcut``): a move to the next version the watcher checked ahead
+is shipped on the delivery's word first, and the registry's answer, asked right after, corrects
+it if it disagrees. The poll keeps running as the safety net for lost deliveries.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import json
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 # MLflow's (mlflow/webhooks/constants.py; a test holds them to it).
 WEBHOOK_SIGNATURE_HEADER = "X-MLflow-Signature"
@@ -54,6 +56,9 @@ class AliasEvent:
     model_name: str
     alias: str
     version: str | None  # None when the alias was deleted
+    # When MLflow built the delivery (the payload's ``timestamp``, signed with it); None when
+    # missing or unreadable: it orders deliveries that arrive out of order.
+    sent_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -129,12 +134,25 @@ def _event(body: bytes) -> AliasEvent | TagEvent | None:
             return None
         version = data.get("version")
         return AliasEvent(
-            str(data["name"]), str(data["alias"]), None if version is None else str(version)
+            str(data["name"]),
+            str(data["alias"]),
+            None if version is None else str(version),
+            _when(payload.get("timestamp")),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise Refused(
             "malformed", f"not an MLflow webhook payload ({type(exc).__name__})", status=400
         ) from None
+
+
+def _when(stamp: object) -> datetime | None:
+    if not isinstance(stamp, str):
+        return None
+    try:
+        when = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else None
 
 
 def concerns(event: AliasEvent, model_names: Collection[str], aliases: Collection[str]) -> bool:

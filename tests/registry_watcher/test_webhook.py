@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -86,7 +87,8 @@ def refusal(headers: dict[str, str], body: bytes, checker: WebhookCheck | None =
 
 def test_a_delivery_signed_as_mlflow_signs_is_an_alias_event() -> None:
     headers, body = delivery(alias_moved("m", "7"))
-    assert check().verify(headers, body) == AliasEvent("m", "production", "7")
+    sent = datetime(2027, 1, 15, 8, tzinfo=UTC)
+    assert check().verify(headers, body) == AliasEvent("m", "production", "7", sent)
     assert headers["X-MLflow-Signature"] == signature(
         SECRET, headers["X-MLflow-Delivery-Id"], str(NOW), body
     )
