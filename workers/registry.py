@@ -7,8 +7,11 @@ which would cost every worker ~116 MiB.
 The source owns the bundle folders: it keeps the last :data:`KEPT_BUNDLES` that loaded (the one
 served and the one before it), so that moving back (a rollback) reads the bundle from disk
 instead of downloading it; older ones are deleted. Beside them it keeps one bundle fetched
-ahead (:meth:`MlflowModelSource.prefetch`: the next version the watcher announced). A load and
-a prefetch of the same bundle never download it twice: the second waits for the first.
+ahead (:meth:`MlflowModelSource.prefetch`: the next version the watcher announced), with its
+ONNX Runtime session built ahead too: that costs ~0.5 MiB, since the weights file is mapped and
+not read until the reference check, which still runs at the move, before the swap (and faults
+the weights in then). A load and a prefetch of the same bundle never download it twice: the
+second waits for the first.
 
 A bundle on disk is trusted again only if not one of its files was written since its sha256
 was verified (:class:`OnDisk`): the inode, size, mtime and ctime of every file are taken before
@@ -103,6 +106,7 @@ class MlflowModelSource:
         # sha256 -> the bundle loaded, oldest first; and the one fetched ahead
         self._kept: OrderedDict[str, OnDisk] = OrderedDict()
         self._ahead: OnDisk | None = None
+        self._ahead_session: OnnxPredictor | None = None  # its session, built ahead
         self._lock = threading.Lock()  # guards the two above and _fetching
         self._fetching: dict[str, threading.Lock] = {}  # one download per sha256 at a time
 
@@ -138,8 +142,10 @@ class MlflowModelSource:
             except BaseException:
                 shutil.rmtree(target, ignore_errors=True)
                 raise
+            session = self._session_ahead(fetched.bundle)
             with self._lock:
                 before, self._ahead = self._ahead, fetched
+                self._ahead_session = session
         if before is not None:
             shutil.rmtree(before.folder, ignore_errors=True)
         return True
@@ -152,14 +158,17 @@ class MlflowModelSource:
         started = time.perf_counter()
         with self._lock:
             kept = self._kept.pop(event.sha256, None)
-            reused = "reuse"
+            reused, session = "reuse", None
             if (
                 kept is None
                 and self._ahead is not None
                 and self._ahead.bundle.sha256 == event.sha256
             ):
                 kept, self._ahead, reused = self._ahead, None, "prefetched"
+                session, self._ahead_session = self._ahead_session, None
         on_disk = None if kept is None else self._reuse(event, kept)
+        if on_disk is not kept:
+            session = None  # its files changed since: built again from what was re-checked
         target = on_disk.folder if on_disk is not None else self._folder(event)
         timings: dict[str, float] = {}
 
@@ -174,16 +183,11 @@ class MlflowModelSource:
             else:
                 on_disk = self._download(event, target)
                 took("download")
-            bundle = on_disk.bundle
             try:
-                predictor = OnnxPredictor(
-                    bundle,
-                    intra_op_threads=self.intra_op_threads,
-                    inter_op_threads=self.inter_op_threads,
-                )
+                predictor = session or self._session(on_disk.bundle)
             except Exception as exc:
                 raise ModelRefused("load", f"{type(exc).__name__}: {exc}") from exc
-            took("session")
+            took("session ahead" if predictor is session else "session")
             try:
                 worst = predictor.check_reference()
             except ReferenceMismatch as exc:
@@ -207,6 +211,20 @@ class MlflowModelSource:
             explainer=explainer_for(predictor),
             timings=timings,
         )
+
+    def _session(self, bundle: Bundle) -> OnnxPredictor:
+        return OnnxPredictor(
+            bundle, intra_op_threads=self.intra_op_threads, inter_op_threads=self.inter_op_threads
+        )
+
+    def _session_ahead(self, bundle: Bundle) -> OnnxPredictor | None:
+        """The session of a bundle fetched ahead, or None if it does not build (the move builds
+        it again, and reports why it fails)."""
+        try:
+            return self._session(bundle)
+        except Exception as exc:
+            log.warning("could not build the session of %s ahead: %r", bundle.path, exc)
+            return None
 
     def _reuse(self, event: ModelChanged, kept: OnDisk) -> OnDisk | None:
         """A bundle on disk, if not a byte of it was written since it was verified, or if its

@@ -1,7 +1,7 @@
 """The worker's registry source keeps the bundle served and the one before it: moving back (a
 rollback) reads it from disk, unchanged since its sha256 was verified, instead of downloading
 it; and it fetches the next version ahead of its move, verified on arrival and again when
-loaded."""
+loaded, with its ONNX Runtime session built ahead."""
 
 from __future__ import annotations
 
@@ -78,7 +78,9 @@ def test_a_version_fetched_ahead_is_loaded_from_disk_and_a_bad_one_is_refused_ah
     loaded = source.load(second)
     assert "prefetched" in loaded.timings
     assert "download" not in loaded.timings
+    assert "session ahead" in loaded.timings  # its session was built with the fetch
     assert loaded.version == second.version
+    assert loaded.predictor.predict_described(["great food"])[0].shape == (1,)
 
     # A newer announcement replaces the bundle fetched ahead; the kept ones stay.
     assert source.prefetch(third)
@@ -87,5 +89,12 @@ def test_a_version_fetched_ahead_is_loaded_from_disk_and_a_bad_one_is_refused_ah
         source.prefetch(forged)
     assert refused.value.stage == "verify"
     assert len(list(cache.iterdir())) == KEPT_BUNDLES + 1
-    assert "prefetched" in source.load(third).timings
+    # Its files touched since they were verified: hashed again, and its session built anew
+    # from what was checked, not the one built ahead.
+    (data,) = cache.glob(f"{name}-{third.version}-*/**/bundle.json")
+    data.touch()
+    reloaded = source.load(third)
+    assert "prefetched" in reloaded.timings
+    assert "session" in reloaded.timings
+    assert "session ahead" not in reloaded.timings
     assert "reuse" in source.load(second).timings  # the rollback target is still on disk
