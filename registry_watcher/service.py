@@ -12,8 +12,9 @@ again: the watcher never exits for it.
 
 With ``webhook_secret_file`` set, MLflow's registry webhook (``registry_watcher.webhook``,
 ``POST /webhooks/mlflow`` on the health server's port) wakes the poll the moment an alias
-moves: the registry stays the source of truth, the webhook only says "look now", and the
-poll runs on as the safety net. Each step from the poll to the event (lookup, verify,
+moves: the registry stays the source of truth, the webhook says "look now" (and, for a move
+to the next version checked ahead, "ship it, then look": ``registry_watcher.shortcut``), and
+the poll runs on as the safety net. Each step from the poll to the event (lookup, verify,
 publish) is timed (``rs_watcher_release_step_seconds``) and logged with the shipped event.
 
 What a move needs is done ahead where it can be: the next version is checked and announced
