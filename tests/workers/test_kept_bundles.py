@@ -64,7 +64,7 @@ def test_a_version_loaded_before_is_read_from_disk_and_a_tampered_one_downloaded
 def test_a_version_fetched_ahead_is_loaded_from_disk_and_a_bad_one_is_refused_ahead(
     stack: LocalStack, tmp_path: Path
 ) -> None:
-    _, (first, second, third) = three_versions(stack, tmp_path)
+    name, (first, second, third) = three_versions(stack, tmp_path)
     cache = tmp_path / "cache"
     source = MlflowModelSource(stack.mlflow_uri, cache_dir=cache)
     source.load(first)
