@@ -14,8 +14,8 @@ from datetime import datetime
 from typing import TypeVar
 
 from contracts import Feedback, Prediction
-from contracts.statistics import GRANULARITIES, Granularity, latency_bucket
-from stats.windows import window_start
+from contracts.statistics import Granularity, latency_bucket
+from stats.windows import window_starts
 
 T = TypeVar("T")
 
@@ -135,14 +135,19 @@ class Deltas:
     latency: dict[tuple[WindowKey, float], int] = field(default_factory=dict)
 
     def add_prediction(self, row: PredictionRow) -> None:
+        latency_ms = row.latency_ms
+        le = latency_bucket(latency_ms)
         for key in _window_keys(row.model_name, row.model_version, row.predicted_at):
-            delta = self.windows.setdefault(key, WindowDelta())
+            delta = self.windows.get(key)
+            if delta is None:
+                delta = self.windows[key] = WindowDelta()
             delta.predictions += 1
             delta.positives += row.label
-            delta.latency_ms_sum += row.latency_ms
-            delta.latency_ms_max = max(delta.latency_ms_max, row.latency_ms)
+            delta.latency_ms_sum += latency_ms
+            if latency_ms > delta.latency_ms_max:
+                delta.latency_ms_max = latency_ms
             delta.with_user_label += row.user_label is not None
-            bucket = (key, latency_bucket(row.latency_ms))
+            bucket = (key, le)
             self.latency[bucket] = self.latency.get(bucket, 0) + 1
 
     def add_label(self, match: LabelMatch) -> None:
@@ -161,9 +166,8 @@ class Deltas:
         return [(key, le, count) for (key, le), count in sorted(self.latency.items())]
 
 
-def _window_keys(model_name: str, model_version: str, at: datetime) -> Iterable[WindowKey]:
-    for granularity in GRANULARITIES:
-        yield (model_name, model_version, granularity, window_start(granularity, at))
+def _window_keys(model_name: str, model_version: str, at: datetime) -> list[WindowKey]:
+    return [(model_name, model_version, g, start) for g, start in window_starts(at)]
 
 
 @dataclass(frozen=True, slots=True)

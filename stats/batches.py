@@ -5,11 +5,8 @@ processed to the topic's DLQ with the reason, and store the rest in one transact
 retrying with exponential backoff for as long as the database is away. When the database
 refuses one record of a batch for good, the batch is written again one record at a time so
 that only that record goes to the DLQ. Only when :meth:`BatchProcessor.process` returns may
-the caller acknowledge the batch.
-
-A batch is processed in two steps: :meth:`BatchProcessor.prepare` (decode, the DLQ decisions;
-CPU only, nothing written) and :meth:`BatchProcessor.store` (the transaction, the dead letters,
-the metrics); the decoded messages stay with the batch for the drift monitor.
+the caller acknowledge the batch; the outcome carries the decoded messages for the drift
+monitor, decoded once.
 """
 
 from __future__ import annotations
@@ -17,9 +14,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import Generic, Literal, Protocol, TypeVar
 
 from tenacity import (
     AsyncRetrying,
@@ -74,21 +71,18 @@ class BatchOutcome:
     ignored: int = 0
     """valid records with nothing to store: a worker's error reply (RequestFailed), or the
     answer to an ``explain`` request (a question about a review, not traffic)"""
+    messages: Sequence[Message] = field(default=(), compare=False, repr=False)
+    """the decoded message of each record to store, in order (the drift monitor reads them)"""
 
 
 @dataclass(frozen=True)
-class PreparedBatch(Generic[Row]):
-    """A batch decoded and nothing written yet: what to store, dead-letter or ignore."""
+class Decoded(Generic[Row]):
+    """A batch decoded, nothing written yet: what to store, dead-letter or ignore."""
 
-    kind: Kind
-    records: Sequence[Record]
     rows: list[tuple[Record, Row]]
     messages: list[Message]
-    """the decoded message of each row, in order (the drift monitor reads them, decoded once)"""
     dead: list[tuple[Record, str, str]]
     ignored: int
-    write: Callable[[Sequence[Row]], Awaitable[WriteResult]]
-    decode_s: float
 
 
 class BatchProcessor:
@@ -106,29 +100,49 @@ class BatchProcessor:
         self._max_backoff_s = retry_max_backoff_s
 
     async def predictions(self, records: Sequence[Record]) -> BatchOutcome:
-        return await self.store(self.prepare("prediction", records))
+        return await self.process("prediction", records)
 
     async def feedback(self, records: Sequence[Record]) -> BatchOutcome:
-        return await self.store(self.prepare("feedback", records))
+        return await self.process("feedback", records)
 
     async def shadow(self, records: Sequence[Record]) -> BatchOutcome:
         """A challenger's predictions (the shadow predictions topic)."""
-        return await self.store(self.prepare("shadow", records))
+        return await self.process("shadow", records)
 
-    def prepare(self, kind: Kind, records: Sequence[Record]) -> PreparedBatch[Any]:
-        """Decode a batch of ``kind``: its rows, its dead letters; nothing is written."""
+    async def process(self, kind: Kind, records: Sequence[Record]) -> BatchOutcome:
+        """Decode a batch of ``kind`` and store it."""
+        started = time.perf_counter()
         store = self._store
         if kind == "prediction":
-            return _prepare(kind, records, _prediction, store.write_predictions)
-        if kind == "feedback":
-            return _prepare(kind, records, _feedback, store.write_feedback)
-        return _prepare(kind, records, shadow_row, store.write_shadow_predictions)
+            outcome = await self._store_rows(
+                kind, _decode(records, _prediction), store.write_predictions
+            )
+        elif kind == "feedback":
+            outcome = await self._store_rows(
+                kind, _decode(records, _feedback), store.write_feedback
+            )
+        else:
+            outcome = await self._store_rows(
+                kind, _decode(records, shadow_row), store.write_shadow_predictions
+            )
+        m = self._metrics
+        m.records.labels(kind, "stored").inc(outcome.stored)
+        m.records.labels(kind, "duplicate").inc(outcome.duplicates)
+        m.records.labels(kind, "dead_lettered").inc(outcome.dead_lettered)
+        m.records.labels(kind, "ignored").inc(outcome.ignored)
+        m.labelled.inc(outcome.labelled)
+        m.batch_records.labels(kind).observe(len(records))
+        m.batch_seconds.labels(kind).observe(time.perf_counter() - started)
+        return outcome
 
-    async def store(self, batch: PreparedBatch[Row]) -> BatchOutcome:
-        """Write a prepared batch in one transaction (one record at a time when the database
-        refuses one), dead-letter what cannot be stored; retried while the database is away."""
-        started = time.perf_counter()
-        kind, write = batch.kind, batch.write
+    async def _store_rows(
+        self,
+        kind: Kind,
+        batch: Decoded[Row],
+        write: Callable[[Sequence[Row]], Awaitable[WriteResult]],
+    ) -> BatchOutcome:
+        """Write the rows in one transaction (one record at a time when the database refuses
+        one), dead-letter what cannot be stored; retried while the database is away."""
         dead = list(batch.dead)
         results: list[WriteResult] = []
         if batch.rows:
@@ -145,23 +159,14 @@ class BatchProcessor:
             self._metrics.db_up.set(1)
         if dead:
             await self._dead_letters(kind, dead)
-        outcome = BatchOutcome(
+        return BatchOutcome(
             stored=sum(r.inserted for r in results),
             duplicates=sum(r.duplicates for r in results),
             dead_lettered=len(dead),
             labelled=sum(r.labelled for r in results),
             ignored=batch.ignored,
+            messages=batch.messages,
         )
-        m = self._metrics
-        m.records.labels(kind, "stored").inc(outcome.stored)
-        m.records.labels(kind, "duplicate").inc(outcome.duplicates)
-        m.records.labels(kind, "dead_lettered").inc(outcome.dead_lettered)
-        m.records.labels(kind, "ignored").inc(outcome.ignored)
-        m.labelled.inc(outcome.labelled)
-        m.batch_records.labels(kind).observe(len(batch.records))
-        # Decoding and writing.
-        m.batch_seconds.labels(kind).observe(batch.decode_s + time.perf_counter() - started)
-        return outcome
 
     async def _dead_letters(self, kind: Kind, dead: Sequence[tuple[Record, str, str]]) -> None:
         """Send every dead letter of the batch, each to its topic's DLQ, and wait for the acks."""
@@ -222,13 +227,9 @@ class BatchProcessor:
         )
 
 
-def _prepare(
-    kind: Kind,
-    records: Sequence[Record],
-    parse: Callable[[bytes | None], tuple[Row, Message] | None],
-    write: Callable[[Sequence[Row]], Awaitable[WriteResult]],
-) -> PreparedBatch[Row]:
-    started = time.perf_counter()
+def _decode(
+    records: Sequence[Record], parse: Callable[[bytes | None], tuple[Row, Message] | None]
+) -> Decoded[Row]:
     rows: list[tuple[Record, Row]] = []
     messages: list[Message] = []
     dead: list[tuple[Record, str, str]] = []
@@ -244,9 +245,7 @@ def _prepare(
         else:
             rows.append((record, parsed[0]))
             messages.append(parsed[1])
-    return PreparedBatch(
-        kind, records, rows, messages, dead, ignored, write, time.perf_counter() - started
-    )
+    return Decoded(rows, messages, dead, ignored)
 
 
 def _prediction(raw: bytes | None) -> tuple[PredictionRow, Message] | None:

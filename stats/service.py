@@ -3,11 +3,11 @@ predictions, into PostgreSQL.
 
 Each agent is one plain loop that shows its acknowledgements::
 
-    take a batch -> decode it (BatchProcessor.prepare: rows, DLQ decisions) -> write it
-    (BatchProcessor.store: one transaction, retried while the database is away; the DLQ)
-    -> ack every event of the batch -> the drift monitor -> faust commits acknowledged offsets
+    take a batch -> decode and write it (BatchProcessor.process: the DLQ decisions, one
+    transaction retried while the database is away, the dead letters) -> ack every record
+    of the batch -> the drift monitor -> faust commits acknowledged offsets
 
-An event is acknowledged only after its transaction committed (or its dead letter was
+A record is acknowledged only after its transaction committed (or its dead letter was
 acknowledged by the broker), so offsets never run ahead of the database; what a crash leaves
 unacknowledged is read again and the idempotent writes in ``stats.db`` make the replay a no-op.
 """
@@ -34,7 +34,7 @@ from runtime.backoff import backoff
 from runtime.health import HealthServer, Readiness
 from runtime.process import ServiceFailed
 from runtime.startup import wait_for
-from stats.batches import BatchProcessor, Kind, PreparedBatch
+from stats.batches import BatchProcessor, Kind
 from stats.db import PostgresStatsStore, create_pool
 from stats.kafka import (
     FaustDeadLetterSink,
@@ -222,16 +222,14 @@ class StatsService:
         stream: Any,
         after: Callable[[Sequence[Message]], Awaitable[None]] | None = None,
     ) -> None:
-        assert self._batches is not None
-        s, batches = self._settings, self._batches
+        s = self._settings
         try:
             await self._database_ready.wait()
             # faust acknowledges nothing by itself; we do, after the transaction.
             async for events in take_batches(self.app, stream, s.batch_max, s.batch_within_s):
-                batch = batches.prepare(kind, [record_of(event) for event in events])
                 # One batch at a time: decoding the next one during this transaction cost more
                 # CPU per record than it saved (README, "Pipelined batches").
-                if not await self._write(batch, events, after):
+                if not await self._write(kind, events, after):
                     return  # failed: not acknowledged, the service stops
         except asyncio.CancelledError:
             raise
@@ -241,28 +239,28 @@ class StatsService:
 
     async def _write(
         self,
-        batch: PreparedBatch[Any],
+        kind: Kind,
         events: Sequence[Any],
         after: Callable[[Sequence[Message]], Awaitable[None]] | None,
     ) -> bool:
-        """Store one prepared batch and acknowledge its events; False when it failed (the
+        """Store one batch of faust's events and acknowledge them; False when it failed (the
         service stops, nothing of it is acknowledged)."""
         assert self._batches is not None
         try:
-            async with self._inflight[batch.kind]:
-                outcome = await self._batches.store(batch)
+            async with self._inflight[kind]:
+                outcome = await self._batches.process(kind, [record_of(e) for e in events])
                 # Stored (or dead-lettered) and committed in PostgreSQL: only now may faust
                 # commit these offsets.
                 acknowledge(self.app, events)
             if after is not None:
-                await after(batch.messages)
+                await after(outcome.messages)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self._fail(f"{batch.kind} agent (its batch is not acknowledged)", exc)
+            self._fail(f"{kind} agent (its batch is not acknowledged)", exc)
             return False
         self.metrics.processed(len(events))
-        log.debug("%s batch of %d: %s", batch.kind, len(events), outcome)
+        log.debug("%s batch of %d: %s", kind, len(events), outcome)
         return True
 
     async def _unless_stopped(self, job: Awaitable[object]) -> bool:

@@ -7,12 +7,24 @@ transaction as the records it counts; this is only the arithmetic of where a win
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
-from contracts.statistics import WINDOW_SECONDS, Granularity
+from contracts.statistics import GRANULARITIES, WINDOW_SECONDS, Granularity
 
 
 def window_start(granularity: Granularity, at: datetime) -> datetime:
     """The start of the ``granularity`` window that holds ``at`` (an aware datetime)."""
-    seconds = WINDOW_SECONDS[granularity]
     epoch = at.timestamp()
-    return datetime.fromtimestamp(epoch - epoch % seconds, UTC)
+    return _utc(epoch - epoch % WINDOW_SECONDS[granularity])
+
+
+def window_starts(at: datetime) -> list[tuple[Granularity, datetime]]:
+    """Per granularity, the start of its window that holds ``at`` (``at`` read once)."""
+    epoch = at.timestamp()
+    return [(g, _utc(epoch - epoch % WINDOW_SECONDS[g])) for g in GRANULARITIES]
+
+
+@lru_cache(maxsize=1024)
+def _utc(epoch: float) -> datetime:
+    # Called per record, but a batch's records fall in a few windows: one datetime each.
+    return datetime.fromtimestamp(epoch, UTC)
