@@ -68,8 +68,6 @@ SETTLE_CONCURRENCY = 32
 PEER, PEER_TUNED = "4 mlflow models serve", "4 mlflow models serve, tuned"
 PEER_SHORT = {PEER: "mlflow", PEER_TUNED: "mlflow tuned"}
 STATS_BATCH_MAX = 500  # the stats processor's default
-STATS_PROCESSORS = (1, 2)  # stats processors in one consumer group, one run each, side by side
-STATS_SCALED_LOAD = 3  # times the records for more than one processor (stats_path)
 SOAK_FALLBACK_RATE = 2000.0  # requests/s when the run measured no 2-worker burst
 
 
@@ -294,30 +292,21 @@ class Run:
     # -- 8 the stats path --------------------------------------------------------------------
 
     async def stats_path(self) -> None:
-        """The stats processor into PostgreSQL, without and then with the drift monitor; one
-        processor, then two in one consumer group on the same load (issue #20's scale out)."""
-        self.echo("8 stats path: 1 and 2 stats processors without and with the drift monitor...")
+        """The stats processor into PostgreSQL, without and then with the drift monitor."""
+        self.echo("8 stats path: the stats processor without and with the drift monitor...")
         database = self.stack.env.get("DATABASE_URL") or DatabaseSettings().url.get_secret_value()
         for monitor in (False, True):
-            for processors in STATS_PROCESSORS:
-                # More processors get a larger backlog: they join one after the other and the
-                # rate counts from when the group has settled (~7 s after a lone processor's
-                # start at load ~4), so that most of it is stored by all of them.
-                records = self.o.stats_records * (1 if processors == 1 else STATS_SCALED_LOAD)
-                run = await stats_run(
-                    self.stack.kafka.bootstrap_servers, database, records, STATS_BATCH_MAX,
-                    self.work, monitor=monitor, echo=self.echo, processors=processors,
-                )  # fmt: skip
-                # One processor's figures keep their names, for comparison with older runs.
-                scaled = f", {processors} processors" if processors > 1 else ""
-                self.report.add("8 stats path", f"drift monitor {'on' if monitor else 'off'}"
-                                f"{scaled}", "records/s", [run.rate],
-                                f"{run.records} records (predictions, feedback for half), "
-                                "Kafka -> PostgreSQL, 10% to 90% stored")  # fmt: skip
-                self.report.add("8 stats path", f"CPU/record, monitor {'on' if monitor else 'off'}"
-                                f"{scaled}", "us", [run.cpu_us],
-                                "the processors' together, user + system, 10% to 90% "
-                                "stored")  # fmt: skip
+            run = await stats_run(
+                self.stack.kafka.bootstrap_servers, database, self.o.stats_records,
+                STATS_BATCH_MAX, self.work, monitor=monitor, echo=self.echo,
+            )  # fmt: skip
+            self.report.add("8 stats path", f"drift monitor {'on' if monitor else 'off'}",
+                            "records/s", [run.rate],
+                            f"{run.records} records (predictions, feedback for half), "
+                            "Kafka -> PostgreSQL, 10% to 90% stored")  # fmt: skip
+            self.report.add("8 stats path", f"CPU/record, monitor {'on' if monitor else 'off'}",
+                            "us", [run.cpu_us],
+                            "the processor's, user + system, 10% to 90% stored")  # fmt: skip
 
     # -- 9 a broker killed -------------------------------------------------------------------
 

@@ -70,6 +70,10 @@ from stats.migrate import migrate
 
 app = typer.Typer(add_completion=False)
 
+# A run in which nothing more is stored for this long has stalled (two processors, once: a
+# partition never read after the group's rebalance; README, Statistics, scale out).
+STALL_S = 60.0
+
 
 class StatsRun(NamedTuple):
     records: int
@@ -202,6 +206,11 @@ async def processor_rate(
                 for p in running:
                     if not p.alive() or time.monotonic() > deadline:
                         raise RuntimeError(f"a processor did not finish:\n{p.log()[-3000:]}")
+                if stalled(samples):
+                    raise RuntimeError(
+                        f"stalled: {samples[-1][1]} of {total} records stored and none for "
+                        f"{STALL_S:.0f}s; see the README, Statistics, scale out"
+                    )
                 cpu = sum(t.user + t.system for t in (c.cpu_times() for c in cpus))
                 samples.append((time.monotonic(), await stored(conn), cpu))
                 if settled is None and await group_settled(admin, group, processors):
@@ -224,6 +233,15 @@ async def processor_rate(
     cpu_us = (cpu90 - cpu10) / max(1, c90 - c10) * 1e6
     settled_s = samples[settled][0] - started if settled is not None else None
     return (c90 - c10) / (t90 - t10), samples[-1][0] - started, cpu_us, settled_s
+
+
+def stalled(samples: list[tuple[float, int, float]]) -> bool:
+    """Nothing stored for STALL_S, with records stored before (start-up is not a stall)."""
+    if not samples or samples[-1][1] == 0:
+        return False
+    now, count = samples[-1][0], samples[-1][1]
+    last_change = next(t for t, c, _ in samples if c == count)
+    return now - last_change > STALL_S
 
 
 async def group_settled(admin: AIOKafkaAdminClient, group: str, members: int) -> bool:

@@ -67,7 +67,6 @@ def test_quick_benchmark_saves_every_scenario_with_finite_figures(
         assert by_name[(f"7 explain, {family}", "p50 latency per review")]["median"] > 0
     for monitor in ("off", "on"):
         assert by_name[("8 stats path", f"drift monitor {monitor}")]["median"] > 0
-        assert by_name[("8 stats path", f"drift monitor {monitor}, 2 processors")]["median"] > 0
     assert by_name[("9 soak", "Kafka requests sent")]["median"] > 0
     assert by_name[("9 soak", "REST requests sent")]["median"] > 0
     lost = by_name[("9 soak", "lost (unanswered or not stored)")]
