@@ -29,7 +29,6 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Annotated
 
 import httpx
 import typer
@@ -40,7 +39,17 @@ from deploy.podman import kube_manifests as manifests
 from deploy.podman import kube_plan
 from deploy.podman import kube_standins as standins
 from deploy.podman.kubelet import Container, containers_of, pod_address, wait_ready
-from deploy.podman.report import SmokeFailed, Steps, podman, show_logs
+from deploy.podman.report import (
+    DataDir,
+    KafkaImage,
+    PostgresImage,
+    Registry,
+    SmokeFailed,
+    Steps,
+    Tag,
+    podman,
+    show_logs,
+)
 from deploy.podman.smoke import MODEL, TRAIN_ENV, model_version
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -249,11 +258,11 @@ def smoke(kube: KubeRun, steps: Steps, images: dict[str, str], data_dir: Path) -
 
 @app.command()
 def main(
-    registry: Annotated[str, typer.Option(help="where `make images` tagged the images")],
-    tag: Annotated[str, typer.Option(help="their tag (the project's version)")],
-    kafka_image: Annotated[str, typer.Option(help="a Kafka image (apache/kafka's contract)")],
-    postgres_image: Annotated[str, typer.Option(help="a PostgreSQL image (postgres' contract)")],
-    data_dir: Annotated[Path, typer.Option(help="shared/data, for the training run")],
+    registry: Registry,
+    tag: Tag,
+    kafka_image: KafkaImage,
+    postgres_image: PostgresImage,
+    data_dir: DataDir,
 ) -> None:
     """Play the dev overlay under podman from the built images and check every pod is ready."""
     images = {t: f"{registry}/{t}:{tag}" for t in TARGETS}

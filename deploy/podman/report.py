@@ -1,5 +1,5 @@
-"""What the container smoke tests share: steps printed with their times, and a failure report
-that names each container and shows its last log lines."""
+"""What the container smoke tests share: their command-line options, steps printed with their
+times, and a failure report that names each container and shows its last log lines."""
 
 from __future__ import annotations
 
@@ -7,8 +7,19 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
 
 LOG_LINES = 30
+
+# The options both smoke tests take from the Makefile.
+Registry = Annotated[str, typer.Option(help="where `make images` tagged the images")]
+Tag = Annotated[str, typer.Option(help="their tag (the project's version)")]
+KafkaImage = Annotated[str, typer.Option(help="a Kafka image (apache/kafka's contract)")]
+PostgresImage = Annotated[str, typer.Option(help="a PostgreSQL image (postgres' contract)")]
+DataDir = Annotated[Path, typer.Option(help="shared/data, for the training runs")]
 
 
 class SmokeFailed(Exception):

@@ -34,7 +34,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import httpx
 import typer
@@ -42,7 +42,18 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_f
 from websockets.sync.client import connect
 
 from deploy import dev_secrets
-from deploy.podman.report import LOG_LINES, SmokeFailed, Steps, podman, show_logs
+from deploy.podman.report import (
+    LOG_LINES,
+    DataDir,
+    KafkaImage,
+    PostgresImage,
+    Registry,
+    SmokeFailed,
+    Steps,
+    Tag,
+    podman,
+    show_logs,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "deploy" / "compose" / "compose.yaml"
@@ -343,11 +354,11 @@ def smoke(stack: Stack, steps: Steps, worker_image: str) -> None:
 
 @app.command()
 def main(
-    registry: Annotated[str, typer.Option(help="where `make images` tagged the images")],
-    tag: Annotated[str, typer.Option(help="their tag (the project's version)")],
-    kafka_image: Annotated[str, typer.Option(help="a Kafka image (apache/kafka's contract)")],
-    postgres_image: Annotated[str, typer.Option(help="a PostgreSQL image (postgres' contract)")],
-    data_dir: Annotated[Path, typer.Option(help="shared/data, for the training runs")],
+    registry: Registry,
+    tag: Tag,
+    kafka_image: KafkaImage,
+    postgres_image: PostgresImage,
+    data_dir: DataDir,
 ) -> None:
     """Run the compose stack from the built images and check it end to end."""
     images = {

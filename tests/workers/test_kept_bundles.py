@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from contracts import ModelChanged
 from deploy.local.launcher import LocalStack
 from inference.registry import serving_version
 from tests.serving import mlflow_client, register, unique
@@ -16,21 +17,26 @@ from workers.models import ModelRefused
 from workers.registry import KEPT_BUNDLES, MlflowModelSource
 
 
-def test_a_version_loaded_before_is_read_from_disk_and_a_tampered_one_downloaded_again(
-    stack: LocalStack, tmp_path: Path
-) -> None:
+def three_versions(stack: LocalStack, tmp_path: Path) -> tuple[str, list[ModelChanged]]:
+    """A new model with three versions, each promoted in turn: (its name, their events)."""
     client = mlflow_client(stack)
     name = unique("model")
     events = []
     for seed in (1, 2, 3):
-        version = register(client, name, tmp_path, seed=seed)  # each promoted in turn
+        version = register(client, name, tmp_path, seed=seed)
         event = serving_version(client, name, "production")
         assert event is not None
         assert event.version == version
         events.append(event)
-    first, second, third = events
+    (tmp_path / "cache").mkdir()
+    return name, events
+
+
+def test_a_version_loaded_before_is_read_from_disk_and_a_tampered_one_downloaded_again(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    name, (first, second, third) = three_versions(stack, tmp_path)
     cache = tmp_path / "cache"
-    cache.mkdir()
     source = MlflowModelSource(stack.mlflow_uri, cache_dir=cache)
 
     assert "download" in source.load(first).timings
@@ -58,17 +64,8 @@ def test_a_version_loaded_before_is_read_from_disk_and_a_tampered_one_downloaded
 def test_a_version_fetched_ahead_is_loaded_from_disk_and_a_bad_one_is_refused_ahead(
     stack: LocalStack, tmp_path: Path
 ) -> None:
-    client = mlflow_client(stack)
-    name = unique("model")
-    events = []
-    for seed in (1, 2, 3):
-        register(client, name, tmp_path, seed=seed)
-        event = serving_version(client, name, "production")
-        assert event is not None
-        events.append(event)
-    first, second, third = events
+    _, (first, second, third) = three_versions(stack, tmp_path)
     cache = tmp_path / "cache"
-    cache.mkdir()
     source = MlflowModelSource(stack.mlflow_uri, cache_dir=cache)
     source.load(first)
 
