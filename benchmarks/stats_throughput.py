@@ -209,7 +209,8 @@ async def processor_rate(
                 if stalled(samples):
                     raise RuntimeError(
                         f"stalled: {samples[-1][1]} of {total} records stored and none for "
-                        f"{STALL_S:.0f}s; see the README, Statistics, scale out"
+                        f"{STALL_S:.0f}s; see the README, Statistics, scale out; lag per "
+                        f"processor: {[await lagging(p) for p in running]}"
                     )
                 cpu = sum(t.user + t.system for t in (c.cpu_times() for c in cpus))
                 samples.append((time.monotonic(), await stored(conn), cpu))
@@ -242,6 +243,16 @@ def stalled(samples: list[tuple[float, int, float]]) -> bool:
     now, count = samples[-1][0], samples[-1][1]
     last_change = next(t for t, c, _ in samples if c == count)
     return now - last_change > STALL_S
+
+
+async def lagging(processor: StatsProcess) -> dict[str, float]:
+    """The partitions a processor holds with records it has not committed, and how many."""
+    samples = await processor.metrics()
+    return {
+        f"{dict(labels)['topic']}[{dict(labels)['partition']}]": lag
+        for (name, labels), lag in samples.items()
+        if name == "rs_stats_consumer_lag" and lag > 0
+    }
 
 
 async def group_settled(admin: AIOKafkaAdminClient, group: str, members: int) -> bool:
