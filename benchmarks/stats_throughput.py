@@ -1,7 +1,7 @@
 """Sustained records/second of the stats processor into PostgreSQL, on this machine.
 
     .venv/bin/python -m benchmarks.stats_throughput [--records 20000] [--batch-max 500]
-        [--baseline DIR]
+        [--processors 1 --processors 2] [--baseline DIR]
 
 Starts a local stack on free ports (or uses the running one with ``--running-stack``), loads
 predictions (with the features the drift monitor reads) and the feedback for half of them into
@@ -10,9 +10,16 @@ fresh database each time: without the drift monitor, then with it (every version
 with a reference profile), and samples the database: the rate is measured between 10% and 90% of
 the records stored, so start-up and the tail do not count. A second figure times the store
 alone (batches straight into ``PostgresStatsStore``, no Kafka) to show where the time goes.
-Besides records/s, each run says the processor's CPU (user + system, all its threads) per
+With more than one processor the rate is measured from the later of 10% stored and the
+moment the group holds them all and is stable (see ``processor_rate``). Besides records/s,
+each run says the processor's CPU (user + system, all its threads) per
 record over the same span: on a shared machine the rate follows the other jobs, the CPU per
 record much less.
+
+``--processors N`` (repeatable, e.g. ``--processors 1 --processors 2``): N processors in one
+consumer group share each load, for each N given, one after the other on the same stack, so
+the figures are side by side; records/s is theirs together, the CPU per record the sum of
+theirs. The topics get at least N partitions each (defaults: 6 predictions, 3 feedback).
 
 ``--baseline DIR``: another checkout's processor (e.g. ``git archive main | tar -x -C DIR``)
 runs before this one on the same load, ``python -m stats`` started in DIR so that its
@@ -23,11 +30,12 @@ nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, NamedTuple
@@ -38,6 +46,7 @@ import psutil  # type: ignore[import-untyped]
 import typer
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from contracts import (
     Feedback,
@@ -61,6 +70,10 @@ from stats.migrate import migrate
 
 app = typer.Typer(add_completion=False)
 
+# A run in which nothing more is stored for this long has stalled (two processors, once: a
+# partition never read after the group's rebalance; README, Statistics, scale out).
+STALL_S = 60.0
+
 
 class StatsRun(NamedTuple):
     records: int
@@ -70,9 +83,12 @@ class StatsRun(NamedTuple):
     seconds: float
     """from the processor's start to the last record stored"""
     cpu_us: float
-    """the processor's CPU per record over the same span as ``rate``, in microseconds"""
+    """the processors' CPU per record (summed) over the same span as ``rate``, in microseconds"""
     direct: float
     """predictions/s written by PostgresStatsStore alone"""
+    settled_s: float | None
+    """when every processor was in the group and it was stable, from their start; None when
+    all was stored before"""
 
 
 def predictions(prefix: str, n: int) -> list[Prediction]:
@@ -159,42 +175,102 @@ async def processor_rate(
     env: dict[str, str],
     workdir: Path,
     checkout: Path = ROOT,
-) -> tuple[float, float, float]:
+    processors: int = 1,
+) -> tuple[float, float, float, float | None]:
     """(sustained records/s between 10% and 90%, seconds from start to the last record, the
-    processor's CPU microseconds per record between 10% and 90%)."""
+    processors' CPU microseconds per record between 10% and 90%, summed over them, seconds
+    from start until the group had all of them and was stable).
+
+    ``processors`` start together in one consumer group and split the partitions. They join
+    one after the other (the broker does not wait for more members: the local stack sets
+    ``group.initial.rebalance.delay.ms=0``), so the first ones read alone until the group has
+    rebalanced; the rate is measured from 10% stored or the group settled, whichever is later:
+    it is that of N processors, not of their start-up."""
     conn = await asyncpg.connect(url)
-    samples: list[tuple[float, int, float]] = []  # (time, records stored, processor CPU s)
+    samples: list[tuple[float, int, float]] = []  # (time, records stored, processors' CPU s)
+    group = f"bench-{uuid.uuid4().hex[:8]}"
+    settled: int | None = None  # the first sample taken with the group settled
+    admin = AIOKafkaAdminClient(**kafka.client())
+    await admin.start()
     try:
-        async with StatsProcess(
-            kafka=kafka,
-            database_url=url,
-            group_id=f"bench-{uuid.uuid4().hex[:8]}",
-            log_path=workdir / "stats.log",
-            extra_env=env,
-            cwd=checkout,
-        ) as processor:
-            assert processor.process is not None
-            cpu = psutil.Process(processor.process.pid)
+        async with contextlib.AsyncExitStack() as stack:
+            logs = [workdir / f"stats-{i}.log" for i in range(processors)]
+            running = [
+                await stack.enter_async_context(processor(kafka, url, group, log, env, checkout))
+                for log in logs
+            ]
+            cpus = [psutil.Process(p.process.pid) for p in running if p.process is not None]
             started = time.monotonic()
             deadline = started + 600
             while not samples or samples[-1][1] < total:
-                if not processor.alive() or time.monotonic() > deadline:
-                    raise RuntimeError(f"the processor did not finish:\n{processor.log()[-3000:]}")
-                times = cpu.cpu_times()
-                samples.append((time.monotonic(), await stored(conn), times.user + times.system))
+                for p in running:
+                    if not p.alive() or time.monotonic() > deadline:
+                        raise RuntimeError(f"a processor did not finish:\n{p.log()[-3000:]}")
+                if stalled(samples):
+                    raise RuntimeError(
+                        f"stalled: {samples[-1][1]} of {total} records stored and none for "
+                        f"{STALL_S:.0f}s; see the README, Statistics, scale out; lag per "
+                        f"processor: {[await lagging(p) for p in running]}"
+                    )
+                cpu = sum(t.user + t.system for t in (c.cpu_times() for c in cpus))
+                samples.append((time.monotonic(), await stored(conn), cpu))
+                if settled is None and await group_settled(admin, group, processors):
+                    settled = len(samples) - 1
                 await asyncio.sleep(0.1)
-            processor.terminate()
+            for p in running:
+                p.terminate()
     finally:
         await conn.close()
+        await admin.close()
     i10 = next(i for i, (_, c, _) in enumerate(samples) if c >= 0.1 * total)
     i90 = next(i for i, (_, c, _) in enumerate(samples) if c >= 0.9 * total)
+    if settled is not None and i10 < settled < i90:
+        i10 = settled
     if i10 == i90:  # a small load stored within one sample: measure from the sample before
         i10 = max(0, i10 - 1)
     (t10, c10, cpu10), (t90, c90, cpu90) = samples[i10], samples[i90]
     if t90 <= t10:  # stored before the first sample: measure from the processor's start
         t10, c10, cpu10 = started, 0, 0.0
     cpu_us = (cpu90 - cpu10) / max(1, c90 - c10) * 1e6
-    return (c90 - c10) / (t90 - t10), samples[-1][0] - started, cpu_us
+    settled_s = samples[settled][0] - started if settled is not None else None
+    return (c90 - c10) / (t90 - t10), samples[-1][0] - started, cpu_us, settled_s
+
+
+def stalled(samples: list[tuple[float, int, float]]) -> bool:
+    """Nothing stored for STALL_S, with records stored before (start-up is not a stall)."""
+    if not samples or samples[-1][1] == 0:
+        return False
+    now, count = samples[-1][0], samples[-1][1]
+    last_change = next(t for t, c, _ in samples if c == count)
+    return now - last_change > STALL_S
+
+
+async def lagging(processor: StatsProcess) -> dict[str, float]:
+    """The partitions a processor holds with records it has not committed, and how many."""
+    samples = await processor.metrics()
+    return {
+        f"{dict(labels)['topic']}[{dict(labels)['partition']}]": lag
+        for (name, labels), lag in samples.items()
+        if name == "rs_stats_consumer_lag" and lag > 0
+    }
+
+
+async def group_settled(admin: AIOKafkaAdminClient, group: str, members: int) -> bool:
+    """The group has ``members`` members and is not rebalancing."""
+    try:
+        (response,) = await admin.describe_consumer_groups([group])
+    except KafkaError:  # no coordinator yet: a fresh broker creates __consumer_offsets first
+        return False
+    _error, _group, state, _type, _protocol, joined, *_ = response.groups[0]
+    return bool(state == "Stable" and len(joined) == members)
+
+
+def processor(
+    kafka: KafkaSettings, url: str, group: str, log: Path, env: dict[str, str], checkout: Path
+) -> StatsProcess:
+    return StatsProcess(
+        kafka=kafka, database_url=url, group_id=group, log_path=log, extra_env=env, cwd=checkout
+    )
 
 
 async def store_rate(url: str, n: int, batch: int) -> float:
@@ -211,7 +287,13 @@ async def store_rate(url: str, n: int, batch: int) -> float:
         await pool.close()
 
 
-async def bench(records: int, batch_max: int, running_stack: bool, baseline: Path | None) -> None:
+async def bench(
+    records: int,
+    batch_max: int,
+    running_stack: bool,
+    baseline: Path | None,
+    processors: Sequence[int] = (1,),
+) -> None:
     with tempfile.TemporaryDirectory(prefix="stats-bench-") as tmp:
         workdir = Path(tmp)
         stack = None if running_stack else LocalStack(state_dir=workdir / "stack")
@@ -223,7 +305,7 @@ async def bench(records: int, batch_max: int, running_stack: bool, baseline: Pat
             else:
                 bootstrap = KafkaSettings().bootstrap_servers
                 base_url = DatabaseSettings().url.get_secret_value()
-            await run(bootstrap, base_url, records, batch_max, workdir, baseline)
+            await run(bootstrap, base_url, records, batch_max, workdir, baseline, processors)
         finally:
             if stack is not None:
                 stack.stop()
@@ -236,32 +318,37 @@ async def run(
     batch_max: int,
     workdir: Path,
     baseline: Path | None = None,
+    processors: Sequence[int] = (1,),
 ) -> None:
     """The processor without and with the drift monitor, on the same load, side by side (and
-    the baseline's before each, when given)."""
+    the baseline's before each, when given), with each number of processors given."""
     checkouts = (
         {"this code": ROOT} if baseline is None else {"baseline": baseline, "this code": ROOT}
     )
-    figures: dict[tuple[bool, str], StatsRun] = {}
+    figures: dict[tuple[bool, int, str], StatsRun] = {}
     for monitor in (False, True):
-        for name, checkout in checkouts.items():
-            figures[monitor, name] = await one_run(
-                bootstrap, base_url, records, batch_max, workdir, monitor=monitor,
-                checkout=checkout,
-            )  # fmt: skip
-    total = figures[False, "this code"].records
+        for n in processors:
+            for name, checkout in checkouts.items():
+                figures[monitor, n, name] = await one_run(
+                    bootstrap, base_url, records, batch_max, workdir, monitor=monitor,
+                    checkout=checkout, processors=n,
+                )  # fmt: skip
+    first = next(iter(figures.values()))
+    total = first.records
     lines = [
-        f"\nstats processor, Kafka -> faust -> PostgreSQL (batch_max={batch_max}), {total} records "
-        f"({records} predictions + {total - records} feedback) each run; records/s sustained "
-        "(10% to 90% stored), the processor's CPU per record over the same span:"
+        f"\nstats processors, Kafka -> faust -> PostgreSQL (batch_max={batch_max}), {total} "
+        f"records ({records} predictions + {total - records} feedback) each run; records/s "
+        "sustained (10% to 90% stored), the processors' CPU per record (summed) over the same span:"
     ]
-    for (monitor, name), f in figures.items():
+    for (monitor, n, name), f in figures.items():
         where = f" ({checkouts[name]})" if baseline is not None else ""
         lines.append(
-            f"  drift monitor {'on ' if monitor else 'off'}, {name}{where}: {f.rate:,.0f} "
-            f"records/s, {f.cpu_us:.0f} us CPU/record, all stored {f.seconds:.1f}s after start"
+            f"  drift monitor {'on ' if monitor else 'off'}, {n} processor{'s' if n > 1 else ''}, "
+            f"{name}{where}: {f.rate:,.0f} records/s, {f.cpu_us:.0f} us CPU/record, all stored "
+            f"{f.seconds:.1f}s after start, the group settled "
+            + (f"{f.settled_s:.1f}s after start" if f.settled_s is not None else "after that")
         )
-    direct = figures[False, "this code"].direct
+    direct = first.direct
     lines += [
         f"store alone, PostgresStatsStore.write_predictions, {batch_max} per transaction:",
         f"  {direct:,.0f} predictions/s",
@@ -280,10 +367,18 @@ async def one_run(
     monitor: bool,
     echo: Callable[[str], None] = typer.echo,
     checkout: Path = ROOT,
+    processors: int = 1,
 ) -> StatsRun:
-    """Fresh topics and database, the processor of ``checkout`` (this one by default)."""
+    """Fresh topics and database, ``processors`` of ``checkout`` (this one by default) in one
+    group; every source topic has a partition for each of them at least."""
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
-    kafka = KafkaSettings().prefixed(prefix, bootstrap_servers=bootstrap)
+    defaults = KafkaSettings()
+    kafka = defaults.prefixed(
+        prefix,
+        bootstrap_servers=bootstrap,
+        predictions_partitions=max(processors, defaults.predictions_partitions),
+        feedback_partitions=max(processors, defaults.feedback_partitions),
+    )
     name = prefix.replace("-", "_")
     admin_url = urlsplit(base_url)._replace(path="/postgres").geturl()
     url = urlsplit(base_url)._replace(path=f"/{name}").geturl()
@@ -299,9 +394,11 @@ async def one_run(
         total = await load(kafka, preds)
         echo(f"loaded {total} records into Kafka in {time.perf_counter() - started:.1f}s")
         env = {"RS_STATS_BATCH_MAX": str(batch_max), "RS_STATS_DRIFT_ENABLED": str(monitor)}
-        rate, elapsed, cpu_us = await processor_rate(kafka, url, total, env, workdir, checkout)
+        rate, elapsed, cpu_us, settled_s = await processor_rate(
+            kafka, url, total, env, workdir, checkout, processors
+        )
         direct = await store_rate(url, min(records, 20_000), batch_max)
-        return StatsRun(total, rate, elapsed, cpu_us, direct)
+        return StatsRun(total, rate, elapsed, cpu_us, direct, settled_s)
     finally:
         await admin_db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin_db.close()
@@ -331,9 +428,13 @@ def main(
         Path | None,
         typer.Option(help="another checkout whose processor runs before this one, same load"),
     ] = None,
+    processors: Annotated[
+        list[int] | None,
+        typer.Option(min=1, help="processors in one group; repeat to compare (1 by default)"),
+    ] = None,
 ) -> None:
-    """Print the stats processor's sustained records/second into PostgreSQL."""
-    asyncio.run(bench(records, batch_max, running_stack, baseline))
+    """Print the stats processors' sustained records/second into PostgreSQL."""
+    asyncio.run(bench(records, batch_max, running_stack, baseline, processors or [1]))
 
 
 if __name__ == "__main__":

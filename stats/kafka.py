@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import faust
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from faust.auth import SASLCredentials, SSLCredentials
 from faust.exceptions import ProducerSendError
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types.auth import CredentialsT
 
 from contracts.topics import KafkaSettings
@@ -184,8 +185,16 @@ def acknowledge(app: faust.App, events: Sequence[Any]) -> None:
 
 
 def topics_known(app: faust.App, *topics: str) -> bool:
-    """The consumer's metadata knows every one of these topics (they exist on the broker)."""
-    return all(app.consumer.topic_partitions(topic) for topic in topics)
+    """The consumer's metadata knows every one of these topics (they exist on the broker).
+
+    Read from the aiokafka consumer's own cluster metadata, which every member of the group
+    keeps for the topics it subscribes. Not faust's ``Consumer.topic_partitions``: that reads
+    the group coordinator's snapshot, which aiokafka (0.14) fills in only on the member that
+    computes the assignment, the group's leader, so a processor that joined a group already
+    led by another was never ready (issue #20).
+    """
+    consumer = cast(faust_aiokafka.Consumer, app.consumer)._thread._consumer  # None until started
+    return consumer is not None and all(consumer.partitions_for_topic(t) for t in topics)
 
 
 class FaustDeadLetterSink:

@@ -520,6 +520,53 @@ async def test_two_processors_share_a_backlog_and_one_is_killed_counts_exactly(
     assert "Traceback" not in survivor.log()
 
 
+async def test_a_second_processor_joins_a_busy_group_both_ready_all_counted_once(
+    kafka: KafkaSettings, database_url: str, tmp_path: Path
+) -> None:
+    """Scaling out while under way: a second processor joins the group while the first is
+    reading a backlog. Both become ready (the second is a follower of the group, whose
+    coordinator learns no topic metadata of its own: see ``stats.kafka.topics_known``), both
+    store records sent after the join, and everything is counted exactly once: the records
+    the rebalance moved are stored by one of them, the other's replay counts as duplicates."""
+    scenario = make_scenario(unique("j"), 1200, seed=8)
+    group = unique("stats")
+    half = len(scenario.predictions) // 2
+    await send_feedback(kafka, scenario.feedback_before)
+    await send_predictions(kafka, scenario.predictions[:half])
+
+    def processor(name: str, env: dict[str, str]) -> StatsProcess:
+        return StatsProcess(
+            kafka=kafka,
+            database_url=database_url,
+            group_id=group,
+            log_path=tmp_path / f"{name}.log",
+            extra_env=env,
+        )
+
+    async with processor("first", {"RS_STATS_BATCH_MAX": "20"}) as first:
+        await first.wait_ready()
+        await wait_for(
+            lambda: _at_least(count(database_url, "SELECT count(*) FROM predictions"), 100),
+            timeout_s=120,
+            what="the first processor under way",
+        )
+        async with processor("second", {}) as second:
+            await second.wait_ready()
+            await first.wait_ready()
+            await send_predictions(kafka, scenario.predictions[half:])
+            await send_feedback(kafka, scenario.feedback_after)
+            await wait_for(lambda: caught_up(kafka, group), timeout_s=180, what="caught up")
+            await assert_exact(database_url, scenario, waiting=4)
+            stored = [
+                metric(await p.metrics(), "rs_stats_records_total", kind="prediction",
+                       outcome="stored")
+                for p in (first, second)
+            ]  # fmt: skip
+            assert all(stored), stored  # each holds predictions partitions after the join
+            assert sum(stored) == len(scenario.predictions)
+    assert "Traceback" not in first.log() + second.log()
+
+
 async def test_database_outage_loses_nothing_and_counts_nothing_twice(
     kafka: KafkaSettings, tmp_path: Path
 ) -> None:
