@@ -84,10 +84,28 @@ async def test_drift_and_accuracy_alarms_reach_the_table_and_the_metrics(
         await wait_for(alarms, timeout_s=60, what="drift and accuracy alarms")
         samples = await processor.metrics()
 
+        async def alarm_written() -> bool:
+            # The alarm's metric is set just before its check is written: wait for the row
+            # before stopping the processor, or the stop may cancel that write.
+            accuracy = (await _checks(database_url)).get("accuracy")
+            return accuracy is not None and bool(accuracy["alarmed"])
+
+        await wait_for(alarm_written, timeout_s=30, what="the accuracy alarm written")
+
     assert metric(samples, "rs_stats_drift_alarm", model_version="7", feature="length") == 1
     assert metric(samples, "rs_stats_drift_score", model_version="7", feature="unknown_share") > 1
     assert metric(samples, "rs_stats_live_accuracy", model_version="7") == 0
     assert metric(samples, "rs_stats_unmonitored_predictions_total", model_version="8") == 5
+    by_feature = await _checks(database_url)
+    # 80 predictions, a window of 50 checked every 10: checks at 50, 60, 70 and 80.
+    assert by_feature["unknown_share"]["checks"] == 4
+    assert by_feature["unknown_share"]["alarmed"]
+    assert by_feature["unknown_share"]["w"] == 50
+    assert by_feature["accuracy"]["alarmed"]
+
+
+async def _checks(database_url: str) -> dict[str, asyncpg.Record]:
+    """Version 7's drift checks in ``drift_checks``, per feature."""
     conn = await asyncpg.connect(database_url)
     try:
         rows = await conn.fetch(
@@ -96,12 +114,7 @@ async def test_drift_and_accuracy_alarms_reach_the_table_and_the_metrics(
         )
     finally:
         await conn.close()
-    by_feature = {r["feature"]: r for r in rows}
-    # 80 predictions, a window of 50 checked every 10: checks at 50, 60, 70 and 80.
-    assert by_feature["unknown_share"]["checks"] == 4
-    assert by_feature["unknown_share"]["alarmed"]
-    assert by_feature["unknown_share"]["w"] == 50
-    assert by_feature["accuracy"]["alarmed"]
+    return {r["feature"]: r for r in rows}
 
 
 async def _learnt(processor: StatsProcess) -> bool:
