@@ -112,6 +112,16 @@ def register(
     return version
 
 
+def serving_and_next(stack: LocalStack, tmp_path: Path) -> tuple[MlflowClient, str, str, str]:
+    """A new model with v1 serving (promoted) and v2 registered, passed, not promoted:
+    (client, name, v1, v2)."""
+    client = mlflow_client(stack)
+    name = unique("model")
+    v1 = register(client, name, tmp_path, seed=1)
+    v2 = register(client, name, tmp_path, seed=2, promote=False)
+    return client, name, v1, v2
+
+
 def synthetic_gate(passed: bool) -> Gate:
     detail = "a test's synthetic model" + ("" if passed else ", failing on purpose")
     return Gate("accuracy_floor", passed, 0.96 if passed else 0.5, 0.95, detail)

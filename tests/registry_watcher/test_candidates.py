@@ -15,7 +15,7 @@ from registry_watcher.candidates import candidate
 from registry_watcher.service import Watcher
 from tests.registry_watcher.test_release import settings_for
 from tests.registry_watcher.test_watcher import events_are, running, topic_events
-from tests.serving import eventually, mlflow_client, register, unique
+from tests.serving import eventually, register, serving_and_next
 
 PASSED = {"gates": "passed", "bundle_sha256": "a" * 64}
 FAILED = {"gates": "failed", "gates.failed": "accuracy_floor", "bundle_sha256": "b" * 64}
@@ -56,10 +56,7 @@ def count(watcher: Watcher, name: str, labels: dict[str, str]) -> float:
 async def test_the_next_version_is_checked_ahead_and_its_tags_follow_the_event(
     stack: LocalStack, kafka: KafkaSettings, tmp_path: Path
 ) -> None:
-    client = mlflow_client(stack)
-    name = unique("model")
-    v1 = register(client, name, tmp_path, seed=1)
-    v2 = register(client, name, tmp_path, seed=2, promote=False)
+    client, name, v1, v2 = serving_and_next(stack, tmp_path)
     register(client, name, tmp_path, seed=3, promote=False, gates_pass=False)  # never next
     settings = settings_for(kafka, stack, name)
     checks = "rs_watcher_bundle_checks_total"

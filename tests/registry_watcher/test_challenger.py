@@ -20,7 +20,7 @@ from registry_watcher.service import Watcher
 from registry_watcher.settings import Settings
 from runtime.kafka import ModelEvents, serving_only
 from runtime.signing import Verifier
-from tests.serving import eventually, mlflow_client, register, unique
+from tests.serving import eventually, serving_and_next, unique
 
 
 @contextlib.asynccontextmanager
@@ -67,10 +67,7 @@ async def latest(kafka: KafkaSettings) -> dict[str, str]:
 async def test_challenger_beside_production_then_withdrawn(
     stack: LocalStack, kafka: KafkaSettings, tmp_path: Path
 ) -> None:
-    client = mlflow_client(stack)
-    name = unique("model")
-    v1 = register(client, name, tmp_path, seed=1)
-    v2 = register(client, name, tmp_path, seed=2, promote=False)
+    client, name, v1, v2 = serving_and_next(stack, tmp_path)
     client.set_registered_model_alias(name, "challenger", v2)
     settings = Settings(port=0, poll_interval_s=0.3, model_names=[name], kafka=kafka)
 

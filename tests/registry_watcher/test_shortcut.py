@@ -24,7 +24,7 @@ from registry_watcher.webhook import PATH, AliasEvent
 from tests.registry_watcher.test_candidates import NEXT, count
 from tests.registry_watcher.test_watcher import events_are, running, topic_events
 from tests.registry_watcher.test_webhook import SECRET, delivery
-from tests.serving import eventually, mlflow_client, register, unique
+from tests.serving import eventually, serving_and_next
 
 T0 = datetime(2027, 1, 15, 8, tzinfo=UTC)
 SHA = "a" * 64
@@ -121,10 +121,7 @@ def counted(watcher: Watcher, outcome: str, expected: float) -> Callable[[], Awa
 async def test_a_move_to_the_version_checked_ahead_ships_before_the_lookup_and_is_confirmed(
     stack: LocalStack, kafka: KafkaSettings, tmp_path: Path
 ) -> None:
-    client = mlflow_client(stack)
-    name = unique("model")
-    v1 = register(client, name, tmp_path, seed=1)
-    v2 = register(client, name, tmp_path, seed=2, promote=False)
+    client, name, v1, v2 = serving_and_next(stack, tmp_path)
     async with running(settings(kafka, stack, name, tmp_path / "secret")) as watcher:
         hook = Hook(watcher, name)
         await eventually(events_are(kafka, [(v1, ChangeReason.PROMOTED)]), timeout_s=30,
@@ -153,10 +150,7 @@ async def test_a_move_to_the_version_checked_ahead_ships_before_the_lookup_and_i
 async def test_the_registry_corrects_a_move_it_does_not_confirm(
     stack: LocalStack, kafka: KafkaSettings, tmp_path: Path
 ) -> None:
-    client = mlflow_client(stack)
-    name = unique("model")
-    v1 = register(client, name, tmp_path, seed=1)
-    v2 = register(client, name, tmp_path, seed=2, promote=False)
+    client, name, v1, v2 = serving_and_next(stack, tmp_path)
     async with running(settings(kafka, stack, name, tmp_path / "secret")) as watcher:
         hook = Hook(watcher, name)
         shipped = [(v1, ChangeReason.PROMOTED)]

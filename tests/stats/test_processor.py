@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -493,14 +494,7 @@ async def test_two_processors_share_a_backlog_and_one_is_killed_counts_exactly(
     await send_predictions(kafka, scenario.predictions)
     slow = {"RS_STATS_BATCH_MAX": "20", "RS_STATS_COMMIT_INTERVAL_S": "120", **FAST_FAILOVER}
 
-    def processor(name: str, env: dict[str, str]) -> StatsProcess:
-        return StatsProcess(
-            kafka=kafka,
-            database_url=database_url,
-            group_id=group,
-            log_path=tmp_path / f"{name}.log",
-            extra_env=env,
-        )
+    processor = partial(group_member, kafka, database_url, group, tmp_path)
 
     async with (
         processor("survivor", FAST_FAILOVER) as survivor,
@@ -534,14 +528,7 @@ async def test_a_second_processor_joins_a_busy_group_both_ready_all_counted_once
     await send_feedback(kafka, scenario.feedback_before)
     await send_predictions(kafka, scenario.predictions[:half])
 
-    def processor(name: str, env: dict[str, str]) -> StatsProcess:
-        return StatsProcess(
-            kafka=kafka,
-            database_url=database_url,
-            group_id=group,
-            log_path=tmp_path / f"{name}.log",
-            extra_env=env,
-        )
+    processor = partial(group_member, kafka, database_url, group, tmp_path)
 
     async with processor("first", {"RS_STATS_BATCH_MAX": "20"}) as first:
         await first.wait_ready()
@@ -781,14 +768,7 @@ async def test_a_failing_transaction_holds_back_the_batches_read_after_it(
         **FAST_FAILOVER,
     }
 
-    def processor(name: str) -> StatsProcess:
-        return StatsProcess(
-            kafka=kafka,
-            database_url=database_url,
-            group_id=group,
-            log_path=tmp_path / f"{name}.log",
-            extra_env=env,
-        )
+    processor = partial(group_member, kafka, database_url, group, tmp_path, env=env)
 
     async with processor("first") as first:
 
@@ -918,3 +898,21 @@ class _Postgres:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+
+def group_member(
+    kafka: KafkaSettings,
+    database_url: str,
+    group: str,
+    tmp_path: Path,
+    name: str,
+    env: dict[str, str],
+) -> StatsProcess:
+    """A processor of ``group``, logging to ``name``.log."""
+    return StatsProcess(
+        kafka=kafka,
+        database_url=database_url,
+        group_id=group,
+        log_path=tmp_path / f"{name}.log",
+        extra_env=env,
+    )
