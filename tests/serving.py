@@ -41,6 +41,7 @@ from deploy.local.launcher import LocalStack
 from deploy.local.processes import ServiceProcess, kafka_env
 from export.gates import Gate
 from export.registry import record_gates
+from inference.bundle import MANIFEST, MODEL_FILE, REFERENCE_FILE, Bundle, write_bundle
 from inference.registry import SHA_TAG, register_bundle
 from inference.synthetic import make_fast_bundle
 
@@ -96,13 +97,21 @@ def register(
     promote: bool = True,
     gates_pass: bool = True,
     profile: bool = False,
+    buckets: int = 4096,
+    wrong_reference: bool = False,
 ) -> str:
     """Register a small real bundle as a new version of ``name``, with one gate result (the
-    watcher ships only a version that passed); optionally point the alias."""
+    watcher ships only a version that passed); optionally point the alias. ``buckets`` of
+    1 << 14 or more put its weights in ``model.onnx.data``; ``wrong_reference`` records
+    reference outputs it does not reproduce (its sha256 matches: only its check fails)."""
     experiment = client.get_experiment_by_name(name)
     experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
     run = client.create_run(experiment_id)
-    bundle = make_fast_bundle(tmp_path / f"{name}-{seed}", seed=seed, profile=profile)
+    bundle = make_fast_bundle(
+        tmp_path / f"{name}-{seed}", seed=seed, profile=profile, buckets=buckets
+    )
+    if wrong_reference:
+        bundle = misreferenced(bundle, tmp_path / f"{name}-{seed}-misreferenced")
     registered = register_bundle(client, run_id=run.info.run_id, bundle=bundle, model_name=name)
     record_gates(client, registered, [synthetic_gate(gates_pass)])
     version = str(registered.version)
@@ -110,6 +119,23 @@ def register(
     if promote:
         client.set_registered_model_alias(name, "production", version)
     return version
+
+
+OWN_FILES = {MANIFEST, MODEL_FILE, REFERENCE_FILE}  # written by write_bundle itself
+
+
+def misreferenced(bundle: Bundle, path: Path) -> Bundle:
+    """The same model, with reference outputs it does not reproduce (each p off by 0.5)."""
+    reference = bundle.reference()
+    return write_bundle(
+        path,
+        model_file=bundle.model_file,
+        family=bundle.family,
+        preprocessing=bundle.preprocessing,
+        reference_texts=reference["texts"],
+        reference_probabilities=[(p + 0.5) % 1.0 for p in reference["probabilities"]],
+        extra_files=[f for f in bundle.path.iterdir() if f.name not in OWN_FILES],
+    )
 
 
 def serving_and_next(stack: LocalStack, tmp_path: Path) -> tuple[MlflowClient, str, str, str]:

@@ -41,7 +41,8 @@ from tenacity import (
 
 from contracts import ModelChanged
 from inference import Bundle, BundleError, OnnxPredictor, ReferenceMismatch, explainer_for
-from inference.bundle import load_bundle
+from inference.bundle import WEIGHTS_FILE, load_bundle
+from inference.mapped_pages import drop_pages
 from inference.release_rules import release_problem
 from inference.versions import changed_event, check_artifact_uri
 from runtime.backoff import backoff
@@ -80,6 +81,71 @@ class OnDisk:
         return fingerprint(self.bundle.path) == self.files
 
 
+class Staged:
+    """A version downloaded, verified and in an ONNX Runtime session, its reference check
+    still to run: :meth:`check` (the slot runs it between batches) or :meth:`discard`."""
+
+    def __init__(self, source: MlflowModelSource, event: ModelChanged) -> None:
+        self.source = source
+        self.event = event
+        self.target: Path | None = None  # its folder, deleted if it is not served
+        self.on_disk: OnDisk | None = None
+        self.predictor: OnnxPredictor | None = None
+        self.timings: dict[str, float] = {}  # seconds per step, in the order they ran
+        self._started = time.perf_counter()
+        self._done = False
+
+    def took(self, step: str) -> None:
+        now = time.perf_counter()
+        self.timings[step], self._started = now - self._started, now
+
+    def check(self, served: LoadedModel | None) -> LoadedModel:
+        """Drop the served version's weights pages (nothing reads them meanwhile: the caller
+        holds the batches back), then run the reference check (faulting the new weights in);
+        raise ModelRefused. Blocking."""
+        assert self.predictor is not None, "check a staged load"
+        assert self.on_disk is not None, "check a staged load"
+        self._done = True
+        self._started = time.perf_counter()
+        try:
+            dropped = 0
+            if served is not None:
+                dropped = self.source.drop_pages(served)
+                self.took("drop served pages")
+            try:
+                worst = self.predictor.check_reference()
+            except ReferenceMismatch as exc:
+                raise ModelRefused("reference", str(exc)) from exc
+            self.took("reference")
+        except BaseException:
+            self.source._unstaged(self)
+            raise
+        event = self.event
+        log.info(
+            "version %s matches its reference outputs (max abs diff %.2g; %.1f MiB of the "
+            "served version's weights dropped from memory first)",
+            event.version, worst, dropped / 2**20,
+        )  # fmt: skip
+        if self.predictor.profile is None:
+            log.warning("version %s has no reference profile: served unmonitored", event.version)
+        self.source._checked(self, self.on_disk)
+        return LoadedModel(
+            name=event.model_name,
+            version=event.version,
+            sha256=event.sha256,
+            predictor=self.predictor,
+            path=None,  # the folder is this source's to delete (KEPT_BUNDLES)
+            explainer=explainer_for(self.predictor),
+            timings=self.timings,
+        )
+
+    def discard(self) -> None:
+        """Not checked, not served: its folder goes (once; a checked one is the source's)."""
+        if not self._done:
+            self._done = True
+            self.source._unstaged(self)
+
+
 def verified(folder: Path, path: Path, sha256: str) -> OnDisk:
     """The bundle at ``path`` checked against ``sha256`` (raises BundleError), fingerprinted."""
     files = fingerprint(path)
@@ -107,7 +173,8 @@ class MlflowModelSource:
         self._kept: OrderedDict[str, OnDisk] = OrderedDict()
         self._ahead: OnDisk | None = None
         self._ahead_session: OnnxPredictor | None = None  # its session, built ahead
-        self._lock = threading.Lock()  # guards the two above and _fetching
+        self._staged: dict[str, OnDisk] = {}  # sha256 -> staged, not yet checked
+        self._lock = threading.Lock()  # guards the three above and _fetching
         self._fetching: dict[str, threading.Lock] = {}  # one download per sha256 at a time
 
     def serving(self, name: str, alias: str) -> ModelChanged | None:
@@ -134,7 +201,7 @@ class MlflowModelSource:
         with self._fetching_lock(event.sha256):
             with self._lock:
                 ahead = self._ahead is not None and self._ahead.bundle.sha256 == event.sha256
-                if event.sha256 in self._kept or ahead:
+                if event.sha256 in self._kept or event.sha256 in self._staged or ahead:
                     return False
             target = self._folder(event)
             try:
@@ -151,11 +218,17 @@ class MlflowModelSource:
         return True
 
     def load(self, event: ModelChanged) -> LoadedModel:
-        with self._fetching_lock(event.sha256):
-            return self._load(event)
+        """Stage and check a version at once (nothing served to make room for)."""
+        return self.stage(event).check(None)
 
-    def _load(self, event: ModelChanged) -> LoadedModel:
-        started = time.perf_counter()
+    def stage(self, event: ModelChanged) -> Staged:
+        """Download (or reuse) and verify a version's bundle and build its session, short of
+        the reference check (blocking); raise ModelRefused."""
+        with self._fetching_lock(event.sha256):
+            return self._stage(event)
+
+    def _stage(self, event: ModelChanged) -> Staged:
+        staged = Staged(self, event)
         with self._lock:
             kept = self._kept.pop(event.sha256, None)
             reused, session = "reuse", None
@@ -169,48 +242,47 @@ class MlflowModelSource:
         on_disk = None if kept is None else self._reuse(event, kept)
         if on_disk is not kept:
             session = None  # its files changed since: built again from what was re-checked
-        target = on_disk.folder if on_disk is not None else self._folder(event)
-        timings: dict[str, float] = {}
-
-        def took(step: str) -> None:
-            nonlocal started
-            now = time.perf_counter()
-            timings[step], started = now - started, now
-
+        staged.target = on_disk.folder if on_disk is not None else self._folder(event)
         try:
             if on_disk is not None:
-                took(reused)
+                staged.took(reused)
             else:
-                on_disk = self._download(event, target)
-                took("download")
+                on_disk = self._download(event, staged.target)
+                staged.took("download")
+            staged.on_disk = on_disk
             try:
-                predictor = session or self._session(on_disk.bundle)
+                staged.predictor = session or self._session(on_disk.bundle)
             except Exception as exc:
                 raise ModelRefused("load", f"{type(exc).__name__}: {exc}") from exc
-            took("session ahead" if predictor is session else "session")
-            try:
-                worst = predictor.check_reference()
-            except ReferenceMismatch as exc:
-                raise ModelRefused("reference", str(exc)) from exc
-            took("reference")
+            staged.took("session ahead" if staged.predictor is session else "session")
         except BaseException:
-            shutil.rmtree(target, ignore_errors=True)
+            staged.discard()
             raise
-        log.info(
-            "version %s matches its reference outputs (max abs diff %.2g)", event.version, worst
-        )
-        if predictor.profile is None:
-            log.warning("version %s has no reference profile: served unmonitored", event.version)
-        self._keep(event.sha256, on_disk)
-        return LoadedModel(
-            name=event.model_name,
-            version=event.version,
-            sha256=event.sha256,
-            predictor=predictor,
-            path=None,  # the folder is this source's to delete (KEPT_BUNDLES)
-            explainer=explainer_for(predictor),
-            timings=timings,
-        )
+        with self._lock:
+            self._staged[event.sha256] = on_disk
+        return staged
+
+    def drop_pages(self, served: LoadedModel) -> int:
+        """Take the served version's weights out of this process's memory (their pages come
+        back from the file if it is read again); only if its bundle, kept here, is unchanged
+        since verified. Returns the bytes that were resident."""
+        with self._lock:
+            kept = self._kept.get(served.sha256)
+        if kept is None or not kept.unchanged():
+            return 0
+        weights = kept.bundle.path / WEIGHTS_FILE
+        return drop_pages(weights) if weights.exists() else 0
+
+    def _checked(self, staged: Staged, on_disk: OnDisk) -> None:
+        with self._lock:
+            self._staged.pop(staged.event.sha256, None)
+        self._keep(staged.event.sha256, on_disk)
+
+    def _unstaged(self, staged: Staged) -> None:
+        with self._lock:
+            self._staged.pop(staged.event.sha256, None)
+        if staged.target is not None:
+            shutil.rmtree(staged.target, ignore_errors=True)
 
     def _session(self, bundle: Bundle) -> OnnxPredictor:
         return OnnxPredictor(

@@ -12,7 +12,8 @@ uncommitted batches (here or, after a rebalance, on another worker): at-least-on
 Beside it, a :class:`~workers.follower.ModelFollower` reads the compacted models topic and
 hands each ModelChanged to the :class:`~workers.reload.Reloader`, which has the
 :class:`~workers.models.ModelSlot` load and check the version off the event loop (retrying with
-backoff) and swap it in between batches; a :class:`~workers.status.StatusReporter` tells the
+backoff) and swap it in between batches (checking it there, once the served version's weights
+left memory: ``workers.models``); a :class:`~workers.status.StatusReporter` tells the
 fleet topic what this worker serves, on every change and every ``heartbeat_s``.
 
 A shadow worker (``role`` shadow, the default for the ``challenger`` alias) is the same loop in
@@ -136,6 +137,7 @@ class Worker:
             on_swap=self._swapped,
             on_refuse=self._refused,
             on_withdraw=self._withdrawn,
+            between_batches=self._batch_lock,
         )
         self.reloader = Reloader(
             slot, cap_s=s.load_retry_cap_s, on_loading=self._loading, on_failure=self._failed

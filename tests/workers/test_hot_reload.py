@@ -1,6 +1,7 @@
 """Moving the serving alias under load: every request answered, versions switch, none fail;
-the new version is fetched ahead of the move; a corrupt version is refused while the old one
-keeps serving."""
+the new version is fetched ahead of the move; a corrupt version, and one that fails its
+reference check (after the served version's weights left memory to make room for it), are
+refused while the old one keeps serving."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ async def test_alias_move_under_load_switches_versions_and_a_corrupt_one_is_refu
 ) -> None:
     client = mlflow_client(stack)
     name = unique("model")
-    old = register(client, name, tmp_path, seed=1)
+    old = register(client, name, tmp_path, seed=1, buckets=2**16)  # weights in model.onnx.data
     watcher = procs.start(
         "registry_watcher",
         service_env(
@@ -52,7 +53,7 @@ async def test_alias_move_under_load_switches_versions_and_a_corrupt_one_is_refu
 
         # A new version: the watcher announces it as the next one, and the worker fetches and
         # verifies its bundle ahead.
-        new = register(client, name, tmp_path, seed=2, promote=False)
+        new = register(client, name, tmp_path, seed=2, promote=False, buckets=2**16)
 
         async def fetched_ahead() -> bool:
             return await worker.metric("rs_worker_prefetched_model_version") == int(new)
@@ -81,6 +82,29 @@ async def test_alias_move_under_load_switches_versions_and_a_corrupt_one_is_refu
             timeout_s=60,
             what="answers after the refusal",
         )
+
+        # One that does not reproduce its reference outputs: refused at its check, which runs
+        # once the served version's weights left memory; they come back as it answers on.
+        wrong = register(
+            client, name, tmp_path, seed=4, promote=False, buckets=2**16, wrong_reference=True
+        )
+        client.set_registered_model_alias(name, "production", wrong)
+
+        async def refused_at_reference() -> bool:
+            return (
+                await worker.metric(
+                    "rs_worker_model_loads_total", outcome="refused", stage="reference"
+                )
+                >= 1
+            )
+
+        await eventually(refused_at_reference, timeout_s=60, what=f"refusing version {wrong}")
+        refused_at = len(traffic.arrivals)
+        await eventually(
+            lambda: len(traffic.arrivals) > refused_at + 50,
+            timeout_s=60,
+            what="answers after the reference refusal",
+        )
     finally:
         sent = await load.stop()
 
@@ -99,5 +123,16 @@ async def test_alias_move_under_load_switches_versions_and_a_corrupt_one_is_refu
     # Loaded from the bundle fetched ahead: not downloaded at the move.
     assert await worker.metric("rs_worker_model_load_step_seconds_count", step="prefetched") == 1
     assert f"refused {name} version {bad} at verify" in worker.log()
+    assert f"refused {name} version {wrong} at reference" in worker.log()
+    assert (
+        await worker.metric("rs_worker_model_loads_total", outcome="refused", stage="reference")
+        == 1
+    )
+    # The move to the new version made room for its check: the old one's weights dropped.
+    assert (
+        await worker.metric("rs_worker_model_load_step_seconds_count", step="drop served pages")
+        == 1
+    )
+    assert await worker.metric("rs_worker_model_load_failures_total", stage="reference") == 1
     assert (await worker.get("/readyz")).status == 200
     assert watcher.alive()

@@ -1,0 +1,49 @@
+"""A session's mapped weights can leave this process's memory and come back, same answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inference import OnnxPredictor
+from inference.bundle import WEIGHTS_FILE
+from inference.mapped_pages import SMAPS, drop_pages, mappings
+from inference.synthetic import make_fast_bundle
+from tests.serving import REVIEWS
+
+pytestmark = pytest.mark.skipif(not SMAPS.exists(), reason="Linux's /proc/self/smaps")
+
+
+def resident_kib(path: Path) -> int:
+    return sum(m.resident_kib for m in mappings(path))
+
+
+def test_dropped_weights_pages_leave_memory_and_fault_back_with_the_same_answers(
+    tmp_path: Path,
+) -> None:
+    bundle = make_fast_bundle(tmp_path / "bundle", seed=3, buckets=2**16)  # 256 KiB of weights
+    weights = bundle.path / WEIGHTS_FILE
+    predictor = OnnxPredictor(bundle)
+    texts = REVIEWS * 4
+    before = predictor.predict(texts)
+    (mapped,) = mappings(weights)
+    assert mapped.resident_kib > 0
+    assert mapped.anonymous_kib == 0  # never written: its pages are the file's
+
+    assert drop_pages(weights) == mapped.resident_kib * 1024
+    assert resident_kib(weights) == 0
+    assert drop_pages(weights) == 0  # nothing left to drop
+
+    assert np.array_equal(predictor.predict(texts), before)  # read back from the file
+    assert resident_kib(weights) > 0
+    assert predictor.check_reference() == 0.0
+
+
+def test_a_file_not_mapped_has_nothing_to_drop(tmp_path: Path) -> None:
+    other = tmp_path / "other.bin"
+    other.write_bytes(b"\0" * 4096)
+    assert mappings(other) == []
+    assert drop_pages(other) == 0
+    assert drop_pages(tmp_path / "missing") == 0
