@@ -266,8 +266,8 @@ class MlflowModelSource:
         """Take the served version's weights out of this process's memory (their pages come
         back from the file if it is read again); only if its bundle, kept here, is unchanged
         since verified. Returns the bytes that were resident."""
-        with self._lock:
-            kept = self._kept.get(served.sha256)
+        with self._lock:  # staged, if the new version has the same bundle (its mapping, unread)
+            kept = self._kept.get(served.sha256) or self._staged.get(served.sha256)
         if kept is None or not kept.unchanged():
             return 0
         weights = kept.bundle.path / WEIGHTS_FILE

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 from pathlib import Path
 
 import numpy as np
@@ -9,11 +10,11 @@ import pytest
 
 from inference import OnnxPredictor
 from inference.bundle import WEIGHTS_FILE
-from inference.mapped_pages import SMAPS, drop_pages, mappings
+from inference.mapped_pages import PAGEMAP, drop_pages, mappings
 from inference.synthetic import make_fast_bundle
 from tests.serving import REVIEWS
 
-pytestmark = pytest.mark.skipif(not SMAPS.exists(), reason="Linux's /proc/self/smaps")
+pytestmark = pytest.mark.skipif(not PAGEMAP.exists(), reason="Linux's /proc/self/pagemap")
 
 
 def resident_kib(path: Path) -> int:
@@ -30,7 +31,7 @@ def test_dropped_weights_pages_leave_memory_and_fault_back_with_the_same_answers
     before = predictor.predict(texts)
     (mapped,) = mappings(weights)
     assert mapped.resident_kib > 0
-    assert mapped.anonymous_kib == 0  # never written: its pages are the file's
+    assert mapped.written_kib == 0  # never written: its pages are the file's
 
     assert drop_pages(weights) == mapped.resident_kib * 1024
     assert resident_kib(weights) == 0
@@ -47,3 +48,16 @@ def test_a_file_not_mapped_has_nothing_to_drop(tmp_path: Path) -> None:
     assert mappings(other) == []
     assert drop_pages(other) == 0
     assert drop_pages(tmp_path / "missing") == 0
+
+
+def test_a_mapping_with_a_written_page_is_left_alone(tmp_path: Path) -> None:
+    data = tmp_path / "data.bin"
+    data.write_bytes(bytes(range(256)) * 64)  # 16 KiB
+    with data.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) as private:
+        assert private[5000] == 5000 % 256  # read: the file's page
+        private[0] = 255  # written: an anonymous copy, which dropping would lose
+        (mapped,) = mappings(data)
+        assert mapped.written_kib > 0
+        assert drop_pages(data) == 0
+        assert private[0] == 255
+        assert mappings(data)[0].resident_kib == mapped.resident_kib

@@ -14,7 +14,7 @@ import pytest
 from contracts import ModelChanged
 from deploy.local.launcher import LocalStack
 from inference.bundle import WEIGHTS_FILE
-from inference.mapped_pages import SMAPS, mappings
+from inference.mapped_pages import PAGEMAP, mappings
 from inference.registry import serving_version
 from tests.serving import REVIEWS, mlflow_client, register, unique
 from workers.models import LoadedModel, ModelRefused
@@ -107,7 +107,7 @@ def resident_kib(cache: Path, loaded: LoadedModel) -> int:
     return sum(m.resident_kib for m in mappings(weights))
 
 
-@pytest.mark.skipif(not SMAPS.exists(), reason="Linux's /proc/self/smaps")
+@pytest.mark.skipif(not PAGEMAP.exists(), reason="Linux's /proc/self/pagemap")
 def test_the_served_weights_leave_memory_before_the_check_and_serve_again_if_it_fails(
     stack: LocalStack, tmp_path: Path
 ) -> None:
