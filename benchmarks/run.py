@@ -68,6 +68,7 @@ SETTLE_CONCURRENCY = 32
 PEER, PEER_TUNED = "4 mlflow models serve", "4 mlflow models serve, tuned"
 PEER_SHORT = {PEER: "mlflow", PEER_TUNED: "mlflow tuned"}
 STATS_BATCH_MAX = 500  # the stats processor's default
+STEADY_LOAD_S = 10.0  # of the reload scenario's load before its first move
 SOAK_FALLBACK_RATE = 2000.0  # requests/s when the run measured no 2-worker burst
 
 
@@ -459,6 +460,7 @@ class Run:
         a watcher that only polls; both at the watcher's default settings unless told."""
         assert self.gateway is not None
         poll_s = self.o.watcher_poll_s or WatcherSettings().poll_interval_s
+        await self._steady_peaks()
         for path, webhook in (("webhook", True), ("polling only", False)):
             self.echo(f"5 hot reload ({path}) under REST load "
                       f"(concurrency {self.o.reload_concurrency})...")  # fmt: skip
@@ -557,6 +559,24 @@ class Run:
                     key = f"worker {dict(labels)['step']}"
                     found[key] = found.get(key, 0.0) + value / len(self.workers)
         return found
+
+    async def _steady_peaks(self) -> None:
+        """The workers' peak RSS after the reload scenario's load, before any move: what the
+        moves add to it is the peak over the run (6 peak RSS, worker) minus this."""
+        stop = asyncio.Event()
+        seconds = STEADY_LOAD_S / 5 if self.o.quick else STEADY_LOAD_S
+        assert self.gateway is not None
+        async with rest_client(self.gateway.url) as send:
+            load = asyncio.create_task(
+                closed_loop(send, self.texts, concurrency=self.o.reload_concurrency, stop=stop)
+            )
+            await asyncio.sleep(seconds)
+            stop.set()
+            await load
+        self.report.add("6 peak RSS", "worker, before any move", "MiB",
+                        [w.peak_rss_mib() for w in self.workers],
+                        f"VmHWM after {seconds:g} s of the reload scenario's load; "
+                        "min/max over workers")  # fmt: skip
 
     async def _reload_once(self, send: Send, target: str) -> tuple[float, LoadResult, float, float]:
         """Steady load; move the alias once every worker answers; the seconds until every

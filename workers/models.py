@@ -27,6 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from contracts import Explanation, ModelChanged, RequestFeatures
+from runtime.heap import trim
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +172,7 @@ class ModelSlot:
                         self._swap(loaded)
                 finally:
                     staged.discard()  # only if never checked (cancelled while waiting)
+                await asyncio.to_thread(trim)  # what the old session and the build freed
             else:
                 self._swap(await self._attempt(event, self.source.load, event))
             return True

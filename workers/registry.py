@@ -46,6 +46,7 @@ from inference.mapped_pages import drop_pages
 from inference.release_rules import release_problem
 from inference.versions import changed_event, check_artifact_uri
 from runtime.backoff import backoff
+from runtime.heap import trim
 from workers.mlflow_api import MlflowApi, MlflowApiError
 from workers.models import LoadedModel, ModelRefused
 
@@ -260,6 +261,7 @@ class MlflowModelSource:
             raise
         with self._lock:
             self._staged[event.sha256] = on_disk
+        trim()  # what building the session freed, before the check adds to what is resident
         return staged
 
     def drop_pages(self, served: LoadedModel) -> int:
