@@ -10,7 +10,7 @@ A source that stages a load (:class:`Staging`: everything but the reference chec
 check run between batches, under ``between_batches`` (the worker's batch lock): the served
 version's weights pages are dropped from memory first (they fault back from their file if it
 keeps serving), so a hot reload never holds two versions' weights at once. The worker answers
-nothing for those few ms (the check, ~3 ms for the fast model); requests wait in Kafka.
+nothing for those few ms (5-11 ms with the trained fast model); requests wait in Kafka.
 """
 
 from __future__ import annotations

@@ -10,8 +10,10 @@ instead of downloading it; older ones are deleted. Beside them it keeps one bund
 ahead (:meth:`MlflowModelSource.prefetch`: the next version the watcher announced), with its
 ONNX Runtime session built ahead too: that costs ~0.5 MiB, since the weights file is mapped and
 not read until the reference check, which still runs at the move, before the swap (and faults
-the weights in then). A load and a prefetch of the same bundle never download it twice: the
-second waits for the first.
+the weights in then). A load is staged (:meth:`MlflowModelSource.stage`: all but the check) so
+that the slot runs the check between batches, after :meth:`MlflowModelSource.drop_pages` took
+the served version's weights out of memory (``inference.mapped_pages``). A load and a prefetch
+of the same bundle never download it twice: the second waits for the first.
 
 A bundle on disk is trusted again only if not one of its files was written since its sha256
 was verified (:class:`OnDisk`): the inode, size, mtime and ctime of every file are taken before

@@ -131,3 +131,45 @@ async def test_concurrent_offers_load_one_at_a_time_in_order() -> None:
     s, swaps, _ = slot(source)
     await asyncio.gather(s.offer(event("1")), s.offer(event("2")), s.offer(event("3")))
     assert swaps == [(None, "1"), ("1", "2"), ("2", "3")]
+
+
+class FakeStaged:
+    def __init__(self, source: StagingSource, event: ModelChanged) -> None:
+        self.source = source
+        self.event = event
+
+    def check(self, served: LoadedModel | None) -> LoadedModel:
+        # What the check saw: the version it made room for, and whether batches were held back.
+        lock = self.source.between_batches
+        self.source.checks.append((served.version if served else None, lock.locked()))
+        return self.source.load(self.event)
+
+    def discard(self) -> None:
+        """Nothing on disk to delete."""
+
+
+class StagingSource(FakeSource):
+    """Loads staged: the slot runs each check itself, between batches."""
+
+    def __init__(self, broken: dict[str, Exception] | None = None) -> None:
+        super().__init__(broken)
+        self.between_batches = asyncio.Lock()
+        self.checks: list[tuple[str | None, bool]] = []
+
+    def stage(self, event: ModelChanged) -> FakeStaged:
+        return FakeStaged(self, event)
+
+
+async def test_a_staged_version_is_checked_between_batches_with_room_made_for_it() -> None:
+    source = StagingSource(broken={"3": ModelRefused("reference", "max abs difference 0.5")})
+    s, swaps, refusals = slot(source)
+    s.between_batches = source.between_batches  # the worker's batch lock
+    assert await s.offer(event("1"))
+    assert await s.offer(event("2"))
+    assert not await s.offer(event("3"))  # its check fails: the second one serves on
+    assert source.checks == [(None, True), ("1", True), ("2", True)]
+    assert not s.between_batches.locked()
+    assert s.current is not None
+    assert s.current.version == "2"
+    assert swaps == [(None, "1"), ("1", "2")]
+    assert refusals == ["3:reference"]
