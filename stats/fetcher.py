@@ -56,11 +56,13 @@ async def seek_to_committed_or_earliest(
     records read twice are duplicates the store counts once.
     """
     committed: dict[TopicPartition, int | None] = await consumer.seek_to_committed()
-    # Still assigned: a rebalance may have begun while the committed offsets were read.
-    assigned = consumer.assignment()
-    never_committed = [tp for tp, offset in committed.items() if not offset and tp in assigned]
-    if never_committed:
-        await consumer.seek_to_beginning(*never_committed)
+    assigned = consumer.assignment()  # a rebalance may have begun while the offsets were read
+    for tp, offset in committed.items():
+        if not offset and tp in assigned:
+            # Not seek_to_beginning, which waits for the fetcher to look the start up (a stop
+            # in the middle waited the request timeout out); an offset the log no longer
+            # holds is reset to its first record by auto_offset_reset.
+            consumer.seek(tp, 0)
     return committed
 
 
