@@ -88,6 +88,8 @@ class StatsRun(NamedTuple):
     """predictions/s written by PostgresStatsStore alone"""
     settled_s: float
     """when every processor was in the group and it was stable, from their start"""
+    unsettled: int
+    """looks at the group (every 0.5 s while reading) that found it rebalancing"""
 
 
 def predictions(prefix: str, n: int) -> list[Prediction]:
@@ -173,6 +175,7 @@ class Rates(NamedTuple):
     cpu_us: float
     settled_s: float
     loaded: int
+    unsettled: int
 
 
 async def processor_rate(
@@ -224,6 +227,7 @@ async def processor_rate(
                 for c in cpus:
                     c.resume()
             resumed = time.monotonic()
+            unsettled = 0
             deadline = resumed + 600
             while not samples or samples[-1][1] < total:
                 for p in running:
@@ -236,6 +240,8 @@ async def processor_rate(
                     )
                 cpu = sum(t.user + t.system for t in (c.cpu_times() for c in cpus))
                 samples.append((time.monotonic(), await stored(conn), cpu))
+                if len(samples) % 5 == 0 and not await group_settled(admin, group, processors):
+                    unsettled += 1
                 await asyncio.sleep(0.1)
             for p in running:
                 p.terminate()
@@ -251,7 +257,7 @@ async def processor_rate(
         t10, c10, cpu10 = resumed, 0, samples[0][2]
     cpu_us = (cpu90 - cpu10) / max(1, c90 - c10) * 1e6
     rate = (c90 - c10) / (t90 - t10)
-    return Rates(rate, samples[-1][0] - resumed, cpu_us, settled_s, total)
+    return Rates(rate, samples[-1][0] - resumed, cpu_us, settled_s, total, unsettled)
 
 
 def stalled(samples: list[tuple[float, int, float]]) -> bool:
@@ -364,7 +370,7 @@ async def run(
             f"  drift monitor {'on ' if monitor else 'off'}, {n} processor{'s' if n > 1 else ''}, "
             f"{name}{where}: {f.rate:,.0f} records/s, {f.cpu_us:.0f} us CPU/record, all stored "
             f"{f.seconds:.1f}s after the resume (the group settled {f.settled_s:.1f}s after "
-            "their start)"
+            f"their start; found rebalancing while reading: {f.unsettled} times)"
         )
     direct = first.direct
     lines += [
@@ -414,7 +420,7 @@ async def one_run(
         )
         direct = await store_rate(url, min(records, 20_000), batch_max)
         return StatsRun(rates.loaded, rates.rate, rates.seconds, rates.cpu_us, direct,
-                        rates.settled_s)  # fmt: skip
+                        rates.settled_s, rates.unsettled)  # fmt: skip
     finally:
         await admin_db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin_db.close()
