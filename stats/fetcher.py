@@ -59,9 +59,9 @@ async def seek_to_committed_or_earliest(
     assigned = consumer.assignment()  # a rebalance may have begun while the offsets were read
     for tp, offset in committed.items():
         if not offset and tp in assigned:
-            # Not seek_to_beginning, which waits for the fetcher to look the start up (a stop
-            # in the middle waited the request timeout out); an offset the log no longer
-            # holds is reset to its first record by auto_offset_reset.
+            # Not seek_to_beginning: it waits, up to the request timeout, for the fetcher to
+            # look the start up, which a stopping consumer no longer does. Offset 0 needs no
+            # look-up; where retention has deleted it, auto_offset_reset moves to the first kept.
             consumer.seek(tp, 0)
     return committed
 
