@@ -104,8 +104,12 @@ def main(
     stats_records: Annotated[
         int | None,
         typer.Option(
-            min=100, help="predictions through the stats path (default 20000, quick 2000)"
+            min=100, help="predictions through the stats path (default 50000, quick 2000)"
         ),
+    ] = None,
+    stats_processors: Annotated[
+        str | None,
+        typer.Option(help="stats processors in one group, per run (default 1,2; quick 1)"),
     ] = None,
     soak_minutes: Annotated[
         float | None,
@@ -149,6 +153,7 @@ def main(
         "explain_reviews_accurate": explain_reviews_accurate,
         "accurate_bundle": accurate_bundle,
         "stats_records": stats_records,
+        "stats_processors": _ints(stats_processors) if stats_processors else None,
         "soak_minutes": soak_minutes,
         "soak_rate": soak_rate,
         "kill_rate": kill_rate,

@@ -87,7 +87,8 @@ class Options:
     explain_reviews: int = 200  # reviews explained by the fast model
     explain_reviews_accurate: int = 5  # occlusion: one encoder row per word, ~10 s a review
     accurate_bundle: Path | None = None  # default: the pretrained encoder with a random head
-    stats_records: int = 20_000  # predictions through the stats path, per run (+ half as feedback)
+    stats_records: int = 50_000  # predictions through the stats path, per run (+ half as feedback)
+    stats_processors: list[int] = field(default_factory=lambda: [1, 2])  # in one group, per run
     kill_rate: float = 40.0  # REST requests a second while a broker is killed
     kill_before_s: float = 20.0  # of load before the kill
     kill_after_s: float = 40.0  # of load after it
@@ -115,6 +116,7 @@ class Options:
             explain_reviews=40,
             explain_reviews_accurate=2,
             stats_records=2000,
+            stats_processors=[1],
             soak_minutes=0.25,
             kill_before_s=10.0,
             kill_after_s=20.0,
@@ -293,21 +295,24 @@ class Run:
     # -- 8 the stats path --------------------------------------------------------------------
 
     async def stats_path(self) -> None:
-        """The stats processor into PostgreSQL, without and then with the drift monitor."""
-        self.echo("8 stats path: the stats processor without and with the drift monitor...")
+        """The stats processors into PostgreSQL, without and then with the drift monitor, one
+        and then more in one group (each run's records spread over them)."""
+        self.echo("8 stats path: the stats processors without and with the drift monitor...")
         database = self.stack.env.get("DATABASE_URL") or DatabaseSettings().url.get_secret_value()
         for monitor in (False, True):
-            run = await stats_run(
-                self.stack.kafka.bootstrap_servers, database, self.o.stats_records,
-                STATS_BATCH_MAX, self.work, monitor=monitor, echo=self.echo,
-            )  # fmt: skip
-            self.report.add("8 stats path", f"drift monitor {'on' if monitor else 'off'}",
-                            "records/s", [run.rate],
-                            f"{run.records} records (predictions, feedback for half), "
-                            "Kafka -> PostgreSQL, 10% to 90% stored")  # fmt: skip
-            self.report.add("8 stats path", f"CPU/record, monitor {'on' if monitor else 'off'}",
-                            "us", [run.cpu_us],
-                            "the processor's, user + system, 10% to 90% stored")  # fmt: skip
+            for n in self.o.stats_processors:
+                run = await stats_run(
+                    self.stack.kafka.bootstrap_servers, database, self.o.stats_records,
+                    STATS_BATCH_MAX, self.work, monitor=monitor, echo=self.echo, processors=n,
+                )  # fmt: skip
+                which = f"{'on' if monitor else 'off'}" + (f", {n} processors" if n > 1 else "")
+                self.report.add("8 stats path", f"drift monitor {which}", "records/s", [run.rate],
+                                f"{run.records} records (predictions, feedback for half), "
+                                "Kafka -> PostgreSQL, 10% to 90% stored, the group settled "
+                                "before the load")  # fmt: skip
+                self.report.add("8 stats path", f"CPU/record, monitor {which}", "us",
+                                [run.cpu_us], "the processors' together, user + system, "
+                                "10% to 90% stored")  # fmt: skip
 
     # -- 9 a broker killed -------------------------------------------------------------------
 

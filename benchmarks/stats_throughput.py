@@ -3,15 +3,15 @@
     .venv/bin/python -m benchmarks.stats_throughput [--records 20000] [--batch-max 500]
         [--processors 1 --processors 2] [--baseline DIR]
 
-Starts a local stack on free ports (or uses the running one with ``--running-stack``), loads
-predictions (with the features the drift monitor reads) and the feedback for half of them into
-fresh topics, then runs the real processor (``python -m stats``) twice, on fresh topics and a
-fresh database each time: without the drift monitor, then with it (every version announced
-with a reference profile), and samples the database: the rate is measured between 10% and 90% of
-the records stored, so start-up and the tail do not count. A second figure times the store
-alone (batches straight into ``PostgresStatsStore``, no Kafka) to show where the time goes.
-With more than one processor the rate is measured from the later of 10% stored and the
-moment the group holds them all and is stable (see ``processor_rate``). Besides records/s,
+Starts a local stack on free ports (or uses the running one with ``--running-stack``) and runs
+the real processor (``python -m stats``) twice, on fresh topics and a fresh database each time:
+without the drift monitor, then with it (every version announced with a reference profile).
+Each time the processor joins its group on the empty topics and is paused (SIGSTOP) once the
+group is stable; predictions (with the features the drift monitor reads) and the feedback for
+half of them are loaded; it is resumed and the database sampled: the rate is measured between
+10% and 90% of the records stored, so start-up, the group's rebalances and the tail do not
+count (see ``processor_rate``). A second figure times the store alone (batches straight into
+``PostgresStatsStore``, no Kafka) to show where the time goes. Besides records/s,
 each run says the processor's CPU (user + system, all its threads) per
 record over the same span: on a shared machine the rate follows the other jobs, the CPU per
 record much less.
@@ -35,7 +35,7 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, NamedTuple
@@ -70,8 +70,8 @@ from stats.migrate import migrate
 
 app = typer.Typer(add_completion=False)
 
-# A run in which nothing more is stored for this long has stalled (two processors, once: a
-# partition never read after the group's rebalance; README, Statistics, scale out).
+# A run in which nothing more is stored for this long has stalled (two processors, once before
+# stats.fetcher's seek: a partition never read again after the group's rebalance).
 STALL_S = 60.0
 
 
@@ -81,14 +81,15 @@ class StatsRun(NamedTuple):
     rate: float
     """records/s stored, between 10% and 90% of them"""
     seconds: float
-    """from the processor's start to the last record stored"""
+    """from the processors' resume, the records loaded, to the last record stored"""
     cpu_us: float
     """the processors' CPU per record (summed) over the same span as ``rate``, in microseconds"""
     direct: float
     """predictions/s written by PostgresStatsStore alone"""
-    settled_s: float | None
-    """when every processor was in the group and it was stable, from their start; None when
-    all was stored before"""
+    settled_s: float
+    """when every processor was in the group and it was stable, from their start"""
+    unsettled: int
+    """looks at the group (every 0.5 s while reading) that found it rebalancing"""
 
 
 def predictions(prefix: str, n: int) -> list[Prediction]:
@@ -168,28 +169,37 @@ async def stored(conn: asyncpg.Connection) -> int:
     )
 
 
+class Rates(NamedTuple):
+    rate: float
+    seconds: float
+    cpu_us: float
+    settled_s: float
+    loaded: int
+    unsettled: int
+
+
 async def processor_rate(
     kafka: KafkaSettings,
     url: str,
-    total: int,
+    load_records: Callable[[], Awaitable[int]],
     env: dict[str, str],
     workdir: Path,
     checkout: Path = ROOT,
     processors: int = 1,
-) -> tuple[float, float, float, float | None]:
-    """(sustained records/s between 10% and 90%, seconds from start to the last record, the
-    processors' CPU microseconds per record between 10% and 90%, summed over them, seconds
-    from start until the group had all of them and was stable).
+    echo: Callable[[str], None] = typer.echo,
+) -> Rates:
+    """The processors' sustained records/s between 10% and 90% stored, seconds from their
+    resume to the last record, their CPU microseconds per record between 10% and 90% (summed),
+    seconds from their start until the group held them all and was stable, records loaded.
 
-    ``processors`` start together in one consumer group and split the partitions. They join
-    one after the other (the broker does not wait for more members: the local stack sets
-    ``group.initial.rebalance.delay.ms=0``), so the first ones read alone until the group has
-    rebalanced; the rate is measured from 10% stored or the group settled, whichever is later:
-    it is that of N processors, not of their start-up."""
+    ``processors`` start together on the empty topics and join one group. Once it holds them
+    all and is stable they are paused (SIGSTOP), the records are loaded and they are resumed,
+    so the rate is that of N settled processors reading a backlog: not of their joining one
+    after the other (each join is a rebalance that stops the group's reading), nor of the load
+    generator. The pause, a few seconds, is well inside the group's session timeout (45 s)."""
     conn = await asyncpg.connect(url)
     samples: list[tuple[float, int, float]] = []  # (time, records stored, processors' CPU s)
     group = f"bench-{uuid.uuid4().hex[:8]}"
-    settled: int | None = None  # the first sample taken with the group settled
     admin = AIOKafkaAdminClient(**kafka.client())
     await admin.start()
     try:
@@ -201,7 +211,24 @@ async def processor_rate(
             ]
             cpus = [psutil.Process(p.process.pid) for p in running if p.process is not None]
             started = time.monotonic()
-            deadline = started + 600
+            while not await group_settled(admin, group, processors):
+                for p in running:
+                    if not p.alive() or time.monotonic() > started + 180:
+                        raise RuntimeError(f"the group did not settle:\n{p.log()[-3000:]}")
+                await asyncio.sleep(0.2)
+            settled_s = time.monotonic() - started
+            for c in cpus:
+                c.suspend()
+            try:
+                loading = time.perf_counter()
+                total = await load_records()
+                echo(f"loaded {total} records into Kafka in {time.perf_counter() - loading:.1f}s")
+            finally:
+                for c in cpus:
+                    c.resume()
+            resumed = time.monotonic()
+            unsettled = 0
+            deadline = resumed + 600
             while not samples or samples[-1][1] < total:
                 for p in running:
                     if not p.alive() or time.monotonic() > deadline:
@@ -209,13 +236,12 @@ async def processor_rate(
                 if stalled(samples):
                     raise RuntimeError(
                         f"stalled: {samples[-1][1]} of {total} records stored and none for "
-                        f"{STALL_S:.0f}s; see the README, Statistics, scale out; lag per "
-                        f"processor: {[await lagging(p) for p in running]}"
+                        f"{STALL_S:.0f}s; lag per processor: {[await lagging(p) for p in running]}"
                     )
                 cpu = sum(t.user + t.system for t in (c.cpu_times() for c in cpus))
                 samples.append((time.monotonic(), await stored(conn), cpu))
-                if settled is None and await group_settled(admin, group, processors):
-                    settled = len(samples) - 1
+                if len(samples) % 5 == 0 and not await group_settled(admin, group, processors):
+                    unsettled += 1
                 await asyncio.sleep(0.1)
             for p in running:
                 p.terminate()
@@ -224,16 +250,14 @@ async def processor_rate(
         await admin.close()
     i10 = next(i for i, (_, c, _) in enumerate(samples) if c >= 0.1 * total)
     i90 = next(i for i, (_, c, _) in enumerate(samples) if c >= 0.9 * total)
-    if settled is not None and i10 < settled < i90:
-        i10 = settled
     if i10 == i90:  # a small load stored within one sample: measure from the sample before
         i10 = max(0, i10 - 1)
     (t10, c10, cpu10), (t90, c90, cpu90) = samples[i10], samples[i90]
-    if t90 <= t10:  # stored before the first sample: measure from the processor's start
-        t10, c10, cpu10 = started, 0, 0.0
+    if t90 <= t10:  # stored before the first sample: measure from the resume
+        t10, c10, cpu10 = resumed, 0, samples[0][2]
     cpu_us = (cpu90 - cpu10) / max(1, c90 - c10) * 1e6
-    settled_s = samples[settled][0] - started if settled is not None else None
-    return (c90 - c10) / (t90 - t10), samples[-1][0] - started, cpu_us, settled_s
+    rate = (c90 - c10) / (t90 - t10)
+    return Rates(rate, samples[-1][0] - resumed, cpu_us, settled_s, total, unsettled)
 
 
 def stalled(samples: list[tuple[float, int, float]]) -> bool:
@@ -345,8 +369,8 @@ async def run(
         lines.append(
             f"  drift monitor {'on ' if monitor else 'off'}, {n} processor{'s' if n > 1 else ''}, "
             f"{name}{where}: {f.rate:,.0f} records/s, {f.cpu_us:.0f} us CPU/record, all stored "
-            f"{f.seconds:.1f}s after start, the group settled "
-            + (f"{f.settled_s:.1f}s after start" if f.settled_s is not None else "after that")
+            f"{f.seconds:.1f}s after the resume (the group settled {f.settled_s:.1f}s after "
+            f"their start; found rebalancing while reading: {f.unsettled} times)"
         )
     direct = first.direct
     lines += [
@@ -390,15 +414,13 @@ async def one_run(
         if monitor:
             await announce_versions(kafka)
         preds = predictions(prefix, records)
-        started = time.perf_counter()
-        total = await load(kafka, preds)
-        echo(f"loaded {total} records into Kafka in {time.perf_counter() - started:.1f}s")
         env = {"RS_STATS_BATCH_MAX": str(batch_max), "RS_STATS_DRIFT_ENABLED": str(monitor)}
-        rate, elapsed, cpu_us, settled_s = await processor_rate(
-            kafka, url, total, env, workdir, checkout, processors
+        rates = await processor_rate(
+            kafka, url, lambda: load(kafka, preds), env, workdir, checkout, processors, echo
         )
         direct = await store_rate(url, min(records, 20_000), batch_max)
-        return StatsRun(total, rate, elapsed, cpu_us, direct, settled_s)
+        return StatsRun(rates.loaded, rates.rate, rates.seconds, rates.cpu_us, direct,
+                        rates.settled_s, rates.unsettled)  # fmt: skip
     finally:
         await admin_db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin_db.close()

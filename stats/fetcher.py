@@ -8,6 +8,9 @@ consumer replaces only that method: it takes one ``getmany`` result, turns it in
 per partition, and delivers the lot inside **one** ``wait_first`` against the same
 ``suspend_flow``, so a rebalance still interrupts a delivery that waits on a full channel.
 
+It also seeks a partition that has no committed offset back to its start whenever faust
+seeks to the committed offsets (:func:`seek_to_committed_or_earliest`).
+
 Everything else is faust's own: the conductor's ``on_message`` callback per record (tracking,
 flow control, decoding, the channel's queue and its back-pressure), the read offsets and the
 gaps they record for acknowledged topics, ``commit_every``, the active-partition, generation
@@ -20,8 +23,10 @@ against faust-streaming 0.15.3 (the version in uv.lock); check this method again
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
@@ -36,8 +41,46 @@ FETCH_WAIT_S = 1.0
 Fetch = list[tuple[TP, list[Message]]]
 
 
+async def seek_to_committed_or_earliest(
+    consumer: AIOKafkaConsumer,
+) -> dict[TopicPartition, int | None]:
+    """Seek every assigned partition to its committed offset, or to its start if it has none.
+
+    Why: aiokafka's ``seek_to_committed`` skips a partition without a committed offset (or
+    with 0), leaving it where the consumer had read to. faust seeks so after every rebalance and
+    whenever a fetch arrives while the flow is stopped, then drops what it had fetched and
+    queued but not processed. On a partition never committed yet (fresh topics, the first
+    minutes), those records were then never read again: the partition's lag stayed, nothing
+    stored, nothing committed (issue #20, one two-processor run in sixteen). The start is what
+    ``auto_offset_reset="earliest"`` (stats.kafka) gives a partition without a commit anyway;
+    records read twice are duplicates the store counts once.
+    """
+    committed: dict[TopicPartition, int | None] = await consumer.seek_to_committed()
+    assigned = consumer.assignment()  # a rebalance may have begun while the offsets were read
+    for tp, offset in committed.items():
+        if not offset and tp in assigned:
+            # Not seek_to_beginning: it waits, up to the request timeout, for the fetcher to
+            # look the start up, which a stopping consumer no longer does. Offset 0 needs no
+            # look-up; where retention has deleted it, auto_offset_reset moves to the first kept.
+            consumer.seek(tp, 0)
+    return committed
+
+
+class SeekingThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """faust's thread around the aiokafka consumer, seeking as described above."""
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        committed: Mapping[TP, int] = await self.call_thread(
+            seek_to_committed_or_earliest, self._ensure_consumer()
+        )
+        return committed
+
+
 class BatchConsumer(faust_aiokafka.Consumer):
     """faust's aiokafka consumer, its fetch loop delivering one fetch per ``wait_first``."""
+
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return SeekingThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _drain_messages(self, fetcher: Any) -> None:
         consumer_should_stop = self._stopped.is_set

@@ -14,14 +14,17 @@ from contracts.statistics import GRANULARITIES, WINDOW_SECONDS, Granularity
 
 def window_start(granularity: Granularity, at: datetime) -> datetime:
     """The start of the ``granularity`` window that holds ``at`` (an aware datetime)."""
-    epoch = at.timestamp()
-    return _utc(epoch - epoch % WINDOW_SECONDS[granularity])
+    return _start(granularity, at.timestamp())
 
 
 def window_starts(at: datetime) -> list[tuple[Granularity, datetime]]:
     """Per granularity, the start of its window that holds ``at`` (``at`` read once)."""
     epoch = at.timestamp()
-    return [(g, _utc(epoch - epoch % WINDOW_SECONDS[g])) for g in GRANULARITIES]
+    return [(g, _start(g, epoch)) for g in GRANULARITIES]
+
+
+def _start(granularity: Granularity, epoch: float) -> datetime:
+    return _utc(epoch - epoch % WINDOW_SECONDS[granularity])
 
 
 @lru_cache(maxsize=1024)
