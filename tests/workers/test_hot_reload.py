@@ -47,6 +47,11 @@ async def test_alias_move_under_load_switches_versions_and_a_corrupt_one_is_refu
     def versions() -> list[str]:
         return [p.model_version for _, p in traffic.arrivals]
 
+    async def answers_go_on(what: str) -> None:
+        """50 more answers arrive (from the version still served)."""
+        arrived = len(traffic.arrivals)
+        await eventually(lambda: len(traffic.arrivals) > arrived + 50, timeout_s=60, what=what)
+
     load = Load(traffic, per_tick=5, tick_s=0.05).start()
     try:
         await eventually(lambda: old in versions(), timeout_s=60, what=f"answers from {old}")
@@ -76,12 +81,7 @@ async def test_alias_move_under_load_switches_versions_and_a_corrupt_one_is_refu
             return await worker.metric("rs_worker_model_loads_total", outcome="refused") >= 1
 
         await eventually(refused, timeout_s=60, what=f"the worker to refuse version {bad}")
-        refused_at = len(traffic.arrivals)
-        await eventually(
-            lambda: len(traffic.arrivals) > refused_at + 50,
-            timeout_s=60,
-            what="answers after the refusal",
-        )
+        await answers_go_on("answers after the refusal")
 
         # One that does not reproduce its reference outputs: refused at its check, which runs
         # once the served version's weights left memory; they come back as it answers on.
@@ -99,12 +99,7 @@ async def test_alias_move_under_load_switches_versions_and_a_corrupt_one_is_refu
             )
 
         await eventually(refused_at_reference, timeout_s=60, what=f"refusing version {wrong}")
-        refused_at = len(traffic.arrivals)
-        await eventually(
-            lambda: len(traffic.arrivals) > refused_at + 50,
-            timeout_s=60,
-            what="answers after the reference refusal",
-        )
+        await answers_go_on("answers after the reference refusal")
     finally:
         sent = await load.stop()
 
