@@ -8,9 +8,11 @@ with the real registry saying where the alias is: so which path a move took is c
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 import aiohttp
 from mlflow import MlflowClient
@@ -118,16 +120,33 @@ def counted(watcher: Watcher, outcome: str, expected: float) -> Callable[[], Awa
     return check
 
 
-async def test_a_move_to_the_version_checked_ahead_ships_before_the_lookup_and_is_confirmed(
+class Ready(NamedTuple):
+    client: MlflowClient
+    name: str
+    v1: str
+    v2: str
+    watcher: Watcher
+    hook: Hook
+
+
+@asynccontextmanager
+async def next_checked_ahead(
     stack: LocalStack, kafka: KafkaSettings, tmp_path: Path
-) -> None:
+) -> AsyncIterator[Ready]:
+    """A watcher shipping v1 and announcing v2 as the next version, and its webhook."""
     client, name, v1, v2 = serving_and_next(stack, tmp_path)
     async with running(settings(kafka, stack, name, tmp_path / "secret")) as watcher:
-        hook = Hook(watcher, name)
         await eventually(events_are(kafka, [(v1, ChangeReason.PROMOTED)]), timeout_s=30,
                          what="v1 shipped")  # fmt: skip
         await next_is(kafka, v2)
+        yield Ready(client, name, v1, v2, watcher, Hook(watcher, name))
 
+
+async def test_a_move_to_the_version_checked_ahead_ships_before_the_lookup_and_is_confirmed(
+    stack: LocalStack, kafka: KafkaSettings, tmp_path: Path
+) -> None:
+    ready = next_checked_ahead(stack, kafka, tmp_path)
+    async with ready as (client, name, v1, v2, watcher, hook):
         client.set_registered_model_alias(name, "production", v2)
         await hook.moved(v2)
         shipped = [(v1, ChangeReason.PROMOTED), (v2, ChangeReason.ALIAS_MOVED)]
@@ -150,13 +169,9 @@ async def test_a_move_to_the_version_checked_ahead_ships_before_the_lookup_and_i
 async def test_the_registry_corrects_a_move_it_does_not_confirm(
     stack: LocalStack, kafka: KafkaSettings, tmp_path: Path
 ) -> None:
-    client, name, v1, v2 = serving_and_next(stack, tmp_path)
-    async with running(settings(kafka, stack, name, tmp_path / "secret")) as watcher:
-        hook = Hook(watcher, name)
+    ready = next_checked_ahead(stack, kafka, tmp_path)
+    async with ready as (client, name, v1, v2, watcher, hook):
         shipped = [(v1, ChangeReason.PROMOTED)]
-        await eventually(events_are(kafka, shipped), timeout_s=30, what="v1 shipped")
-        await next_is(kafka, v2)
-
         # The alias went to v2 and back to v1; only the first delivery came (so far): v2
         # ships on its word, the registry says v1, and v1 is announced again.
         await hook.moved(v2)
