@@ -48,6 +48,7 @@ class Mapping:
     perms: str
     resident_kib: int
     written_kib: int  # anonymous copies of written pages (or swapped): never dropped
+    unreadable: str | None = None  # why its pagemap could not be read: nothing is known
 
 
 def mappings(path: Path) -> list[Mapping]:
@@ -76,8 +77,8 @@ def _pages(start: int, end: int, perms: str) -> Mapping:
         with PAGEMAP.open("rb") as pagemap:
             pagemap.seek(start // PAGE * 8)
             entries = np.frombuffer(pagemap.read((end - start) // PAGE * 8), dtype=np.uint64)
-    except OSError:  # no pagemap: nothing known, so nothing is dropped
-        return Mapping(start, end, perms, 0, (end - start) // 1024)
+    except OSError as exc:  # no pagemap (a locked-down container): nothing known, nothing dropped
+        return Mapping(start, end, perms, 0, 0, unreadable=f"{PAGEMAP}: {exc.strerror or exc}")
     present = (entries & np.uint64(PRESENT)) != 0
     file = (entries & np.uint64(FILE_PAGE)) != 0
     swapped = (entries & np.uint64(SWAPPED)) != 0
@@ -91,6 +92,9 @@ def drop_pages(path: Path) -> int:
     return how many bytes were resident there (0 where nothing applies)."""
     dropped = 0
     for mapping in mappings(path):
+        if mapping.unreadable:
+            log.warning("not dropping %s: its pages cannot be read (%s)", path, mapping.unreadable)
+            continue
         if mapping.written_kib:
             log.warning("not dropping %s: %d KiB of it written", path, mapping.written_kib)
             continue

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import mmap
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from inference import OnnxPredictor
+from inference import OnnxPredictor, mapped_pages
 from inference.bundle import WEIGHTS_FILE
 from inference.mapped_pages import PAGEMAP, drop_pages, mappings
 from inference.synthetic import make_fast_bundle
@@ -61,3 +62,22 @@ def test_a_mapping_with_a_written_page_is_left_alone(tmp_path: Path) -> None:
         assert drop_pages(data) == 0
         assert private[0] == 255
         assert mappings(data)[0].resident_kib == mapped.resident_kib
+
+
+def test_without_a_readable_pagemap_nothing_is_dropped_and_the_log_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = tmp_path / "data.bin"
+    data.write_bytes(bytes(range(256)) * 64)
+    with data.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        assert mapped[5000] == 5000 % 256
+        resident = resident_kib(data)
+        monkeypatch.setattr(mapped_pages, "PAGEMAP", tmp_path / "no-pagemap")
+        (unknown,) = mappings(data)
+        assert unknown.unreadable is not None
+        assert "no-pagemap" in unknown.unreadable
+        with caplog.at_level(logging.WARNING, logger=mapped_pages.__name__):
+            assert drop_pages(data) == 0
+        assert "its pages cannot be read" in caplog.text
+        monkeypatch.undo()
+        assert resident_kib(data) == resident  # left where they were
