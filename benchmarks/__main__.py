@@ -119,8 +119,8 @@ def main(
         float | None,
         typer.Option(
             min=1,
-            help="requests/s of the soak, REST and Kafka together "
-            "(default: half the 2-worker burst's throughput in the same run)",
+            help="requests/s of the soak, REST and Kafka together (default: half of each "
+            "path's maximum with both pushed at once, measured first)",
         ),
     ] = None,
     kill_rate: Annotated[

@@ -11,7 +11,11 @@ interleaved with the HTTP baseline, so that both see the same machine:
 - ``produce``: a ReviewRequest produced to the requests topic until the broker acknowledges it
   (``acks=all``, as the gateway sends);
 - ``kafka``: the same request until its prediction is read back from the predictions topic (two
-  produces, two fetches and the worker's batch: the gateway's wait without the gateway);
+  produces, two fetches and the worker's batch: the gateway's wait without the gateway), cut in
+  three by the prediction's own times (one clock: everything runs on this machine): ``to_worker``
+  (submitted -> the worker picks its batch up: the request's produce and fetch), ``in_worker``
+  (-> the prediction is built: decoding, the model off the event loop, the reply) and ``back``
+  (-> read back here: the reply's produce and fetch);
 - ``model``: preprocessing + ONNX Runtime for one review in process (the worker's share of
   ``kafka``).
 
@@ -26,12 +30,23 @@ import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import aiohttp
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from contracts import KafkaSettings, ReviewRequest, Source, encode
+from benchmarks.streaming import reader_at_end
+from contracts import (
+    KafkaSettings,
+    Prediction,
+    RequestFailed,
+    ReviewRequest,
+    Source,
+    decode_reply,
+    encode,
+)
+from contracts.messages import utc_now
 from inference import OnnxPredictor
 
 
@@ -43,7 +58,21 @@ class Parts:
     http_ms: float
     produce_ms: float
     kafka_ms: float
+    to_worker_ms: float
+    in_worker_ms: float
+    back_ms: float
     model_ms: float
+
+
+@dataclass(frozen=True)
+class Hops:
+    """Median milliseconds of the Kafka round trip and its three legs."""
+
+    produce_ms: float
+    round_trip_ms: float
+    to_worker_ms: float
+    in_worker_ms: float
+    back_ms: float
 
 
 def _median_ms(seconds: Sequence[float]) -> float:
@@ -73,22 +102,15 @@ async def http_ms(
     return _median_ms(classify), _median_ms(healthz)
 
 
-async def kafka_ms(
-    kafka: KafkaSettings, texts: Sequence[str], requests: int, warmup: int
-) -> tuple[float, float]:
-    """Median (produce acknowledged, prediction read back) of sequential requests."""
-    consumer = AIOKafkaConsumer(
-        kafka.predictions_topic, **kafka.client(), group_id=None, enable_auto_commit=False
-    )
+async def kafka_ms(kafka: KafkaSettings, texts: Sequence[str], requests: int, warmup: int) -> Hops:
+    """Medians of sequential requests: produce acknowledged, prediction read back, and the
+    round trip's legs by the prediction's times."""
     producer = AIOKafkaProducer(**kafka.client(), acks="all", linger_ms=0)
-    await consumer.start()
-    await producer.start()
+    consumer, _ = await asyncio.gather(reader_at_end(kafka), producer.start())
     try:
-        await consumer.seek_to_end()
-        for tp in consumer.assignment():  # resolve the end offsets before anything is sent
-            await consumer.position(tp)
         acked: list[float] = []
         answered: list[float] = []
+        legs: list[tuple[float, float, float]] = []
         cycle = itertools.cycle(texts)
         for i in range(warmup + requests):
             request = ReviewRequest(text=next(cycle), source=Source.PRODUCER)
@@ -96,22 +118,42 @@ async def kafka_ms(
             started = time.perf_counter()
             await producer.send_and_wait(kafka.requests_topic, value, key=key)
             ack = time.perf_counter()
-            await _read_until(consumer, key)
+            reply = await _read_until(consumer, key)
+            read_at = utc_now()
             if i >= warmup:
                 acked.append(ack - started)
                 answered.append(time.perf_counter() - started)
-        return _median_ms(acked), _median_ms(answered)
+                legs.append(_legs(decode_reply(reply), request, read_at))
+        to_worker, in_worker, back = zip(*legs, strict=True)
+        return Hops(
+            _median_ms(acked), _median_ms(answered),
+            _median_ms(to_worker), _median_ms(in_worker), _median_ms(back),
+        )  # fmt: skip
     finally:
         await producer.stop()
         await consumer.stop()
 
 
-async def _read_until(consumer: AIOKafkaConsumer, key: bytes) -> None:
+async def _read_until(consumer: AIOKafkaConsumer, key: bytes) -> bytes | None:
+    """The value of the record keyed ``key``."""
     async with asyncio.timeout(30):
         while True:
             batches = await consumer.getmany(timeout_ms=100)
-            if any(m.key == key for messages in batches.values() for m in messages):
-                return
+            for messages in batches.values():
+                for m in messages:
+                    if m.key == key:
+                        return m.value  # type: ignore[no-any-return]
+
+
+def _legs(
+    answer: Prediction | RequestFailed, request: ReviewRequest, read_at: datetime
+) -> tuple[float, float, float]:
+    """Seconds to the worker, in it and back, from the prediction's times."""
+    if not isinstance(answer, Prediction):
+        raise RuntimeError(f"request {request.request_id} failed: {answer.reason}")
+    to_worker = answer.timings.queue_ms / 1000
+    built = (answer.predicted_at - request.submitted_at).total_seconds()
+    return to_worker, built - to_worker, (read_at - answer.predicted_at).total_seconds()
 
 
 def model_ms(predictor: OnnxPredictor, texts: Sequence[str], requests: int) -> float:
@@ -132,12 +174,15 @@ async def measure(
     requests: int,
     warmup: int = 50,
 ) -> Parts:
-    produce, round_trip = await kafka_ms(kafka, texts, requests, warmup)
+    hops = await kafka_ms(kafka, texts, requests, warmup)
     rest, http = await http_ms(gateway_url, texts, requests, warmup)
     return Parts(
         rest_ms=rest,
         http_ms=http,
-        produce_ms=produce,
-        kafka_ms=round_trip,
+        produce_ms=hops.produce_ms,
+        kafka_ms=hops.round_trip_ms,
+        to_worker_ms=hops.to_worker_ms,
+        in_worker_ms=hops.in_worker_ms,
+        back_ms=hops.back_ms,
         model_ms=await asyncio.to_thread(model_ms, predictor, texts, requests),
     )

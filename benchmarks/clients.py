@@ -1,5 +1,7 @@
-"""The three single-review clients the load generator drives: the gateway's REST classify, the
-gateway's WebSocket, and ``mlflow models serve``'s /invocations; one aiohttp session each."""
+"""The single-review clients the load generator drives: the gateway's REST classify, the
+gateway's WebSocket, ``mlflow models serve``'s /invocations (one aiohttp session each), and a
+producer straight to the requests topic that waits for the prediction (as a producer service
+publishes, with a reader matching the answers by key)."""
 
 from __future__ import annotations
 
@@ -10,8 +12,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
+from aiokafka import AIOKafkaProducer
 
 from benchmarks.load import Send
+from benchmarks.streaming import reader_at_end
+from contracts import KafkaSettings, ReviewRequest, Source, encode
 
 
 class RequestFailed(Exception):
@@ -91,3 +96,39 @@ async def websocket_client(base_url: str, sockets: int) -> AsyncIterator[Send]:
         finally:
             for ws in opened:
                 await ws.close()
+
+
+@asynccontextmanager
+async def kafka_client(kafka: KafkaSettings) -> AsyncIterator[Send]:
+    """A ReviewRequest produced to the requests topic; the answer is the prediction's record
+    value (not decoded: the reader costs as little CPU as it can)."""
+    producer = AIOKafkaProducer(**kafka.client(), acks="all", linger_ms=5)
+    reader, _ = await asyncio.gather(reader_at_end(kafka), producer.start())
+    waiting: dict[bytes, asyncio.Future[bytes | None]] = {}
+
+    async def read() -> None:
+        while True:
+            for messages in (await reader.getmany(timeout_ms=200)).values():
+                for message in messages:
+                    answer = waiting.pop(message.key, None) if message.key else None
+                    if answer is not None and not answer.done():
+                        answer.set_result(message.value)
+
+    async def send(text: str) -> Any:
+        request = ReviewRequest(text=text, source=Source.PRODUCER)
+        key = request.request_id.encode()
+        answer = waiting[key] = asyncio.get_running_loop().create_future()
+        try:
+            await (await producer.send(kafka.requests_topic, encode(request), key=key))
+            async with asyncio.timeout(60):
+                return await answer
+        finally:
+            waiting.pop(key, None)
+
+    reading = asyncio.create_task(read())
+    try:
+        yield send
+    finally:
+        reading.cancel()
+        await asyncio.gather(reading, return_exceptions=True)
+        await asyncio.gather(reader.stop(), producer.stop())

@@ -34,6 +34,7 @@ from benchmarks.load import LoadResult, Send, closed_loop, cycled
 from benchmarks.mlflow_peer import DEFAULTS, PeerOptions, mlflow_serve, registered_uri, tuned
 from benchmarks.report import Report
 from benchmarks.soak import REST_IN_FLIGHT, Soak, SoakPlan, SoakResult, plot
+from benchmarks.soak_rate import KAFKA_IN_FLIGHT, mix_maximum
 from benchmarks.stack import (
     FAST_BUCKETS,
     BenchStack,
@@ -69,7 +70,6 @@ PEER, PEER_TUNED = "4 mlflow models serve", "4 mlflow models serve, tuned"
 PEER_SHORT = {PEER: "mlflow", PEER_TUNED: "mlflow tuned"}
 STATS_BATCH_MAX = 500  # the stats processor's default
 STEADY_LOAD_S = 10.0  # of the reload scenario's load before its first move
-SOAK_FALLBACK_RATE = 2000.0  # requests/s when the run measured no 2-worker burst
 
 
 @dataclass
@@ -94,9 +94,10 @@ class Options:
     kill_after_s: float = 40.0  # of load after it
     watcher_poll_s: float | None = None  # None: the watcher's default
     soak_minutes: float = 10.0
-    # Requests/s of the soak, REST and Kafka together; default: half the 2-worker burst's
-    # throughput measured in the same run (or SOAK_FALLBACK_RATE without it).
+    # Requests/s of the soak, REST and Kafka together; default: half of each path's maximum
+    # with both pushed at once, measured first for soak_max_seconds (benchmarks.soak_rate).
     soak_rate: float | None = None
+    soak_max_seconds: float = 30.0
     bundle: Path | None = None
     reviews: Path = DEFAULT_REVIEWS
     output: Path | None = None
@@ -118,6 +119,7 @@ class Options:
             stats_records=2000,
             stats_processors=[1],
             soak_minutes=0.25,
+            soak_max_seconds=5.0,
             kill_before_s=10.0,
             kill_after_s=20.0,
             quick=True,
@@ -430,8 +432,13 @@ class Run:
         add(scenario, "REST classify", "ms", [rest], note)
         add(scenario, "HTTP alone (GET /healthz)", "ms", [parts.http_ms], note)
         add(scenario, "Kafka round trip through a worker", "ms", [parts.kafka_ms], note)
-        add(scenario, "  of which the produce's acknowledgement", "ms", [parts.produce_ms], note)
-        add(scenario, "  of which the model, in process", "ms", [parts.model_ms], note)
+        add(scenario, "  to the worker (request produced and fetched)", "ms",
+            [parts.to_worker_ms], note)  # fmt: skip
+        add(scenario, "  in the worker (decode, model, reply built)", "ms",
+            [parts.in_worker_ms], note)  # fmt: skip
+        add(scenario, "  back (prediction produced and fetched)", "ms", [parts.back_ms], note)
+        add(scenario, "  the produce's acknowledgement alone", "ms", [parts.produce_ms], note)
+        add(scenario, "  the model alone, in process", "ms", [parts.model_ms], note)
         add(scenario, "the gateway's own work (the rest)", "ms",
             [rest - parts.http_ms - parts.kafka_ms], "REST - HTTP - Kafka round trip")  # fmt: skip
         for peer in (PEER, PEER_TUNED):
@@ -649,16 +656,16 @@ class Run:
 
     async def soak(self) -> None:
         assert self.gateway is not None
-        total = self.o.soak_rate
-        if total is None:
-            two = self.report.find("2 Kafka burst, 2 workers", "throughput")
-            total = two.median / 2 if two is not None else SOAK_FALLBACK_RATE
-        # REST takes half what the gateway managed at its highest concurrency, at most a
-        # quarter of the total; producers straight to Kafka the rest.
-        top = self.report.find(f"3 REST c={max(self.o.concurrency)}", "throughput")
-        rest_rate = min(total / 4, top.median / 2 if top is not None else total / 10)
-        plan = SoakPlan(self.o.soak_minutes * 60, kafka_rate=total - rest_rate,
-                        rest_rate=rest_rate)  # fmt: skip
+        if self.o.soak_rate is None:
+            plan = await self.soak_plan()
+        else:
+            # REST takes half what the gateway managed at its highest concurrency, at most a
+            # quarter of the total; producers straight to Kafka the rest.
+            total = self.o.soak_rate
+            top = self.report.find(f"3 REST c={max(self.o.concurrency)}", "throughput")
+            rest_rate = min(total / 4, top.median / 2 if top is not None else total / 10)
+            plan = SoakPlan(self.o.soak_minutes * 60, kafka_rate=total - rest_rate,
+                            rest_rate=rest_rate)  # fmt: skip
         self.echo(f"9 soak: {plan.seconds / 60:g} min at {plan.kafka_rate:.0f}/s through Kafka "
                   f"and {plan.rest_rate:.0f}/s REST, the stats processor counting...")  # fmt: skip
         s = self.stack
@@ -671,6 +678,23 @@ class Run:
         stack_pid = s.local.process.pid if s.local and s.local.process else None
         result = await soak.run(stack_pid, services)
         self.soak_figures(result)
+
+    async def soak_plan(self) -> SoakPlan:
+        """Half of each path's maximum with the other pushed at once (benchmarks.soak_rate)."""
+        assert self.gateway is not None
+        seconds, concurrency = self.o.soak_max_seconds, max(self.o.concurrency)
+        self.echo(f"9 soak: the maximum, Kafka ({KAFKA_IN_FLIGHT} in flight) and REST "
+                  f"(c={concurrency}) pushed at once for {seconds:g} s...")  # fmt: skip
+        mix = await mix_maximum(self.stack.kafka, self.gateway.url, self.texts, seconds=seconds,
+                                rest_concurrency=concurrency)  # fmt: skip
+        scenario = "9 soak, the maximum"
+        note = f"closed loop, both paths at once for {seconds:g} s; the soak sends half"
+        for path, run in (("Kafka", mix.kafka), ("REST", mix.rest)):
+            self.report.add(scenario, f"{path} answered", "requests/s", [run.throughput], note)
+            self.report.add(scenario, f"{path} p99 latency", "ms", [run.percentile(99)],
+                            f"{run.failures} failed")  # fmt: skip
+        return SoakPlan(self.o.soak_minutes * 60, kafka_rate=mix.kafka.throughput / 2,
+                        rest_rate=mix.rest.throughput / 2)  # fmt: skip
 
     def soak_figures(self, result: SoakResult) -> None:
         add, scenario = self.report.add, "9 soak"

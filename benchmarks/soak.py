@@ -33,6 +33,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from matplotlib.figure import Figure
 
+from benchmarks.streaming import reader_at_end
 from contracts import KafkaSettings, ReviewRequest, Source, encode
 from deploy.local.processes import StatsProcess
 from stats.migrate import migrate
@@ -250,16 +251,11 @@ class Soak:
                 await conn.close()
 
     async def _soak(self, processes: dict[str, list[int]], conn: asyncpg.Connection) -> SoakResult:
-        reader = AIOKafkaConsumer(
-            self.kafka.predictions_topic, **self.kafka.client(), group_id=None,
-            enable_auto_commit=False, max_partition_fetch_bytes=4 * 2**20,
-        )  # fmt: skip
         producer = AIOKafkaProducer(**self.kafka.client(), acks="all", linger_ms=5)
         admin = AIOKafkaAdminClient(**self.kafka.client())
-        await asyncio.gather(reader.start(), producer.start(), admin.start())
-        await reader.seek_to_end()
-        for tp in reader.assignment():  # resolve the end offsets before anything is sent
-            await reader.position(tp)
+        reader, *_ = await asyncio.gather(
+            reader_at_end(self.kafka), producer.start(), admin.start()
+        )
         http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=60)
         )

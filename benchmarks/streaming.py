@@ -31,7 +31,9 @@ class Burst:
         return self.answered / self.seconds if self.seconds > 0 else float("nan")
 
 
-async def _reader(kafka: KafkaSettings) -> AIOKafkaConsumer:
+async def reader_at_end(kafka: KafkaSettings) -> AIOKafkaConsumer:
+    """A started consumer of the predictions topic (no group) at its end: it reads only what
+    is answered from now on."""
     consumer = AIOKafkaConsumer(
         kafka.predictions_topic,
         **kafka.client(),
@@ -54,7 +56,7 @@ async def burst(
     payloads = [(r.request_id.encode(), encode(r)) for r in requests]
     pending = {key for key, _ in payloads}
     worker_ids: set[str] = set()
-    consumer = await _reader(kafka)
+    consumer = await reader_at_end(kafka)
     producer = AIOKafkaProducer(**kafka.client(), acks="all", linger_ms=5, max_batch_size=2**18)
     await producer.start()
     last = started = time.perf_counter()
