@@ -303,10 +303,11 @@ class Run:
         database = self.stack.env.get("DATABASE_URL") or DatabaseSettings().url.get_secret_value()
         for monitor in (False, True):
             for n in self.o.stats_processors:
-                run = await stats_run(
+                measured = await stats_run(
                     self.stack.kafka.bootstrap_servers, database, self.o.stats_records,
                     STATS_BATCH_MAX, self.work, monitor=monitor, echo=self.echo, processors=n,
                 )  # fmt: skip
+                run = measured.processed
                 which = f"{'on' if monitor else 'off'}" + (f", {n} processors" if n > 1 else "")
                 self.report.add("8 stats path", f"drift monitor {which}", "records/s", [run.rate],
                                 f"{run.records} records (predictions, feedback for half), "

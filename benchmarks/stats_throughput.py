@@ -75,21 +75,27 @@ app = typer.Typer(add_completion=False)
 STALL_S = 60.0
 
 
-class StatsRun(NamedTuple):
-    records: int
-    """records loaded: predictions and the feedback for half of them"""
+class Rates(NamedTuple):
+    """What the processors did with the records loaded."""
+
     rate: float
     """records/s stored, between 10% and 90% of them"""
     seconds: float
     """from the processors' resume, the records loaded, to the last record stored"""
     cpu_us: float
     """the processors' CPU per record (summed) over the same span as ``rate``, in microseconds"""
-    direct: float
-    """predictions/s written by PostgresStatsStore alone"""
     settled_s: float
     """when every processor was in the group and it was stable, from their start"""
+    records: int
+    """records loaded: predictions and the feedback for half of them"""
     unsettled: int
     """looks at the group (every 0.5 s while reading) that found it rebalancing"""
+
+
+class StatsRun(NamedTuple):
+    processed: Rates
+    direct: float
+    """predictions/s written by PostgresStatsStore alone"""
 
 
 def predictions(prefix: str, n: int) -> list[Prediction]:
@@ -167,15 +173,6 @@ async def stored(conn: asyncpg.Connection) -> int:
             "SELECT (SELECT count(*) FROM predictions) + (SELECT count(*) FROM feedback)"
         )
     )
-
-
-class Rates(NamedTuple):
-    rate: float
-    seconds: float
-    cpu_us: float
-    settled_s: float
-    loaded: int
-    unsettled: int
 
 
 async def processor_rate(
@@ -358,13 +355,14 @@ async def run(
                     checkout=checkout, processors=n,
                 )  # fmt: skip
     first = next(iter(figures.values()))
-    total = first.records
+    total = first.processed.records
     lines = [
         f"\nstats processors, Kafka -> faust -> PostgreSQL (batch_max={batch_max}), {total} "
         f"records ({records} predictions + {total - records} feedback) each run; records/s "
         "sustained (10% to 90% stored), the processors' CPU per record (summed) over the same span:"
     ]
-    for (monitor, n, name), f in figures.items():
+    for (monitor, n, name), run_figures in figures.items():
+        f = run_figures.processed
         where = f" ({checkouts[name]})" if baseline is not None else ""
         lines.append(
             f"  drift monitor {'on ' if monitor else 'off'}, {n} processor{'s' if n > 1 else ''}, "
@@ -419,8 +417,7 @@ async def one_run(
             kafka, url, lambda: load(kafka, preds), env, workdir, checkout, processors, echo
         )
         direct = await store_rate(url, min(records, 20_000), batch_max)
-        return StatsRun(rates.loaded, rates.rate, rates.seconds, rates.cpu_us, direct,
-                        rates.settled_s, rates.unsettled)  # fmt: skip
+        return StatsRun(rates, direct)
     finally:
         await admin_db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin_db.close()
