@@ -19,8 +19,7 @@ cost well under a millisecond.)
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
-import functools
+import errno
 import logging
 import mmap
 import os
@@ -29,11 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.libc import libc_function
+
 log = logging.getLogger(__name__)
 
 MAPS = Path("/proc/self/maps")
 PAGEMAP = Path("/proc/self/pagemap")
 MADV_DONTNEED = 4  # Linux's value on every architecture
+MADVISE_ARGS = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
 PAGE = mmap.PAGESIZE
 # Bits of a pagemap entry (Documentation/admin-guide/mm/pagemap.rst)
 PRESENT, SWAPPED, FILE_PAGE = 1 << 63, 1 << 62, 1 << 61
@@ -107,13 +109,9 @@ def drop_pages(path: Path) -> int:
     return dropped
 
 
-@functools.cache
-def _libc() -> ctypes.CDLL:
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    libc.madvise.restype = ctypes.c_int
-    return libc
-
-
 def _madvise(start: int, length: int, advice: int) -> int:
-    return int(_libc().madvise(start, length, advice))
+    madvise = libc_function("madvise", MADVISE_ARGS, ctypes.c_int)
+    if madvise is None:  # no C library found: nothing is dropped, and the log says why
+        ctypes.set_errno(errno.ENOSYS)
+        return -1
+    return int(madvise(start, length, advice))

@@ -9,26 +9,12 @@ memory in its heaps, so every reload would leave ~2 MiB more resident. A worker 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
-import functools
 
-
-@functools.cache
-def _malloc_trim() -> ctypes._NamedFuncPointer | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except AttributeError:  # not glibc (musl, macOS)
-        return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    return trim
+from runtime.libc import libc_function
 
 
 def trim() -> None:
     """Give freed heap memory back to the system (blocking, a few ms)."""
-    malloc_trim = _malloc_trim()
+    malloc_trim = libc_function("malloc_trim", (ctypes.c_size_t,), ctypes.c_int)
     if malloc_trim is not None:
         malloc_trim(0)
