@@ -711,6 +711,13 @@ class Run:
                 add(scenario, f"{path} p{q} latency per minute", "ms",
                     [m[f"{path}_p{q}_ms"] for m in minutes],
                     "median, best and worst of the minutes")  # fmt: skip
+        for q in (50, 99):
+            add(scenario, f"produced -> row in PostgreSQL p{q} per minute", "ms",
+                [m[f"stored_p{q}_ms"] for m in minutes],
+                "submitted_at to recorded_at, by send minute; median, best and worst")  # fmt: skip
+        add(scenario, "rows into PostgreSQL per minute", "rows/s",
+            [m["stored_per_s"] for m in minutes],
+            "by the minute the request was sent; median, best and worst")  # fmt: skip
         add(scenario, "lost (unanswered or not stored)", "requests", [float(result.lost)])
         add(
             scenario, "  of which unanswered Kafka requests", "requests", [float(result.unanswered)]
@@ -737,7 +744,8 @@ class Run:
             self.report.notes.append(
                 f"soak minute {m['minute']:.0f}: Kafka p50/p99 {m['kafka_p50_ms']:.1f}/"
                 f"{m['kafka_p99_ms']:.1f} ms, REST p50/p99 {m['rest_p50_ms']:.1f}/"
-                f"{m['rest_p99_ms']:.1f} ms, lags (workers/stats/uncounted) "
+                f"{m['rest_p99_ms']:.1f} ms, into PostgreSQL p50/p99 {m['stored_p50_ms']:.1f}/"
+                f"{m['stored_p99_ms']:.1f} ms, lags (workers/stats/uncounted) "
                 f"{m['worker_lag_max']:.0f}/{m['stats_lag_max']:.0f}/{m['uncounted_max']:.0f}"
             )
 

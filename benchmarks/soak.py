@@ -10,8 +10,12 @@ nothing was lost (every request answered, every answer stored) and nothing count
 per-minute counts sum to the stored rows). The stats processor starts with its group at the end
 of the predictions topic, so it counts the soak's predictions and nothing older.
 
-Figures per minute (p50/p99 of both paths, lags, RSS) go to the report, and the whole time line
-to a PNG under ``.artifacts/bench/``.
+The end-to-end figure is read back from PostgreSQL itself: each stored prediction's time from
+its request's ``submitted_at`` to its row's ``recorded_at`` ("request produced -> row in
+PostgreSQL"), and the rows stored per second, by the minute the request was sent.
+
+Figures per minute (p50/p99 of both paths and of the way into PostgreSQL, lags, RSS) go to the
+report, and the whole time line to a PNG under ``.artifacts/bench/``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -61,11 +66,18 @@ class Sample:
 
 
 @dataclass
-class SourceLog:
-    """One load source's log: when each request was sent and how long its answer took."""
+class Timeline:
+    """When each request was sent (seconds into the soak) and how long it took to get where it
+    was going, in the same order."""
 
     sent_at: list[float] = field(default_factory=list)
     latency_ms: list[float] = field(default_factory=list)
+
+
+@dataclass
+class SourceLog(Timeline):
+    """One load source's log: its requests' answers, and what it failed to send."""
+
     sent: int = 0
     failed: int = 0
     shed: int = 0
@@ -86,6 +98,7 @@ class SoakResult:
     stored: int
     counted: int
     drain_s: float
+    into_postgresql: Timeline  # request produced -> its prediction's row in PostgreSQL
 
     @property
     def answered(self) -> int:
@@ -109,11 +122,13 @@ class SoakResult:
         minutes = max(1, int(np.ceil(self.plan.seconds / 60)))
         for m in range(minutes):
             row: dict[str, float] = {"minute": m + 1}
-            for name, path in (("kafka", self.kafka), ("rest", self.rest)):
+            span_s = min(60.0, self.plan.seconds - 60 * m)  # the last minute may be cut short
+            for name, path in self.timelines():
                 at = np.asarray(path.sent_at)
                 ms = np.asarray(path.latency_ms)
                 inside = ms[(at >= 60 * m) & (at < 60 * (m + 1))]
                 row[f"{name}_answered"] = float(len(inside))
+                row[f"{name}_per_s"] = len(inside) / span_s
                 for q in (50, 99):
                     value = float(np.percentile(inside, q)) if len(inside) else float("nan")
                     row[f"{name}_p{q}_ms"] = value
@@ -123,6 +138,9 @@ class SoakResult:
             row["uncounted_max"] = float(max((s.uncounted for s in window), default=0))
             rows.append(row)
         return rows
+
+    def timelines(self) -> tuple[tuple[str, Timeline], ...]:
+        return ("kafka", self.kafka), ("rest", self.rest), ("stored", self.into_postgresql)
 
     def rss_growth_mib(self) -> dict[str, float]:
         """Per process: the mean RSS of the last fifth of the samples minus the first fifth's
@@ -228,6 +246,7 @@ class Soak:
         self.pending: dict[bytes, float] = {}  # Kafka requests sent, not yet answered
         self.samples: list[Sample] = []
         self.started = 0.0
+        self.started_wall = datetime.now(UTC)  # the start on the clock of submitted_at's
         self.stopping = asyncio.Event()
 
     async def run(self, stack_pid: int | None, services: dict[str, int]) -> SoakResult:
@@ -260,7 +279,7 @@ class Soak:
             connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=60)
         )
         try:
-            self.started = time.perf_counter()
+            self.started, self.started_wall = time.perf_counter(), datetime.now(UTC)
             reading = asyncio.create_task(self._read(reader))
             sampling = asyncio.create_task(self._sample(processes, conn, admin, reader))
             rest_calls: set[asyncio.Task[None]] = set()
@@ -276,11 +295,12 @@ class Soak:
             reading.cancel()
             await asyncio.gather(reading, sampling, return_exceptions=True)
             stored, counted = await self._stored(conn)
+            into_postgresql = await self._into_postgresql(conn)
         finally:
             await http.close()
             await asyncio.gather(reader.stop(), producer.stop(), admin.close())
         return SoakResult(self.plan, self.k, self.r, self.samples, len(self.pending), stored,
-                          counted, drain_s)  # fmt: skip
+                          counted, drain_s, into_postgresql)  # fmt: skip
 
     def _due(self, rate: float) -> int:
         return int(rate * (time.perf_counter() - self.started))
@@ -395,6 +415,19 @@ class Soak:
         )
         return int(stored), await self._counted(conn)
 
+    async def _into_postgresql(self, conn: asyncpg.Connection) -> Timeline:
+        """Every stored prediction's way from its request's ``submitted_at`` (the producer's or
+        the gateway's clock, this machine's) to its row's ``recorded_at``: the start of the
+        transaction that wrote it (``now()``), which commits a few milliseconds later."""
+        rows = await conn.fetch(
+            "SELECT extract(epoch FROM submitted_at - $2)::float8 AS sent_s,"
+            " extract(epoch FROM recorded_at - submitted_at)::float8 * 1000 AS took_ms"
+            " FROM predictions WHERE model_name = $1 AND submitted_at >= $2",
+            self.model_name,
+            self.started_wall,
+        )
+        return Timeline([r["sent_s"] for r in rows], [r["took_ms"] for r in rows])
+
     async def _drained(self, conn: asyncpg.Connection) -> None:
         """Until every Kafka request is answered and every answer counted (polled: the count
         lives in PostgreSQL)."""
@@ -413,7 +446,9 @@ def plot(result: SoakResult, path: Path) -> None:
     latency, rate, lags, memory = figure.subplots(4, 1, sharex=True)
     bin_s = 10.0
     edges = np.arange(0.0, result.plan.seconds + bin_s, bin_s)
-    for name, log in (("Kafka", result.kafka), ("REST", result.rest)):
+    names = {"kafka": "Kafka", "rest": "REST", "stored": "into PostgreSQL"}
+    for key, log in result.timelines():
+        name = names[key]
         at = np.asarray(log.sent_at)
         ms = np.asarray(log.latency_ms)
         if not len(at):
@@ -426,7 +461,8 @@ def plot(result: SoakResult, path: Path) -> None:
             ]
             latency.plot(edges[:-1] / 60, values, style, label=f"{name} p{q}")
         counts, _ = np.histogram(at, edges)
-        rate.plot(edges[:-1] / 60, counts / bin_s, label=f"{name} answered/s (by send time)")
+        done = "stored" if key == "stored" else "answered"
+        rate.plot(edges[:-1] / 60, counts / bin_s, label=f"{name}: {done}/s (by send time)")
     latency.set_ylabel("latency (ms)")
     latency.set_yscale("log")
     latency.legend(fontsize=8)

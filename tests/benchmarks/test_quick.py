@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from deploy.local.launcher import ROOT, LocalStack
 
 SCENARIO_PREFIXES = {
@@ -73,3 +75,8 @@ def test_quick_benchmark_saves_every_scenario_with_finite_figures(
     lost = by_name[("9 soak", "lost (unanswered or not stored)")]
     assert lost["median"] == 0, [f for f in figures if f["scenario"] == "9 soak"]
     assert by_name[("9 soak", "counted twice")]["median"] == 0
+    # Read back from PostgreSQL: every request sent has its row (a short soak is one minute).
+    sent = sum(by_name[("9 soak", f"{path} requests sent")]["median"] for path in ("Kafka", "REST"))
+    stored = by_name[("9 soak", "rows into PostgreSQL per minute")]["median"]
+    assert stored == pytest.approx(sent, rel=1e-9)
+    assert by_name[("9 soak", "produced -> row in PostgreSQL p50 per minute")]["median"] > 0
