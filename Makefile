@@ -77,13 +77,15 @@ IMAGE_SOURCES := $(shell find contracts deploy export inference gateway producer
 SHARED_DATA ?= $(abspath ../shared/data)
 
 # Containers: Debian's podman with runc (Debian's crun fails on this machine's cgroups),
-# catatonit for compose's `init: true`, debootstrap for the local base image; explicitly runc,
-# so that apt does not choose crun for podman's `crun | runc`.
-podman: ## Install Debian's podman, runc, catatonit, netavark, aardvark-dns and debootstrap if missing
+# catatonit for compose's `init: true`, debootstrap for the local base image, iptables for
+# netavark's container networks (only a "Suggests" of podman, so not on every machine: without
+# it every container with a network fails to start); explicitly runc, so that apt does not
+# choose crun for podman's `crun | runc`.
+podman: ## Install Debian's podman, runc, catatonit, netavark, aardvark-dns, iptables and debootstrap if missing
 	@command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1 && command -v catatonit >/dev/null 2>&1 && \
 	    test -x /usr/lib/podman/netavark && test -x /usr/lib/podman/aardvark-dns && \
-	    command -v debootstrap >/dev/null 2>&1 || \
-	    (apt-get update && apt-get install -y --no-install-recommends podman runc catatonit netavark aardvark-dns debootstrap)
+	    command -v iptables >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 || \
+	    (apt-get update && apt-get install -y --no-install-recommends podman runc catatonit netavark aardvark-dns iptables debootstrap)
 
 # Every image, then their sizes. With docker the official bases are pulled instead.
 ifeq ($(CONTAINER_TOOL),podman)
