@@ -324,7 +324,9 @@ class Worker:
         replies = []
         if accepted:
             started = time.perf_counter()
-            answers, failed = await classify(model, accepted, self.metrics, explain=not s.shadow)
+            answers, failed = await classify(
+                model, accepted, self.metrics, explain=not s.shadow, inline_max=s.inline_max_batch
+            )
             elapsed = time.perf_counter() - started
             rejected += failed
             self.metrics.inference_seconds.observe(elapsed)

@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     max_wait_ms: float = Field(
         0.0, ge=0, description="after the first record, wait this long for a fuller batch"
     )
+    inline_max_batch: int = Field(
+        4,
+        ge=0,
+        description="batches of at most this many requests are classified on the event loop, "
+        "not in a thread: the hand-off costs more than the model (0: always in a thread)",
+    )
     max_batches_in_flight: int = Field(
         4, ge=1, description="batches sent and awaiting acknowledgement and commit, at most"
     )
