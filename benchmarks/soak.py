@@ -246,7 +246,7 @@ class Soak:
         self.pending: dict[bytes, float] = {}  # Kafka requests sent, not yet answered
         self.samples: list[Sample] = []
         self.started = 0.0
-        self.started_wall = datetime.now(UTC)  # the start on the clock of submitted_at's
+        self.started_wall = datetime.now(UTC)  # on the clock that stamps submitted_at
         self.stopping = asyncio.Event()
 
     async def run(self, stack_pid: int | None, services: dict[str, int]) -> SoakResult:
