@@ -17,7 +17,11 @@ interleaved with the HTTP baseline, so that both see the same machine:
   (-> the prediction is built: decoding, the model off the event loop, the reply) and ``back``
   (-> read back here: the reply's produce and fetch);
 - ``model``: preprocessing + ONNX Runtime for one review in process (the worker's share of
-  ``kafka``).
+  ``kafka``);
+- ``peers``: each running ``mlflow models serve``'s ``POST /invocations`` with the same review,
+  in turn with REST classify and ``GET /healthz``: the target (REST p50 within 1 ms of mlflow
+  serve's) compared on one machine state, where runs one after the other drift by more than
+  that on this VM.
 
 The rest of the REST p50 (REST minus ``http`` minus ``kafka``) is the gateway's own work on a
 classify: the body's validation, encoding the request, the publish call and the reply's match.
@@ -28,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -62,6 +66,8 @@ class Parts:
     in_worker_ms: float
     back_ms: float
     model_ms: float
+    peers_ms: Mapping[str, float]
+    """each peer's /invocations, by name, in turn with ``rest_ms`` and ``http_ms``"""
 
 
 @dataclass(frozen=True)
@@ -80,26 +86,41 @@ def _median_ms(seconds: Sequence[float]) -> float:
 
 
 async def http_ms(
-    base_url: str, texts: Sequence[str], requests: int, warmup: int
-) -> tuple[float, float]:
-    """Median (REST classify, GET /healthz), the two interleaved one at a time."""
+    base_url: str,
+    texts: Sequence[str],
+    requests: int,
+    warmup: int,
+    peers: Mapping[str, str],
+) -> tuple[float, float, dict[str, float]]:
+    """Medians of REST classify, ``GET /healthz`` and each peer's ``/invocations`` (by name:
+    its base URL), one request at a time, taking turns with the same review."""
     classify: list[float] = []
     healthz: list[float] = []
+    invocations: dict[str, list[float]] = {name: [] for name in peers}
     cycle = itertools.cycle(texts)
     async with aiohttp.ClientSession() as http:
-        for i in range(warmup + requests):
+
+        async def timed(method: str, url: str, body: object = None) -> float:
             started = time.perf_counter()
-            async with http.post(f"{base_url}/v1/classify", json={"text": next(cycle)}) as r:
+            async with http.request(method, url, json=body) as r:
                 await r.read()
                 r.raise_for_status()
-            middle = time.perf_counter()
-            async with http.get(f"{base_url}/healthz") as r:
-                await r.read()
-                r.raise_for_status()
+            return time.perf_counter() - started
+
+        for i in range(warmup + requests):
+            text = next(cycle)
+            took = await timed("POST", f"{base_url}/v1/classify", {"text": text})
+            health = await timed("GET", f"{base_url}/healthz")
+            frame = {"dataframe_split": {"columns": ["text"], "data": [[text]]}}
+            peer_took = {name: await timed("POST", f"{url}/invocations", frame)
+                         for name, url in peers.items()}  # fmt: skip
             if i >= warmup:
-                classify.append(middle - started)
-                healthz.append(time.perf_counter() - middle)
-    return _median_ms(classify), _median_ms(healthz)
+                classify.append(took)
+                healthz.append(health)
+                for name, seconds in peer_took.items():
+                    invocations[name].append(seconds)
+    peer_ms = {name: _median_ms(seconds) for name, seconds in invocations.items()}
+    return _median_ms(classify), _median_ms(healthz), peer_ms
 
 
 async def kafka_ms(kafka: KafkaSettings, texts: Sequence[str], requests: int, warmup: int) -> Hops:
@@ -172,10 +193,12 @@ async def measure(
     predictor: OnnxPredictor,
     texts: Sequence[str],
     requests: int,
+    peers: Mapping[str, str],
     warmup: int = 50,
 ) -> Parts:
+    """``peers``: the base URLs of running ``mlflow models serve`` instances, by name."""
     hops = await kafka_ms(kafka, texts, requests, warmup)
-    rest, http = await http_ms(gateway_url, texts, requests, warmup)
+    rest, http, peer_ms = await http_ms(gateway_url, texts, requests, warmup, peers)
     return Parts(
         rest_ms=rest,
         http_ms=http,
@@ -185,4 +208,5 @@ async def measure(
         in_worker_ms=hops.in_worker_ms,
         back_ms=hops.back_ms,
         model_ms=await asyncio.to_thread(model_ms, predictor, texts, requests),
+        peers_ms=peer_ms,
     )

@@ -427,6 +427,7 @@ class Run:
             predictor=OnnxPredictor(self.bundles[0]),
             texts=self.texts,
             requests=max(self.o.requests, 100),
+            peers={PEER_SHORT[peer]: url for peer, (url, _) in self.peers.items()},
         )
         scenario, note = "3 REST c=1, where the time goes", "p50, one request at a time"
         add, rest = self.report.add, parts.rest_ms
@@ -442,6 +443,10 @@ class Run:
         add(scenario, "  the model alone, in process", "ms", [parts.model_ms], note)
         add(scenario, "the gateway's own work (the rest)", "ms",
             [rest - parts.http_ms - parts.kafka_ms], "REST - HTTP - Kafka round trip")  # fmt: skip
+        for short, theirs in parts.peers_ms.items():
+            add(scenario, f"{short} /invocations, in turn with REST", "ms", [theirs], note)
+            add(scenario, f"REST p50 - {short} p50, in turn", "ms", [rest - theirs],
+                "the same machine state; target: <= 1 ms")  # fmt: skip
         for peer in (PEER, PEER_TUNED):
             if (peer, 1) in results:  # the REST run's p50 against the peer's, same loads
                 ours = np.median([r.percentile(50) for r in results[("3 REST", 1)]])
