@@ -4,7 +4,7 @@ A REST answer (``POST /v1/classify``) is the gateway's HTTP handling plus a Kafk
 through a worker (request produced -> worker -> prediction read back) plus what the gateway
 does around it (validation, the publish, matching the reply). Each part is timed alone, one
 request at a time, right after the REST runs and on the same stack; REST itself is timed again,
-interleaved with the HTTP baseline, so that both see the same machine:
+taking turns with the HTTP baseline and the peers, so that all see the same machine:
 
 - ``http``: ``GET /healthz`` on the gateway's API port (the HTTP client, uvicorn, Starlette and
   the middleware, a JSON body; no Kafka);
@@ -18,10 +18,12 @@ interleaved with the HTTP baseline, so that both see the same machine:
   (-> read back here: the reply's produce and fetch);
 - ``model``: preprocessing + ONNX Runtime for one review in process (the worker's share of
   ``kafka``);
-- ``peers``: each running ``mlflow models serve``'s ``POST /invocations`` with the same review,
-  in turn with REST classify and ``GET /healthz``: the target (REST p50 within 1 ms of mlflow
-  serve's) compared on one machine state, where runs one after the other drift by more than
-  that on this VM.
+- ``peers``: each running ``mlflow models serve``'s ``POST /invocations`` with the same reviews,
+  taking turns with REST classify and ``GET /healthz`` (``TURN`` requests back to back each):
+  the target (REST p50 within 1 ms of mlflow serve's) compared on one machine state, where runs
+  one after the other drift by more than that on this VM. One request at a time alternating
+  between targets would not do: a REST answer leaves work behind (the worker's reply
+  acknowledged, the gateway's next fetch) that the next target's request would pay for.
 
 The rest of the REST p50 (REST minus ``http`` minus ``kafka``) is the gateway's own work on a
 classify: the body's validation, encoding the request, the publish call and the reply's match.
@@ -31,8 +33,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -52,6 +55,10 @@ from contracts import (
 )
 from contracts.messages import utc_now
 from inference import OnnxPredictor
+
+TURN = 20
+"""requests back to back per target before the next target's turn (``http_ms``)"""
+REST, HEALTHZ = "REST classify", "GET /healthz"
 
 
 @dataclass(frozen=True)
@@ -93,11 +100,10 @@ async def http_ms(
     peers: Mapping[str, str],
 ) -> tuple[float, float, dict[str, float]]:
     """Medians of REST classify, ``GET /healthz`` and each peer's ``/invocations`` (by name:
-    its base URL), one request at a time, taking turns with the same review."""
-    classify: list[float] = []
-    healthz: list[float] = []
-    invocations: dict[str, list[float]] = {name: [] for name in peers}
-    cycle = itertools.cycle(texts)
+    its base URL), one request at a time, in turns of ``TURN`` requests back to back per target
+    with the same reviews: all see the same machine state, and each counted request follows
+    its own target's last answer, as in a c=1 run (the first of a turn follows another
+    target's: not counted)."""
     async with aiohttp.ClientSession() as http:
 
         async def timed(method: str, url: str, body: object = None) -> float:
@@ -107,20 +113,29 @@ async def http_ms(
                 r.raise_for_status()
             return time.perf_counter() - started
 
-        for i in range(warmup + requests):
-            text = next(cycle)
-            took = await timed("POST", f"{base_url}/v1/classify", {"text": text})
-            health = await timed("GET", f"{base_url}/healthz")
-            frame = {"dataframe_split": {"columns": ["text"], "data": [[text]]}}
-            peer_took = {name: await timed("POST", f"{url}/invocations", frame)
-                         for name, url in peers.items()}  # fmt: skip
-            if i >= warmup:
-                classify.append(took)
-                healthz.append(health)
-                for name, seconds in peer_took.items():
-                    invocations[name].append(seconds)
-    peer_ms = {name: _median_ms(seconds) for name, seconds in invocations.items()}
-    return _median_ms(classify), _median_ms(healthz), peer_ms
+        def invocations(url: str) -> Callable[[str], Awaitable[float]]:
+            return lambda text: timed(
+                "POST", f"{url}/invocations",
+                {"dataframe_split": {"columns": ["text"], "data": [[text]]}},
+            )  # fmt: skip
+
+        targets: dict[str, Callable[[str], Awaitable[float]]] = {
+            REST: lambda text: timed("POST", f"{base_url}/v1/classify", {"text": text}),
+            HEALTHZ: lambda text: timed("GET", f"{base_url}/healthz"),
+            **{name: invocations(url) for name, url in peers.items()},
+        }
+        took: dict[str, list[float]] = {name: [] for name in targets}
+        cycle = itertools.cycle(texts)
+        warmup_turns = math.ceil(warmup / TURN)
+        for turn in range(warmup_turns + math.ceil(requests / (TURN - 1))):
+            reviews = list(itertools.islice(cycle, TURN))
+            for name, send in targets.items():
+                for i, text in enumerate(reviews):
+                    seconds = await send(text)
+                    if turn >= warmup_turns and i > 0:
+                        took[name].append(seconds)
+    medians = {name: _median_ms(seconds) for name, seconds in took.items()}
+    return medians.pop(REST), medians.pop(HEALTHZ), medians
 
 
 async def kafka_ms(kafka: KafkaSettings, texts: Sequence[str], requests: int, warmup: int) -> Hops:

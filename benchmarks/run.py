@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.breakdown import TURN
 from benchmarks.breakdown import measure as breakdown
 from benchmarks.broker_kill import run_broker_kill
 from benchmarks.clients import mlflow_client, rest_client, websocket_client
@@ -444,9 +445,9 @@ class Run:
         add(scenario, "the gateway's own work (the rest)", "ms",
             [rest - parts.http_ms - parts.kafka_ms], "REST - HTTP - Kafka round trip")  # fmt: skip
         for short, theirs in parts.peers_ms.items():
-            add(scenario, f"{short} /invocations, in turn with REST", "ms", [theirs], note)
-            add(scenario, f"REST p50 - {short} p50, in turn", "ms", [rest - theirs],
-                "the same machine state; target: <= 1 ms")  # fmt: skip
+            add(scenario, f"{short} /invocations, taking turns with REST", "ms", [theirs], note)
+            add(scenario, f"REST p50 - {short} p50, taking turns", "ms", [rest - theirs],
+                f"{TURN} back to back each; target: <= 1 ms")  # fmt: skip
         for peer in (PEER, PEER_TUNED):
             if (peer, 1) in results:  # the REST run's p50 against the peer's, same loads
                 ours = np.median([r.percentile(50) for r in results[("3 REST", 1)]])

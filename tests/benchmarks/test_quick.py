@@ -63,8 +63,8 @@ def test_quick_benchmark_saves_every_scenario_with_finite_figures(
     assert by_name[(parts, "Kafka round trip through a worker")]["median"] > 0
     assert by_name[(parts, "HTTP alone (GET /healthz)")]["median"] > 0
     for peer in ("mlflow", "mlflow tuned"):  # taking turns with REST, one request at a time
-        assert by_name[(parts, f"{peer} /invocations, in turn with REST")]["median"] > 0
-        assert (parts, f"REST p50 - {peer} p50, in turn") in by_name
+        assert by_name[(parts, f"{peer} /invocations, taking turns with REST")]["median"] > 0
+        assert (parts, f"REST p50 - {peer} p50, taking turns") in by_name
     for path in ("webhook", "polling only"):
         assert by_name[(f"5 hot reload, {path}", "failed requests")]["median"] == 0
     for family in ("fast", "accurate"):
