@@ -14,8 +14,8 @@ taking turns with the HTTP baseline and the peers, so that all see the same mach
   produces, two fetches and the worker's batch: the gateway's wait without the gateway), cut in
   three by the prediction's own times (one clock: everything runs on this machine): ``to_worker``
   (submitted -> the worker picks its batch up: the request's produce and fetch), ``in_worker``
-  (-> the prediction is built: decoding, the model off the event loop, the reply) and ``back``
-  (-> read back here: the reply's produce and fetch);
+  (-> the prediction is built: decoding, the model, on the event loop for a batch of one, the
+  reply) and ``back`` (-> read back here: the reply's produce and fetch);
 - ``model``: preprocessing + ONNX Runtime for one review in process (the worker's share of
   ``kafka``);
 - ``peers``: each running ``mlflow models serve``'s ``POST /invocations`` with the same reviews,
@@ -74,7 +74,7 @@ class Parts:
     back_ms: float
     model_ms: float
     peers_ms: Mapping[str, float]
-    """each peer's /invocations, by name, in turn with ``rest_ms`` and ``http_ms``"""
+    """each peer's /invocations, by name, taking turns with ``rest_ms`` and ``http_ms``"""
 
 
 @dataclass(frozen=True)

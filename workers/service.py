@@ -1,8 +1,9 @@
 """The inference worker: a consumer-group member that answers ReviewRequests in micro-batches.
 
 The loop, per batch (:meth:`Worker._consume`, one screen): fetch (up to ``max_batch_size``
-records or ``max_wait_ms``) -> decode once -> one ONNX Runtime call in a thread -> send the
-predictions, the error replies of refused requests and their dead letters. Then, off the loop,
+records or ``max_wait_ms``) -> decode once -> one ONNX Runtime call in a thread (on the loop
+for a batch of at most ``inline_max_batch``: ``workers.classify``) -> send the predictions, the
+error replies of refused requests and their dead letters. Then, off the loop,
 the batch's settlement awaits every broker acknowledgement (``workers.settlement``) while the
 next batch is already fetched and classified (at most ``max_batches_in_flight`` unsettled).
 Only settled offsets are committed (``workers.offsets``): every ``commit_interval_ms``, when
