@@ -63,7 +63,9 @@ def main(
     settle_requests: Annotated[
         int | None,
         typer.Option(
-            min=0, help="uncounted requests per online transport first (default 5000, quick 64)"
+            min=0,
+            help="uncounted requests per online transport first, and a tenth as many one at "
+            "a time (default 5000, quick 64)",
         ),
     ] = None,
     burst: Annotated[
