@@ -50,6 +50,9 @@ def newcomer_env(clone: Path) -> tuple[dict[str, str], int]:
     env |= {
         "RS_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
         "RS_STACK_KAFKA_CONTROLLER_PORT": str(free_port()),
+        # The SASL listener too: at its default (9094) a port held by anything else on the
+        # machine failed the broker's start ("Address already in use") in one CI run.
+        "RS_STACK_KAFKA_SASL_PORT": str(free_port()),
         "RS_STACK_KAFKA_HEAP_MB": "384",
         "DATABASE_URL": (
             f"postgresql://reviewstream:reviewstream@127.0.0.1:{free_port()}/reviewstream"
