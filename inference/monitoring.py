@@ -157,14 +157,29 @@ def load_profile(bundle_dir: Path) -> Profile | None:
         return None
 
 
+def feature_columns(
+    probabilities: NDArray[np.float64],
+    labels: NDArray[np.float64],
+    words: NDArray[np.float64],
+    unknown_shares: NDArray[np.float64],
+) -> dict[str, NDArray[np.float64]]:
+    """Predictions as the values the histograms bin, a column per feature (one array per
+    field of theirs, in the same order)."""
+    return {
+        "confidence": np.maximum(probabilities, 1.0 - probabilities),
+        "positive": labels,
+        "length": words,
+        "unknown_share": unknown_shares,
+    }
+
+
 def feature_values(probability: float, label: int, features: RequestFeatures) -> dict[str, float]:
     """One prediction as the values the histograms bin."""
-    return {
-        "confidence": max(probability, 1.0 - probability),
-        "positive": float(label),
-        "length": float(features.words),
-        "unknown_share": features.unknown_share if features.unknown_share is not None else 0.0,
-    }
+    unknown = features.unknown_share if features.unknown_share is not None else 0.0
+    columns = feature_columns(
+        *(np.array([float(v)]) for v in (probability, label, features.words, unknown))
+    )
+    return {name: float(column[0]) for name, column in columns.items()}
 
 
 def build_profile(

@@ -25,7 +25,7 @@ accuracy minus ``accuracy_margin``.
 
 from __future__ import annotations
 
-from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,18 +56,29 @@ class FeatureDrift:
 
 
 def compare(counts: np.ndarray, reference: Histogram, *, reference_size: int,
-            alpha: float, min_score: float, feature: str) -> FeatureDrift:  # fmt: skip
-    """One window's bin counts against the reference shares."""
-    k, n = len(counts), counts.sum()
+            alpha: float, min_score: float, feature: str) -> list[FeatureDrift]:  # fmt: skip
+    """Windows' bin counts (a row per window, all of one size) against the reference shares."""
+    k, n = counts.shape[1], counts[0].sum()
     # Add half a review to every bin on both sides: a bin the reference never saw must not
     # make the divergence infinite, nor the expected count zero.
     expected = (np.asarray(reference.shares) * reference_size + 0.5) / (reference_size + 0.5 * k)
     observed = (counts + 0.5) / (n + 0.5 * k)
-    score = float(rel_entr(observed, expected).sum() + rel_entr(expected, observed).sum())
+    scores = (rel_entr(observed, expected) + rel_entr(expected, observed)).sum(axis=1)
     expected_counts = expected * n
-    statistic = float(((counts - expected_counts) ** 2 / expected_counts).sum())
-    p_value = float(chdtrc(k - 1, statistic))
-    return FeatureDrift(feature, score, p_value, p_value < alpha and score >= min_score)
+    statistics = ((counts - expected_counts) ** 2 / expected_counts).sum(axis=1)
+    p_values = chdtrc(k - 1, statistics)
+    return [
+        FeatureDrift(feature, float(score), float(p), bool(p < alpha and score >= min_score))
+        for score, p in zip(scores, p_values, strict=True)
+    ]
+
+
+@dataclass(frozen=True)
+class DueCheck:
+    index: int
+    """the prediction of the batch after which the check came due"""
+    results: list[FeatureDrift]
+    """each feature's"""
 
 
 class DriftMonitor:
@@ -79,26 +90,46 @@ class DriftMonitor:
         self.histograms = histograms
         self.reference_size = reference_size
         self.settings = settings
-        self._bins = {name: deque[int](maxlen=settings.window) for name in histograms}
+        self._edges = {name: np.asarray(h.edges) for name, h in histograms.items()}
+        self._recent = {name: np.empty(0, dtype=np.intp) for name in histograms}
+        """each feature's bins of the last ``window`` predictions"""
         self.seen = 0
 
     def add(self, values: dict[str, float]) -> list[FeatureDrift] | None:
         """Take one prediction's feature values; every ``step`` predictions once the window
         is full, the comparison of each feature."""
-        for name, histogram in self.histograms.items():
-            self._bins[name].append(histogram.bin_of(values[name]))
-        self.seen += 1
-        s = self.settings
-        if self.seen < s.window or self.seen % s.step:
-            return None
-        return [self._compare(name) for name in self.histograms]
+        due = self.add_many({name: np.array([value]) for name, value in values.items()})
+        return due[0].results if due else None
 
-    def _compare(self, name: str) -> FeatureDrift:
-        histogram = self.histograms[name]
-        counts = np.bincount(np.asarray(self._bins[name]), minlength=len(histogram.shares))
+    def add_many(self, columns: Mapping[str, np.ndarray]) -> list[DueCheck]:
+        """Take a batch of predictions' feature values in order, a column per feature; the
+        comparisons that came due within it, as if they were added one by one. The windows of
+        all the checks are compared at once: a batch of thousands costs a few array passes."""
         s = self.settings
-        return compare(counts.astype(float), histogram, reference_size=self.reference_size,
-                       alpha=s.alpha, min_score=s.min_score, feature=name)  # fmt: skip
+        first = self.seen
+        self.seen += len(next(iter(columns.values())))
+        # The counts of predictions after which a check is due: multiples of step, window full.
+        start = -(-max(first + 1, s.window) // s.step) * s.step
+        due = np.arange(start, self.seen + 1, s.step)
+        results: list[list[FeatureDrift]] = []
+        for name, histogram in self.histograms.items():
+            bins = np.maximum(np.searchsorted(self._edges[name], columns[name], "right") - 1, 0)
+            held = np.concatenate([self._recent[name], bins])
+            if len(due):
+                # Window counts from cumulative one-hot counts: row i counts held[:i].
+                k = len(histogram.shares)
+                cumulative = np.zeros((len(held) + 1, k))
+                cumulative[1:] = np.cumsum(np.eye(k)[held], axis=0)
+                ends = due - first + len(self._recent[name])
+                counts = cumulative[ends] - cumulative[ends - s.window]
+                results.append(compare(counts, histogram, reference_size=self.reference_size,
+                                       alpha=s.alpha, min_score=s.min_score,
+                                       feature=name))  # fmt: skip
+            self._recent[name] = held[-s.window :]
+        return [
+            DueCheck(int(m - first - 1), [feature[i] for feature in results])
+            for i, m in enumerate(due)
+        ]
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,12 @@ import socket
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import numpy as np
 from aiokafka.errors import KafkaError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from contracts import KafkaSettings, Message, ModelChanged, Prediction
-from inference.monitoring import feature_values, histograms
+from inference.monitoring import feature_columns, histograms
 from runtime.backoff import backoff
 from runtime.kafka import ModelEvents
 from runtime.signing import Verifier
@@ -74,26 +75,32 @@ class Watches:
         """Feed the stored predictions of a batch, as the batch processor decoded them (bad
         records went to the DLQ, error replies and explanations were left out); the checks
         that came due."""
-        checks: list[DriftCheck] = []
+        by_version: dict[str, list[Prediction]] = {}
         for message in messages:
             if isinstance(message, Prediction):
-                checks += self._observe(message)
+                by_version.setdefault(message.model_version, []).append(message)
+        checks: list[DriftCheck] = []
+        for version, predictions in by_version.items():
+            checks += self._observe(version, predictions)
         return checks
 
-    def _observe(self, p: Prediction) -> list[DriftCheck]:
-        watch = self._versions.get(p.model_version)
-        if watch is None or p.features is None or p.features.unknown_share is None:
-            self.metrics.unmonitored.labels(p.model_version).inc()
+    def _observe(self, version: str, predictions: list[Prediction]) -> list[DriftCheck]:
+        watch = self._versions.get(version)
+        described = [p for p in predictions if p.features and p.features.unknown_share is not None]
+        monitored = described if watch is not None else []
+        if unmonitored := len(predictions) - len(monitored):
+            self.metrics.unmonitored.labels(version).inc(unmonitored)
+        if watch is None or not monitored:
             return []
-        results = watch.monitor.add(feature_values(p.probability, p.label, p.features))
-        if results is None:
-            return []
-        return [self._checked(p, result) for result in results]
+        due = watch.monitor.add_many(_columns(monitored))
+        checks = [self._checked(monitored[d.index], r) for d in due for r in d.results]
+        for result in due[-1].results if due else []:  # gauges: the latest check is what counts
+            self.metrics.drift_score.labels(version, result.feature).set(result.score)
+            self.metrics.drift_alarm.labels(version, result.feature).set(int(result.alarm))
+        return checks
 
     def _checked(self, p: Prediction, result: FeatureDrift) -> DriftCheck:
         labels = (p.model_version, result.feature)
-        self.metrics.drift_score.labels(*labels).set(result.score)
-        self.metrics.drift_alarm.labels(*labels).set(int(result.alarm))
         if result.alarm != (labels in self._alarming):  # log the changes, not every check
             self._alarming ^= {labels}
             log.warning("drift %s: version %s, feature %s: PSI %.3f, p %.2g",
@@ -177,6 +184,18 @@ class Monitor:
                 await self._store.write_drift(self._id, checks)
         except (StoreUnavailable, TimeoutError) as exc:
             log.warning("%d drift checks not written: %r", len(checks), exc)
+
+
+def _columns(predictions: Sequence[Prediction]) -> dict[str, np.ndarray]:
+    """The predictions' feature values, a column per feature (their features are set)."""
+    n = len(predictions)
+    fields = (
+        (p.probability for p in predictions),
+        (p.label for p in predictions),
+        (p.features.words for p in predictions if p.features),
+        (p.features.unknown_share for p in predictions if p.features),
+    )
+    return feature_columns(*(np.fromiter(f, dtype=np.float64, count=n) for f in fields))
 
 
 def _log_retry(state: RetryCallState) -> None:

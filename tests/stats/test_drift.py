@@ -41,10 +41,28 @@ def test_no_check_before_the_window_is_full_then_one_every_step() -> None:
     assert [i + 1 for i, r in enumerate(results) if r is not None] == [50, 60, 70]
 
 
+@pytest.mark.parametrize("batch", [1, 7, 25, 300, 2000])
+def test_a_batch_gets_the_checks_of_its_predictions_added_one_by_one(batch: int) -> None:
+    values = stream([0.3, 0.3, 0.2, 0.2], 2500, seed=3)
+    one_by_one = DriftMonitor(REFERENCE, 3000, DriftSettings())
+    expected = [(i, c) for i, v in enumerate(values) for c in one_by_one.add(v) or []]
+    batched = DriftMonitor(REFERENCE, 3000, DriftSettings())
+    got = []
+    for start in range(0, len(values), batch):
+        column = np.array([v["x"] for v in values[start : start + batch]])
+        got += [(start + due.index, c) for due in batched.add_many({"x": column})
+                for c in due.results]  # fmt: skip
+    assert [i for i, _ in got] == [i for i, _ in expected]
+    for (_, mine), (_, theirs) in zip(got, expected, strict=True):
+        assert mine.alarm == theirs.alarm
+        assert mine.score == pytest.approx(theirs.score)
+        assert mine.p_value == pytest.approx(theirs.p_value)
+
+
 def test_a_bin_the_reference_never_saw_does_not_break_the_measures() -> None:
     reference = Histogram([0.0, 1.0], [1.0, 0.0])
-    drift = compare(np.array([0.0, 50.0]), reference, reference_size=100, alpha=1e-4,
-                    min_score=0.15, feature="x")  # fmt: skip
+    (drift,) = compare(np.array([[0.0, 50.0]]), reference, reference_size=100, alpha=1e-4,
+                       min_score=0.15, feature="x")  # fmt: skip
     assert np.isfinite(drift.score)
     assert drift.alarm
 
