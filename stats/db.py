@@ -167,7 +167,8 @@ WHERE matched_at IS NULL AND request_id IS NOT NULL
 _INSERT_DRIFT = """
 INSERT INTO drift_checks (monitor, model_version, feature, checked_at, window_size, score,
                           p_value, alarm)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+SELECT $1, * FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::int[], $6::float8[],
+                         $7::float8[], $8::bool[])
 ON CONFLICT DO NOTHING
 """
 
@@ -270,13 +271,13 @@ class PostgresStatsStore:
 
     async def write_drift(self, monitor: str, checks: Sequence[DriftCheck]) -> None:
         """The drift monitor's checks (derived data: a check written twice is kept once)."""
+        if not checks:
+            return
 
         async def work(conn: asyncpg.Connection) -> None:
-            await conn.executemany(
-                _INSERT_DRIFT,
-                [(monitor, c.model_version, c.feature, c.checked_at, c.window_size, c.score,
-                  c.p_value, c.alarm) for c in checks],
-            )  # fmt: skip
+            columns = zip(*((c.model_version, c.feature, c.checked_at, c.window_size, c.score,
+                             c.p_value, c.alarm) for c in checks), strict=True)  # fmt: skip
+            await conn.execute(_INSERT_DRIFT, monitor, *map(list, columns))
 
         await self._call(work)
 
