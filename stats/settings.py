@@ -24,7 +24,7 @@ class Settings(BaseSettings):
     group_id: str = Field(
         "reviewstream-stats", min_length=1, description="Kafka consumer group (the faust app id)"
     )
-    batch_max: int = Field(500, ge=1, description="most records written in one transaction")
+    batch_max: int = Field(2000, ge=1, description="most records written in one transaction")
     batch_within_s: float = Field(
         0.25, gt=0, description="longest wait to fill a batch before writing what is there"
     )

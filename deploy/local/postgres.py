@@ -33,6 +33,7 @@ from stats.roles import ensure_login_roles
 log = logging.getLogger(__name__)
 
 SYSTEM_USER = "reviewstream_pg"
+MAX_LOCKS_PER_TRANSACTION = 256
 
 
 def binaries() -> Path:
@@ -169,6 +170,8 @@ def main() -> int:
         "-h", host,
         "-p", str(port),
         "-k", "",  # TCP only: no socket file whose path length could break the start
+        # A lock per request of a stats batch: see deploy/compose/postgres/initdb/20-stats-locks.sql
+        "-c", f"max_locks_per_transaction={MAX_LOCKS_PER_TRANSACTION}",
     ]  # fmt: skip
     # SIGTERM is PostgreSQL's smart shutdown: the services, stopping at the same time, close
     # their connections first (no "terminating connection" FATAL in the log); SIGINT, its fast

@@ -14,7 +14,8 @@ import pytest
 from contracts import Feedback, Prediction, Source, Timings
 from gateway import readmodel as queries
 from stats.aggregates import FeedbackRow, PredictionRow
-from stats.db import PostgresStatsStore, create_pool
+from stats.db import _LOCK_NAMESPACE, PostgresStatsStore, create_pool
+from stats.settings import Settings
 from stats.store import DriftCheck
 
 
@@ -79,6 +80,62 @@ async def test_a_prediction_and_its_feedback_written_at_the_same_moment_pair_exa
     assert await pool.fetchval("SELECT count(*) FROM feedback WHERE matched_at IS NULL") == 0
     stored = dict(await pool.fetch("SELECT request_id, true_label FROM predictions"))
     assert stored == truth
+
+
+async def test_four_processors_full_batches_held_at_once_fit_in_the_lock_table(
+    store: tuple[PostgresStatsStore, asyncpg.Pool], database_url: str
+) -> None:
+    """Each transaction holds a lock per request of its batch until it commits. Four processors,
+    each writing a full predictions batch and a full feedback batch (RS_STATS_BATCH_MAX) at
+    once, hold 16,000 locks together: more than PostgreSQL's default lock table
+    (max_locks_per_transaction 64: 'out of shared memory'); the stack's PostgreSQL has room.
+    The eight transactions are made to hold their locks at the same moment: every batch also
+    carries one request whose lock sorts last (locks are taken in hash order) and which this
+    test holds, so each takes all its other locks and then waits."""
+    stats, pool = store
+    batch = Settings().batch_max
+    writers = 4
+    own = [[f"held-{w}-{kind}-{i}" for i in range(batch - 1)]
+           for w in range(writers) for kind in ("p", "f")]  # fmt: skip
+    hashes = dict(await pool.fetch(
+        "SELECT r, hashtext(r) FROM unnest($1::text[]) AS r", [r for ids in own for r in ids]
+    ))  # fmt: skip
+    gate = max(hashes, key=hashes.__getitem__)
+    own = [[r for r in ids if r != gate] for ids in own]
+    holder = await asyncpg.connect(database_url)  # beside the pool's 8, one per transaction
+    try:
+        await holder.execute(
+            "SELECT pg_advisory_lock($1::int, hashtext($2))", _LOCK_NAMESPACE, gate
+        )
+        writes = [
+            asyncio.ensure_future(
+                stats.write_predictions([prediction_row(r, 1) for r in [*ids, gate]])
+                if n % 2 == 0
+                else stats.write_feedback([feedback_row(r, 1) for r in [*ids, gate]])
+            )
+            for n, ids in enumerate(own)
+        ]
+        ours = (
+            "locktype = 'advisory'"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+        waiting = f"SELECT count(*) FROM pg_locks WHERE {ours} AND NOT granted"
+        async with asyncio.timeout(60):
+            while await holder.fetchval(waiting) < len(own):
+                assert not any(w.done() for w in writes), [
+                    w.exception() for w in writes if w.done()
+                ]
+                await asyncio.sleep(0.05)
+        held = await holder.fetchval(f"SELECT count(*) FROM pg_locks WHERE {ours}")
+        assert held > 2 * writers * (batch - 2)
+        await holder.execute(
+            "SELECT pg_advisory_unlock($1::int, hashtext($2))", _LOCK_NAMESPACE, gate
+        )
+    finally:
+        await holder.close()
+    await asyncio.gather(*writes)
+    predictions = sum(len(ids) for ids in own[::2]) + 1
+    assert await pool.fetchval("SELECT count(*) FROM predictions") == predictions
 
 
 async def test_unmatched_feedback_is_kept_for_the_retention_then_purged(
