@@ -113,6 +113,10 @@ def main(
         str | None,
         typer.Option(help="stats processors in one group, per run (default 1,2; quick 1)"),
     ] = None,
+    stats_feedback_every: Annotated[
+        int | None,
+        typer.Option(min=0, help="feedback for every N-th of them (default 10; 0: none)"),
+    ] = None,
     soak_minutes: Annotated[
         float | None,
         typer.Option(min=0.05, help="minutes of the soak (default 10, quick 0.25)"),
@@ -156,6 +160,7 @@ def main(
         "accurate_bundle": accurate_bundle,
         "stats_records": stats_records,
         "stats_processors": _ints(stats_processors) if stats_processors else None,
+        "stats_feedback_every": stats_feedback_every,
         "soak_minutes": soak_minutes,
         "soak_rate": soak_rate,
         "kill_rate": kill_rate,

@@ -32,17 +32,19 @@ classify: the body's validation, encoding the request, the publish call and the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-import aiohttp
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from benchmarks.clients import healthz_client, mlflow_client, rest_client
+from benchmarks.load import Send
 from benchmarks.streaming import reader_at_end
 from contracts import (
     KafkaSettings,
@@ -104,26 +106,13 @@ async def http_ms(
     with the same reviews: all see the same machine state, and each counted request follows
     its own target's last answer, as in a c=1 run (the first of a turn follows another
     target's: not counted)."""
-    async with aiohttp.ClientSession() as http:
-
-        async def timed(method: str, url: str, body: object = None) -> float:
-            started = time.perf_counter()
-            async with http.request(method, url, json=body) as r:
-                await r.read()
-                r.raise_for_status()
-            return time.perf_counter() - started
-
-        def invocations(url: str) -> Callable[[str], Awaitable[float]]:
-            return lambda text: timed(
-                "POST", f"{url}/invocations",
-                {"dataframe_split": {"columns": ["text"], "data": [[text]]}},
-            )  # fmt: skip
-
-        targets: dict[str, Callable[[str], Awaitable[float]]] = {
-            REST: lambda text: timed("POST", f"{base_url}/v1/classify", {"text": text}),
-            HEALTHZ: lambda text: timed("GET", f"{base_url}/healthz"),
-            **{name: invocations(url) for name, url in peers.items()},
+    async with contextlib.AsyncExitStack() as clients:
+        targets: dict[str, Send] = {
+            REST: await clients.enter_async_context(rest_client(base_url)),
+            HEALTHZ: await clients.enter_async_context(healthz_client(base_url)),
         }
+        for name, url in peers.items():
+            targets[name] = await clients.enter_async_context(mlflow_client(url))
         took: dict[str, list[float]] = {name: [] for name in targets}
         cycle = itertools.cycle(texts)
         warmup_turns = math.ceil(warmup / TURN)
@@ -131,9 +120,10 @@ async def http_ms(
             reviews = list(itertools.islice(cycle, TURN))
             for name, send in targets.items():
                 for i, text in enumerate(reviews):
-                    seconds = await send(text)
+                    started = time.perf_counter()
+                    await send(text)
                     if turn >= warmup_turns and i > 0:
-                        took[name].append(seconds)
+                        took[name].append(time.perf_counter() - started)
     medians = {name: _median_ms(seconds) for name, seconds in took.items()}
     return medians.pop(REST), medians.pop(HEALTHZ), medians
 

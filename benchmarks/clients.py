@@ -1,7 +1,7 @@
-"""The single-review clients the load generator drives: the gateway's REST classify, the
-gateway's WebSocket, ``mlflow models serve``'s /invocations (one aiohttp session each), and a
-producer straight to the requests topic that waits for the prediction (as a producer service
-publishes, with a reader matching the answers by key)."""
+"""The single-review clients the load generator drives: the gateway's REST classify (and its
+``/healthz``, the HTTP alone), the gateway's WebSocket, ``mlflow models serve``'s /invocations
+(one aiohttp session each), and a producer straight to the requests topic that waits for the
+prediction (as a producer service publishes, with a reader matching the answers by key)."""
 
 from __future__ import annotations
 
@@ -36,6 +36,21 @@ async def rest_client(base_url: str) -> AsyncIterator[Send]:
 
         async def send(text: str) -> Any:
             async with http.post(f"{base_url}/v1/classify", json={"text": text}) as response:
+                body = await response.json(content_type=None)
+                if response.status != 200:
+                    raise RequestFailed(f"{response.status}: {body}")
+                return body
+
+        yield send
+
+
+@asynccontextmanager
+async def healthz_client(base_url: str) -> AsyncIterator[Send]:
+    """GET /healthz, whatever the text: the gateway's HTTP alone (no Kafka, no model)."""
+    async with _session() as http:
+
+        async def send(text: str) -> Any:
+            async with http.get(f"{base_url}/healthz") as response:
                 body = await response.json(content_type=None)
                 if response.status != 200:
                     raise RequestFailed(f"{response.status}: {body}")

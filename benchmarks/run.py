@@ -69,7 +69,7 @@ ARTIFACTS = ROOT / ".artifacts" / "bench"
 SETTLE_CONCURRENCY = 32
 PEER, PEER_TUNED = "4 mlflow models serve", "4 mlflow models serve, tuned"
 PEER_SHORT = {PEER: "mlflow", PEER_TUNED: "mlflow tuned"}
-STATS_BATCH_MAX = 500  # the stats processor's default
+STATS_BATCH_MAX = 2000  # the stats processor's default
 STEADY_LOAD_S = 10.0  # of the reload scenario's load before its first move
 
 
@@ -88,8 +88,9 @@ class Options:
     explain_reviews: int = 200  # reviews explained by the fast model
     explain_reviews_accurate: int = 5  # occlusion: one encoder row per word, ~10 s a review
     accurate_bundle: Path | None = None  # default: the pretrained encoder with a random head
-    stats_records: int = 50_000  # predictions through the stats path, per run (+ half as feedback)
+    stats_records: int = 50_000  # predictions through the stats path, per run
     stats_processors: list[int] = field(default_factory=lambda: [1, 2])  # in one group, per run
+    stats_feedback_every: int = 10  # feedback (a label) for every N-th prediction; 0: none
     kill_rate: float = 40.0  # REST requests a second while a broker is killed
     kill_before_s: float = 20.0  # of load before the kill
     kill_after_s: float = 40.0  # of load after it
@@ -307,13 +308,16 @@ class Run:
                 measured = await stats_run(
                     self.stack.kafka.bootstrap_servers, database, self.o.stats_records,
                     STATS_BATCH_MAX, self.work, monitor=monitor, echo=self.echo, processors=n,
+                    feedback_every=self.o.stats_feedback_every,
                 )  # fmt: skip
                 run = measured.processed
                 which = f"{'on' if monitor else 'off'}" + (f", {n} processors" if n > 1 else "")
                 self.report.add("8 stats path", f"drift monitor {which}", "records/s", [run.rate],
-                                f"{run.records} records (predictions, feedback for half), "
-                                "Kafka -> PostgreSQL, 10% to 90% stored, the group settled "
-                                "before the load")  # fmt: skip
+                                f"{run.records} records ({self.o.stats_records} predictions, "
+                                "the rest feedback), Kafka -> PostgreSQL, 10% to 90% stored, "
+                                "the group settled before the load")  # fmt: skip
+                self.report.add("8 stats path", f"predictions, monitor {which}", "predictions/s",
+                                [run.predictions_rate], "of the records/s above")  # fmt: skip
                 self.report.add("8 stats path", f"CPU/record, monitor {which}", "us",
                                 [run.cpu_us], "the processors' together, user + system, "
                                 "10% to 90% stored")  # fmt: skip

@@ -1,20 +1,21 @@
 """Sustained records/second of the stats processor into PostgreSQL, on this machine.
 
-    .venv/bin/python -m benchmarks.stats_throughput [--records 20000] [--batch-max 500]
-        [--processors 1 --processors 2] [--baseline DIR]
+    .venv/bin/python -m benchmarks.stats_throughput [--records 20000] [--batch-max 2000]
+        [--feedback-every 2] [--processors 1 --processors 2] [--baseline DIR]
 
 Starts a local stack on free ports (or uses the running one with ``--running-stack``) and runs
 the real processor (``python -m stats``) twice, on fresh topics and a fresh database each time:
 without the drift monitor, then with it (every version announced with a reference profile).
 Each time the processor joins its group on the empty topics and is paused (SIGSTOP) once the
 group is stable; predictions (with the features the drift monitor reads) and the feedback for
-half of them are loaded; it is resumed and the database sampled: the rate is measured between
-10% and 90% of the records stored, so start-up, the group's rebalances and the tail do not
-count (see ``processor_rate``). A second figure times the store alone (batches straight into
-``PostgresStatsStore``, no Kafka) to show where the time goes. Besides records/s,
-each run says the processor's CPU (user + system, all its threads) per
-record over the same span: on a shared machine the rate follows the other jobs, the CPU per
-record much less.
+every ``--feedback-every``-th of them (half by default; 0: none) are loaded; it is resumed and
+the database sampled: the rate is measured between 10% and 90% of the records stored, so
+start-up, the group's rebalances and the tail do not count (see ``processor_rate``), in
+records/s and in predictions/s (the records that are predictions). A second figure times the
+store alone (batches straight into ``PostgresStatsStore``, no Kafka) to show where the time
+goes. Each run also says the processor's CPU (user + system, all its threads) per record over
+the same span: on a shared machine the rate follows the other jobs, the CPU per record much
+less.
 
 ``--processors N`` (repeatable, e.g. ``--processors 1 --processors 2``): N processors in one
 consumer group share each load, for each N given, one after the other on the same stack, so
@@ -80,6 +81,8 @@ class Rates(NamedTuple):
 
     rate: float
     """records/s stored, between 10% and 90% of them"""
+    predictions_rate: float
+    """predictions/s stored over the same span (the rest of ``rate`` is feedback)"""
     seconds: float
     """from the processors' resume, the records loaded, to the last record stored"""
     cpu_us: float
@@ -87,7 +90,7 @@ class Rates(NamedTuple):
     settled_s: float
     """when every processor was in the group and it was stable, from their start"""
     records: int
-    """records loaded: predictions and the feedback for half of them"""
+    """records loaded: predictions and the feedback for some of them"""
     unsettled: int
     """looks at the group (every 0.5 s while reading) that found it rebalancing"""
 
@@ -147,8 +150,9 @@ async def announce_versions(kafka: KafkaSettings) -> None:
         await producer.stop()
 
 
-async def load(kafka: KafkaSettings, preds: list[Prediction]) -> int:
-    """Predictions, and feedback for every second one; returns how many records were sent."""
+async def load(kafka: KafkaSettings, preds: list[Prediction], feedback_every: int = 2) -> int:
+    """Predictions, and feedback for every ``feedback_every``-th one (none for 0); returns how
+    many records were sent."""
     producer = AIOKafkaProducer(**kafka.client(), acks="all", linger_ms=20)
     await producer.start()
     sent = 0
@@ -157,7 +161,7 @@ async def load(kafka: KafkaSettings, preds: list[Prediction]) -> int:
             key = p.request_id.encode()
             await producer.send(kafka.predictions_topic, key=key, value=encode(p))
             sent += 1
-            if i % 2 == 0:
+            if feedback_every and i % feedback_every == 0:
                 fb = Feedback(request_id=p.request_id, label=1, source=Source.REPLAY)
                 await producer.send(kafka.feedback_topic, key=key, value=encode(fb))
                 sent += 1
@@ -167,12 +171,12 @@ async def load(kafka: KafkaSettings, preds: list[Prediction]) -> int:
     return sent
 
 
-async def stored(conn: asyncpg.Connection) -> int:
-    return int(
-        await conn.fetchval(
-            "SELECT (SELECT count(*) FROM predictions) + (SELECT count(*) FROM feedback)"
-        )
+async def stored(conn: asyncpg.Connection) -> tuple[int, int]:
+    """Records stored (predictions and feedback), and the predictions among them."""
+    predictions, feedback = await conn.fetchrow(
+        "SELECT (SELECT count(*) FROM predictions), (SELECT count(*) FROM feedback)"
     )
+    return int(predictions) + int(feedback), int(predictions)
 
 
 async def processor_rate(
@@ -195,7 +199,7 @@ async def processor_rate(
     after the other (each join is a rebalance that stops the group's reading), nor of the load
     generator. The pause, a few seconds, is well inside the group's session timeout (45 s)."""
     conn = await asyncpg.connect(url)
-    samples: list[tuple[float, int, float]] = []  # (time, records stored, processors' CPU s)
+    samples: list[Sample] = []
     group = f"bench-{uuid.uuid4().hex[:8]}"
     admin = AIOKafkaAdminClient(**kafka.client())
     await admin.start()
@@ -226,17 +230,18 @@ async def processor_rate(
             resumed = time.monotonic()
             unsettled = 0
             deadline = resumed + 600
-            while not samples or samples[-1][1] < total:
+            while not samples or samples[-1].records < total:
                 for p in running:
                     if not p.alive() or time.monotonic() > deadline:
                         raise RuntimeError(f"a processor did not finish:\n{p.log()[-3000:]}")
                 if stalled(samples):
                     raise RuntimeError(
-                        f"stalled: {samples[-1][1]} of {total} records stored and none for "
+                        f"stalled: {samples[-1].records} of {total} records stored and none for "
                         f"{STALL_S:.0f}s; lag per processor: {[await lagging(p) for p in running]}"
                     )
                 cpu = sum(t.user + t.system for t in (c.cpu_times() for c in cpus))
-                samples.append((time.monotonic(), await stored(conn), cpu))
+                records, predictions_stored = await stored(conn)
+                samples.append(Sample(time.monotonic(), records, predictions_stored, cpu))
                 if len(samples) % 5 == 0 and not await group_settled(admin, group, processors):
                     unsettled += 1
                 await asyncio.sleep(0.1)
@@ -245,24 +250,43 @@ async def processor_rate(
     finally:
         await conn.close()
         await admin.close()
-    i10 = next(i for i, (_, c, _) in enumerate(samples) if c >= 0.1 * total)
-    i90 = next(i for i, (_, c, _) in enumerate(samples) if c >= 0.9 * total)
+    i10 = next(i for i, s in enumerate(samples) if s.records >= 0.1 * total)
+    i90 = next(i for i, s in enumerate(samples) if s.records >= 0.9 * total)
     if i10 == i90:  # a small load stored within one sample: measure from the sample before
         i10 = max(0, i10 - 1)
-    (t10, c10, cpu10), (t90, c90, cpu90) = samples[i10], samples[i90]
-    if t90 <= t10:  # stored before the first sample: measure from the resume
-        t10, c10, cpu10 = resumed, 0, samples[0][2]
-    cpu_us = (cpu90 - cpu10) / max(1, c90 - c10) * 1e6
-    rate = (c90 - c10) / (t90 - t10)
-    return Rates(rate, samples[-1][0] - resumed, cpu_us, settled_s, total, unsettled)
+    first, last = samples[i10], samples[i90]
+    if last.at <= first.at:  # stored before the first sample: measure from the resume
+        first = Sample(resumed, 0, 0, samples[0].cpu_s)
+    span = last.at - first.at
+    records = max(1, last.records - first.records)
+    return Rates(
+        rate=(last.records - first.records) / span,
+        predictions_rate=(last.predictions - first.predictions) / span,
+        seconds=samples[-1].at - resumed,
+        cpu_us=(last.cpu_s - first.cpu_s) / records * 1e6,
+        settled_s=settled_s,
+        records=total,
+        unsettled=unsettled,
+    )
 
 
-def stalled(samples: list[tuple[float, int, float]]) -> bool:
+class Sample(NamedTuple):
+    """The database and the processors, read every 0.1 s while they work."""
+
+    at: float
+    records: int
+    """predictions and feedback stored"""
+    predictions: int
+    cpu_s: float
+    """the processors' CPU (user + system) since their start, summed"""
+
+
+def stalled(samples: list[Sample]) -> bool:
     """Nothing stored for STALL_S, with records stored before (start-up is not a stall)."""
-    if not samples or samples[-1][1] == 0:
+    if not samples or samples[-1].records == 0:
         return False
-    now, count = samples[-1][0], samples[-1][1]
-    last_change = next(t for t, c, _ in samples if c == count)
+    now, count = samples[-1].at, samples[-1].records
+    last_change = next(s.at for s in samples if s.records == count)
     return now - last_change > STALL_S
 
 
@@ -314,6 +338,7 @@ async def bench(
     running_stack: bool,
     baseline: Path | None,
     processors: Sequence[int] = (1,),
+    feedback_every: int = 2,
 ) -> None:
     with tempfile.TemporaryDirectory(prefix="stats-bench-") as tmp:
         workdir = Path(tmp)
@@ -326,7 +351,8 @@ async def bench(
             else:
                 bootstrap = KafkaSettings().bootstrap_servers
                 base_url = DatabaseSettings().url.get_secret_value()
-            await run(bootstrap, base_url, records, batch_max, workdir, baseline, processors)
+            await run(bootstrap, base_url, records, batch_max, workdir, baseline, processors,
+                      feedback_every)  # fmt: skip
         finally:
             if stack is not None:
                 stack.stop()
@@ -340,6 +366,7 @@ async def run(
     workdir: Path,
     baseline: Path | None = None,
     processors: Sequence[int] = (1,),
+    feedback_every: int = 2,
 ) -> None:
     """The processor without and with the drift monitor, on the same load, side by side (and
     the baseline's before each, when given), with each number of processors given."""
@@ -352,21 +379,23 @@ async def run(
             for name, checkout in checkouts.items():
                 figures[monitor, n, name] = await one_run(
                     bootstrap, base_url, records, batch_max, workdir, monitor=monitor,
-                    checkout=checkout, processors=n,
+                    checkout=checkout, processors=n, feedback_every=feedback_every,
                 )  # fmt: skip
     first = next(iter(figures.values()))
     total = first.processed.records
     lines = [
         f"\nstats processors, Kafka -> faust -> PostgreSQL (batch_max={batch_max}), {total} "
         f"records ({records} predictions + {total - records} feedback) each run; records/s "
-        "sustained (10% to 90% stored), the processors' CPU per record (summed) over the same span:"
+        "and predictions/s sustained (10% to 90% stored), the processors' CPU per record (summed) "
+        "over the same span:"
     ]
     for (monitor, n, name), run_figures in figures.items():
         f = run_figures.processed
         where = f" ({checkouts[name]})" if baseline is not None else ""
         lines.append(
             f"  drift monitor {'on ' if monitor else 'off'}, {n} processor{'s' if n > 1 else ''}, "
-            f"{name}{where}: {f.rate:,.0f} records/s, {f.cpu_us:.0f} us CPU/record, all stored "
+            f"{name}{where}: {f.rate:,.0f} records/s ({f.predictions_rate:,.0f} predictions/s), "
+            f"{f.cpu_us:.0f} us CPU/record, all stored "
             f"{f.seconds:.1f}s after the resume (the group settled {f.settled_s:.1f}s after "
             f"their start; found rebalancing while reading: {f.unsettled} times)"
         )
@@ -390,9 +419,11 @@ async def one_run(
     echo: Callable[[str], None] = typer.echo,
     checkout: Path = ROOT,
     processors: int = 1,
+    feedback_every: int = 2,
 ) -> StatsRun:
     """Fresh topics and database, ``processors`` of ``checkout`` (this one by default) in one
-    group; every source topic has a partition for each of them at least."""
+    group; every source topic has a partition for each of them at least. The load: ``records``
+    predictions and feedback for every ``feedback_every``-th of them (none for 0)."""
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     defaults = KafkaSettings()
     kafka = defaults.prefixed(
@@ -414,7 +445,14 @@ async def one_run(
         preds = predictions(prefix, records)
         env = {"RS_STATS_BATCH_MAX": str(batch_max), "RS_STATS_DRIFT_ENABLED": str(monitor)}
         rates = await processor_rate(
-            kafka, url, lambda: load(kafka, preds), env, workdir, checkout, processors, echo
+            kafka,
+            url,
+            lambda: load(kafka, preds, feedback_every),
+            env,
+            workdir,
+            checkout,
+            processors,
+            echo,
         )
         direct = await store_rate(url, min(records, 20_000), batch_max)
         return StatsRun(rates, direct)
@@ -436,9 +474,12 @@ async def delete_topics(kafka: KafkaSettings) -> None:
 @app.command()
 def main(
     records: Annotated[
-        int, typer.Option(help="predictions to load (plus feedback for half)")
+        int, typer.Option(help="predictions to load (plus feedback, see --feedback-every)")
     ] = 20_000,
-    batch_max: Annotated[int, typer.Option(help="RS_STATS_BATCH_MAX of the processor")] = 500,
+    feedback_every: Annotated[
+        int, typer.Option(min=0, help="feedback for every N-th prediction; 0: predictions only")
+    ] = 2,
+    batch_max: Annotated[int, typer.Option(help="RS_STATS_BATCH_MAX of the processor")] = 2000,
     running_stack: Annotated[
         bool,
         typer.Option(help="use the stack at RS_KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL"),
@@ -453,7 +494,9 @@ def main(
     ] = None,
 ) -> None:
     """Print the stats processors' sustained records/second into PostgreSQL."""
-    asyncio.run(bench(records, batch_max, running_stack, baseline, processors or [1]))
+    asyncio.run(
+        bench(records, batch_max, running_stack, baseline, processors or [1], feedback_every)
+    )
 
 
 if __name__ == "__main__":

@@ -71,6 +71,7 @@ def test_quick_benchmark_saves_every_scenario_with_finite_figures(
         assert by_name[(f"7 explain, {family}", "p50 latency per review")]["median"] > 0
     for monitor in ("off", "on"):
         assert by_name[("8 stats path", f"drift monitor {monitor}")]["median"] > 0
+        assert by_name[("8 stats path", f"predictions, monitor {monitor}")]["median"] > 0
     for path in ("Kafka", "REST"):
         assert by_name[("9 soak, the maximum", f"{path} answered")]["median"] > 0
     assert by_name[("9 soak", "Kafka requests sent")]["median"] > 0
