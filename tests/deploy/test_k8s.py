@@ -16,9 +16,11 @@ from pydantic_settings import BaseSettings
 from contracts.kafka_access import PRINCIPALS
 from contracts.topics import KafkaSettings
 from deploy.healthcheck import ENDPOINTS, HEALTH_PATH, READY_PATH
+from deploy.local.postgres import MAX_LOCKS_PER_TRANSACTION
 from export.settings import Settings as ExportSettings
 from stats.roles import READER, WRITER
 from tests.deployrender import (
+    DEPLOY,
     DEPLOYED,
     K8S,
     OVERLAYS,
@@ -316,6 +318,16 @@ def test_cloudnativepg_manages_the_roles_with_secrets_made_out_of_band() -> None
         assert role["passwordSecret"]["name"].startswith("reviewstream-db-")
     assert cluster["spec"]["bootstrap"]["initdb"]["secret"]["name"] == "reviewstream-db-owner"
     assert not list(of_kind(render(k8s_tree() / "external"), "Secret"))
+
+
+def test_cloudnativepg_has_room_for_the_stats_locks_as_every_postgresql_of_ours() -> None:
+    """A stats transaction holds a lock per request of its batch (tests/stats/test_store.py
+    holds eight full batches' at once against the local stack's PostgreSQL)."""
+    cluster = find(render(k8s_tree() / "external"), "Cluster", "reviewstream-db")
+    parameters = cluster["spec"]["postgresql"]["parameters"]
+    assert parameters["max_locks_per_transaction"] == str(MAX_LOCKS_PER_TRANSACTION)
+    initdb = (DEPLOY / "compose/postgres/initdb/20-stats-locks.sql").read_text()
+    assert f"max_locks_per_transaction = {MAX_LOCKS_PER_TRANSACTION};" in initdb
 
 
 def test_prod_pins_images_and_keeps_secrets_out_of_git() -> None:
