@@ -341,6 +341,18 @@ def test_prod_pins_images_and_keeps_secrets_out_of_git() -> None:
             assert "@sha256:" in image or re.fullmatch(r"\d+\.\d+\.\d+", tag), image
 
 
+@pytest.mark.parametrize("name", [name for name in OVERLAYS if name.startswith("prod")])
+def test_prod_stores_statistics_with_two_processors_each_with_a_feedback_partition(
+    name: str,
+) -> None:
+    """One processor does not keep up with the workers' rate (README, *Statistics*); one past
+    the feedback topic's partitions would be given none of them."""
+    manifests = overlay(name)
+    kafka = config_data(manifests, "ConfigMap", _env_from(manifests, "stats", "kafka-settings"))
+    stats = find(manifests, "Deployment", "stats")
+    assert 2 <= stats["spec"]["replicas"] <= int(kafka["RS_KAFKA_FEEDBACK_PARTITIONS"])
+
+
 @pytest.mark.parametrize("name", OVERLAYS)
 def test_kafka_settings_parse_with_the_real_settings_class(
     name: str, monkeypatch: pytest.MonkeyPatch
