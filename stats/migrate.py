@@ -18,6 +18,7 @@ from pathlib import Path
 import asyncpg
 
 from runtime.database import DatabaseSettings
+from stats.connect import connect
 from stats.roles import MIGRATIONS_TABLE, grant
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ async def apply_migrations(conn: asyncpg.Connection, *, always_grant: bool = Fal
 
 async def migrate(url: str) -> list[str]:
     """Migrate the database of ``url`` (its owner's) and grant its roles their privileges."""
-    conn = await asyncpg.connect(url)
+    conn = await connect(url)
     try:
         return await apply_migrations(conn, always_grant=True)
     finally:

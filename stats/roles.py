@@ -31,6 +31,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from runtime.database import DatabaseSettings
+from stats.connect import connect
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,7 @@ class RoleSettings(BaseSettings):
 
 async def main() -> None:
     settings = RoleSettings()
-    conn = await asyncpg.connect(settings.database.url.get_secret_value())
+    conn = await connect(settings.database.url.get_secret_value())
     try:
         await ensure_login_roles(conn, settings.passwords())
     finally:

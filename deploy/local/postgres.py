@@ -22,11 +22,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import asyncpg
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from deploy.local.child import run_child, wait_ready
 from deploy.local.database_roles import role_passwords
 from deploy.local.settings import StackSettings
+from stats.connect import connect
 from stats.migrate import migrate
 from stats.roles import ensure_login_roles
 
@@ -135,15 +135,8 @@ async def postmaster_ready(data_dir: Path, pid: int) -> None:
 async def wait_for_postgres(url: str, timeout_s: float = 60) -> None:
     parts = urlsplit(url)
     admin_url = parts._replace(path="/postgres").geturl()
-    async for attempt in AsyncRetrying(
-        stop=stop_after_delay(timeout_s),
-        wait=wait_fixed(0.2),
-        retry=retry_if_exception_type((OSError, asyncpg.CannotConnectNowError)),
-        reraise=True,
-    ):
-        with attempt:
-            conn = await asyncpg.connect(admin_url, timeout=5)
-            await conn.close()
+    conn = await connect(admin_url, timeout_s=timeout_s, cap_s=0.2)
+    await conn.close()
 
 
 def main() -> int:
