@@ -4,18 +4,19 @@ Kubernetes init Job) and the local stack waiting for its own server.
 
 A container network's name service may not resolve a name for a moment (podman's aardvark-dns
 while it reloads, a Service whose endpoints are not ready) and a starting server refuses
-connections: both are retried for a while. A wrong password or database name is not: it fails
-at once with PostgreSQL's own message.
+connections: both are waited for (:func:`runtime.startup.wait_for`, as the services wait). A
+wrong password or database name is not: it fails at once with PostgreSQL's own message.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from urllib.parse import urlsplit
 
 import asyncpg
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_delay
 
-from runtime.backoff import backoff
+from runtime.startup import wait_for
 
 log = logging.getLogger(__name__)
 
@@ -24,21 +25,24 @@ TRANSIENT = (OSError, asyncpg.CannotConnectNowError)
 
 
 async def connect(url: str, *, timeout_s: float = 120, cap_s: float = 2) -> asyncpg.Connection:
-    """A connection to ``url``, retrying transient failures for ``timeout_s`` (waits back off
-    from 0.2 s to ``cap_s``); the last failure is raised when the time is up."""
-    async for attempt in AsyncRetrying(
-        stop=stop_after_delay(timeout_s),
-        wait=backoff(cap_s),
-        retry=retry_if_exception_type(TRANSIENT),
-        before_sleep=_log_retry,
-        reraise=True,
+    """A connection to ``url``, waiting out transient failures for ``timeout_s`` (waits back
+    off from 0.2 s to ``cap_s``); then one last try, whose failure is raised."""
+    connected: list[asyncpg.Connection] = []
+
+    async def probe() -> None:
+        connected.append(await asyncpg.connect(url, timeout=5))
+
+    parts = urlsplit(url)
+    deadline = time.monotonic() + timeout_s
+    if await wait_for(
+        "PostgreSQL",
+        f"{parts.hostname}:{parts.port or 5432}",
+        probe,
+        log=log,
+        retry_on=TRANSIENT,
+        max_backoff_s=cap_s,
+        give_up=lambda: time.monotonic() >= deadline,
     ):
-        with attempt:
-            conn: asyncpg.Connection = await asyncpg.connect(url, timeout=5)
-            return conn
-    raise AssertionError("tenacity either returns or raises")  # pragma: no cover
-
-
-def _log_retry(state: RetryCallState) -> None:
-    error = state.outcome.exception() if state.outcome else None
-    log.warning("PostgreSQL not reachable yet (%r); retrying", error)
+        return connected[0]
+    conn: asyncpg.Connection = await asyncpg.connect(url, timeout=5)
+    return conn
